@@ -1,0 +1,3 @@
+//! Sync Lab's core library (crate doc is completed with the engine).
+
+pub mod protocol;

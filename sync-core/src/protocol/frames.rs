@@ -1,0 +1,181 @@
+//! The frames of PROTOCOL.md as Rust types.
+//!
+//! Encoding uses serde (internally tagged by `type`). Client frames are *decoded* by hand in
+//! [`super::decode`], because the server must be strict and name the offending field; server
+//! frames are decoded by serde and ignore unknown fields, so the server can grow.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::codes::ErrorCode;
+use super::model::CommandOp;
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// A frame a device sends to the server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// The first frame: authenticate and ask for every change after `since`.
+    Hello {
+        /// Always [`PROTOCOL_VERSION`] for this crate.
+        protocol: u64,
+        /// The user's token.
+        token: String,
+        /// 1..=64 of `[A-Za-z0-9_-]`, not `server`.
+        device_id: String,
+        /// The device's contiguous cursor (0 for none).
+        since: u64,
+    },
+    /// Write a value (last write wins).
+    Set {
+        /// Request id, unique per connection.
+        id: u64,
+        /// The key (a string: the server reports unknown keys itself).
+        key: String,
+        /// Any JSON; the server validates it against the key.
+        value: Value,
+        /// The device's revision for this key (≥ 1).
+        local_rev: u64,
+    },
+    /// Run a command on a comments key.
+    Command {
+        /// Request id, unique per connection.
+        id: u64,
+        /// A `comments/<post>` key.
+        key: String,
+        /// `name` and `args`.
+        #[serde(flatten)]
+        op: CommandOp,
+        /// The device's revision for this key (≥ 1).
+        local_rev: u64,
+    },
+    /// Heartbeat.
+    Ping {
+        /// Request id.
+        id: u64,
+    },
+}
+
+impl ClientFrame {
+    /// The request id, for frames that have one.
+    pub fn id(&self) -> Option<u64> {
+        match self {
+            ClientFrame::Hello { .. } => None,
+            ClientFrame::Set { id, .. }
+            | ClientFrame::Command { id, .. }
+            | ClientFrame::Ping { id } => Some(*id),
+        }
+    }
+
+    /// The JSON text of the frame.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("client frames always serialize")
+    }
+}
+
+/// One key's state as the server sends it: in `push` frames and in `welcome.changes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// The key.
+    pub key: String,
+    /// The stored value.
+    pub value: Value,
+    /// The revision the write got.
+    pub rev: u64,
+    /// Who wrote it (`server` for the server itself).
+    pub device_id: String,
+    /// The writer's `local_rev` (0 for the server).
+    pub local_rev: u64,
+}
+
+/// The value and revision stored for a key, sent with a `reject` so the device can roll
+/// back to the truth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Current {
+    /// The stored value.
+    pub value: Value,
+    /// Its revision.
+    pub rev: u64,
+}
+
+/// A frame the server sends to a device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The answer to a good `hello`.
+    Welcome {
+        /// The user of the token.
+        user: String,
+        /// The user's current revision.
+        rev: u64,
+        /// Every key whose revision is above `since` (everything when `reset`).
+        changes: Vec<Change>,
+        /// The server lost history the device had seen: take `changes` as the whole truth.
+        reset: bool,
+    },
+    /// A write was accepted.
+    Ack {
+        /// The request's id.
+        id: u64,
+        /// The key.
+        key: String,
+        /// The value now stored (may differ from the one sent: normalised).
+        value: Value,
+        /// The revision the write got.
+        rev: u64,
+        /// `true` when this repeats the answer to an already applied `local_rev`.
+        #[serde(default)]
+        duplicate: bool,
+    },
+    /// A write was refused; nothing changed.
+    Reject {
+        /// The request's id.
+        id: u64,
+        /// The key.
+        key: String,
+        /// Why.
+        code: ErrorCode,
+        /// For people.
+        message: String,
+        /// What is stored for the key, or `None` when nothing is (or the key is unknown).
+        current: Option<Current>,
+    },
+    /// A key changed (sent to every device of the user, the writer included).
+    Push(Change),
+    /// The heartbeat's answer.
+    Pong {
+        /// The ping's id.
+        id: u64,
+    },
+    /// A frame could not be handled.
+    Error {
+        /// What went wrong.
+        code: ErrorCode,
+        /// For people.
+        message: String,
+        /// The bad frame's id, when it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+    },
+}
+
+impl ServerFrame {
+    /// The JSON text of the frame.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server frames always serialize")
+    }
+
+    /// The frame's `type`, for logs and the wire view.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ServerFrame::Welcome { .. } => "welcome",
+            ServerFrame::Ack { .. } => "ack",
+            ServerFrame::Reject { .. } => "reject",
+            ServerFrame::Push(_) => "push",
+            ServerFrame::Pong { .. } => "pong",
+            ServerFrame::Error { .. } => "error",
+        }
+    }
+}
