@@ -1,3 +1,4 @@
 //! Sync Lab's core library (crate doc is completed with the engine).
 
+pub mod optimistic;
 pub mod protocol;
