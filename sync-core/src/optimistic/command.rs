@@ -422,6 +422,29 @@ impl<H: CommandHooks<S>, S> CommandRunner<H, S> {
         }]
     }
 
+    /// Restores a command that was waiting for its answer when the process stopped: its
+    /// optimistic value is already in the state; the caller resends it.
+    pub fn restore_running(&mut self, key: H::Key, initial: H::Value, optimistic: H::Value) {
+        self.ops.insert(
+            key,
+            Op {
+                initial,
+                last_applied: optimistic.clone(),
+                optimistic,
+                phase: Phase::Sending,
+                attempts: 0,
+                last_delay: None,
+                error: None,
+                rollback_value: None,
+            },
+        );
+    }
+
+    /// The value from before the command running for `key` (what a rollback restores).
+    pub fn initial(&self, key: &H::Key) -> Option<&H::Value> {
+        self.ops.get(key).map(|op| &op.initial)
+    }
+
     /// `true` while a command for `key` runs (the reference's `isWaiting`).
     pub fn is_running(&self, key: &H::Key) -> bool {
         self.ops.contains_key(key)

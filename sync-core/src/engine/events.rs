@@ -1,0 +1,261 @@
+//! The observable events of a device engine: everything the panes, the wire view, the
+//! timeline and the scenario trace show. Each names the rule that produced it.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::optimistic::SendKind;
+use crate::protocol::{ErrorCode, Key};
+
+use super::connection::ConnectionState;
+
+/// An event with the time it happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// When (the `now` of the input that caused it).
+    pub at: Duration,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A user intent changed the value on screen at once (optimistic write).
+    OptimisticWrite {
+        /// The key.
+        key: Key,
+        /// The value now shown.
+        value: Value,
+        /// The intent's local revision.
+        local_rev: u64,
+    },
+    /// A `set` or `command` frame was handed to the link.
+    RequestSent {
+        /// The key.
+        key: Key,
+        /// The request id.
+        id: u64,
+        /// The value sent (for a command: the optimistic list).
+        value: Value,
+        /// Its local revision.
+        local_rev: u64,
+        /// First, follow-up, resend, or sent after a failure.
+        #[serde(serialize_with = "ser_kind")]
+        kind: SendKind,
+    },
+    /// A request is due but the device is not connected: it goes out after `welcome`.
+    RequestQueued {
+        /// The key.
+        key: Key,
+    },
+    /// An ack arrived while the user had acted since: it is dropped and a follow-up sent.
+    FollowUpDecided {
+        /// The key.
+        key: Key,
+        /// The dropped ack's revision.
+        rev: u64,
+    },
+    /// The server's answer was applied.
+    ResponseApplied {
+        /// The key.
+        key: Key,
+        /// The stored value (may be normalised).
+        value: Value,
+        /// Its revision.
+        rev: u64,
+    },
+    /// An ack with a revision lower than the known one was not applied.
+    ResponseStale {
+        /// The key.
+        key: Key,
+        /// The ack's revision.
+        rev: u64,
+        /// The known revision.
+        known: u64,
+    },
+    /// A push (or catch-up change) was applied.
+    PushApplied {
+        /// The key.
+        key: Key,
+        /// The value.
+        value: Value,
+        /// Its revision.
+        rev: u64,
+        /// The writer.
+        from: String,
+    },
+    /// A push (or catch-up change) older than the known revision was ignored.
+    PushStale {
+        /// The key.
+        key: Key,
+        /// Its revision.
+        rev: u64,
+        /// The known revision.
+        known: u64,
+    },
+    /// A push with the known revision (typically the own echo after its ack) was ignored.
+    PushAlreadySeen {
+        /// The key.
+        key: Key,
+        /// Its revision.
+        rev: u64,
+    },
+    /// The echo of an older request of this device: only an acknowledgement.
+    PushTakenAsAck {
+        /// The key.
+        key: Key,
+        /// Its revision.
+        rev: u64,
+    },
+    /// `sync` ignores its own echoes.
+    OwnEchoIgnored {
+        /// The key.
+        key: Key,
+        /// Its revision.
+        rev: u64,
+    },
+    /// After reconnecting, another device's newer change superseded an unanswered intent:
+    /// nothing is sent.
+    Superseded {
+        /// The key.
+        key: Key,
+    },
+    /// The server refused a write.
+    Rejected {
+        /// The key.
+        key: Key,
+        /// Why.
+        code: ErrorCode,
+        /// The server's message.
+        message: String,
+    },
+    /// A rejected optimistic change was rolled back.
+    RolledBack {
+        /// The key.
+        key: Key,
+        /// The value that was shown.
+        from: Value,
+        /// The value shown now.
+        to: Value,
+    },
+    /// A comment was refused because another comment on the post is pending.
+    CommandRefused {
+        /// The key.
+        key: Key,
+    },
+    /// The server sent an `error` frame, or something could not be handled.
+    Error {
+        /// The code, when the server sent one.
+        code: Option<ErrorCode>,
+        /// What happened.
+        message: String,
+    },
+    /// The connection changed state.
+    Connection {
+        /// The new state.
+        state: ConnectionState,
+    },
+    /// A `welcome` was handled.
+    CaughtUp {
+        /// The user's revision.
+        rev: u64,
+        /// How many changes it carried.
+        changes: usize,
+        /// Whether the server lost history (`reset`).
+        reset: bool,
+    },
+}
+
+fn ser_kind<S: serde::Serializer>(k: &SendKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(send_kind_name(*k))
+}
+
+/// A short name for a [`SendKind`].
+pub fn send_kind_name(k: SendKind) -> &'static str {
+    match k {
+        SendKind::First => "first",
+        SendKind::FollowUp => "follow-up",
+        SendKind::Resend => "resend",
+        SendKind::AfterFailure => "after-failure",
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use EventKind::*;
+        match self {
+            OptimisticWrite {
+                key,
+                value,
+                local_rev,
+            } => {
+                write!(f, "intent {key} = {value} (local_rev {local_rev})")
+            }
+            RequestSent {
+                key,
+                id,
+                value,
+                local_rev,
+                kind,
+            } => write!(
+                f,
+                "request #{id} {key} = {value} (local_rev {local_rev}, {})",
+                send_kind_name(*kind)
+            ),
+            RequestQueued { key } => write!(f, "request for {key} waits for the connection"),
+            FollowUpDecided { key, rev } => {
+                write!(
+                    f,
+                    "ack {key} rev {rev} dropped: a follow-up carries the newer intent"
+                )
+            }
+            ResponseApplied { key, value, rev } => {
+                write!(f, "ack applied {key} = {value} rev {rev}")
+            }
+            ResponseStale { key, rev, known } => {
+                write!(f, "ack {key} rev {rev} stale (known {known})")
+            }
+            PushApplied {
+                key,
+                value,
+                rev,
+                from,
+            } => {
+                write!(f, "push applied {key} = {value} rev {rev} from {from}")
+            }
+            PushStale { key, rev, known } => {
+                write!(f, "push {key} rev {rev} stale (known {known})")
+            }
+            PushAlreadySeen { key, rev } => write!(f, "push {key} rev {rev} already seen"),
+            PushTakenAsAck { key, rev } => write!(f, "own echo {key} rev {rev} taken as ack"),
+            OwnEchoIgnored { key, rev } => write!(f, "own echo {key} rev {rev} ignored"),
+            Superseded { key } => write!(f, "intent for {key} superseded by another device"),
+            Rejected { key, code, message } => write!(f, "rejected {key}: {code} ({message})"),
+            RolledBack { key, from, to } => write!(f, "rolled back {key}: {from} -> {to}"),
+            CommandRefused { key } => write!(f, "comment refused: another on {key} is pending"),
+            Error {
+                code: Some(code),
+                message,
+            } => write!(f, "error {code}: {message}"),
+            Error {
+                code: None,
+                message,
+            } => write!(f, "error: {message}"),
+            Connection { state } => write!(f, "connection: {state}"),
+            CaughtUp {
+                rev,
+                changes,
+                reset,
+            } => write!(
+                f,
+                "welcome rev {rev}, {changes} change(s){}",
+                if *reset { ", reset" } else { "" }
+            ),
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! Handling what the server sends: acks and rejects (routed to the strategy that sent the
+//! request), pushes and catch-up changes (by the push rules of the device's strategy), and
+//! `welcome` with the reconnect rule of PROTOCOL.md.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::connection::ConnectionState;
+use super::events::EventKind;
+use super::hooks::{Rejection, roll_back_rejected};
+use super::{Engine, Machine, Request};
+use crate::optimistic::SendKind;
+use crate::optimistic::sync_with_push::{Answer, PushMeta, PushOutcome, RevisionEntry};
+use crate::protocol::{Change, Current, Key, ServerFrame, decode_server_frame};
+
+impl Engine {
+    /// A text frame from the server. A frame that does not decode is reported as an
+    /// error event and otherwise ignored.
+    pub fn on_text(&mut self, text: &str, now: Duration) {
+        match decode_server_frame(text) {
+            Ok(frame) => self.on_frame(frame, now),
+            Err(e) => {
+                self.now = now;
+                self.heartbeat.last_received = now;
+                self.state.emit(EventKind::Error {
+                    code: None,
+                    message: format!("undecodable frame from the server: {e}"),
+                });
+                self.flush_events();
+            }
+        }
+    }
+
+    /// A decoded frame from the server.
+    pub fn on_frame(&mut self, frame: ServerFrame, now: Duration) {
+        self.now = now;
+        self.heartbeat.last_received = now;
+        match frame {
+            ServerFrame::Welcome {
+                user,
+                rev,
+                changes,
+                reset,
+            } => self.on_welcome(user, rev, changes, reset),
+            ServerFrame::Ack { id, value, rev, .. } => self.on_ack(id, value, rev),
+            ServerFrame::Reject {
+                id,
+                code,
+                message,
+                current,
+                ..
+            } => self.on_reject(
+                id,
+                Rejection {
+                    code,
+                    message,
+                    current,
+                },
+            ),
+            ServerFrame::Push(change) => {
+                self.cursor.saw(change.rev);
+                self.apply_change(change);
+            }
+            ServerFrame::Pong { id } => {
+                self.requests.remove(&id);
+            }
+            ServerFrame::Error { code, message, .. } => self.state.emit(EventKind::Error {
+                code: Some(code),
+                message,
+            }),
+        }
+        self.flush_events();
+    }
+
+    fn on_ack(&mut self, id: u64, value: Value, rev: u64) {
+        let Some(request) = self.requests.remove(&id) else {
+            self.unknown_answer(id);
+            return;
+        };
+        match request {
+            Request::Write { key, local_rev } => match &mut self.machine {
+                Machine::WithPush(m) => {
+                    let answer = Answer {
+                        response: Some(value),
+                        rev: Some(rev as i64),
+                    };
+                    let fx = m.on_response(&mut self.state, &key, Ok(answer));
+                    self.run_push_effects(fx, rev);
+                }
+                Machine::Sync(m) => {
+                    let fx = m.on_response(&mut self.state, &key, Ok(Some((value, rev))));
+                    self.run_sync_effects(fx, rev);
+                }
+                Machine::Naive(n) => {
+                    n.answered(&key, local_rev);
+                    self.state.confirm(&key, value.clone(), rev);
+                    self.state
+                        .emit(EventKind::ResponseApplied { key, value, rev });
+                }
+            },
+            Request::Command { key } => {
+                let fx = self
+                    .comments
+                    .on_response(&mut self.state, &key, Ok(Some((value, rev))));
+                self.run_command_effects(fx);
+            }
+            Request::Ping => {}
+        }
+    }
+
+    fn on_reject(&mut self, id: u64, rejection: Rejection) {
+        let Some(request) = self.requests.remove(&id) else {
+            self.unknown_answer(id);
+            return;
+        };
+        let key = match &request {
+            Request::Write { key, .. } | Request::Command { key } => key.clone(),
+            Request::Ping => return,
+        };
+        self.state.emit(EventKind::Rejected {
+            key: key.clone(),
+            code: rejection.code,
+            message: rejection.message.clone(),
+        });
+        let current = rejection.current.clone();
+        match request {
+            Request::Write { local_rev, .. } => match &mut self.machine {
+                Machine::WithPush(m) => {
+                    let fx = m.on_response(&mut self.state, &key, Err(rejection));
+                    self.run_push_effects(fx, 0);
+                }
+                Machine::Sync(m) => {
+                    let fx = m.on_response(&mut self.state, &key, Err(rejection));
+                    self.run_sync_effects(fx, 0);
+                }
+                Machine::Naive(n) => {
+                    if let Some(write) = n.answered(&key, local_rev) {
+                        roll_back_rejected(&mut self.state, &key, &write.value, &rejection);
+                    }
+                }
+            },
+            Request::Command { .. } => {
+                let fx = self
+                    .comments
+                    .on_response(&mut self.state, &key, Err(rejection));
+                self.run_command_effects(fx);
+            }
+            Request::Ping => {}
+        }
+        if let Some(current) = current {
+            self.learn_current(&key, current);
+        }
+    }
+
+    /// A reject's `current` becomes the known revision if it is newer.
+    fn learn_current(&mut self, key: &Key, current: Current) {
+        let slot = self.state.slot(key);
+        if current.rev > slot.known_rev {
+            slot.known_rev = current.rev;
+            slot.confirmed = current.value;
+        }
+    }
+
+    fn unknown_answer(&mut self, id: u64) {
+        self.state.emit(EventKind::Error {
+            code: None,
+            message: format!("answer to request #{id}, which this connection did not send"),
+        });
+    }
+
+    /// A push or catch-up change, by the push rules of the device's strategy.
+    fn apply_change(&mut self, change: Change) {
+        let key = match Key::parse(&change.key) {
+            Ok(key) => key,
+            Err(e) => {
+                self.state.emit(EventKind::Error {
+                    code: None,
+                    message: format!("change ignored: {e}"),
+                });
+                return;
+            }
+        };
+        let from_other = change.device_id != self.device_id;
+        let applied = match &mut self.machine {
+            Machine::WithPush(m) => {
+                let meta = PushMeta {
+                    rev: change.rev as i64,
+                    local_rev: change.local_rev as i64,
+                    device_id: change.device_id.clone(),
+                };
+                match m.push(&mut self.state, &key, meta, change.value.clone()) {
+                    PushOutcome::Stale { known } => {
+                        self.state.stale(EventKind::PushStale {
+                            key: key.clone(),
+                            rev: change.rev,
+                            known: known as u64,
+                        });
+                        false
+                    }
+                    PushOutcome::AlreadySeen => {
+                        self.state.emit(EventKind::PushAlreadySeen {
+                            key: key.clone(),
+                            rev: change.rev,
+                        });
+                        false
+                    }
+                    PushOutcome::TakenAsAck => {
+                        self.state.emit(EventKind::PushTakenAsAck {
+                            key: key.clone(),
+                            rev: change.rev,
+                        });
+                        false
+                    }
+                    PushOutcome::Applied | PushOutcome::Declined => true,
+                }
+            }
+            Machine::Sync(_) if !from_other => {
+                self.state.emit(EventKind::OwnEchoIgnored {
+                    key: key.clone(),
+                    rev: change.rev,
+                });
+                false
+            }
+            Machine::Sync(_) | Machine::Naive(_) => {
+                self.state.confirm(&key, change.value.clone(), change.rev);
+                true
+            }
+        };
+        if applied {
+            if from_other {
+                self.state.slot(&key).superseded = true;
+            }
+            self.state.emit(EventKind::PushApplied {
+                key,
+                value: change.value,
+                rev: change.rev,
+                from: change.device_id,
+            });
+        }
+    }
+
+    fn on_welcome(&mut self, user: String, rev: u64, changes: Vec<Change>, reset: bool) {
+        if self.conn != ConnectionState::Handshaking {
+            self.state.emit(EventKind::Error {
+                code: None,
+                message: "`welcome` outside the handshake ignored".into(),
+            });
+            return;
+        }
+        self.user = Some(user);
+        let count = changes.len();
+        if reset {
+            self.apply_reset(changes);
+            self.cursor.reset(rev);
+        } else {
+            for change in changes {
+                self.apply_change(change);
+            }
+            self.cursor.caught_up(rev);
+        }
+        self.conn = ConnectionState::Connected;
+        self.attempt = 0;
+        self.connection_event();
+        self.state.emit(EventKind::CaughtUp {
+            rev,
+            changes: count,
+            reset,
+        });
+        self.resolve_open_requests();
+    }
+
+    /// `welcome` with `reset`: the server lost history. Forget known revisions, take every
+    /// change as the truth, return missing keys to their defaults (rev 0) — but keep what
+    /// the user intends for keys with unacknowledged intents, which are resent next.
+    fn apply_reset(&mut self, changes: Vec<Change>) {
+        let mut truth: std::collections::BTreeMap<Key, Change> = changes
+            .into_iter()
+            .filter_map(|c| Key::parse(&c.key).ok().map(|k| (k, c)))
+            .collect();
+        let pending = self.pending_keys();
+        let mut keys: Vec<Key> = self.state.keys.keys().cloned().collect();
+        keys.extend(truth.keys().cloned());
+        keys.sort();
+        keys.dedup();
+        for key in keys {
+            let (value, rev) = match truth.remove(&key) {
+                Some(c) => (c.value, c.rev),
+                None => (key.default_value(), 0),
+            };
+            let keep_shown = pending.contains(&key) || self.commands.contains_key(&key);
+            let slot = self.state.slot(&key);
+            slot.confirmed = value.clone();
+            slot.known_rev = rev;
+            slot.superseded = false;
+            if !keep_shown {
+                slot.shown = value;
+            }
+            let local = slot.local_rev as i64;
+            if let Machine::WithPush(m) = &mut self.machine {
+                m.set_entry(
+                    key,
+                    RevisionEntry {
+                        local,
+                        server: rev as i64,
+                        is_push: false,
+                    },
+                );
+            }
+        }
+    }
+
+    /// PROTOCOL.md's reconnect rule, per key with an unanswered or unsent write: superseded
+    /// by another device's newer change → nothing is sent; else the unanswered request is
+    /// resent unchanged, or the newest intent is sent. Commands are always resent unchanged
+    /// (the server's idempotency makes that safe; a comment is not last-value-wins).
+    fn resolve_open_requests(&mut self) {
+        for key in self.pending_keys() {
+            let superseded = self.state.slot(&key).superseded;
+            if superseded {
+                self.state.emit(EventKind::Superseded { key: key.clone() });
+            }
+            match &mut self.machine {
+                Machine::WithPush(m) => {
+                    let fx = m.on_answer_lost(&mut self.state, &key, superseded);
+                    self.run_push_effects(fx, 0);
+                }
+                Machine::Sync(m) => {
+                    let fx = m.on_answer_lost(&mut self.state, &key, superseded);
+                    self.run_sync_effects(fx, 0);
+                }
+                Machine::Naive(n) => {
+                    let open = n.forget(&key);
+                    if !superseded && let Some(newest) = open.last() {
+                        let slot = self.state.slot(&key);
+                        let (value, local_rev) = (slot.shown.clone(), slot.local_rev);
+                        let kind = if local_rev == newest.local_rev {
+                            SendKind::Resend
+                        } else {
+                            SendKind::FollowUp
+                        };
+                        if let Machine::Naive(n) = &mut self.machine {
+                            n.opened(super::naive::OpenWrite {
+                                key: key.clone(),
+                                value: value.clone(),
+                                local_rev,
+                            });
+                        }
+                        self.send_write(key, value, local_rev, kind);
+                    }
+                }
+            }
+        }
+        let commands: Vec<Key> = self.commands.keys().cloned().collect();
+        for key in commands {
+            self.send_command(&key, SendKind::Resend);
+        }
+    }
+}

@@ -1,0 +1,754 @@
+//! One device's sync engine: a sans-IO state machine built on the generic strategies of
+//! [`crate::optimistic`].
+//!
+//! Inputs, each with `now`: user intents ([`Engine::tap`], [`Engine::set`],
+//! [`Engine::comment`]), the transport coming up or down, decoded server frames, and
+//! timer expiry ([`Engine::on_timeout`]). Outputs: [`Output`]s for the shell (open or close
+//! the transport, send a frame), a deadline ([`Engine::poll_timeout`]), and observable
+//! [`Event`]s. The engine owns its timers (heartbeat, dead connection, reconnect backoff
+//! with jitter from the seeded RNG it was given), so a simulator reproduces live behaviour
+//! exactly.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`state`] | per-key values, revisions and counters (the hooks' state) |
+//! | [`hooks`] | the strategies' hooks over that state, and the rollback rule |
+//! | [`naive`] | the `naive` strategy's bookkeeping |
+//! | [`inbound`] | handling server frames: acks, rejects, pushes, `welcome` |
+//! | [`connection`] | connection state, backoff, heartbeat |
+//! | [`cursor`] | the contiguous cursor |
+//! | [`snapshot`] | what a device restart keeps |
+//! | [`events`] | the observable events |
+
+pub mod connection;
+pub mod cursor;
+pub mod events;
+pub mod hooks;
+pub mod inbound;
+pub mod naive;
+pub mod snapshot;
+pub mod state;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::optimistic::SendKind;
+use crate::optimistic::command::{CommandEffect, CommandRunner, Dispatched};
+use crate::optimistic::sync::{OptimisticSync, SyncEffect};
+use crate::optimistic::sync_with_push::{
+    DropReason, OpenRequest, OptimisticSyncWithPush, PushEffect,
+};
+use crate::protocol::model::comments_to_value;
+use crate::protocol::{ClientFrame, CommandOp, Comment, Key, PROTOCOL_VERSION, ValueKind};
+use crate::rng::Rng;
+
+use connection::{ConnectionState, Heartbeat, backoff_delay};
+use cursor::Cursor;
+pub use events::{Event, EventKind};
+use hooks::{CommentHooks, PushKeyHooks, Rejection, SyncKeyHooks};
+use naive::{Naive, OpenWrite};
+use state::{Counters, DeviceState, KeySlot, stamp};
+
+/// How a device syncs its values (comments always use `OptimisticCommand`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// `OptimisticSyncWithPush` + `ServerPush` (the default).
+    #[default]
+    SyncWithPush,
+    /// `OptimisticSync`; other devices' pushes applied as plain writes.
+    Sync,
+    /// Every change sent at once, everything applied as it arrives.
+    Naive,
+}
+
+impl Strategy {
+    /// Every strategy, in the order the UI lists them.
+    pub const ALL: [Strategy; 3] = [Strategy::SyncWithPush, Strategy::Sync, Strategy::Naive];
+
+    /// The name used in scenarios and the UI.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::SyncWithPush => "sync-with-push",
+            Strategy::Sync => "sync",
+            Strategy::Naive => "naive",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Strategy::ALL
+            .into_iter()
+            .find(|st| st.name() == s)
+            .ok_or_else(|| {
+                format!("unknown strategy `{s}`, expected sync-with-push, sync or naive")
+            })
+    }
+}
+
+/// What the engine needs to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// The device id (1..=64 of `[A-Za-z0-9_-]`, not `server`).
+    pub device_id: String,
+    /// The user's token.
+    pub token: String,
+    /// The strategy for values.
+    pub strategy: Strategy,
+    /// Seed of the RNG used for backoff jitter.
+    pub seed: u64,
+}
+
+/// What the shell must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Open a transport to the server, then call [`Engine::on_connected`] (or
+    /// [`Engine::on_disconnected`] if it fails).
+    Open,
+    /// Close the transport (the engine already treats it as gone).
+    Close,
+    /// Send this frame on the open transport.
+    Send(ClientFrame),
+}
+
+/// Why an intent was refused before anything happened (a programming or input error, not
+/// a sync outcome).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntentError {
+    /// `tap` needs a boolean key.
+    #[error("`tap` needs a boolean key; `{0}` is not one")]
+    NotBoolean(Key),
+    /// Comments change only by command.
+    #[error("`{0}` holds comments: add one with `comment` instead of `set`")]
+    CommentsKey(Key),
+}
+
+/// The engine's strategy for values.
+#[derive(Debug)]
+enum Machine {
+    WithPush(OptimisticSyncWithPush<PushKeyHooks, DeviceState>),
+    Sync(OptimisticSync<SyncKeyHooks, DeviceState>),
+    Naive(Naive),
+}
+
+/// A request of the current connection, waiting for its answer.
+#[derive(Debug, Clone)]
+enum Request {
+    Write { key: Key, local_rev: u64 },
+    Command { key: Key },
+    Ping,
+}
+
+/// The command running for a comments key, as sent on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingCommand {
+    /// What it does.
+    pub op: CommandOp,
+    /// Its local revision.
+    pub local_rev: u64,
+}
+
+/// A device's view of one key, for panes and expectations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyView {
+    /// The key.
+    pub key: Key,
+    /// Value, revisions, superseded flag.
+    pub slot: KeySlot,
+    /// The known revision the strategy uses (for `sync-with-push`, also counts revisions
+    /// learned from acks dropped for a follow-up).
+    pub known_rev: u64,
+    /// The request in flight: value and local revision.
+    pub in_flight: Option<(Value, u64)>,
+    /// The user acted after the request in flight was sent: a follow-up is pending.
+    pub follow_up_pending: bool,
+}
+
+/// One device's sync engine. See the [module docs](self).
+#[derive(Debug)]
+pub struct Engine {
+    device_id: String,
+    token: String,
+    strategy: Strategy,
+    state: DeviceState,
+    machine: Machine,
+    comments: CommandRunner<CommentHooks, DeviceState>,
+    commands: BTreeMap<Key, PendingCommand>,
+    conn: ConnectionState,
+    heartbeat: Heartbeat,
+    attempt: u32,
+    requests: HashMap<u64, Request>,
+    next_id: u64,
+    cursor: Cursor,
+    user: Option<String>,
+    rng: Rng,
+    now: Duration,
+    outputs: VecDeque<Output>,
+    events: VecDeque<Event>,
+}
+
+impl Engine {
+    /// A new device with nothing synced yet. Its first output is [`Output::Open`].
+    pub fn new(config: EngineConfig, now: Duration) -> Self {
+        let mut engine = Engine {
+            machine: Self::machine_for(config.strategy, &config.device_id),
+            device_id: config.device_id,
+            token: config.token,
+            strategy: config.strategy,
+            state: DeviceState::default(),
+            comments: CommandRunner::new(CommentHooks),
+            commands: BTreeMap::new(),
+            conn: ConnectionState::Offline,
+            heartbeat: Heartbeat::opened(now),
+            attempt: 0,
+            requests: HashMap::new(),
+            next_id: 1,
+            cursor: Cursor::new(0),
+            user: None,
+            rng: Rng::new(config.seed),
+            now,
+            outputs: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        engine.open(now);
+        engine
+    }
+
+    fn machine_for(strategy: Strategy, device_id: &str) -> Machine {
+        match strategy {
+            Strategy::SyncWithPush => {
+                Machine::WithPush(OptimisticSyncWithPush::new(PushKeyHooks {
+                    device_id: device_id.to_string(),
+                }))
+            }
+            Strategy::Sync => Machine::Sync(OptimisticSync::new(SyncKeyHooks)),
+            Strategy::Naive => Machine::Naive(Naive::default()),
+        }
+    }
+
+    // ---- intents ------------------------------------------------------------------------
+
+    /// Toggles a boolean key.
+    pub fn tap(&mut self, key: &Key, now: Duration) -> Result<(), IntentError> {
+        if key.kind() != ValueKind::Bool {
+            return Err(IntentError::NotBoolean(key.clone()));
+        }
+        let value = Value::Bool(!self.state.shown(key).as_bool().unwrap_or(false));
+        self.intent(key, value, now);
+        Ok(())
+    }
+
+    /// Sets a key to a value (the server validates it; a bad value is rejected and rolled
+    /// back, which is a lesson, not an error here).
+    pub fn set(&mut self, key: &Key, value: Value, now: Duration) -> Result<(), IntentError> {
+        if key.kind() == ValueKind::Comments {
+            return Err(IntentError::CommentsKey(key.clone()));
+        }
+        self.intent(key, value, now);
+        Ok(())
+    }
+
+    fn intent(&mut self, key: &Key, value: Value, now: Duration) {
+        self.now = now;
+        let slot = self.state.slot(key);
+        slot.local_rev += 1;
+        slot.superseded = false;
+        let local_rev = slot.local_rev;
+        self.state.counters.intents += 1;
+        self.state.emit(EventKind::OptimisticWrite {
+            key: key.clone(),
+            value: value.clone(),
+            local_rev,
+        });
+        match &mut self.machine {
+            Machine::WithPush(m) => {
+                let fx = m.dispatch(&mut self.state, key.clone(), value);
+                self.run_push_effects(fx, 0);
+            }
+            Machine::Sync(m) => {
+                let fx = m.dispatch(&mut self.state, key.clone(), value);
+                self.run_sync_effects(fx, 0);
+            }
+            Machine::Naive(_) => {
+                self.state.slot(key).shown = value.clone();
+                self.send_naive(key.clone(), value, local_rev);
+            }
+        }
+        self.flush_events();
+    }
+
+    /// Adds a comment to `comments/<post>` (OptimisticCommand: shown at once, rolled back if
+    /// rejected; refused while another comment on that post is pending).
+    pub fn comment(&mut self, key: &Key, text: &str, now: Duration) {
+        self.now = now;
+        if key.kind() != ValueKind::Comments {
+            self.state.emit(EventKind::Error {
+                code: None,
+                message: format!("`{key}` is not a comments key"),
+            });
+            self.flush_events();
+            return;
+        }
+        if self.comments.is_running(key) {
+            self.state
+                .emit(EventKind::CommandRefused { key: key.clone() });
+            self.flush_events();
+            return;
+        }
+        let slot = self.state.slot(key);
+        slot.local_rev += 1;
+        slot.superseded = false;
+        let local_rev = slot.local_rev;
+        let mut list = crate::protocol::model::comments_from_value(&slot.shown);
+        self.state.counters.intents += 1;
+        list.push(Comment {
+            id: format!("pending-{local_rev}"),
+            text: text.trim().to_string(),
+            device_id: self.device_id.clone(),
+        });
+        self.state.emit(EventKind::OptimisticWrite {
+            key: key.clone(),
+            value: comments_to_value(&list),
+            local_rev,
+        });
+        let op = CommandOp::AddComment {
+            text: text.to_string(),
+        };
+        self.commands
+            .insert(key.clone(), PendingCommand { op, local_rev });
+        if let Dispatched::Started(fx) = self.comments.dispatch(&mut self.state, key.clone(), list)
+        {
+            self.run_command_effects(fx);
+        }
+        self.flush_events();
+    }
+
+    // ---- connection ---------------------------------------------------------------------
+
+    fn open(&mut self, now: Duration) {
+        self.conn = ConnectionState::Connecting;
+        self.heartbeat = Heartbeat::opened(now);
+        self.outputs.push_back(Output::Open);
+        self.connection_event();
+    }
+
+    fn connection_event(&mut self) {
+        self.state.emit(EventKind::Connection {
+            state: self.conn.clone(),
+        });
+    }
+
+    /// The transport opened: send `hello` with the cursor.
+    pub fn on_connected(&mut self, now: Duration) {
+        self.now = now;
+        if self.conn != ConnectionState::Connecting {
+            return;
+        }
+        self.heartbeat = Heartbeat::opened(now);
+        self.conn = ConnectionState::Handshaking;
+        self.connection_event();
+        self.send_frame(ClientFrame::Hello {
+            protocol: PROTOCOL_VERSION,
+            token: self.token.clone(),
+            device_id: self.device_id.clone(),
+            since: self.cursor.at(),
+        });
+        self.flush_events();
+    }
+
+    /// The transport closed or failed to open; `close` is the server's close code and
+    /// reason, when there was one. Requests in flight stay open until the next `welcome`.
+    pub fn on_disconnected(&mut self, close: Option<(u16, String)>, now: Duration) {
+        self.now = now;
+        if !self.conn.has_transport() {
+            return;
+        }
+        self.requests.clear();
+        match close {
+            Some((crate::protocol::close::UNAUTHORIZED, _)) => {
+                self.conn = ConnectionState::AuthFailed;
+            }
+            Some((code, reason)) if crate::protocol::close::forbids_reconnect(code) => {
+                self.conn = ConnectionState::ClosedByServer { code, reason };
+            }
+            _ => {
+                self.attempt += 1;
+                let delay = backoff_delay(self.attempt - 1, &mut self.rng);
+                self.conn = ConnectionState::Reconnecting {
+                    attempt: self.attempt,
+                    retry_at: now + delay,
+                };
+            }
+        }
+        self.connection_event();
+        self.flush_events();
+    }
+
+    /// The user takes the device offline (`false`) or back online (`true`: it reconnects
+    /// at once, also after an auth failure or a server close).
+    pub fn set_online(&mut self, online: bool, now: Duration) {
+        self.now = now;
+        match (online, self.conn.has_transport()) {
+            (false, _) if self.conn == ConnectionState::Offline => {}
+            (false, had_transport) => {
+                if had_transport {
+                    self.outputs.push_back(Output::Close);
+                }
+                self.requests.clear();
+                self.conn = ConnectionState::Offline;
+                self.connection_event();
+            }
+            (true, false) => {
+                self.attempt = 0;
+                self.open(now);
+            }
+            (true, true) => {}
+        }
+        self.flush_events();
+    }
+
+    /// The next time [`Engine::on_timeout`] must be called, if any.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        match &self.conn {
+            ConnectionState::Reconnecting { retry_at, .. } => Some(*retry_at),
+            ConnectionState::Connecting => Some(self.heartbeat.dead_at()),
+            ConnectionState::Handshaking | ConnectionState::Connected => {
+                Some(self.heartbeat.ping_at().min(self.heartbeat.dead_at()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Timers: reconnect when the backoff ran out; `ping` when idle; give up on a silent
+    /// connection.
+    pub fn on_timeout(&mut self, now: Duration) {
+        self.now = now;
+        match self.conn.clone() {
+            ConnectionState::Reconnecting { retry_at, .. } if now >= retry_at => self.open(now),
+            ConnectionState::Connecting
+            | ConnectionState::Handshaking
+            | ConnectionState::Connected
+                if now >= self.heartbeat.dead_at() =>
+            {
+                self.state.emit(EventKind::Error {
+                    code: None,
+                    message: "nothing received for 25 s: connection treated as dead".into(),
+                });
+                self.outputs.push_back(Output::Close);
+                self.on_disconnected(None, now);
+            }
+            ConnectionState::Handshaking | ConnectionState::Connected
+                if now >= self.heartbeat.ping_at() =>
+            {
+                let id = self.take_id();
+                self.requests.insert(id, Request::Ping);
+                self.send_frame(ClientFrame::Ping { id });
+            }
+            _ => {}
+        }
+        self.flush_events();
+    }
+
+    // ---- sending ------------------------------------------------------------------------
+
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn send_frame(&mut self, frame: ClientFrame) {
+        self.heartbeat.last_sent = self.now;
+        self.outputs.push_back(Output::Send(frame));
+    }
+
+    /// Hands a write to the link if connected; otherwise it waits for the next `welcome`
+    /// (the strategy keeps it open).
+    fn send_write(&mut self, key: Key, value: Value, local_rev: u64, kind: SendKind) {
+        if self.conn != ConnectionState::Connected {
+            self.state.emit(EventKind::RequestQueued { key });
+            return;
+        }
+        let id = self.take_id();
+        self.count_request(&key);
+        self.state.emit(EventKind::RequestSent {
+            key: key.clone(),
+            id,
+            value: value.clone(),
+            local_rev,
+            kind,
+        });
+        self.requests.insert(
+            id,
+            Request::Write {
+                key: key.clone(),
+                local_rev,
+            },
+        );
+        self.send_frame(ClientFrame::Set {
+            id,
+            key: key.to_string(),
+            value,
+            local_rev,
+        });
+    }
+
+    fn count_request(&mut self, key: &Key) {
+        let c = &mut self.state.counters;
+        c.requests += 1;
+        *c.requests_by_key.entry(key.to_string()).or_default() += 1;
+    }
+
+    fn send_naive(&mut self, key: Key, value: Value, local_rev: u64) {
+        if let Machine::Naive(n) = &mut self.machine {
+            n.opened(OpenWrite {
+                key: key.clone(),
+                value: value.clone(),
+                local_rev,
+            });
+        }
+        self.send_write(key, value, local_rev, SendKind::First);
+    }
+
+    fn send_command(&mut self, key: &Key, kind: SendKind) {
+        let Some(cmd) = self.commands.get(key).cloned() else {
+            return;
+        };
+        if self.conn != ConnectionState::Connected {
+            self.state
+                .emit(EventKind::RequestQueued { key: key.clone() });
+            return;
+        }
+        let id = self.take_id();
+        self.count_request(key);
+        let value = self
+            .comments
+            .running(key)
+            .map_or(Value::Null, |l| comments_to_value(l));
+        self.state.emit(EventKind::RequestSent {
+            key: key.clone(),
+            id,
+            value,
+            local_rev: cmd.local_rev,
+            kind,
+        });
+        self.requests
+            .insert(id, Request::Command { key: key.clone() });
+        self.send_frame(ClientFrame::Command {
+            id,
+            key: key.to_string(),
+            op: cmd.op,
+            local_rev: cmd.local_rev,
+        });
+    }
+
+    // ---- effects of the generic machines -------------------------------------------------
+
+    /// `ack_rev`: the revision of the ack being handled (for the follow-up event).
+    fn run_push_effects(&mut self, fx: Vec<PushEffect<Key, Value, Rejection>>, ack_rev: u64) {
+        for effect in fx {
+            match effect {
+                PushEffect::Send {
+                    key,
+                    value,
+                    local_rev,
+                    kind,
+                } => self.send_write(key, value, local_rev as u64, kind),
+                PushEffect::Dropped {
+                    key,
+                    reason: DropReason::FollowUp,
+                } => self
+                    .state
+                    .emit(EventKind::FollowUpDecided { key, rev: ack_rev }),
+                PushEffect::Dropped {
+                    key,
+                    reason: DropReason::Stale { rev, known },
+                } => self.state.stale(EventKind::ResponseStale {
+                    key,
+                    rev: rev as u64,
+                    known: known as u64,
+                }),
+                PushEffect::Applied { .. } | PushEffect::Finished { .. } => {}
+            }
+        }
+    }
+
+    fn run_sync_effects(&mut self, fx: Vec<SyncEffect<Key, Value, Rejection>>, ack_rev: u64) {
+        for effect in fx {
+            match effect {
+                SyncEffect::Send { key, value, kind } => {
+                    let local_rev = self.state.slot(&key).local_rev;
+                    self.send_write(key, value, local_rev, kind);
+                }
+                SyncEffect::Dropped { key } => self
+                    .state
+                    .emit(EventKind::FollowUpDecided { key, rev: ack_rev }),
+                SyncEffect::Finished { .. } => {}
+            }
+        }
+    }
+
+    fn run_command_effects(&mut self, fx: Vec<CommandEffect<Key, Vec<Comment>, Rejection>>) {
+        for effect in fx {
+            match effect {
+                CommandEffect::Send { key, .. } => self.send_command(&key, SendKind::First),
+                CommandEffect::Finished { key, .. } => {
+                    self.commands.remove(&key);
+                }
+                // The engine's commands have no retry policy and no reload.
+                CommandEffect::Wait { .. } | CommandEffect::Reload { .. } => {}
+            }
+        }
+    }
+
+    fn flush_events(&mut self) {
+        let stamped = stamp(&mut self.state.events, self.now);
+        self.events.extend(stamped);
+    }
+
+    // ---- outputs and views --------------------------------------------------------------
+
+    /// The next thing the shell must do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The next observable event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The device id.
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    /// The strategy for values.
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// The connection state.
+    pub fn connection(&self) -> &ConnectionState {
+        &self.conn
+    }
+
+    /// The user named by the last `welcome`.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// The contiguous cursor (the `since` of the next `hello`).
+    pub fn cursor(&self) -> u64 {
+        self.cursor.at()
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.state.counters
+    }
+
+    /// The value shown for `key` (its default if never seen).
+    pub fn shown(&self, key: &Key) -> Value {
+        self.state.shown(key)
+    }
+
+    /// The known server revision of `key` (0 if never seen).
+    pub fn known_rev(&self, key: &Key) -> u64 {
+        let from_state = self.state.known_rev(key);
+        match &self.machine {
+            Machine::WithPush(m) => m.entry(key).map_or(from_state, |e| {
+                from_state.max(u64::try_from(e.server).unwrap_or(0))
+            }),
+            _ => from_state,
+        }
+    }
+
+    /// The request in flight (or waiting for the connection) for `key`: value and local
+    /// revision.
+    pub fn in_flight(&self, key: &Key) -> Option<(Value, u64)> {
+        if let Some(cmd) = self.commands.get(key) {
+            let list = self.comments.running(key).map(|l| comments_to_value(l));
+            return Some((list.unwrap_or(Value::Null), cmd.local_rev));
+        }
+        match &self.machine {
+            Machine::WithPush(m) => m.in_flight(key).map(|r| (r.value, r.local_rev as u64)),
+            Machine::Sync(m) => m
+                .in_flight(key)
+                .map(|v| (v.clone(), self.local_rev_of(key))),
+            Machine::Naive(n) => n.newest(key).map(|w| (w.value.clone(), w.local_rev)),
+        }
+    }
+
+    fn local_rev_of(&self, key: &Key) -> u64 {
+        self.state.keys.get(key).map_or(0, |s| s.local_rev)
+    }
+
+    /// `true` when any request is outstanding (sent and unanswered, or waiting to be sent).
+    pub fn has_pending(&self) -> bool {
+        !self.commands.is_empty() || !self.pending_keys().is_empty()
+    }
+
+    /// Keys with a write outstanding.
+    fn pending_keys(&self) -> Vec<Key> {
+        match &self.machine {
+            Machine::WithPush(m) => m.open_requests().map(|(k, _)| k.clone()).collect(),
+            Machine::Sync(m) => m.open_requests().map(|(k, _)| k.clone()).collect(),
+            Machine::Naive(n) => n.keys(),
+        }
+    }
+
+    /// Every key the device knows, with its sync state.
+    pub fn keys(&self) -> Vec<KeyView> {
+        self.state
+            .keys
+            .iter()
+            .map(|(key, slot)| {
+                let in_flight = self.in_flight(key);
+                let follow_up_pending = in_flight
+                    .as_ref()
+                    .is_some_and(|(_, sent_local)| slot.local_rev > *sent_local);
+                KeyView {
+                    key: key.clone(),
+                    slot: slot.clone(),
+                    known_rev: self.known_rev(key),
+                    in_flight,
+                    follow_up_pending,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Restoring open requests into the machines (used by [`snapshot`]).
+impl Engine {
+    fn restore_open_write(&mut self, write: OpenWrite) {
+        match &mut self.machine {
+            Machine::WithPush(m) => m.restore_in_flight(
+                write.key,
+                OpenRequest {
+                    value: write.value,
+                    local_rev: write.local_rev as i64,
+                },
+            ),
+            Machine::Sync(m) => m.restore_in_flight(write.key, write.value),
+            Machine::Naive(n) => n.opened(write),
+        }
+    }
+}

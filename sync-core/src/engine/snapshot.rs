@@ -1,0 +1,181 @@
+//! What a device restart keeps (SCENARIOS.md, `DEVICE restart`): the device id, per key the
+//! shown and last-confirmed values, known and local revisions, every unacknowledged intent
+//! (sent or not), and the cursor. The counters survive too, so scenario expectations count
+//! across restarts. What is *not* kept: the connection, request ids, timers.
+//!
+//! The snapshot is plain serde data; the client runtime writes it as JSON.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::cursor::Cursor;
+use super::naive::OpenWrite;
+use super::state::{Counters, KeySlot};
+use super::{Engine, EngineConfig, Machine, PendingCommand, Strategy};
+use crate::optimistic::sync_with_push::RevisionEntry;
+use crate::protocol::Key;
+use crate::protocol::model::comments_from_value;
+
+/// The snapshot format's version; a file of another version is refused with a clear error.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// A device's durable state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// [`SNAPSHOT_VERSION`].
+    pub version: u32,
+    /// The device id.
+    pub device_id: String,
+    /// The strategy for values.
+    pub strategy: Strategy,
+    /// The contiguous cursor.
+    pub cursor: Cursor,
+    /// Every key the device knows.
+    pub keys: BTreeMap<Key, KeySlot>,
+    /// Unanswered (or unsent) writes: for `sync`/`sync-with-push` one per key, the request
+    /// of the open cycle; for `naive` every open write.
+    pub open_writes: Vec<OpenWrite>,
+    /// The `sync-with-push` revision map (empty for other strategies).
+    pub revisions: BTreeMap<Key, RevisionEntry>,
+    /// Running comment commands: the command, and the list from before it (what a
+    /// rollback restores).
+    pub commands: Vec<SavedCommand>,
+    /// The counters.
+    pub counters: Counters,
+}
+
+/// A comment command waiting for its answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedCommand {
+    /// The comments key.
+    pub key: Key,
+    /// The command and its local revision.
+    pub command: PendingCommand,
+    /// The list from before the command.
+    pub before: Value,
+    /// The optimistic list.
+    pub optimistic: Value,
+}
+
+/// Why a snapshot cannot be restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// Written by another version of the format.
+    #[error("snapshot version {found} is not supported (expected {SNAPSHOT_VERSION})")]
+    Version {
+        /// The version in the file.
+        found: u32,
+    },
+    /// The snapshot belongs to another device.
+    #[error("snapshot is for device `{found}`, not `{expected}`")]
+    OtherDevice {
+        /// The device in the file.
+        found: String,
+        /// The device being restored.
+        expected: String,
+    },
+}
+
+impl Engine {
+    /// The device's durable state now.
+    pub fn snapshot(&self) -> Snapshot {
+        let open_writes = match &self.machine {
+            Machine::WithPush(m) => m
+                .open_requests()
+                .map(|(k, r)| OpenWrite {
+                    key: k.clone(),
+                    value: r.value,
+                    local_rev: r.local_rev as u64,
+                })
+                .collect(),
+            Machine::Sync(m) => m
+                .open_requests()
+                .map(|(k, v)| OpenWrite {
+                    key: k.clone(),
+                    value: v.clone(),
+                    local_rev: self.state.keys.get(k).map_or(0, |s| s.local_rev),
+                })
+                .collect(),
+            Machine::Naive(n) => n.all().cloned().collect(),
+        };
+        let revisions = match &self.machine {
+            Machine::WithPush(m) => m.entries().map(|(k, e)| (k.clone(), *e)).collect(),
+            _ => BTreeMap::new(),
+        };
+        let commands = self
+            .commands
+            .iter()
+            .map(|(key, command)| SavedCommand {
+                key: key.clone(),
+                command: command.clone(),
+                before: self.comments.initial(key).map_or(Value::Null, |l| {
+                    crate::protocol::model::comments_to_value(l)
+                }),
+                optimistic: self.comments.running(key).map_or(Value::Null, |l| {
+                    crate::protocol::model::comments_to_value(l)
+                }),
+            })
+            .collect();
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            device_id: self.device_id.clone(),
+            strategy: self.strategy,
+            cursor: self.cursor.clone(),
+            keys: self.state.keys.clone(),
+            open_writes,
+            revisions,
+            commands,
+            counters: self.state.counters.clone(),
+        }
+    }
+
+    /// A device restarted from its snapshot. It connects at once; its unanswered
+    /// requests are resolved after the `welcome` (resent, or superseded).
+    pub fn restore(
+        config: EngineConfig,
+        snapshot: Snapshot,
+        now: Duration,
+    ) -> Result<Engine, RestoreError> {
+        if snapshot.version != SNAPSHOT_VERSION {
+            return Err(RestoreError::Version {
+                found: snapshot.version,
+            });
+        }
+        if snapshot.device_id != config.device_id {
+            return Err(RestoreError::OtherDevice {
+                found: snapshot.device_id,
+                expected: config.device_id,
+            });
+        }
+        let config = EngineConfig {
+            strategy: snapshot.strategy,
+            ..config
+        };
+        let mut engine = Engine::new(config, now);
+        engine.state.keys = snapshot.keys;
+        engine.state.counters = snapshot.counters;
+        engine.cursor = snapshot.cursor;
+        if let Machine::WithPush(m) = &mut engine.machine {
+            for (key, entry) in snapshot.revisions {
+                m.set_entry(key, entry);
+            }
+        }
+        for write in snapshot.open_writes {
+            engine.restore_open_write(write);
+        }
+        for saved in snapshot.commands {
+            engine.comments.restore_running(
+                saved.key.clone(),
+                comments_from_value(&saved.before),
+                comments_from_value(&saved.optimistic),
+            );
+            engine.commands.insert(saved.key, saved.command);
+        }
+        Ok(engine)
+    }
+}

@@ -1,0 +1,117 @@
+//! What a device knows per key, and its counters: the application state `S` that the
+//! strategy hooks read and write.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::events::{Event, EventKind};
+use crate::protocol::Key;
+
+/// One key as the device sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeySlot {
+    /// The value on screen (optimistic).
+    pub shown: Value,
+    /// The last value the server confirmed (ack, push or catch-up applied).
+    pub confirmed: Value,
+    /// The highest server revision applied for this key (0: never seen).
+    pub known_rev: u64,
+    /// Local intents so far (persisted; every `tap`/`set`/command bumps it).
+    pub local_rev: u64,
+    /// Another device's change was applied after the newest local intent: an unanswered
+    /// request for this key is superseded at the next `welcome`.
+    pub superseded: bool,
+}
+
+impl KeySlot {
+    /// A key never seen: its default value, revision 0.
+    pub fn new(key: &Key) -> Self {
+        KeySlot {
+            shown: key.default_value(),
+            confirmed: key.default_value(),
+            known_rev: 0,
+            local_rev: 0,
+            superseded: false,
+        }
+    }
+}
+
+/// The counters a device pane and the scenario expectations show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// User intents (`tap`, `set`, comments).
+    pub intents: u64,
+    /// `set`/`command` frames handed to the link, resends included.
+    pub requests: u64,
+    /// `requests` per key.
+    pub requests_by_key: BTreeMap<String, u64>,
+    /// Acks, pushes and catch-up changes not applied because their revision was lower
+    /// than the known one.
+    pub stale: u64,
+    /// Optimistic changes rolled back after a rejection.
+    pub rollbacks: u64,
+}
+
+impl Counters {
+    /// Intents that did not need a request of their own (coalesced).
+    pub fn saved_by_coalescing(&self) -> u64 {
+        self.intents.saturating_sub(self.requests)
+    }
+}
+
+/// The device's state: values per key, counters, and the events produced while handling
+/// the current input (drained by the engine).
+#[derive(Debug, Clone, Default)]
+pub struct DeviceState {
+    /// Every key the device has seen or written.
+    pub keys: BTreeMap<Key, KeySlot>,
+    /// The counters.
+    pub counters: Counters,
+    /// Events of the current step, in order.
+    pub(crate) events: Vec<EventKind>,
+}
+
+impl DeviceState {
+    /// The slot of `key`, created with the key's default if never seen.
+    pub fn slot(&mut self, key: &Key) -> &mut KeySlot {
+        self.keys
+            .entry(key.clone())
+            .or_insert_with(|| KeySlot::new(key))
+    }
+
+    /// The value shown for `key` (its default if never seen).
+    pub fn shown(&self, key: &Key) -> Value {
+        self.keys
+            .get(key)
+            .map_or_else(|| key.default_value(), |s| s.shown.clone())
+    }
+
+    /// The known revision of `key` (0 if never seen).
+    pub fn known_rev(&self, key: &Key) -> u64 {
+        self.keys.get(key).map_or(0, |s| s.known_rev)
+    }
+
+    pub(crate) fn emit(&mut self, kind: EventKind) {
+        self.events.push(kind);
+    }
+
+    /// Records a change confirmed by the server (applied ack, push or catch-up change).
+    pub(crate) fn confirm(&mut self, key: &Key, value: Value, rev: u64) {
+        let slot = self.slot(key);
+        slot.shown = value.clone();
+        slot.confirmed = value;
+        slot.known_rev = rev;
+    }
+
+    pub(crate) fn stale(&mut self, kind: EventKind) {
+        self.counters.stale += 1;
+        self.emit(kind);
+    }
+}
+
+/// Turns the step's events into timestamped [`Event`]s.
+pub(crate) fn stamp(events: &mut Vec<EventKind>, at: std::time::Duration) -> Vec<Event> {
+    events.drain(..).map(|kind| Event { at, kind }).collect()
+}

@@ -1,0 +1,659 @@
+//! Engine tests with hand-written server frames: one test per rule of DESIGN.md and
+//! PROTOCOL.md that the engine owns. (End-to-end runs against the real server core live
+//! in mock-server's simulator and scenarios.)
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::connection::ConnectionState;
+use super::*;
+use crate::protocol::{Change, ClientFrame, Current, ErrorCode, Key, ServerFrame, close};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn key(s: &str) -> Key {
+    Key::parse(s).unwrap()
+}
+
+/// A device under test: the engine plus what it sent.
+struct Dev {
+    e: Engine,
+    sent: Vec<ClientFrame>,
+    closes: usize,
+    opens: usize,
+    now: Duration,
+}
+
+impl Dev {
+    fn new(strategy: Strategy) -> Self {
+        let config = EngineConfig {
+            device_id: "phone".into(),
+            token: "demo-token".into(),
+            strategy,
+            seed: 7,
+        };
+        Self::from_engine(Engine::new(config, ms(0)))
+    }
+
+    fn from_engine(e: Engine) -> Self {
+        let mut d = Dev {
+            e,
+            sent: vec![],
+            closes: 0,
+            opens: 0,
+            now: ms(0),
+        };
+        d.pump();
+        d
+    }
+
+    fn pump(&mut self) {
+        while let Some(out) = self.e.poll_output() {
+            match out {
+                Output::Open => self.opens += 1,
+                Output::Close => self.closes += 1,
+                Output::Send(f) => self.sent.push(f),
+            }
+        }
+    }
+
+    /// Transport up, `hello`, `welcome` with `changes` at revision `rev`.
+    fn connect(&mut self, rev: u64, changes: Vec<Change>, reset: bool) -> u64 {
+        self.e.on_connected(self.now);
+        self.pump();
+        let since = match self.sent.pop() {
+            Some(ClientFrame::Hello { since, .. }) => since,
+            other => panic!("expected hello, got {other:?}"),
+        };
+        self.frame(ServerFrame::Welcome {
+            user: "demo".into(),
+            rev,
+            changes,
+            reset,
+        });
+        since
+    }
+
+    fn frame(&mut self, f: ServerFrame) {
+        self.e.on_frame(f, self.now);
+        self.pump();
+    }
+
+    fn tap(&mut self, k: &str) {
+        self.e.tap(&key(k), self.now).unwrap();
+        self.pump();
+    }
+
+    fn set(&mut self, k: &str, v: Value) {
+        self.e.set(&key(k), v, self.now).unwrap();
+        self.pump();
+    }
+
+    /// The writes sent so far, as `(id, key, value, local_rev)`, and forget them.
+    fn writes(&mut self) -> Vec<(u64, String, Value, u64)> {
+        std::mem::take(&mut self.sent)
+            .into_iter()
+            .filter_map(|f| match f {
+                ClientFrame::Set {
+                    id,
+                    key,
+                    value,
+                    local_rev,
+                } => Some((id, key, value, local_rev)),
+                ClientFrame::Command {
+                    id, key, local_rev, ..
+                } => Some((id, key, Value::Null, local_rev)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn ack(&mut self, id: u64, k: &str, v: Value, rev: u64) {
+        self.frame(ServerFrame::Ack {
+            id,
+            key: k.into(),
+            value: v,
+            rev,
+            duplicate: false,
+        });
+    }
+
+    fn push(&mut self, k: &str, v: Value, rev: u64, from: &str, local_rev: u64) {
+        self.frame(ServerFrame::Push(change(k, v, rev, from, local_rev)));
+    }
+
+    fn shown(&self, k: &str) -> Value {
+        self.e.shown(&key(k))
+    }
+
+    fn events(&mut self) -> Vec<EventKind> {
+        std::iter::from_fn(|| self.e.poll_event())
+            .map(|e| e.kind)
+            .collect()
+    }
+}
+
+fn change(k: &str, v: Value, rev: u64, from: &str, local_rev: u64) -> Change {
+    Change {
+        key: k.into(),
+        value: v,
+        rev,
+        device_id: from.into(),
+        local_rev,
+    }
+}
+
+const LIKE: &str = "like/p1";
+
+#[test]
+fn handshake_sends_hello_with_the_cursor_and_connects() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    assert_eq!(d.opens, 1, "a new engine opens a transport at once");
+    assert_eq!(d.e.connection(), &ConnectionState::Connecting);
+    let since = d.connect(4, vec![change(LIKE, json!(true), 4, "laptop", 1)], false);
+    assert_eq!(since, 0);
+    assert_eq!(d.e.connection(), &ConnectionState::Connected);
+    assert_eq!(d.shown(LIKE), json!(true));
+    assert_eq!(d.e.cursor(), 4);
+    assert_eq!(d.e.user(), Some("demo"));
+}
+
+#[test]
+fn intent_is_shown_at_once_and_one_request_is_in_flight() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    d.tap(LIKE);
+    assert_eq!(d.shown(LIKE), json!(true), "optimistic: before any I/O");
+    d.tap(LIKE);
+    d.tap(LIKE);
+    let w = d.writes();
+    assert_eq!(w.len(), 1, "one request in flight per key");
+    assert_eq!(w[0].3, 1);
+    assert!(d.e.keys()[0].follow_up_pending);
+    d.ack(w[0].0, LIKE, json!(true), 1);
+    // Follow-up by revision: the final value equals the one sent, yet it goes out.
+    let w2 = d.writes();
+    assert_eq!(w2.len(), 1);
+    assert_eq!((w2[0].2.clone(), w2[0].3), (json!(true), 3));
+    d.ack(w2[0].0, LIKE, json!(true), 2);
+    assert_eq!(d.e.known_rev(&key(LIKE)), 2);
+    assert!(!d.e.has_pending());
+    assert_eq!(d.e.counters().requests, 2);
+    assert_eq!(d.e.counters().saved_by_coalescing(), 1);
+}
+
+#[test]
+fn sync_follow_up_is_by_value() {
+    let mut d = Dev::new(Strategy::Sync);
+    d.connect(0, vec![], false);
+    d.tap(LIKE);
+    d.tap(LIKE);
+    d.tap(LIKE);
+    let w = d.writes();
+    d.ack(w[0].0, LIKE, json!(true), 1);
+    assert!(
+        d.writes().is_empty(),
+        "the final value equals the value sent"
+    );
+    assert_eq!(d.e.counters().requests, 1);
+}
+
+#[test]
+fn stale_and_already_seen_pushes() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(5, vec![change(LIKE, json!(true), 5, "laptop", 1)], false);
+    d.push(LIKE, json!(false), 3, "laptop", 1);
+    assert_eq!(d.shown(LIKE), json!(true));
+    assert_eq!(d.e.counters().stale, 1);
+    d.push(LIKE, json!(false), 5, "laptop", 1);
+    assert_eq!(
+        d.e.counters().stale,
+        1,
+        "equal revision is already seen, not stale"
+    );
+    d.push(LIKE, json!(false), 6, "laptop", 2);
+    assert_eq!(d.shown(LIKE), json!(false));
+}
+
+#[test]
+fn own_echo_after_ack_is_already_seen_and_older_echo_is_an_ack() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    d.tap(LIKE);
+    let w = d.writes();
+    d.ack(w[0].0, LIKE, json!(true), 1);
+    d.events();
+    d.push(LIKE, json!(true), 1, "phone", 1);
+    assert!(matches!(
+        d.events()[..],
+        [EventKind::PushAlreadySeen { .. }]
+    ));
+    // An echo of an older request while a newer intent waits: only an ack.
+    d.tap(LIKE); // local 2, sent
+    d.tap(LIKE); // local 3, pending follow-up
+    d.writes();
+    d.events();
+    d.push(LIKE, json!(false), 2, "phone", 2);
+    assert!(matches!(d.events()[..], [EventKind::PushTakenAsAck { .. }]));
+    assert_eq!(
+        d.shown(LIKE),
+        json!(true),
+        "the newer intent stays on screen"
+    );
+}
+
+#[test]
+fn newer_push_while_in_flight_wins_and_the_ack_is_stale() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    d.tap(LIKE);
+    let w = d.writes();
+    d.push(LIKE, json!(false), 2, "laptop", 1);
+    assert_eq!(d.shown(LIKE), json!(false), "applied even while in flight");
+    d.ack(w[0].0, LIKE, json!(true), 1);
+    assert_eq!(d.shown(LIKE), json!(false));
+    assert_eq!(d.e.counters().stale, 1);
+    assert!(!d.e.has_pending());
+}
+
+#[test]
+fn normalised_value_from_the_ack_is_shown() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    d.set("settings/display_name", json!("  Ana  "));
+    let w = d.writes();
+    d.ack(w[0].0, "settings/display_name", json!("Ana"), 1);
+    assert_eq!(d.shown("settings/display_name"), json!("Ana"));
+}
+
+fn reject(id: u64, k: &str, code: ErrorCode, current: Option<(Value, u64)>) -> ServerFrame {
+    ServerFrame::Reject {
+        id,
+        key: k.into(),
+        code,
+        message: "no".into(),
+        current: current.map(|(value, rev)| Current { value, rev }),
+    }
+}
+
+#[test]
+fn rejected_write_rolls_back_to_current() {
+    for strategy in Strategy::ALL {
+        let mut d = Dev::new(strategy);
+        d.connect(
+            3,
+            vec![change("settings/volume", json!(40), 3, "laptop", 1)],
+            false,
+        );
+        d.set("settings/volume", json!(150));
+        let w = d.writes();
+        d.frame(reject(
+            w[0].0,
+            "settings/volume",
+            ErrorCode::InvalidValue,
+            Some((json!(40), 3)),
+        ));
+        assert_eq!(d.shown("settings/volume"), json!(40), "{strategy}");
+        assert_eq!(d.e.counters().rollbacks, 1, "{strategy}");
+        assert!(!d.e.has_pending(), "{strategy}");
+    }
+}
+
+#[test]
+fn rejected_write_with_null_current_rolls_back_to_the_default() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    d.tap(LIKE);
+    let w = d.writes();
+    d.frame(reject(w[0].0, LIKE, ErrorCode::Forced, None));
+    assert_eq!(d.shown(LIKE), json!(false));
+    assert_eq!(d.e.counters().rollbacks, 1);
+}
+
+#[test]
+fn rejection_with_a_newer_intent_sends_it_at_once_without_rollback() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    d.set("settings/volume", json!(150));
+    d.set("settings/volume", json!(70));
+    let w = d.writes();
+    d.frame(reject(
+        w[0].0,
+        "settings/volume",
+        ErrorCode::InvalidValue,
+        None,
+    ));
+    let w2 = d.writes();
+    assert_eq!((w2[0].2.clone(), w2[0].3), (json!(70), 2));
+    assert_eq!(d.shown("settings/volume"), json!(70));
+    assert_eq!(d.e.counters().rollbacks, 0);
+}
+
+#[test]
+fn comments_are_optimistic_non_reentrant_and_roll_back() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    let k = key("comments/p1");
+    d.e.comment(&k, "hello", d.now);
+    d.pump();
+    assert_eq!(d.shown("comments/p1")[0]["text"], json!("hello"));
+    d.e.comment(&k, "again", d.now);
+    d.pump();
+    assert!(
+        d.events()
+            .iter()
+            .any(|e| matches!(e, EventKind::CommandRefused { .. }))
+    );
+    let w = d.writes();
+    assert_eq!(w.len(), 1);
+    let server_list = json!([{"id": "1", "text": "hello", "device_id": "phone"}]);
+    d.ack(w[0].0, "comments/p1", server_list.clone(), 1);
+    assert_eq!(d.shown("comments/p1"), server_list);
+    assert!(!d.e.has_pending());
+
+    d.e.comment(&k, "refused one", d.now);
+    d.pump();
+    let w = d.writes();
+    d.frame(reject(
+        w[0].0,
+        "comments/p1",
+        ErrorCode::Forced,
+        Some((server_list.clone(), 1)),
+    ));
+    assert_eq!(d.shown("comments/p1"), server_list, "rolled back");
+    assert_eq!(d.e.counters().rollbacks, 1);
+}
+
+#[test]
+fn offline_intents_coalesce_into_one_request() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    d.e.set_online(false, d.now);
+    d.pump();
+    assert_eq!(d.closes, 1);
+    for _ in 0..3 {
+        d.tap(LIKE);
+    }
+    assert!(d.writes().is_empty());
+    d.e.set_online(true, d.now);
+    d.pump();
+    assert_eq!(d.opens, 2, "online reconnects at once");
+    d.connect(0, vec![], false);
+    let w = d.writes();
+    assert_eq!(w.len(), 1);
+    assert_eq!((w[0].2.clone(), w[0].3), (json!(true), 3));
+}
+
+#[test]
+fn lost_ack_is_resent_unchanged_after_welcome() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    d.set("settings/volume", json!(80));
+    let w = d.writes();
+    d.e.on_disconnected(None, d.now);
+    d.pump();
+    // The server had applied it: the catch-up carries it as this device's own change.
+    d.e.on_timeout(ms(300));
+    d.pump();
+    d.now = ms(300);
+    d.connect(
+        1,
+        vec![change("settings/volume", json!(80), 1, "phone", 1)],
+        false,
+    );
+    let w2 = d.writes();
+    assert_eq!(w2.len(), 1, "resent");
+    assert_eq!(
+        (w2[0].2.clone(), w2[0].3),
+        (w[0].2.clone(), w[0].3),
+        "unchanged"
+    );
+    d.frame(ServerFrame::Ack {
+        id: w2[0].0,
+        key: "settings/volume".into(),
+        value: json!(80),
+        rev: 1,
+        duplicate: true,
+    });
+    assert!(!d.e.has_pending());
+    assert_eq!(d.e.known_rev(&Key::Volume), 1);
+    assert_eq!(d.e.counters().stale, 0);
+}
+
+#[test]
+fn another_devices_change_supersedes_an_unanswered_intent() {
+    for strategy in Strategy::ALL {
+        let mut d = Dev::new(strategy);
+        d.connect(0, vec![], false);
+        d.tap(LIKE);
+        d.writes();
+        d.e.on_disconnected(None, d.now);
+        d.e.set_online(true, d.now);
+        d.pump();
+        d.connect(2, vec![change(LIKE, json!(false), 2, "laptop", 1)], false);
+        assert!(d.writes().is_empty(), "{strategy}: nothing is sent");
+        assert_eq!(d.shown(LIKE), json!(false), "{strategy}");
+        assert!(!d.e.has_pending(), "{strategy}");
+        assert!(
+            d.events()
+                .iter()
+                .any(|e| matches!(e, EventKind::Superseded { .. }))
+        );
+    }
+}
+
+#[test]
+fn reset_welcome_takes_the_truth_and_resends_intents() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(
+        9,
+        vec![change("settings/volume", json!(10), 9, "laptop", 1)],
+        false,
+    );
+    d.set("settings/dark_mode", json!(true));
+    d.writes();
+    d.e.on_disconnected(None, d.now);
+    d.e.set_online(true, d.now);
+    d.pump();
+    let since = d.connect(2, vec![change(LIKE, json!(true), 2, "laptop", 1)], true);
+    assert_eq!(since, 9);
+    assert_eq!(
+        d.shown("settings/volume"),
+        json!(50),
+        "missing keys return to defaults"
+    );
+    assert_eq!(d.e.known_rev(&Key::Volume), 0);
+    assert_eq!(d.shown(LIKE), json!(true));
+    assert_eq!(
+        d.shown("settings/dark_mode"),
+        json!(true),
+        "the intent is kept"
+    );
+    let w = d.writes();
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].1, "settings/dark_mode");
+    assert_eq!(d.e.cursor(), 2);
+}
+
+#[test]
+fn cursor_is_contiguous_across_reconnects() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    d.push("like/a", json!(true), 1, "laptop", 1);
+    d.push("like/c", json!(true), 3, "laptop", 1); // rev 2 overtaken, then lost
+    assert_eq!(d.e.cursor(), 1);
+    d.e.on_disconnected(None, d.now);
+    d.e.set_online(true, d.now);
+    d.pump();
+    assert_eq!(d.connect(3, vec![], false), 1, "hello asks from the gap");
+}
+
+#[test]
+fn heartbeat_ping_dead_connection_and_backoff() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    assert_eq!(d.e.poll_timeout(), Some(ms(10_000)));
+    d.e.on_timeout(ms(10_000));
+    d.pump();
+    assert!(matches!(d.sent.pop(), Some(ClientFrame::Ping { .. })));
+    assert_eq!(d.e.poll_timeout(), Some(ms(20_000)));
+    d.e.on_timeout(ms(20_000));
+    d.pump();
+    assert!(matches!(d.sent.pop(), Some(ClientFrame::Ping { .. })));
+    d.e.on_timeout(ms(25_000));
+    d.pump();
+    assert_eq!(d.closes, 1, "silent for 25 s: dead");
+    let ConnectionState::Reconnecting { attempt, retry_at } = d.e.connection().clone() else {
+        panic!("{:?}", d.e.connection());
+    };
+    assert_eq!(attempt, 1);
+    assert!(retry_at <= ms(25_250));
+    d.e.on_timeout(retry_at);
+    d.pump();
+    assert_eq!(d.opens, 2);
+    // A failed attempt backs off further.
+    d.e.on_disconnected(None, retry_at);
+    let ConnectionState::Reconnecting { attempt: 2, .. } = d.e.connection() else {
+        panic!()
+    };
+}
+
+#[test]
+fn no_reconnect_after_auth_failure_or_replacement() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.e.on_connected(d.now);
+    d.e.on_disconnected(Some((close::UNAUTHORIZED, "bad token".into())), d.now);
+    assert_eq!(d.e.connection(), &ConnectionState::AuthFailed);
+    assert_eq!(d.e.poll_timeout(), None, "no retry loop");
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    d.e.on_disconnected(Some((close::REPLACED, "replaced".into())), d.now);
+    assert!(matches!(
+        d.e.connection(),
+        ConnectionState::ClosedByServer { code: 4010, .. }
+    ));
+    d.e.on_disconnected(Some((4000, "x".into())), d.now);
+    assert!(matches!(
+        d.e.connection(),
+        ConnectionState::ClosedByServer { code: 4010, .. }
+    ));
+}
+
+#[test]
+fn restart_from_snapshot_keeps_unacknowledged_intents() {
+    for strategy in Strategy::ALL {
+        let mut d = Dev::new(strategy);
+        d.connect(0, vec![], false);
+        d.set("settings/volume", json!(30));
+        let sent = d.writes();
+        d.set("settings/volume", json!(31)); // pending follow-up (sync/push) or sent (naive)
+        d.e.comment(&key("comments/p1"), "hi", d.now);
+        let snap = d.e.snapshot();
+        let json = serde_json::to_string(&snap).unwrap();
+        let back: snapshot::Snapshot = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, snap);
+        let config = EngineConfig {
+            device_id: "phone".into(),
+            token: "demo-token".into(),
+            strategy,
+            seed: 1,
+        };
+        let mut r = Dev::from_engine(Engine::restore(config, back, ms(0)).unwrap());
+        assert_eq!(r.shown("settings/volume"), json!(31), "{strategy}");
+        assert_eq!(r.e.counters().intents, 3, "{strategy}: counters survive");
+        r.connect(0, vec![], false);
+        let w = r.writes();
+        assert_eq!(
+            w.len(),
+            2,
+            "{strategy}: the newest intent and the comment: {w:?}"
+        );
+        let vol = w.iter().find(|w| w.1 == "settings/volume").unwrap();
+        assert_eq!((vol.2.clone(), vol.3), (json!(31), 2), "{strategy}");
+        assert!(vol.0 > 0 && sent[0].3 == 1);
+        assert!(
+            w.iter().any(|w| w.1 == "comments/p1" && w.3 == 1),
+            "{strategy}"
+        );
+    }
+}
+
+#[test]
+fn restore_refuses_another_version_or_device() {
+    let d = Dev::new(Strategy::SyncWithPush);
+    let mut snap = d.e.snapshot();
+    let config = EngineConfig {
+        device_id: "laptop".into(),
+        token: "t".into(),
+        strategy: Strategy::SyncWithPush,
+        seed: 0,
+    };
+    let e = Engine::restore(config.clone(), snap.clone(), ms(0)).unwrap_err();
+    assert!(e.to_string().contains("laptop"));
+    snap.version = 99;
+    snap.device_id = "laptop".into();
+    let e = Engine::restore(config, snap, ms(0)).unwrap_err();
+    assert!(e.to_string().contains("99"));
+}
+
+#[test]
+fn naive_sends_every_change_and_applies_every_answer() {
+    let mut d = Dev::new(Strategy::Naive);
+    d.connect(0, vec![], false);
+    d.tap(LIKE);
+    d.tap(LIKE);
+    let w = d.writes();
+    assert_eq!(w.len(), 2, "no lock");
+    d.ack(w[0].0, LIKE, json!(true), 1);
+    assert_eq!(
+        d.shown(LIKE),
+        json!(true),
+        "flicker: the old answer overwrites the intent"
+    );
+    d.push(LIKE, json!(true), 1, "phone", 1);
+    d.ack(w[1].0, LIKE, json!(false), 2);
+    assert_eq!(d.shown(LIKE), json!(false));
+    assert!(!d.e.has_pending());
+}
+
+#[test]
+fn sync_applies_other_pushes_without_revision_check_and_ignores_own_echoes() {
+    let mut d = Dev::new(Strategy::Sync);
+    d.connect(5, vec![change(LIKE, json!(true), 5, "laptop", 1)], false);
+    d.push(LIKE, json!(false), 3, "laptop", 1);
+    assert_eq!(
+        d.shown(LIKE),
+        json!(false),
+        "no revision check: it regresses"
+    );
+    assert_eq!(d.e.known_rev(&key(LIKE)), 3);
+    d.push(LIKE, json!(true), 9, "phone", 4);
+    assert_eq!(d.shown(LIKE), json!(false), "own echo ignored");
+    assert_eq!(d.e.counters().stale, 0);
+}
+
+#[test]
+fn intents_on_the_wrong_kind_of_key_are_refused() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    assert!(d.e.tap(&Key::Volume, d.now).is_err());
+    assert!(d.e.set(&key("comments/p"), json!([]), d.now).is_err());
+}
+
+#[test]
+fn undecodable_server_frames_are_reported_not_fatal() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    d.events();
+    d.e.on_text("{not json", d.now);
+    d.e.on_text(
+        r#"{"type":"ack","id":99,"key":"k","value":1,"rev":1}"#,
+        d.now,
+    );
+    let ev = d.events();
+    assert_eq!(ev.len(), 2);
+    assert!(ev.iter().all(|e| matches!(e, EventKind::Error { .. })));
+    assert_eq!(d.e.connection(), &ConnectionState::Connected);
+}
