@@ -512,7 +512,12 @@ impl Engine {
     fn count_request(&mut self, key: &Key) {
         let c = &mut self.state.counters;
         c.requests += 1;
-        *c.requests_by_key.entry(key.to_string()).or_default() += 1;
+        match c.requests_by_key.get_mut(key) {
+            Some(n) => *n += 1,
+            None => {
+                c.requests_by_key.insert(key.clone(), 1);
+            }
+        }
     }
 
     fn send_naive(&mut self, key: Key, value: Value, local_rev: u64) {
@@ -618,8 +623,7 @@ impl Engine {
     }
 
     fn flush_events(&mut self) {
-        let stamped = stamp(&mut self.state.events, self.now);
-        self.events.extend(stamped);
+        stamp(&mut self.state.events, self.now, &mut self.events);
     }
 
     // ---- outputs and views --------------------------------------------------------------

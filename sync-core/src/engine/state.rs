@@ -46,7 +46,7 @@ pub struct Counters {
     /// `set`/`command` frames handed to the link, resends included.
     pub requests: u64,
     /// `requests` per key.
-    pub requests_by_key: BTreeMap<String, u64>,
+    pub requests_by_key: BTreeMap<Key, u64>,
     /// Acks, pushes and catch-up changes not applied because their revision was lower
     /// than the known one.
     pub stale: u64,
@@ -76,9 +76,12 @@ pub struct DeviceState {
 impl DeviceState {
     /// The slot of `key`, created with the key's default if never seen.
     pub fn slot(&mut self, key: &Key) -> &mut KeySlot {
-        self.keys
-            .entry(key.clone())
-            .or_insert_with(|| KeySlot::new(key))
+        // Not `entry(key.clone())`: that would clone (allocate) the key on every call,
+        // and this is the engine's hottest path.
+        if !self.keys.contains_key(key) {
+            self.keys.insert(key.clone(), KeySlot::new(key));
+        }
+        self.keys.get_mut(key).expect("inserted above")
     }
 
     /// The value shown for `key` (its default if never seen).
@@ -111,7 +114,11 @@ impl DeviceState {
     }
 }
 
-/// Turns the step's events into timestamped [`Event`]s.
-pub(crate) fn stamp(events: &mut Vec<EventKind>, at: std::time::Duration) -> Vec<Event> {
-    events.drain(..).map(|kind| Event { at, kind }).collect()
+/// Moves the step's events, timestamped, to the engine's event queue.
+pub(crate) fn stamp(
+    events: &mut Vec<EventKind>,
+    at: std::time::Duration,
+    into: &mut std::collections::VecDeque<Event>,
+) {
+    into.extend(events.drain(..).map(|kind| Event { at, kind }));
 }
