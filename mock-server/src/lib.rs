@@ -1,1 +1,3 @@
-//! placeholder
+//! The Sync Lab server (crate doc completed as the crate grows).
+
+pub mod core;

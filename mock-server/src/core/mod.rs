@@ -1,0 +1,773 @@
+//! The server as a sans-IO state machine: frames in, frames and closes out.
+//!
+//! It implements PROTOCOL.md exactly: the `hello` handshake, the write pipeline (rate
+//! limit → decode → key → value → idempotency → forced rejection → apply), catch-up with
+//! `since` and `reset`, fan-out of pushes with the writer's ack queued *before* its own
+//! echo, and every limit and close code. The same core runs under the tokio shell and the
+//! simulator; neither has any protocol logic of its own.
+//!
+//! Durability: accepted writes of one call to [`Core::handle`] are committed to the
+//! [`Store`] together (group commit), and their acks and pushes are released only after
+//! the commit returned.
+
+pub mod rate;
+pub mod store;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use serde_json::Value;
+use sync_core::protocol::model::{SERVER_DEVICE_ID, comments_from_value, comments_to_value};
+use sync_core::protocol::{
+    Change, ClientFrame, CommandOp, Current, ErrorCode, InvalidValue, Key, PROTOCOL_VERSION,
+    Problem, ServerFrame, ValueKind, close, decode_client_frame,
+};
+
+use rate::TokenBucket;
+use store::{Durable, Record, Store, StoreError, Stored};
+
+/// `hello` must arrive within this long of the upgrade.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection with no frame from the client for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Continuous rate limiting for this long closes the connection (1008).
+pub const LIMITED_CLOSE_AFTER: Duration = Duration::from_secs(5);
+/// A limiting episode ends after this long without a limited frame. (Under a flood the
+/// bucket's refill lets a frame through now and then; that does not end the flood.)
+pub const LIMITED_EPISODE_GAP: Duration = Duration::from_secs(1);
+/// The default user when no token is configured.
+pub const DEMO_USER: &str = "demo";
+/// The default token.
+pub const DEMO_TOKEN: &str = "demo-token";
+
+/// A connection, named by the shell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+/// What the shell must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Queue this frame on the connection's ordered outbound queue.
+    Send(ConnId, ServerFrame),
+    /// Close the connection with this code and reason (after the frames queued before).
+    Close(ConnId, u16, String),
+}
+
+/// What arrived on a connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    /// A text frame.
+    Text(String),
+    /// A binary frame (not part of the protocol).
+    Binary,
+    /// A frame over 64 KiB (the shell could not read it).
+    TooLarge,
+}
+
+#[derive(Debug, Clone)]
+struct Conn {
+    opened: Duration,
+    last_frame: Duration,
+    auth: Option<(String, String)>,
+    bucket: TokenBucket,
+    /// Start and latest frame of the current rate-limiting episode.
+    limited: Option<(Duration, Duration)>,
+}
+
+/// A write accepted in memory, waiting for the batch's commit.
+struct Staged {
+    record: Record,
+    ack: Action,
+}
+
+/// The server core. See the [module docs](self).
+pub struct Core<S: Store> {
+    tokens: BTreeMap<String, String>,
+    store: S,
+    data: Durable,
+    conns: BTreeMap<ConnId, Conn>,
+    devices: HashMap<(String, String), ConnId>,
+    forced: BTreeSet<Key>,
+}
+
+impl<S: Store> Core<S> {
+    /// A core serving `tokens` (token → user; empty for the demo user), with what `store`
+    /// holds.
+    pub fn new(tokens: BTreeMap<String, String>, mut store: S) -> Result<Self, StoreError> {
+        let tokens = if tokens.is_empty() {
+            BTreeMap::from([(DEMO_TOKEN.to_string(), DEMO_USER.to_string())])
+        } else {
+            tokens
+        };
+        let data = store.load()?;
+        Ok(Core {
+            tokens,
+            store,
+            data,
+            conns: BTreeMap::new(),
+            devices: HashMap::new(),
+            forced: BTreeSet::new(),
+        })
+    }
+
+    /// The store (to take it back when the server stops).
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    /// A new connection (the WebSocket upgrade succeeded).
+    pub fn connect(&mut self, id: ConnId, now: Duration) {
+        self.conns.insert(
+            id,
+            Conn {
+                opened: now,
+                last_frame: now,
+                auth: None,
+                bucket: TokenBucket::full(now),
+                limited: None,
+            },
+        );
+    }
+
+    /// The connection is gone (closed by either side). Idempotent.
+    pub fn disconnect(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.remove(&id)
+            && let Some(device) = conn.auth
+            && self.devices.get(&device) == Some(&id)
+        {
+            self.devices.remove(&device);
+        }
+    }
+
+    /// Frames that arrived together, in order. Accepted writes among them share one
+    /// commit; their acks and pushes follow it.
+    pub fn handle(&mut self, frames: Vec<(ConnId, Inbound)>, now: Duration) -> Vec<Action> {
+        let mut out = Vec::new();
+        let mut staged: Vec<Staged> = Vec::new();
+        for (id, frame) in frames {
+            if !self.conns.contains_key(&id) {
+                continue;
+            }
+            self.frame(id, frame, now, &mut out, &mut staged);
+        }
+        self.commit(staged, &mut out);
+        out
+    }
+
+    fn commit(&mut self, staged: Vec<Staged>, out: &mut Vec<Action>) {
+        if staged.is_empty() {
+            return;
+        }
+        let records: Vec<Record> = staged.iter().map(|s| s.record.clone()).collect();
+        if let Err(e) = self.store.commit(&records) {
+            // Nothing is acknowledged. The in-memory state is rebuilt from the store, and
+            // the writers are disconnected: they reconnect and resend (idempotently).
+            let writers: BTreeSet<ConnId> = staged
+                .iter()
+                .filter_map(|s| match &s.ack {
+                    Action::Send(id, _) => Some(*id),
+                    Action::Close(..) => None,
+                })
+                .collect();
+            if let Ok(data) = self.store.load() {
+                self.data = data;
+            }
+            for id in writers {
+                out.push(Action::Close(id, 1011, format!("{e}")));
+                self.disconnect(id);
+            }
+            return;
+        }
+        for s in staged {
+            out.push(s.ack);
+            let change = change_of(&s.record);
+            self.fan_out(&s.record.user, change, out);
+        }
+    }
+
+    fn fan_out(&self, user: &str, change: Change, out: &mut Vec<Action>) {
+        for (id, conn) in &self.conns {
+            if conn.auth.as_ref().is_some_and(|(u, _)| u == user) {
+                out.push(Action::Send(*id, ServerFrame::Push(change.clone())));
+            }
+        }
+    }
+
+    fn frame(
+        &mut self,
+        id: ConnId,
+        frame: Inbound,
+        now: Duration,
+        out: &mut Vec<Action>,
+        staged: &mut Vec<Staged>,
+    ) {
+        let conn = self.conns.get_mut(&id).expect("checked by the caller");
+        conn.last_frame = now;
+        let text = match frame {
+            Inbound::TooLarge => {
+                return self.close_with(
+                    id,
+                    ErrorCode::TooLarge,
+                    "frame over 64 KiB",
+                    None,
+                    close::TOO_LARGE,
+                    out,
+                );
+            }
+            Inbound::Binary if conn.auth.is_none() => {
+                return self.close_with(
+                    id,
+                    ErrorCode::HelloRequired,
+                    "send `hello` first",
+                    None,
+                    close::BAD_HELLO,
+                    out,
+                );
+            }
+            Inbound::Binary => {
+                let message = Problem::Binary.to_string();
+                return out.push(error(id, ErrorCode::BadMessage, message, None));
+            }
+            Inbound::Text(text) => text,
+        };
+        // Step 1: rate limit, before anything else is looked at.
+        if !conn.bucket.take(now) {
+            let since = match conn.limited {
+                Some((since, last)) if now.saturating_sub(last) < LIMITED_EPISODE_GAP => since,
+                _ => now,
+            };
+            conn.limited = Some((since, now));
+            if now.saturating_sub(since) >= LIMITED_CLOSE_AFTER {
+                return self.close_with(
+                    id,
+                    ErrorCode::RateLimited,
+                    "rate limited for 5 s",
+                    None,
+                    close::POLICY,
+                    out,
+                );
+            }
+            return out.push(rate_limited(id, &text));
+        }
+        // Step 2: decoding.
+        let decoded = decode_client_frame(&text);
+        let Some((user, device)) = conn.auth.clone() else {
+            return self.before_hello(id, decoded, out);
+        };
+        let frame = match decoded {
+            Ok(frame) => frame,
+            Err(e) => return out.push(error(id, ErrorCode::BadMessage, e.to_string(), e.id)),
+        };
+        match frame {
+            ClientFrame::Hello { .. } => out.push(error(
+                id,
+                ErrorCode::BadMessage,
+                "already authenticated: a second `hello` changes nothing".into(),
+                None,
+            )),
+            ClientFrame::Ping { id: rid } => {
+                out.push(Action::Send(id, ServerFrame::Pong { id: rid }))
+            }
+            ClientFrame::Set {
+                id: rid,
+                key,
+                value,
+                local_rev,
+            } => self.write(
+                id,
+                &user,
+                &device,
+                rid,
+                &key,
+                Write::Set(value),
+                local_rev,
+                out,
+                staged,
+            ),
+            ClientFrame::Command {
+                id: rid,
+                key,
+                op,
+                local_rev,
+            } => self.write(
+                id,
+                &user,
+                &device,
+                rid,
+                &key,
+                Write::Command(op),
+                local_rev,
+                out,
+                staged,
+            ),
+        }
+    }
+
+    fn before_hello(
+        &mut self,
+        id: ConnId,
+        decoded: Result<ClientFrame, sync_core::protocol::DecodeError>,
+        out: &mut Vec<Action>,
+    ) {
+        let (protocol, token, device_id, since) = match decoded {
+            Ok(ClientFrame::Hello {
+                protocol,
+                token,
+                device_id,
+                since,
+            }) => (protocol, token, device_id, since),
+            Err(e) if e.in_hello => {
+                return self.close_with(
+                    id,
+                    ErrorCode::BadMessage,
+                    &e.to_string(),
+                    None,
+                    close::BAD_HELLO,
+                    out,
+                );
+            }
+            _ => {
+                return self.close_with(
+                    id,
+                    ErrorCode::HelloRequired,
+                    "the first frame must be `hello`",
+                    None,
+                    close::BAD_HELLO,
+                    out,
+                );
+            }
+        };
+        if protocol != PROTOCOL_VERSION {
+            let message = format!(
+                "protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}"
+            );
+            return self.close_with(
+                id,
+                ErrorCode::UnsupportedProtocol,
+                &message,
+                None,
+                close::BAD_HELLO,
+                out,
+            );
+        }
+        let Some(user) = self.tokens.get(&token).cloned() else {
+            return self.close_with(
+                id,
+                ErrorCode::Unauthorized,
+                "unknown token",
+                None,
+                close::UNAUTHORIZED,
+                out,
+            );
+        };
+        let device = (user.clone(), device_id);
+        if let Some(old) = self.devices.insert(device.clone(), id)
+            && old != id
+        {
+            self.close_with(
+                old,
+                ErrorCode::Replaced,
+                "a newer connection of this device took over",
+                None,
+                close::REPLACED,
+                out,
+            );
+        }
+        self.conns.get_mut(&id).expect("open").auth = Some(device);
+        let welcome = self.welcome(&user, since);
+        out.push(Action::Send(id, welcome));
+    }
+
+    /// `welcome`: every change after `since`, or the whole state with `reset` when `since`
+    /// is ahead of the server (it lost history).
+    fn welcome(&self, user: &str, since: u64) -> ServerFrame {
+        let data = self.data.users.get(user);
+        let head = data.map_or(0, |d| d.head);
+        let reset = since > head;
+        let mut changes: Vec<Change> = data
+            .into_iter()
+            .flat_map(|d| d.keys.iter())
+            .filter(|(_, s)| reset || s.rev > since)
+            .map(|(key, stored)| change_of_parts(key, stored))
+            .collect();
+        changes.sort_by_key(|c| c.rev);
+        ServerFrame::Welcome {
+            user: user.to_string(),
+            rev: head,
+            changes,
+            reset,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &mut self,
+        conn: ConnId,
+        user: &str,
+        device: &str,
+        rid: u64,
+        key_text: &str,
+        write: Write,
+        local_rev: u64,
+        out: &mut Vec<Action>,
+        staged: &mut Vec<Staged>,
+    ) {
+        // Step 3: the key.
+        let key = match Key::parse(key_text) {
+            Ok(key) => key,
+            Err(e) => {
+                return out.push(reject(
+                    conn,
+                    rid,
+                    key_text,
+                    ErrorCode::UnknownKey,
+                    e.to_string(),
+                    None,
+                ));
+            }
+        };
+        let current = self.current(user, &key);
+        let refuse =
+            |code, message: String| reject(conn, rid, key_text, code, message, current.clone());
+        // Step 4: the value (what can be judged without the stored list).
+        if let Err(InvalidValue(message)) = write.check(&key) {
+            return out.push(refuse(ErrorCode::InvalidValue, message));
+        }
+        // Step 5: idempotency.
+        let mark = self
+            .data
+            .users
+            .get(user)
+            .and_then(|d| d.marks.get(device))
+            .and_then(|m| m.get(&key));
+        if let Some(mark) = mark {
+            if local_rev == mark.local_rev {
+                let ack = ServerFrame::Ack {
+                    id: rid,
+                    key: key_text.to_string(),
+                    value: mark.value.clone(),
+                    rev: mark.rev,
+                    duplicate: true,
+                };
+                return out.push(Action::Send(conn, ack));
+            }
+            if local_rev < mark.local_rev {
+                let message = format!(
+                    "local_rev {local_rev} is older than {} already applied for this device and key",
+                    mark.local_rev
+                );
+                return out.push(refuse(ErrorCode::Superseded, message));
+            }
+        }
+        // Step 4, continued: a command's effect on the stored list (a missing id, a 101st
+        // comment). Judged after idempotency so that resending an applied command is a
+        // duplicate, not an error.
+        let rev = self.data.users.get(user).map_or(0, |d| d.head) + 1;
+        let value = match write.value_to_store(&key, current.as_ref(), rev, device) {
+            Ok(value) => value,
+            Err(InvalidValue(message)) => {
+                return out.push(refuse(ErrorCode::InvalidValue, message));
+            }
+        };
+        // Step 6: fault injection.
+        if self.forced.remove(&key) {
+            return out.push(refuse(
+                ErrorCode::Forced,
+                "rejected on purpose (fault injection)".into(),
+            ));
+        }
+        // Step 7: apply (in memory now; durable with the batch's commit, before the ack).
+        let stored = Stored {
+            value: value.clone(),
+            rev,
+            device_id: device.to_string(),
+            local_rev,
+        };
+        let record = Record {
+            user: user.to_string(),
+            key,
+            stored,
+        };
+        self.data.apply(&record);
+        let ack = ServerFrame::Ack {
+            id: rid,
+            key: key_text.to_string(),
+            value,
+            rev,
+            duplicate: false,
+        };
+        staged.push(Staged {
+            record,
+            ack: Action::Send(conn, ack),
+        });
+    }
+
+    fn current(&self, user: &str, key: &Key) -> Option<Current> {
+        self.data
+            .users
+            .get(user)
+            .and_then(|d| d.keys.get(key))
+            .map(|s| Current {
+                value: s.value.clone(),
+                rev: s.rev,
+            })
+    }
+
+    fn close_with(
+        &mut self,
+        id: ConnId,
+        code: ErrorCode,
+        message: &str,
+        rid: Option<u64>,
+        close_code: u16,
+        out: &mut Vec<Action>,
+    ) {
+        out.push(error(id, code, message.to_string(), rid));
+        out.push(Action::Close(id, close_code, code.to_string()));
+        self.disconnect(id);
+    }
+
+    // ---- timers -------------------------------------------------------------------------
+
+    /// When [`Core::on_timeout`] must next run.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.conns
+            .values()
+            .map(|c| {
+                let idle = c.last_frame + IDLE_TIMEOUT;
+                if c.auth.is_none() {
+                    idle.min(c.opened + HELLO_TIMEOUT)
+                } else {
+                    idle
+                }
+            })
+            .min()
+    }
+
+    /// Closes connections whose `hello` or whose next frame is overdue.
+    pub fn on_timeout(&mut self, now: Duration) -> Vec<Action> {
+        let mut out = Vec::new();
+        let due: Vec<(ConnId, bool)> = self
+            .conns
+            .iter()
+            .filter_map(|(id, c)| {
+                if c.auth.is_none() && now >= c.opened + HELLO_TIMEOUT {
+                    Some((*id, true))
+                } else if now >= c.last_frame + IDLE_TIMEOUT {
+                    Some((*id, false))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (id, hello) in due {
+            if hello {
+                self.close_with(
+                    id,
+                    ErrorCode::HelloRequired,
+                    "no `hello` within 5 s",
+                    None,
+                    close::BAD_HELLO,
+                    &mut out,
+                );
+            } else {
+                self.close_with(
+                    id,
+                    ErrorCode::IdleTimeout,
+                    "no frame for 30 s",
+                    None,
+                    close::IDLE,
+                    &mut out,
+                );
+            }
+        }
+        out
+    }
+
+    // ---- the server's own controls (admin API, scenarios) --------------------------------
+
+    /// A write by the server itself (`device_id` `server`, `local_rev` 0), validated like
+    /// any `set`, committed, and pushed to every device of the user.
+    pub fn server_set(
+        &mut self,
+        user: &str,
+        key: &Key,
+        value: Value,
+    ) -> Result<Vec<Action>, String> {
+        let value = key.validate_set(&value).map_err(|e| e.to_string())?;
+        let rev = self.data.users.get(user).map_or(0, |d| d.head) + 1;
+        let record = Record {
+            user: user.to_string(),
+            key: key.clone(),
+            stored: Stored {
+                value,
+                rev,
+                device_id: SERVER_DEVICE_ID.to_string(),
+                local_rev: 0,
+            },
+        };
+        self.store
+            .commit(std::slice::from_ref(&record))
+            .map_err(|e| e.to_string())?;
+        self.data.apply(&record);
+        let mut out = Vec::new();
+        self.fan_out(user, change_of(&record), &mut out);
+        Ok(out)
+    }
+
+    /// The next write to `key` (of any user) is rejected with `forced`.
+    pub fn reject_next(&mut self, key: Key) {
+        self.forced.insert(key);
+    }
+
+    /// Closes a device's connection (fault injection). Returns the actions, empty if the
+    /// device is not connected.
+    pub fn kick(&mut self, user: &str, device_id: &str, code: u16, reason: &str) -> Vec<Action> {
+        let Some(&id) = self.devices.get(&(user.to_string(), device_id.to_string())) else {
+            return Vec::new();
+        };
+        self.disconnect(id);
+        vec![Action::Close(id, code, reason.to_string())]
+    }
+
+    // ---- views --------------------------------------------------------------------------
+
+    /// What is stored for a user (for the server panel and expectations).
+    pub fn user(&self, user: &str) -> Option<&store::UserData> {
+        self.data.users.get(user)
+    }
+
+    /// The stored value of a key, or its default.
+    pub fn value(&self, user: &str, key: &Key) -> (Value, u64) {
+        self.current(user, key)
+            .map_or_else(|| (key.default_value(), 0), |c| (c.value, c.rev))
+    }
+
+    /// Revisions assigned so far (accepted, non-duplicate writes), across restarts.
+    pub fn writes(&self) -> u64 {
+        self.data.writes
+    }
+
+    /// Connected, authenticated devices: `(user, device_id)`.
+    pub fn devices(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self.devices.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Keys with a pending forced rejection.
+    pub fn forced(&self) -> impl Iterator<Item = &Key> {
+        self.forced.iter()
+    }
+
+    /// The user a token belongs to.
+    pub fn user_of_token(&self, token: &str) -> Option<&str> {
+        self.tokens.get(token).map(String::as_str)
+    }
+}
+
+/// A `set` or a `command`.
+enum Write {
+    Set(Value),
+    Command(CommandOp),
+}
+
+impl Write {
+    /// Step 4's checks that do not depend on the stored value.
+    fn check(&self, key: &Key) -> Result<(), InvalidValue> {
+        match (self, key.kind()) {
+            (Write::Set(value), _) => key.validate_set(value).map(drop),
+            (Write::Command(op), ValueKind::Comments) => match op {
+                CommandOp::AddComment { text } => CommandOp::AddComment { text: text.clone() }
+                    .apply(&[], 0, "")
+                    .map(drop),
+                CommandOp::DeleteComment { .. } => Ok(()),
+            },
+            (Write::Command(_), _) => Err(InvalidValue(format!(
+                "`{key}` is not a comments key: commands work only on `comments/<post>`"
+            ))),
+        }
+    }
+
+    /// The value to store: the normalised `set` value, or the command applied to the list.
+    fn value_to_store(
+        &self,
+        key: &Key,
+        current: Option<&Current>,
+        rev: u64,
+        device: &str,
+    ) -> Result<Value, InvalidValue> {
+        match self {
+            Write::Set(value) => key.validate_set(value),
+            Write::Command(op) => {
+                let list = current.map_or_else(Vec::new, |c| comments_from_value(&c.value));
+                op.apply(&list, rev, device).map(|l| comments_to_value(&l))
+            }
+        }
+    }
+}
+
+fn change_of(record: &Record) -> Change {
+    change_of_parts(&record.key, &record.stored)
+}
+
+fn change_of_parts(key: &Key, stored: &Stored) -> Change {
+    Change {
+        key: key.to_string(),
+        value: stored.value.clone(),
+        rev: stored.rev,
+        device_id: stored.device_id.clone(),
+        local_rev: stored.local_rev,
+    }
+}
+
+fn error(id: ConnId, code: ErrorCode, message: String, rid: Option<u64>) -> Action {
+    Action::Send(
+        id,
+        ServerFrame::Error {
+            code,
+            message,
+            id: rid,
+        },
+    )
+}
+
+fn reject(
+    conn: ConnId,
+    rid: u64,
+    key: &str,
+    code: ErrorCode,
+    message: String,
+    current: Option<Current>,
+) -> Action {
+    Action::Send(
+        conn,
+        ServerFrame::Reject {
+            id: rid,
+            key: key.to_string(),
+            code,
+            message,
+            current,
+        },
+    )
+}
+
+/// The answer to a frame that found the bucket empty: it is not processed, so it is only
+/// looked at enough to answer in kind (a write gets a `reject`, anything else an `error`).
+fn rate_limited(conn: ConnId, text: &str) -> Action {
+    let peek: Option<serde_json::Map<String, Value>> = serde_json::from_str(text).ok();
+    let field = |name: &str| peek.as_ref().and_then(|m| m.get(name));
+    let rid = field("id").and_then(Value::as_u64);
+    let kind = field("type").and_then(Value::as_str);
+    let message = "over the rate limit (400 frames, 200 per second)".to_string();
+    match (kind, rid) {
+        (Some("set" | "command"), Some(rid)) => {
+            let key = field("key").and_then(Value::as_str).unwrap_or_default();
+            reject(conn, rid, key, ErrorCode::RateLimited, message, None)
+        }
+        _ => error(conn, ErrorCode::RateLimited, message, rid),
+    }
+}

@@ -1,0 +1,549 @@
+//! The core against PROTOCOL.md, frame by frame: the write pipeline in order, every row of
+//! the error table, idempotency, catch-up, fan-out order, and the timers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sync_core::protocol::{ErrorCode, Key, ServerFrame};
+
+use super::store::{MemoryStore, Store};
+use super::*;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+struct T {
+    core: Core<MemoryStore>,
+    now: Duration,
+}
+
+const A: ConnId = ConnId(1);
+const B: ConnId = ConnId(2);
+
+impl T {
+    fn new() -> Self {
+        T {
+            core: Core::new(BTreeMap::new(), MemoryStore::default()).unwrap(),
+            now: ms(0),
+        }
+    }
+
+    fn send(&mut self, c: ConnId, text: &str) -> Vec<Action> {
+        self.core
+            .handle(vec![(c, Inbound::Text(text.into()))], self.now)
+    }
+
+    fn hello(&mut self, c: ConnId, device: &str, since: u64) -> ServerFrame {
+        self.core.connect(c, self.now);
+        let text = format!(
+            r#"{{"type":"hello","protocol":1,"token":"demo-token","device_id":"{device}","since":{since}}}"#
+        );
+        let out = self.send(c, &text);
+        frames_to(&out, c).pop().expect("welcome")
+    }
+
+    fn set(&mut self, c: ConnId, id: u64, key: &str, value: Value, local_rev: u64) -> Vec<Action> {
+        let text = json!({"type":"set","id":id,"key":key,"value":value,"local_rev":local_rev});
+        self.send(c, &text.to_string())
+    }
+}
+
+fn frames_to(out: &[Action], c: ConnId) -> Vec<ServerFrame> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Send(id, f) if *id == c => Some(f.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn closed(out: &[Action], c: ConnId) -> Option<u16> {
+    out.iter().find_map(|a| match a {
+        Action::Close(id, code, _) if *id == c => Some(*code),
+        _ => None,
+    })
+}
+
+fn error_code(out: &[Action], c: ConnId) -> Option<ErrorCode> {
+    frames_to(out, c).into_iter().find_map(|f| match f {
+        ServerFrame::Error { code, .. } => Some(code),
+        _ => None,
+    })
+}
+
+fn reject_code(out: &[Action], c: ConnId) -> Option<ErrorCode> {
+    frames_to(out, c).into_iter().find_map(|f| match f {
+        ServerFrame::Reject { code, .. } => Some(code),
+        _ => None,
+    })
+}
+
+#[test]
+fn hello_welcome_and_second_hello() {
+    let mut t = T::new();
+    let w = t.hello(A, "phone", 0);
+    assert_eq!(
+        w,
+        ServerFrame::Welcome {
+            user: "demo".into(),
+            rev: 0,
+            changes: vec![],
+            reset: false
+        }
+    );
+    let out = t.send(
+        A,
+        r#"{"type":"hello","protocol":1,"token":"demo-token","device_id":"phone","since":0}"#,
+    );
+    assert_eq!(error_code(&out, A), Some(ErrorCode::BadMessage));
+    assert_eq!(closed(&out, A), None, "a second hello changes nothing");
+}
+
+#[test]
+fn error_table_rows_before_and_during_hello() {
+    let cases = [
+        (
+            r#"{"type":"hello","protocol":1,"token":"nope","device_id":"p","since":0}"#,
+            ErrorCode::Unauthorized,
+            4401,
+        ),
+        (r#"{"type":"ping","id":1}"#, ErrorCode::HelloRequired, 4400),
+        (r#"not json"#, ErrorCode::HelloRequired, 4400),
+        (
+            r#"{"type":"hello","protocol":2,"token":"demo-token","device_id":"p","since":0}"#,
+            ErrorCode::UnsupportedProtocol,
+            4400,
+        ),
+        (
+            r#"{"type":"hello","protocol":1,"token":"demo-token","device_id":"server","since":0}"#,
+            ErrorCode::BadMessage,
+            4400,
+        ),
+        (
+            r#"{"type":"hello","protocol":1,"token":"demo-token","device_id":"p"}"#,
+            ErrorCode::BadMessage,
+            4400,
+        ),
+    ];
+    for (text, code, close_code) in cases {
+        let mut t = T::new();
+        t.core.connect(A, t.now);
+        let out = t.send(A, text);
+        assert_eq!(error_code(&out, A), Some(code), "{text}");
+        assert_eq!(closed(&out, A), Some(close_code), "{text}");
+        assert!(
+            matches!(out.first(), Some(Action::Send(..))),
+            "the error frame comes before the close"
+        );
+    }
+}
+
+#[test]
+fn hello_timeout_idle_timeout_binary_and_too_large() {
+    let mut t = T::new();
+    t.core.connect(A, t.now);
+    assert_eq!(t.core.poll_timeout(), Some(ms(5000)));
+    let out = t.core.on_timeout(ms(5000));
+    assert_eq!(error_code(&out, A), Some(ErrorCode::HelloRequired));
+    assert_eq!(closed(&out, A), Some(4400));
+
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    let out = t.core.handle(vec![(A, Inbound::Binary)], t.now);
+    assert_eq!(error_code(&out, A), Some(ErrorCode::BadMessage));
+    assert_eq!(closed(&out, A), None);
+    assert_eq!(t.core.poll_timeout(), Some(ms(30_000)));
+    let out = t.core.on_timeout(ms(30_000));
+    assert_eq!(error_code(&out, A), Some(ErrorCode::IdleTimeout));
+    assert_eq!(closed(&out, A), Some(4408));
+
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    let out = t.core.handle(vec![(A, Inbound::TooLarge)], t.now);
+    assert_eq!(error_code(&out, A), Some(ErrorCode::TooLarge));
+    assert_eq!(closed(&out, A), Some(1009));
+}
+
+#[test]
+fn write_pipeline_order() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    // Step 2: malformed → bad_message with the id, connection open.
+    let out = t.send(
+        A,
+        r#"{"type":"set","id":7,"key":"like/a","value":true,"local_rev":0}"#,
+    );
+    assert!(matches!(
+        frames_to(&out, A)[..],
+        [ServerFrame::Error {
+            code: ErrorCode::BadMessage,
+            id: Some(7),
+            ..
+        }]
+    ));
+    // Step 3: key.
+    let out = t.set(A, 1, "like/A", json!(true), 1);
+    assert_eq!(reject_code(&out, A), Some(ErrorCode::UnknownKey));
+    // Step 4: value (any JSON is decoded; a misfit is invalid_value).
+    let out = t.set(A, 2, "settings/volume", json!("loud"), 1);
+    assert_eq!(reject_code(&out, A), Some(ErrorCode::InvalidValue));
+    let out = t.set(A, 3, "comments/p", json!([]), 1);
+    assert_eq!(reject_code(&out, A), Some(ErrorCode::InvalidValue));
+    let out = t.send(
+        A,
+        r#"{"type":"command","id":4,"key":"like/p","name":"add_comment","args":{"text":"x"},"local_rev":1}"#,
+    );
+    assert_eq!(reject_code(&out, A), Some(ErrorCode::InvalidValue));
+    // Rejected writes record nothing: local_rev 1 is still free.
+    let out = t.set(A, 5, "settings/volume", json!(70), 1);
+    assert!(matches!(
+        frames_to(&out, A)[0],
+        ServerFrame::Ack {
+            rev: 1,
+            duplicate: false,
+            ..
+        }
+    ));
+    // Step 6: forced, after idempotency.
+    t.core.reject_next(Key::Volume);
+    let out = t.set(A, 6, "settings/volume", json!(70), 1);
+    assert!(matches!(
+        frames_to(&out, A)[0],
+        ServerFrame::Ack {
+            duplicate: true,
+            ..
+        }
+    ));
+    let out = t.set(A, 7, "settings/volume", json!(71), 2);
+    assert!(matches!(
+        &frames_to(&out, A)[0],
+        ServerFrame::Reject { code: ErrorCode::Forced, current: Some(c), .. } if c.rev == 1
+    ));
+    let out = t.set(A, 8, "settings/volume", json!(71), 2);
+    assert!(
+        matches!(frames_to(&out, A)[0], ServerFrame::Ack { rev: 2, .. }),
+        "only the next one"
+    );
+}
+
+#[test]
+fn idempotent_resend_and_superseded() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    t.set(A, 1, "settings/display_name", json!(" Ana "), 3);
+    let out = t.set(A, 9, "settings/display_name", json!("Other"), 3);
+    assert_eq!(
+        frames_to(&out, A),
+        [ServerFrame::Ack {
+            id: 9,
+            key: "settings/display_name".into(),
+            value: json!("Ana"),
+            rev: 1,
+            duplicate: true
+        }],
+        "the original rev and stored value; nothing pushed"
+    );
+    let out = t.set(A, 10, "settings/display_name", json!("Old"), 2);
+    assert_eq!(reject_code(&out, A), Some(ErrorCode::Superseded));
+    assert_eq!(t.core.writes(), 1);
+}
+
+#[test]
+fn comments_commands_and_their_idempotency() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    let add = |id: u64, lr: u64| {
+        format!(
+            r#"{{"type":"command","id":{id},"key":"comments/p","name":"add_comment","args":{{"text":" hi "}},"local_rev":{lr}}}"#
+        )
+    };
+    let out = t.send(A, &add(1, 1));
+    let list = json!([{"id":"1","text":"hi","device_id":"phone"}]);
+    assert!(matches!(&frames_to(&out, A)[0], ServerFrame::Ack { value, .. } if *value == list));
+    let out = t.send(A, &add(2, 1));
+    assert!(
+        matches!(
+            frames_to(&out, A)[0],
+            ServerFrame::Ack {
+                duplicate: true,
+                ..
+            }
+        ),
+        "never posted twice"
+    );
+    let del = |id: u64, cid: &str, lr: u64| {
+        format!(
+            r#"{{"type":"command","id":{id},"key":"comments/p","name":"delete_comment","args":{{"id":"{cid}"}},"local_rev":{lr}}}"#
+        )
+    };
+    let out = t.send(A, &del(3, "1", 2));
+    assert!(
+        matches!(&frames_to(&out, A)[0], ServerFrame::Ack { value, .. } if *value == json!([]))
+    );
+    let out = t.send(A, &del(4, "1", 2));
+    assert!(
+        matches!(
+            frames_to(&out, A)[0],
+            ServerFrame::Ack {
+                duplicate: true,
+                ..
+            }
+        ),
+        "resending an applied delete is a duplicate, not a missing id"
+    );
+    let out = t.send(A, &del(5, "1", 3));
+    assert_eq!(reject_code(&out, A), Some(ErrorCode::InvalidValue));
+    let out = t.send(
+        A,
+        r#"{"type":"command","id":6,"key":"comments/p","name":"add_comment","args":{"text":"   "},"local_rev":4}"#,
+    );
+    assert_eq!(reject_code(&out, A), Some(ErrorCode::InvalidValue));
+}
+
+#[test]
+fn hundred_and_first_comment_is_invalid() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    for i in 1..=101u64 {
+        let text = format!(
+            r#"{{"type":"command","id":{i},"key":"comments/p","name":"add_comment","args":{{"text":"c{i}"}},"local_rev":{i}}}"#
+        );
+        let out = t.send(A, &text);
+        if i <= 100 {
+            assert!(
+                matches!(frames_to(&out, A)[0], ServerFrame::Ack { .. }),
+                "{i}"
+            );
+        } else {
+            assert_eq!(reject_code(&out, A), Some(ErrorCode::InvalidValue));
+        }
+    }
+}
+
+#[test]
+fn ack_before_echo_and_fan_out_to_the_users_devices_only() {
+    let mut t = T::new();
+    t.core = Core::new(
+        BTreeMap::from([
+            ("ta".to_string(), "ana".to_string()),
+            ("tb".to_string(), "bob".to_string()),
+        ]),
+        MemoryStore::default(),
+    )
+    .unwrap();
+    for (c, token, dev) in [
+        (A, "ta", "phone"),
+        (B, "ta", "laptop"),
+        (ConnId(3), "tb", "phone"),
+    ] {
+        t.core.connect(c, t.now);
+        let text = format!(
+            r#"{{"type":"hello","protocol":1,"token":"{token}","device_id":"{dev}","since":0}}"#
+        );
+        t.send(c, &text);
+    }
+    let out = t.set(A, 1, "like/p", json!(true), 1);
+    let to_a = frames_to(&out, A);
+    assert!(
+        matches!(to_a[..], [ServerFrame::Ack { .. }, ServerFrame::Push(_)]),
+        "ack, then own echo"
+    );
+    assert!(matches!(frames_to(&out, B)[..], [ServerFrame::Push(_)]));
+    assert!(
+        frames_to(&out, ConnId(3)).is_empty(),
+        "isolation between users"
+    );
+}
+
+#[test]
+fn catch_up_since_and_reset() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    t.set(A, 1, "like/a", json!(true), 1);
+    t.set(A, 2, "like/b", json!(true), 1);
+    t.set(A, 3, "like/a", json!(false), 2);
+    let ServerFrame::Welcome {
+        changes,
+        rev,
+        reset,
+        ..
+    } = t.hello(B, "laptop", 1)
+    else {
+        panic!()
+    };
+    assert_eq!((rev, reset), (3, false));
+    let revs: Vec<u64> = changes.iter().map(|c| c.rev).collect();
+    assert_eq!(
+        revs,
+        [2, 3],
+        "every key whose rev > since, in revision order"
+    );
+    let ServerFrame::Welcome { changes, reset, .. } = t.hello(ConnId(3), "tablet", 99) else {
+        panic!()
+    };
+    assert!(reset);
+    assert_eq!(changes.len(), 2, "the full state");
+}
+
+#[test]
+fn duplicate_device_replaces_the_older_connection() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    t.core.connect(B, t.now);
+    let out = t.send(
+        B,
+        r#"{"type":"hello","protocol":1,"token":"demo-token","device_id":"phone","since":0}"#,
+    );
+    assert_eq!(error_code(&out, A), Some(ErrorCode::Replaced));
+    assert_eq!(closed(&out, A), Some(4010));
+    assert!(matches!(
+        frames_to(&out, B)[..],
+        [ServerFrame::Welcome { .. }]
+    ));
+}
+
+#[test]
+fn rate_limit_rejects_writes_errors_others_and_closes_after_5s() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0); // the hello took one token
+    let frames: Vec<_> = (0..399)
+        .map(|i| (A, Inbound::Text(format!(r#"{{"type":"ping","id":{i}}}"#))))
+        .collect();
+    t.core.handle(frames, t.now);
+    let out = t.set(A, 1000, "like/a", json!(true), 1);
+    assert!(matches!(
+        frames_to(&out, A)[..],
+        [ServerFrame::Reject {
+            code: ErrorCode::RateLimited,
+            current: None,
+            id: 1000,
+            ..
+        }]
+    ));
+    let out = t.send(A, r#"{"type":"ping","id":1001}"#);
+    assert!(matches!(
+        frames_to(&out, A)[..],
+        [ServerFrame::Error {
+            code: ErrorCode::RateLimited,
+            id: Some(1001),
+            ..
+        }]
+    ));
+    // Keep it limited for 5 s: a frame every 4 ms is faster than the refill (5 ms).
+    let mut closed_at = None;
+    for step in 1..=1500u64 {
+        t.now = ms(step * 4);
+        let out = t.send(A, r#"{"type":"ping","id":1}"#);
+        if let Some(code) = closed(&out, A) {
+            closed_at = Some((t.now, code));
+            break;
+        }
+    }
+    let (at, code) = closed_at.expect("closed");
+    assert_eq!(code, 1008);
+    assert!(at >= ms(5000) && at < ms(6000), "{at:?}");
+}
+
+#[test]
+fn group_commit_one_transaction_acks_after() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    let before = t.core.store.commits;
+    let frames = (1..=10)
+        .map(|i| {
+            let text =
+                json!({"type":"set","id":i,"key":format!("like/p{i}"),"value":true,"local_rev":1});
+            (A, Inbound::Text(text.to_string()))
+        })
+        .collect();
+    let out = t.core.handle(frames, t.now);
+    assert_eq!(
+        t.core.store.commits - before,
+        1,
+        "writes that arrive together share one commit"
+    );
+    assert_eq!(frames_to(&out, A).len(), 20, "10 acks and 10 echoes");
+}
+
+/// A store whose commits fail: nothing may be acknowledged.
+#[derive(Default)]
+struct FailingStore;
+
+impl Store for FailingStore {
+    fn load(&mut self) -> Result<Durable, StoreError> {
+        Ok(Durable::default())
+    }
+    fn commit(&mut self, _: &[Record]) -> Result<(), StoreError> {
+        Err(StoreError("disk full".into()))
+    }
+}
+
+#[test]
+fn store_failure_acks_nothing_and_forgets_the_write() {
+    let mut core = Core::new(BTreeMap::new(), FailingStore).unwrap();
+    core.connect(A, ms(0));
+    core.handle(
+        vec![(
+            A,
+            Inbound::Text(
+                r#"{"type":"hello","protocol":1,"token":"demo-token","device_id":"p","since":0}"#
+                    .into(),
+            ),
+        )],
+        ms(0),
+    );
+    let out = core.handle(
+        vec![(
+            A,
+            Inbound::Text(
+                r#"{"type":"set","id":1,"key":"like/a","value":true,"local_rev":1}"#.into(),
+            ),
+        )],
+        ms(0),
+    );
+    assert!(frames_to(&out, A).is_empty(), "no ack");
+    assert_eq!(closed(&out, A), Some(1011));
+    assert_eq!(core.value("demo", &Key::parse("like/a").unwrap()).1, 0);
+}
+
+#[test]
+fn restart_from_the_store_keeps_writes_revisions_and_watermarks() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    t.set(A, 1, "like/a", json!(true), 1);
+    let store = std::mem::replace(
+        &mut t.core,
+        Core::new(BTreeMap::new(), MemoryStore::default()).unwrap(),
+    )
+    .into_store();
+    t.core = Core::new(BTreeMap::new(), store).unwrap();
+    t.hello(A, "phone", 0);
+    let out = t.set(A, 2, "like/a", json!(true), 1);
+    assert!(matches!(
+        frames_to(&out, A)[0],
+        ServerFrame::Ack {
+            duplicate: true,
+            rev: 1,
+            ..
+        }
+    ));
+    let out = t.set(A, 3, "like/b", json!(true), 1);
+    assert!(
+        matches!(frames_to(&out, A)[0], ServerFrame::Ack { rev: 2, .. }),
+        "no reuse"
+    );
+}
+
+#[test]
+fn server_set_is_validated_and_pushed() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    let out = t.core.server_set("demo", &Key::Volume, json!(20)).unwrap();
+    assert!(matches!(
+        &frames_to(&out, A)[..],
+        [ServerFrame::Push(c)] if c.device_id == "server" && c.local_rev == 0 && c.rev == 1
+    ));
+    assert!(t.core.server_set("demo", &Key::Volume, json!(200)).is_err());
+}
