@@ -1,3 +1,5 @@
 //! The Sync Lab server (crate doc completed as the crate grows).
 
 pub mod core;
+pub mod link;
+pub mod sim;

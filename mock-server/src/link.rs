@@ -1,0 +1,265 @@
+//! One direction of the network between a device and the server, as a sans-IO queue.
+//!
+//! A link is first-in-first-out: latency plus seeded jitter delay a frame, but never let it
+//! overtake one sent earlier. Loss is modelled the way a WebSocket fails: a lost frame takes
+//! its connection with it. A held link keeps frames in its queue until the user (or a
+//! scenario) releases one — any one, which is how out-of-order delivery happens — or drops
+//! one, which again resets the connection. Heartbeat frames are never held, so a hold may
+//! last as long as the user wants.
+//!
+//! The simulator drives links on virtual time, the live server on real time: the fault a
+//! user makes by hand in the app and the one a scenario makes are the same.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sync_core::rng::Rng;
+
+/// The default one-way latency.
+pub const DEFAULT_LATENCY: Duration = Duration::from_millis(50);
+
+/// How a link delays and loses frames.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LinkConfig {
+    /// One-way latency.
+    pub latency: Duration,
+    /// Extra delay, uniform in `[0, jitter]`.
+    pub jitter: Duration,
+    /// Probability (0..=1) that a frame is lost with its connection.
+    pub loss: f64,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            latency: DEFAULT_LATENCY,
+            jitter: Duration::ZERO,
+            loss: 0.0,
+        }
+    }
+}
+
+/// A frame on its way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queued<F> {
+    /// The frame.
+    pub frame: F,
+    /// When it was sent.
+    pub sent: Duration,
+    /// When it is due (if the link is not held).
+    pub due: Duration,
+    /// Heartbeat frames bypass holds.
+    pub heartbeat: bool,
+}
+
+/// What became of a frame handed to [`Link::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// On its way.
+    Queued,
+    /// Lost — and the connection with it: the caller resets the connection.
+    LostWithConnection,
+}
+
+/// One direction of one device's link.
+#[derive(Debug, Clone)]
+pub struct Link<F> {
+    /// Delay and loss.
+    pub config: LinkConfig,
+    rng: Rng,
+    queue: VecDeque<Queued<F>>,
+    held: bool,
+    last_due: Duration,
+}
+
+impl<F> Link<F> {
+    /// An empty, automatic link.
+    pub fn new(config: LinkConfig, rng: Rng) -> Self {
+        Link {
+            config,
+            rng,
+            queue: VecDeque::new(),
+            held: false,
+            last_due: Duration::ZERO,
+        }
+    }
+
+    /// Puts a frame on the link at `now`.
+    pub fn send(&mut self, frame: F, heartbeat: bool, now: Duration) -> Sent {
+        if !heartbeat && self.config.loss > 0.0 && self.rng.chance(self.config.loss) {
+            return Sent::LostWithConnection;
+        }
+        let jitter = Duration::from_millis(self.rng.up_to(self.config.jitter.as_millis() as u64));
+        let due = (now + self.config.latency + jitter).max(self.last_due);
+        self.last_due = due;
+        self.queue.push_back(Queued {
+            frame,
+            sent: now,
+            due,
+            heartbeat,
+        });
+        Sent::Queued
+    }
+
+    /// The next frame due at or before `now`, in order; while held, only heartbeats.
+    pub fn poll_due(&mut self, now: Duration) -> Option<F> {
+        let pos = if self.held {
+            self.queue
+                .iter()
+                .position(|q| q.heartbeat && q.due <= now)?
+        } else {
+            match self.queue.front() {
+                Some(q) if q.due <= now => 0,
+                _ => return None,
+            }
+        };
+        self.queue.remove(pos).map(|q| q.frame)
+    }
+
+    /// The frame [`Link::poll_due`] would deliver next, whenever it falls due.
+    pub fn peek(&self) -> Option<&Queued<F>> {
+        if self.held {
+            self.queue
+                .iter()
+                .filter(|q| q.heartbeat)
+                .min_by_key(|q| q.due)
+        } else {
+            self.queue.front()
+        }
+    }
+
+    /// Manual mode: frames wait in the queue.
+    pub fn hold(&mut self) {
+        self.held = true;
+    }
+
+    /// Automatic mode again: what waits goes out in order, at once if overdue.
+    pub fn unhold(&mut self) {
+        self.held = false;
+    }
+
+    /// `true` in manual mode.
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+
+    /// Takes the `n`-th queued frame (1 = oldest) to deliver now, ahead of the others.
+    pub fn release(&mut self, n: usize) -> Option<F> {
+        let index = self.position(n)?;
+        self.queue.remove(index).map(|q| q.frame)
+    }
+
+    /// Takes every queued frame, oldest first.
+    pub fn release_all(&mut self) -> Vec<F> {
+        self.queue.drain(..).map(|q| q.frame).collect()
+    }
+
+    /// Loses the `n`-th queued frame: the caller resets the connection (which discards
+    /// the rest). `None` if there is no such frame.
+    pub fn drop_nth(&mut self, n: usize) -> Option<F> {
+        self.release(n)
+    }
+
+    fn position(&self, n: usize) -> Option<usize> {
+        // Heartbeats never wait in a held queue for long and are not the user's to pick:
+        // numbering counts the other frames only.
+        self.queue
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| !q.heartbeat)
+            .nth(n.checked_sub(1)?)
+            .map(|(i, _)| i)
+    }
+
+    /// Frames waiting (heartbeats excluded), oldest first.
+    pub fn queued(&self) -> impl Iterator<Item = &Queued<F>> {
+        self.queue.iter().filter(|q| !q.heartbeat)
+    }
+
+    /// How many frames wait (heartbeats excluded).
+    pub fn len(&self) -> usize {
+        self.queued().count()
+    }
+
+    /// `true` when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The connection reset: everything on the link is gone.
+    pub fn clear(&mut self) {
+        self.queue.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn link(latency: u64, jitter: u64, loss: f64) -> Link<u32> {
+        let config = LinkConfig {
+            latency: ms(latency),
+            jitter: ms(jitter),
+            loss,
+        };
+        Link::new(config, Rng::new(3))
+    }
+
+    #[test]
+    fn latency_and_fifo_under_jitter() {
+        let mut l = link(50, 200, 0.0);
+        for i in 0..50 {
+            l.send(i, false, ms(i as u64));
+        }
+        let mut got = vec![];
+        for t in 0..2000 {
+            while let Some(f) = l.poll_due(ms(t)) {
+                got.push(f);
+            }
+        }
+        assert_eq!(got, (0..50).collect::<Vec<_>>(), "jitter never reorders");
+        let mut l = link(50, 0, 0.0);
+        l.send(1, false, ms(0));
+        assert_eq!(l.poll_due(ms(49)), None);
+        assert_eq!(l.poll_due(ms(50)), Some(1));
+    }
+
+    #[test]
+    fn hold_release_any_and_heartbeats_pass() {
+        let mut l = link(10, 0, 0.0);
+        l.hold();
+        l.send(1, false, ms(0));
+        l.send(2, false, ms(0));
+        l.send(99, true, ms(0));
+        l.send(3, false, ms(0));
+        assert_eq!(l.poll_due(ms(100)), Some(99), "heartbeats are never held");
+        assert_eq!(l.poll_due(ms(100)), None);
+        assert_eq!(l.len(), 3);
+        assert_eq!(l.release(2), Some(2), "out of order");
+        assert_eq!(l.release(5), None);
+        l.unhold();
+        assert_eq!(l.poll_due(ms(100)), Some(1));
+        assert_eq!(l.poll_due(ms(100)), Some(3));
+    }
+
+    #[test]
+    fn loss_is_seeded_and_never_hits_heartbeats() {
+        let mut a = link(1, 0, 0.3);
+        let mut b = link(1, 0, 0.3);
+        let ra: Vec<Sent> = (0..100).map(|i| a.send(i, false, ms(0))).collect();
+        let rb: Vec<Sent> = (0..100).map(|i| b.send(i, false, ms(0))).collect();
+        assert_eq!(ra, rb);
+        let lost = ra
+            .iter()
+            .filter(|s| **s == Sent::LostWithConnection)
+            .count();
+        assert!((15..=45).contains(&lost), "{lost}");
+        let mut c = link(1, 0, 1.0);
+        assert_eq!(c.send(0, true, ms(0)), Sent::Queued);
+    }
+}

@@ -1,0 +1,788 @@
+//! The deterministic simulator: N device engines, the server core and a pair of links per
+//! device, on a virtual clock with a seeded RNG.
+//!
+//! It runs the very code the live app runs — `sync-core`'s [`Engine`], this crate's
+//! [`Core`] and [`Link`] — so a scenario that passes exercises the real thing, and a bug
+//! seen live can be replayed bit for bit. Timing rules (SCENARIOS.md): the server handles a
+//! frame in 0 ms; events due at the same instant run in the order they were scheduled;
+//! links are FIFO; heartbeats are never held or dropped.
+//!
+//! The world keeps a [`Trace`] of everything observable: engine events and frames on the
+//! wire, the same stream the live app shows.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use sync_core::engine::snapshot::Snapshot;
+use sync_core::engine::{Engine, EngineConfig, EventKind, Output, Strategy};
+use sync_core::protocol::{ClientFrame, Key, ServerFrame};
+use sync_core::rng::Rng;
+
+use crate::core::store::MemoryStore;
+use crate::core::{Action, ConnId, Core, DEMO_TOKEN, DEMO_USER, Inbound};
+use crate::link::{Link, LinkConfig, Sent};
+
+/// The longest `settle` may take in virtual time before the run fails.
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(600);
+
+/// Which way a frame goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Device → server.
+    Up,
+    /// Server → device.
+    Down,
+}
+
+/// What travels down a link: a frame, or the server's close (after the frames before it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Down {
+    /// A server frame.
+    Frame(ServerFrame),
+    /// The server closed the connection.
+    Close(u16, String),
+}
+
+/// Something on a link, stamped with a global sequence number so that frames due at the
+/// same instant are delivered in the order they were sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope<T> {
+    /// Global send order.
+    pub seq: u64,
+    /// The item.
+    pub item: T,
+}
+
+/// What happened, for the trace, the GUI and the headless runner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TraceKind {
+    /// An engine event of a device.
+    Device(EventKind),
+    /// A frame handed to the up link.
+    Up(ClientFrame),
+    /// A frame delivered to a device.
+    Down(ServerFrame),
+    /// A frame or connection lost on a link (loss, drop, reset).
+    Lost(String),
+    /// The server restarted from its store.
+    ServerRestart,
+    /// The device restarted from its snapshot.
+    DeviceRestart,
+}
+
+/// One line of the trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    /// Virtual time.
+    pub at: Duration,
+    /// The device (its name), or `None` for the server.
+    pub device: Option<String>,
+    /// What.
+    pub kind: TraceKind,
+}
+
+/// One simulated device.
+pub struct SimDevice {
+    /// Its name (also its device id).
+    pub name: String,
+    /// Its engine.
+    pub engine: Engine,
+    /// Device → server.
+    pub up: Link<Envelope<ClientFrame>>,
+    /// Server → device.
+    pub down: Link<Envelope<Down>>,
+    conn: Option<ConnId>,
+    /// The network is down (set by `offline`; survives a device restart).
+    pub offline: bool,
+    seed: u64,
+}
+
+/// The simulated world.
+pub struct World {
+    now: Duration,
+    core: Core<MemoryStore>,
+    devices: Vec<SimDevice>,
+    next_conn: u64,
+    next_seq: u64,
+    /// Everything observable, in order.
+    pub trace: Vec<Trace>,
+    /// Frames delivered (both directions), for the benchmark.
+    pub frames_delivered: u64,
+}
+
+/// A device to put in the world.
+#[derive(Debug, Clone)]
+pub struct DeviceSpec {
+    /// Name and device id.
+    pub name: String,
+    /// Strategy for values.
+    pub strategy: Strategy,
+    /// Device → server link.
+    pub up: LinkConfig,
+    /// Server → device link.
+    pub down: LinkConfig,
+}
+
+impl World {
+    /// A world with these devices (not yet connected) and an empty server.
+    pub fn new(seed: u64, specs: &[DeviceSpec]) -> World {
+        let core = Core::new(BTreeMap::new(), MemoryStore::default())
+            .expect("a memory store always loads");
+        let rng = Rng::new(seed);
+        let devices = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let stream = i as u64 * 3;
+                let seed = rng.fork(stream).next_u64();
+                SimDevice {
+                    name: spec.name.clone(),
+                    engine: Engine::new(config(&spec.name, spec.strategy, seed), Duration::ZERO),
+                    up: Link::new(spec.up, rng.fork(stream + 1)),
+                    down: Link::new(spec.down, rng.fork(stream + 2)),
+                    conn: None,
+                    offline: false,
+                    seed,
+                }
+            })
+            .collect();
+        let mut world = World {
+            now: Duration::ZERO,
+            core,
+            devices,
+            next_conn: 1,
+            next_seq: 0,
+            trace: Vec::new(),
+            frames_delivered: 0,
+        };
+        for i in 0..world.devices.len() {
+            world.pump(i);
+        }
+        world
+    }
+
+    /// Virtual time now.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// The devices.
+    pub fn devices(&self) -> &[SimDevice] {
+        &self.devices
+    }
+
+    /// A device by name.
+    pub fn device(&self, name: &str) -> Option<&SimDevice> {
+        self.devices.iter().find(|d| d.name == name)
+    }
+
+    /// The index of a device by name.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.devices.iter().position(|d| d.name == name)
+    }
+
+    /// The server core.
+    pub fn core(&self) -> &Core<MemoryStore> {
+        &self.core
+    }
+
+    /// The server core, to change it (fault controls).
+    pub fn core_mut(&mut self) -> &mut Core<MemoryStore> {
+        &mut self.core
+    }
+
+    /// The user every simulated device belongs to.
+    pub fn user(&self) -> &'static str {
+        DEMO_USER
+    }
+
+    /// A device's link in one direction, to change its settings or hold it.
+    pub fn set_link(&mut self, i: usize, dir: Direction, f: impl FnOnce(&mut LinkConfig)) {
+        let d = &mut self.devices[i];
+        match dir {
+            Direction::Up => f(&mut d.up.config),
+            Direction::Down => f(&mut d.down.config),
+        }
+    }
+
+    fn seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    fn record(&mut self, device: Option<usize>, kind: TraceKind) {
+        let device = device.map(|i| self.devices[i].name.clone());
+        self.trace.push(Trace {
+            at: self.now,
+            device,
+            kind,
+        });
+    }
+
+    // ---- moving things along -------------------------------------------------------------
+
+    /// Carries out a device engine's outputs and records its events.
+    fn pump(&mut self, i: usize) {
+        while let Some(event) = self.devices[i].engine.poll_event() {
+            self.record(Some(i), TraceKind::Device(event.kind));
+        }
+        while let Some(output) = self.devices[i].engine.poll_output() {
+            match output {
+                Output::Open => self.open(i),
+                Output::Close => self.reset(i, None),
+                Output::Send(frame) => self.send_up(i, frame),
+            }
+            while let Some(event) = self.devices[i].engine.poll_event() {
+                self.record(Some(i), TraceKind::Device(event.kind));
+            }
+        }
+    }
+
+    fn open(&mut self, i: usize) {
+        let now = self.now;
+        if self.devices[i].offline {
+            self.devices[i].engine.on_disconnected(None, now);
+            return;
+        }
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        self.core.connect(id, now);
+        self.devices[i].conn = Some(id);
+        self.devices[i].engine.on_connected(now);
+    }
+
+    /// The connection of device `i` is gone: links cleared, server told; the engine is
+    /// told too unless it closed the connection itself (`close_from_engine`).
+    fn reset(&mut self, i: usize, tell_engine: Option<Option<(u16, String)>>) {
+        let d = &mut self.devices[i];
+        d.up.clear();
+        d.down.clear();
+        if let Some(id) = d.conn.take() {
+            self.core.disconnect(id);
+        }
+        if let Some(close) = tell_engine {
+            let now = self.now;
+            self.devices[i].engine.on_disconnected(close, now);
+        }
+    }
+
+    fn send_up(&mut self, i: usize, frame: ClientFrame) {
+        let heartbeat = matches!(frame, ClientFrame::Ping { .. });
+        let seq = self.seq();
+        self.record(Some(i), TraceKind::Up(frame.clone()));
+        let now = self.now;
+        if self.devices[i].conn.is_none() {
+            return;
+        }
+        let envelope = Envelope { seq, item: frame };
+        if self.devices[i].up.send(envelope, heartbeat, now) == Sent::LostWithConnection {
+            self.record(
+                Some(i),
+                TraceKind::Lost("up frame lost with its connection".into()),
+            );
+            self.reset(i, Some(None));
+        }
+    }
+
+    fn apply_actions(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            let (conn, item) = match action {
+                Action::Send(conn, frame) => (conn, Down::Frame(frame)),
+                Action::Close(conn, code, reason) => (conn, Down::Close(code, reason)),
+            };
+            let Some(i) = self.devices.iter().position(|d| d.conn == Some(conn)) else {
+                continue;
+            };
+            let heartbeat = matches!(item, Down::Frame(ServerFrame::Pong { .. }));
+            let seq = self.seq();
+            let now = self.now;
+            let envelope = Envelope { seq, item };
+            if self.devices[i].down.send(envelope, heartbeat, now) == Sent::LostWithConnection {
+                self.record(
+                    Some(i),
+                    TraceKind::Lost("down frame lost with its connection".into()),
+                );
+                self.reset(i, Some(None));
+                self.pump(i);
+            }
+        }
+    }
+
+    fn deliver_up(&mut self, i: usize, frame: ClientFrame) {
+        self.frames_delivered += 1;
+        let Some(conn) = self.devices[i].conn else {
+            return;
+        };
+        let actions = self
+            .core
+            .handle(vec![(conn, Inbound::Text(frame.to_json()))], self.now);
+        self.apply_actions(actions);
+    }
+
+    fn deliver_down(&mut self, i: usize, item: Down) {
+        self.frames_delivered += 1;
+        let now = self.now;
+        match item {
+            Down::Frame(frame) => {
+                self.record(Some(i), TraceKind::Down(frame.clone()));
+                self.devices[i].engine.on_frame(frame, now);
+            }
+            Down::Close(code, reason) => {
+                self.record(
+                    Some(i),
+                    TraceKind::Lost(format!("server closed the connection: {code} {reason}")),
+                );
+                self.reset(i, Some(Some((code, reason))));
+            }
+        }
+        self.pump(i);
+    }
+
+    /// The earliest pending event: (time, tie-break, what).
+    fn next_event(&self) -> Option<(Duration, u64, Next)> {
+        let mut best: Option<(Duration, u64, Next)> = None;
+        let mut consider = |t: Duration, tie: u64, n: Next| {
+            if best
+                .as_ref()
+                .is_none_or(|(bt, btie, _)| (t, tie) < (*bt, *btie))
+            {
+                best = Some((t, tie, n));
+            }
+        };
+        for (i, d) in self.devices.iter().enumerate() {
+            if let Some(q) = d.up.peek() {
+                consider(q.due, q.frame.seq, Next::Up(i));
+            }
+            if let Some(q) = d.down.peek() {
+                consider(q.due, q.frame.seq, Next::Down(i));
+            }
+            if let Some(t) = d.engine.poll_timeout() {
+                consider(t, u64::MAX - 1, Next::Engine(i));
+            }
+        }
+        if let Some(t) = self.core.poll_timeout() {
+            consider(t, u64::MAX, Next::Core);
+        }
+        best
+    }
+
+    /// Runs the next event if it is due at or before `limit`.
+    fn fire_next(&mut self, limit: Duration) -> bool {
+        let Some((t, _, next)) = self.next_event() else {
+            return false;
+        };
+        if t > limit {
+            return false;
+        }
+        self.now = self.now.max(t);
+        let now = self.now;
+        match next {
+            Next::Up(i) => {
+                if let Some(env) = self.devices[i].up.poll_due(now) {
+                    self.deliver_up(i, env.item);
+                }
+            }
+            Next::Down(i) => {
+                if let Some(env) = self.devices[i].down.poll_due(now) {
+                    self.deliver_down(i, env.item);
+                }
+            }
+            Next::Engine(i) => {
+                self.devices[i].engine.on_timeout(now);
+                self.pump(i);
+            }
+            Next::Core => {
+                let actions = self.core.on_timeout(now);
+                self.apply_actions(actions);
+            }
+        }
+        true
+    }
+
+    /// `wait D`: delivers everything due at or before now + D.
+    pub fn wait(&mut self, d: Duration) {
+        let until = self.now + d;
+        while self.fire_next(until) {}
+        self.now = until;
+    }
+
+    /// `settle`: runs until the world is quiet (see [`World::is_quiet`]). Fails after
+    /// [`SETTLE_LIMIT`] of virtual time.
+    pub fn settle(&mut self) -> Result<(), String> {
+        let deadline = self.now + SETTLE_LIMIT;
+        while !self.is_quiet() {
+            if !self.fire_next(deadline) {
+                if self.is_quiet() {
+                    break;
+                }
+                self.now = deadline;
+                return Err(format!(
+                    "the world is not quiet after {} s of virtual time: {}",
+                    SETTLE_LIMIT.as_secs(),
+                    self.why_not_quiet().unwrap_or_default()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Quiet: no non-heartbeat frame in flight on an automatic link, every online device
+    /// connected and past its handshake, no request awaiting an answer. Frames on a held
+    /// link, and an offline device, count as quiet.
+    pub fn is_quiet(&self) -> bool {
+        self.why_not_quiet().is_none()
+    }
+
+    /// Why the world is not quiet, for error messages.
+    pub fn why_not_quiet(&self) -> Option<String> {
+        use sync_core::engine::connection::ConnectionState as C;
+        for d in &self.devices {
+            if d.offline {
+                continue;
+            }
+            let held = d.up.is_held() || d.down.is_held();
+            if !d.up.is_held() && d.up.queued().next().is_some() {
+                return Some(format!("{}: frames on the up link", d.name));
+            }
+            if !d.down.is_held() && d.down.queued().next().is_some() {
+                return Some(format!("{}: frames on the down link", d.name));
+            }
+            match d.engine.connection() {
+                C::Connected => {}
+                C::AuthFailed | C::ClosedByServer { .. } | C::Offline => continue,
+                other => return Some(format!("{}: {other}", d.name)),
+            }
+            if d.engine.has_pending() && !held {
+                return Some(format!("{}: a request awaits its answer", d.name));
+            }
+        }
+        None
+    }
+
+    // ---- actions --------------------------------------------------------------------------
+
+    /// A device's intent: `tap`.
+    pub fn tap(&mut self, i: usize, key: &Key) -> Result<(), String> {
+        let now = self.now;
+        self.devices[i]
+            .engine
+            .tap(key, now)
+            .map_err(|e| e.to_string())?;
+        self.pump(i);
+        Ok(())
+    }
+
+    /// A device's intent: `set`.
+    pub fn set(&mut self, i: usize, key: &Key, value: Value) -> Result<(), String> {
+        let now = self.now;
+        self.devices[i]
+            .engine
+            .set(key, value, now)
+            .map_err(|e| e.to_string())?;
+        self.pump(i);
+        Ok(())
+    }
+
+    /// A device's intent: add a comment.
+    pub fn comment(&mut self, i: usize, key: &Key, text: &str) {
+        let now = self.now;
+        self.devices[i].engine.comment(key, text, now);
+        self.pump(i);
+    }
+
+    /// The device's network goes down (`true`) or comes back (`false`; it reconnects at
+    /// once).
+    pub fn set_offline(&mut self, i: usize, offline: bool) {
+        if self.devices[i].offline == offline {
+            return;
+        }
+        self.devices[i].offline = offline;
+        let now = self.now;
+        if offline {
+            if self.devices[i].engine.connection().has_transport() {
+                self.record(Some(i), TraceKind::Lost("network down".into()));
+                self.reset(i, Some(None));
+            }
+        } else {
+            self.devices[i].engine.set_online(true, now);
+        }
+        self.pump(i);
+    }
+
+    /// The device process restarts from its snapshot.
+    pub fn restart_device(&mut self, i: usize) -> Result<(), String> {
+        let snapshot: Snapshot = self.devices[i].engine.snapshot();
+        self.reset(i, None);
+        let d = &mut self.devices[i];
+        d.seed = Rng::new(d.seed).next_u64();
+        let config = config(&d.name, d.engine.strategy(), d.seed);
+        d.engine = Engine::restore(config, snapshot, self.now).map_err(|e| e.to_string())?;
+        self.record(Some(i), TraceKind::DeviceRestart);
+        self.pump(i);
+        Ok(())
+    }
+
+    /// The server stops and starts again from its store: every connection drops.
+    pub fn restart_server(&mut self) {
+        let tokens = BTreeMap::new();
+        let placeholder = Core::new(tokens.clone(), MemoryStore::default()).expect("memory");
+        let store = std::mem::replace(&mut self.core, placeholder).into_store();
+        self.core = Core::new(tokens, store).expect("a memory store always loads");
+        self.record(None, TraceKind::ServerRestart);
+        for i in 0..self.devices.len() {
+            if self.devices[i].conn.is_some() {
+                self.reset(i, Some(None));
+                self.pump(i);
+            }
+        }
+    }
+
+    /// A write by the server itself.
+    pub fn server_set(&mut self, key: &Key, value: Value) -> Result<(), String> {
+        let actions = self.core.server_set(DEMO_USER, key, value)?;
+        self.apply_actions(actions);
+        Ok(())
+    }
+
+    /// Holds a device's link(s).
+    pub fn hold(&mut self, i: usize, dir: Option<Direction>, hold: bool) {
+        let d = &mut self.devices[i];
+        for dir in dirs(dir) {
+            match (dir, hold) {
+                (Direction::Up, true) => d.up.hold(),
+                (Direction::Up, false) => d.up.unhold(),
+                (Direction::Down, true) => d.down.hold(),
+                (Direction::Down, false) => d.down.unhold(),
+            }
+        }
+    }
+
+    /// How many frames wait on a link.
+    pub fn queued(&self, i: usize, dir: Direction) -> usize {
+        let d = &self.devices[i];
+        match dir {
+            Direction::Up => d.up.len(),
+            Direction::Down => d.down.len(),
+        }
+    }
+
+    /// Delivers the `n`-th queued frame now (out of order). `Err` if there is none.
+    pub fn release(&mut self, i: usize, dir: Direction, n: usize) -> Result<(), String> {
+        let len = self.queued(i, dir);
+        match dir {
+            Direction::Up => {
+                let env = self.devices[i]
+                    .up
+                    .release(n)
+                    .ok_or_else(|| no_frame(n, len))?;
+                self.deliver_up(i, env.item);
+            }
+            Direction::Down => {
+                let env = self.devices[i]
+                    .down
+                    .release(n)
+                    .ok_or_else(|| no_frame(n, len))?;
+                self.deliver_down(i, env.item);
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers every queued frame, in order.
+    pub fn release_all(&mut self, i: usize, dir: Direction) {
+        while self.queued(i, dir) > 0 {
+            self.release(i, dir, 1).expect("a queued frame");
+        }
+    }
+
+    /// Loses the `n`-th queued frame and, with it, the connection.
+    pub fn drop_frame(&mut self, i: usize, dir: Direction, n: usize) -> Result<(), String> {
+        let len = self.queued(i, dir);
+        let found = match dir {
+            Direction::Up => self.devices[i].up.drop_nth(n).is_some(),
+            Direction::Down => self.devices[i].down.drop_nth(n).is_some(),
+        };
+        if !found {
+            return Err(no_frame(n, len));
+        }
+        self.record(
+            Some(i),
+            TraceKind::Lost(format!("frame {n} dropped: connection reset")),
+        );
+        self.reset(i, Some(None));
+        self.pump(i);
+        Ok(())
+    }
+
+    /// `expect converged`: every connected device shows the server's value, and knows its
+    /// revision, for every key the server holds, and has no request outstanding. `Err`
+    /// names the first difference.
+    pub fn converged(&self) -> Result<(), String> {
+        use sync_core::engine::connection::ConnectionState as C;
+        let stored = self
+            .core
+            .user(DEMO_USER)
+            .map(|u| u.keys.clone())
+            .unwrap_or_default();
+        for d in &self.devices {
+            if *d.engine.connection() != C::Connected {
+                continue;
+            }
+            if d.engine.has_pending() {
+                return Err(format!("{} has a request outstanding", d.name));
+            }
+            for (key, s) in &stored {
+                let shown = d.engine.shown(key);
+                if shown != s.value {
+                    return Err(format!(
+                        "{} shows {key} = {shown}, the server has {}",
+                        d.name, s.value
+                    ));
+                }
+                let known = d.engine.known_rev(key);
+                if known != s.rev {
+                    return Err(format!(
+                        "{} knows {key} rev {known}, the server has rev {}",
+                        d.name, s.rev
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Next {
+    Up(usize),
+    Down(usize),
+    Engine(usize),
+    Core,
+}
+
+fn no_frame(n: usize, len: usize) -> String {
+    format!("there is no frame {n} on a queue of {len}")
+}
+
+fn dirs(dir: Option<Direction>) -> Vec<Direction> {
+    match dir {
+        Some(d) => vec![d],
+        None => vec![Direction::Up, Direction::Down],
+    }
+}
+
+fn config(name: &str, strategy: Strategy, seed: u64) -> EngineConfig {
+    EngineConfig {
+        device_id: name.to_string(),
+        token: DEMO_TOKEN.to_string(),
+        strategy,
+        seed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(name: &str, strategy: Strategy) -> DeviceSpec {
+        DeviceSpec {
+            name: name.into(),
+            strategy,
+            up: LinkConfig::default(),
+            down: LinkConfig::default(),
+        }
+    }
+
+    fn two(strategy: Strategy) -> World {
+        let mut w = World::new(0, &[spec("phone", strategy), spec("laptop", strategy)]);
+        w.settle().unwrap();
+        w
+    }
+
+    #[test]
+    fn a_like_reaches_the_other_device_and_everyone_converges() {
+        let mut w = two(Strategy::SyncWithPush);
+        let like = Key::parse("like/post-1").unwrap();
+        w.tap(0, &like).unwrap();
+        assert_eq!(w.devices()[0].engine.shown(&like), json!(true));
+        w.wait(Duration::from_millis(99));
+        assert_eq!(
+            w.devices()[1].engine.shown(&like),
+            json!(false),
+            "not yet: 100 ms away"
+        );
+        w.wait(Duration::from_millis(1));
+        assert_eq!(w.devices()[1].engine.shown(&like), json!(true));
+        w.settle().unwrap();
+        w.converged().unwrap();
+    }
+
+    #[test]
+    fn same_seed_same_trace() {
+        let run = |seed| {
+            let mut w = World::new(
+                seed,
+                &[spec("a", Strategy::SyncWithPush), spec("b", Strategy::Sync)],
+            );
+            w.set_link(0, Direction::Up, |c| c.jitter = Duration::from_millis(80));
+            w.settle().unwrap();
+            for i in 0..20 {
+                w.tap(i % 2, &Key::parse("like/x").unwrap()).unwrap();
+                w.wait(Duration::from_millis(7));
+            }
+            w.settle().unwrap();
+            format!("{:?}", w.trace)
+        };
+        assert_eq!(run(5), run(5));
+    }
+
+    #[test]
+    fn held_push_released_out_of_order_is_stale() {
+        let mut w = two(Strategy::SyncWithPush);
+        let like = Key::parse("like/p").unwrap();
+        w.hold(1, Some(Direction::Down), true);
+        w.tap(0, &like).unwrap(); // rev 1: true
+        w.settle().unwrap();
+        w.tap(0, &like).unwrap(); // rev 2: false
+        w.settle().unwrap();
+        assert_eq!(w.queued(1, Direction::Down), 2);
+        w.release(1, Direction::Down, 2).unwrap();
+        w.release(1, Direction::Down, 1).unwrap();
+        assert_eq!(w.devices()[1].engine.shown(&like), json!(false));
+        assert_eq!(w.devices()[1].engine.counters().stale, 1);
+        w.hold(1, None, false);
+        w.settle().unwrap();
+        w.converged().unwrap();
+    }
+
+    #[test]
+    fn server_restart_and_device_restart_lose_nothing() {
+        let mut w = two(Strategy::SyncWithPush);
+        let vol = Key::Volume;
+        w.set(0, &vol, json!(10)).unwrap();
+        w.settle().unwrap();
+        w.restart_server();
+        w.set(1, &vol, json!(20)).unwrap();
+        w.restart_device(1).unwrap();
+        w.settle().unwrap();
+        w.converged().unwrap();
+        assert_eq!(w.core().value("demo", &vol), (json!(20), 2));
+    }
+
+    #[test]
+    fn offline_device_is_quiet_and_catches_up() {
+        let mut w = two(Strategy::SyncWithPush);
+        let like = Key::parse("like/p").unwrap();
+        w.set_offline(1, true);
+        w.tap(0, &like).unwrap();
+        w.tap(1, &Key::DarkMode).unwrap();
+        w.settle().unwrap();
+        w.set_offline(1, false);
+        w.settle().unwrap();
+        w.converged().unwrap();
+        assert_eq!(w.devices()[1].engine.shown(&like), json!(true));
+        assert_eq!(w.devices()[0].engine.shown(&Key::DarkMode), json!(true));
+    }
+}
