@@ -596,6 +596,14 @@ impl World {
         }
     }
 
+    /// Delivers a copy of `frame` to device `i` now, as a faulty transport that
+    /// duplicates frames would (a test's fault; a WebSocket never does this).
+    pub fn duplicate_down(&mut self, i: usize, frame: ServerFrame) {
+        if self.devices[i].conn.is_some() {
+            self.deliver_down(i, Down::Frame(frame));
+        }
+    }
+
     /// Loses the `n`-th queued frame and, with it, the connection.
     pub fn drop_frame(&mut self, i: usize, dir: Direction, n: usize) -> Result<(), String> {
         let len = self.queued(i, dir);

@@ -709,6 +709,18 @@ impl Engine {
         !self.commands.is_empty() || !self.pending_keys().is_empty()
     }
 
+    /// Keys of the requests sent on this connection and not answered yet, one entry per
+    /// request (so a key appears twice if two requests for it are outstanding).
+    pub fn unanswered(&self) -> Vec<Key> {
+        self.requests
+            .values()
+            .filter_map(|r| match r {
+                Request::Write { key, .. } | Request::Command { key } => Some(key.clone()),
+                Request::Ping => None,
+            })
+            .collect()
+    }
+
     /// Keys with a write outstanding.
     fn pending_keys(&self) -> Vec<Key> {
         match &self.machine {
