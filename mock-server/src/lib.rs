@@ -2,4 +2,5 @@
 
 pub mod core;
 pub mod link;
+pub mod scenario;
 pub mod sim;

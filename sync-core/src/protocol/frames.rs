@@ -179,3 +179,75 @@ impl ServerFrame {
         }
     }
 }
+
+/// One line per frame, for traces, logs and the wire view.
+impl std::fmt::Display for ClientFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientFrame::Hello {
+                device_id, since, ..
+            } => write!(f, "hello {device_id} since {since}"),
+            ClientFrame::Set {
+                id,
+                key,
+                value,
+                local_rev,
+            } => write!(f, "set #{id} {key} = {value} (local_rev {local_rev})"),
+            ClientFrame::Command {
+                id,
+                key,
+                op,
+                local_rev,
+            } => match op {
+                CommandOp::AddComment { text } => write!(
+                    f,
+                    "command #{id} {key} add_comment {:?} (local_rev {local_rev})",
+                    text
+                ),
+                CommandOp::DeleteComment { id: cid } => write!(
+                    f,
+                    "command #{id} {key} delete_comment {cid} (local_rev {local_rev})"
+                ),
+            },
+            ClientFrame::Ping { id } => write!(f, "ping #{id}"),
+        }
+    }
+}
+
+/// One line per frame, for traces, logs and the wire view.
+impl std::fmt::Display for ServerFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerFrame::Welcome {
+                rev,
+                changes,
+                reset,
+                ..
+            } => write!(
+                f,
+                "welcome rev {rev}, {} change(s){}",
+                changes.len(),
+                if *reset { ", reset" } else { "" }
+            ),
+            ServerFrame::Ack {
+                id,
+                key,
+                value,
+                rev,
+                duplicate,
+            } => write!(
+                f,
+                "ack #{id} {key} = {value} rev {rev}{}",
+                if *duplicate { " (duplicate)" } else { "" }
+            ),
+            ServerFrame::Reject { id, key, code, .. } => write!(f, "reject #{id} {key} {code}"),
+            ServerFrame::Push(c) => write!(
+                f,
+                "push {} = {} rev {} from {} (local_rev {})",
+                c.key, c.value, c.rev, c.device_id, c.local_rev
+            ),
+            ServerFrame::Pong { id } => write!(f, "pong #{id}"),
+            ServerFrame::Error { code, message, .. } => write!(f, "error {code}: {message}"),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The scenario language of SCENARIOS.md: [`parse`] a file into an [`ast::Scenario`],
+//! then [`run::Runner`] plays it on the simulator, statement by statement.
+
+pub mod ast;
+pub mod parse;
+pub mod run;
+
+#[cfg(test)]
+mod tests;
+
+pub use parse::{ParseError, parse};
+pub use run::{Runner, StepOutcome, Verdict};

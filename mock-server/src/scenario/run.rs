@@ -1,0 +1,296 @@
+//! Running a parsed scenario on the simulator, one statement at a time (the GUI player
+//! steps; the headless runner runs to the end).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::ast::{Expect, Pick, Scenario, Step, Stmt};
+use super::parse::apply_change;
+use crate::sim::{DeviceSpec, Direction, Trace, TraceKind, World};
+
+/// How a scenario ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every expectation held.
+    Pass,
+    /// A statement failed: its line and why ("expected …, got …").
+    Fail {
+        /// The line of the failing statement (0 for the setup).
+        line: usize,
+        /// What was expected and what was found.
+        message: String,
+    },
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// An action ran.
+    Ran,
+    /// An expectation held; the text says what was checked.
+    Held(String),
+    /// The statement failed (the run stops).
+    Failed(String),
+}
+
+/// A scenario being run.
+pub struct Runner {
+    scenario: Scenario,
+    world: World,
+    t0: Duration,
+    next: usize,
+    verdict: Option<Verdict>,
+}
+
+impl Runner {
+    /// Builds the world, applies the setup, and lets every device finish its handshake:
+    /// time 0 starts after that.
+    pub fn new(scenario: Scenario, seed: u64) -> Runner {
+        let specs: Vec<DeviceSpec> = scenario
+            .devices
+            .iter()
+            .map(|d| DeviceSpec {
+                name: d.name.clone(),
+                strategy: d.strategy,
+                up: d.up,
+                down: d.down,
+            })
+            .collect();
+        let mut world = World::new(seed, &specs);
+        let mut verdict = None;
+        for (key, value) in &scenario.server_sets {
+            if let Err(e) = world.server_set(key, value.clone()) {
+                verdict = Some(fail(0, format!("setup: server set {key}: {e}")));
+            }
+        }
+        if let Err(e) = world.settle() {
+            verdict.get_or_insert(fail(0, format!("setup: the devices did not connect: {e}")));
+        }
+        let t0 = world.now();
+        Runner {
+            scenario,
+            world,
+            t0,
+            next: 0,
+            verdict,
+        }
+    }
+
+    /// The scenario.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    /// The world.
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// Virtual time since time 0.
+    pub fn elapsed(&self) -> Duration {
+        self.world.now().saturating_sub(self.t0)
+    }
+
+    /// When time 0 was (trace entries before it belong to the setup).
+    pub fn t0(&self) -> Duration {
+        self.t0
+    }
+
+    /// The statement that runs next.
+    pub fn next_step(&self) -> Option<&Step> {
+        if self.verdict.is_some() {
+            return None;
+        }
+        self.scenario.steps.get(self.next)
+    }
+
+    /// The verdict, once the run ended.
+    pub fn verdict(&self) -> Option<&Verdict> {
+        self.verdict.as_ref()
+    }
+
+    /// Runs the next statement. `None` when the run has ended.
+    pub fn step(&mut self) -> Option<StepOutcome> {
+        let step = self.next_step()?.clone();
+        self.next += 1;
+        let outcome = match self.run(&step.stmt) {
+            Ok(None) => StepOutcome::Ran,
+            Ok(Some(held)) => StepOutcome::Held(held),
+            Err(message) => {
+                self.verdict = Some(fail(step.line, message.clone()));
+                StepOutcome::Failed(message)
+            }
+        };
+        if self.verdict.is_none() && self.next == self.scenario.steps.len() {
+            self.verdict = Some(Verdict::Pass);
+        }
+        Some(outcome)
+    }
+
+    /// Runs to the end.
+    pub fn run_to_end(&mut self) -> &Verdict {
+        while self.step().is_some() {}
+        self.verdict.get_or_insert(Verdict::Pass)
+    }
+
+    fn run(&mut self, stmt: &Stmt) -> Result<Option<String>, String> {
+        let w = &mut self.world;
+        match stmt {
+            Stmt::Tap(d, key) => w.tap(*d, key)?,
+            Stmt::Set(d, key, value) => w.set(*d, key, value.clone())?,
+            Stmt::Comment(d, key, text) => w.comment(*d, key, text),
+            Stmt::Offline(d) => w.set_offline(*d, true),
+            Stmt::Online(d) => w.set_offline(*d, false),
+            Stmt::Restart(d) => w.restart_device(*d)?,
+            Stmt::Hold(d, dir) => w.hold(*d, *dir, true),
+            Stmt::Unhold(d, dir) => w.hold(*d, *dir, false),
+            Stmt::Release(d, dir, pick) => match pick {
+                Pick::Nth(n) => w.release(*d, *dir, *n)?,
+                Pick::All => w.release_all(*d, *dir),
+                Pick::Last => {
+                    let n = w.queued(*d, *dir);
+                    if n == 0 {
+                        return Err("`release … last` on an empty queue".into());
+                    }
+                    w.release(*d, *dir, n)?;
+                }
+            },
+            Stmt::Drop(d, dir, n) => w.drop_frame(*d, *dir, *n)?,
+            Stmt::Link(devices, dir, change) => {
+                for d in devices {
+                    for direction in match dir {
+                        Some(x) => vec![*x],
+                        None => vec![Direction::Up, Direction::Down],
+                    } {
+                        w.set_link(*d, direction, |c| apply_change(c, *change));
+                    }
+                }
+            }
+            Stmt::ServerReject(key) => w.core_mut().reject_next(key.clone()),
+            Stmt::ServerRestart => w.restart_server(),
+            Stmt::ServerSet(key, value) => w.server_set(key, value.clone())?,
+            Stmt::Wait(d) => w.wait(*d),
+            Stmt::Settle => w.settle()?,
+            Stmt::Expect(e) => return self.expect(e).map(Some),
+        }
+        Ok(None)
+    }
+
+    fn expect(&self, e: &Expect) -> Result<String, String> {
+        let w = &self.world;
+        let name = |d: &usize| w.devices()[*d].name.clone();
+        let engine = |d: &usize| &w.devices()[*d].engine;
+        let check = |what: String, expected: String, got: String| {
+            if expected == got {
+                Ok(format!("{what} = {got}"))
+            } else {
+                Err(format!("expected {what} = {expected}, got {got}"))
+            }
+        };
+        match e {
+            Expect::Value(d, key, v) => check(
+                format!("{} {key}", name(d)),
+                json(v),
+                json(&engine(d).shown(key)),
+            ),
+            Expect::Rev(d, key, n) => check(
+                format!("{} {key} rev", name(d)),
+                n.to_string(),
+                engine(d).known_rev(key).to_string(),
+            ),
+            Expect::Requests(d, key, n) => {
+                let got = engine(d)
+                    .counters()
+                    .requests_by_key
+                    .get(key)
+                    .copied()
+                    .unwrap_or(0);
+                check(
+                    format!("{} requests {key}", name(d)),
+                    n.to_string(),
+                    got.to_string(),
+                )
+            }
+            Expect::Stale(d, n) => check(
+                format!("{} stale", name(d)),
+                n.to_string(),
+                engine(d).counters().stale.to_string(),
+            ),
+            Expect::Rollbacks(d, n) => check(
+                format!("{} rollbacks", name(d)),
+                n.to_string(),
+                engine(d).counters().rollbacks.to_string(),
+            ),
+            Expect::Inflight(d, key, b) => check(
+                format!("{} inflight {key}", name(d)),
+                b.to_string(),
+                engine(d).in_flight(key).is_some().to_string(),
+            ),
+            Expect::Queued(d, dir, n) => check(
+                format!("{} queued {}", name(d), dir_name(*dir)),
+                n.to_string(),
+                w.queued(*d, *dir).to_string(),
+            ),
+            Expect::ServerValue(key, v) => check(
+                format!("server {key}"),
+                json(v),
+                json(&w.core().value(w.user(), key).0),
+            ),
+            Expect::ServerRev(key, n) => check(
+                format!("server {key} rev"),
+                n.to_string(),
+                w.core().value(w.user(), key).1.to_string(),
+            ),
+            Expect::ServerWrites(n) => check(
+                "server writes".into(),
+                n.to_string(),
+                w.core().writes().to_string(),
+            ),
+            Expect::Converged => w
+                .converged()
+                .map(|()| "converged".to_string())
+                .map_err(|e| format!("expected converged, got: {e}")),
+        }
+    }
+
+    /// The trace as text lines, times relative to time 0 (the setup's lines are negative
+    /// and left out).
+    pub fn trace_lines(&self, from: usize) -> Vec<String> {
+        self.world.trace[from..]
+            .iter()
+            .filter(|t| t.at >= self.t0)
+            .map(|t| format_trace(t, self.t0))
+            .collect()
+    }
+}
+
+fn fail(line: usize, message: String) -> Verdict {
+    Verdict::Fail { line, message }
+}
+
+fn json(v: &Value) -> String {
+    v.to_string()
+}
+
+fn dir_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Up => "up",
+        Direction::Down => "down",
+    }
+}
+
+/// One trace entry as a line: `[  0.100s] phone  intent like/p1 = true (local_rev 1)`.
+pub fn format_trace(t: &Trace, t0: Duration) -> String {
+    let at = t.at.saturating_sub(t0).as_secs_f64();
+    let who = t.device.as_deref().unwrap_or("server");
+    let what = match &t.kind {
+        TraceKind::Device(e) => e.to_string(),
+        TraceKind::Up(f) => format!("→ server: {f}"),
+        TraceKind::Down(f) => format!("← server: {f}"),
+        TraceKind::Lost(why) => format!("✕ {why}"),
+        TraceKind::ServerRestart => "server restarted from its store".into(),
+        TraceKind::DeviceRestart => "restarted from its snapshot".into(),
+    };
+    format!("[{at:8.3}s] {who:<8} {what}")
+}

@@ -1,0 +1,131 @@
+//! The scenario language: SCENARIOS.md's example, the parse errors, run-time failures.
+
+use super::*;
+
+const EXAMPLE: &str = r#"
+scenario "Three quick taps cost one request"
+devices phone laptop
+strategy phone sync
+latency 200ms
+
+phone tap like/post-1
+wait 10ms
+phone tap like/post-1
+wait 10ms
+phone tap like/post-1
+expect phone like/post-1 = true
+expect phone inflight like/post-1 = true
+settle
+expect phone requests like/post-1 = 1   # value-based: the final value equals the one sent
+expect laptop like/post-1 = true
+expect converged
+"#;
+
+fn run(text: &str) -> Verdict {
+    let scenario = parse("t.scn", text).unwrap_or_else(|e| panic!("{e}"));
+    Runner::new(scenario, 0).run_to_end().clone()
+}
+
+#[test]
+fn the_example_of_scenarios_md_passes() {
+    assert_eq!(run(EXAMPLE), Verdict::Pass);
+}
+
+#[test]
+fn with_sync_with_push_the_same_taps_cost_two_requests() {
+    let text = EXAMPLE
+        .replace("strategy phone sync", "strategy phone sync-with-push")
+        .replace("requests like/post-1 = 1", "requests like/post-1 = 2");
+    assert_eq!(run(&text), Verdict::Pass);
+}
+
+#[test]
+fn a_failed_expectation_names_its_line_and_values_and_stops() {
+    let text =
+        "devices phone\nphone tap like/a\nexpect phone like/a = false\nexpect phone like/a = 7\n";
+    assert_eq!(
+        run(text),
+        Verdict::Fail {
+            line: 3,
+            message: "expected phone like/a = false, got true".into()
+        }
+    );
+}
+
+#[test]
+fn run_time_errors_fail_the_file_at_their_line() {
+    let text = "devices phone\nhold phone up\nphone tap like/a\nrelease phone up 3\n";
+    let Verdict::Fail { line, message } = run(text) else {
+        panic!()
+    };
+    assert_eq!(line, 4);
+    assert!(message.contains("no frame 3 on a queue of 1"), "{message}");
+}
+
+#[test]
+fn comments_titles_and_about_lines() {
+    let s = parse(
+        "t.scn",
+        "# What this teaches.\n# Second line.\nscenario \"A # not a comment\" # a comment\ndevices a\n",
+    )
+    .unwrap();
+    assert_eq!(s.title.as_deref(), Some("A # not a comment"));
+    assert_eq!(s.about, ["What this teaches.", "Second line."]);
+}
+
+fn err(text: &str) -> String {
+    parse("f.scn", text).unwrap_err().to_string()
+}
+
+#[test]
+fn parse_errors_give_file_line_column_and_what_was_expected() {
+    assert_eq!(
+        err("devices phone\nphone tap settings/volume\n"),
+        "f.scn:2:11: `tap` toggles a boolean key; `settings/volume` is not one"
+    );
+    assert_eq!(
+        err("devices phone\nlaptop tap like/a\n"),
+        "f.scn:2:1: unknown device or statement `laptop`: the devices are phone"
+    );
+    assert!(
+        err("devices phone\nphone set settings/volume tru\n")
+            .starts_with("f.scn:2:27: `tru` is not a JSON value")
+    );
+    assert!(err("devices phone\nwait 5 minutes\n").starts_with("f.scn:2:6: expected a duration"));
+    assert!(
+        err("devices phone\nphone tap like/a\nlatency phone 5ms\nstrategy sync\n")
+            .starts_with("f.scn:4:1: `strategy` is a setup statement")
+    );
+    assert!(err("phone tap like/a\n").contains("no `devices` statement before this line"));
+    assert!(err("devices server\n").starts_with("f.scn:1:9: `server` cannot name a device"));
+    assert!(err("devices a a\n").contains("listed twice"));
+    assert!(err("devices a\nexpect a like/b == true\n").contains("expected `=` or `rev`"));
+    assert!(err("devices a\na tap like/B\n").starts_with("f.scn:2:7: `like/B` is not a key"));
+    assert!(err("devices a\nrelease a sideways 1\n").contains("expected `up` or `down`"));
+    assert!(err("devices a\nrelease a up 0\n").contains("positions start at 1"));
+    assert!(err("devices a\nloss a 120%\n").contains("0% to 100%"));
+    assert!(err("devices a\nstrategy a fast\n").contains("unknown strategy `fast`"));
+    assert!(err("devices a\na tap like/b extra\n").contains("unexpected `extra`"));
+    assert!(err("devices a\na comment p hi\n").contains("the comment's text in double quotes"));
+    assert!(err("devices a\nserver set settings/volume 500\n").contains("cannot store"));
+    assert!(err("devices a\na set comments/p []\n").contains("use `comment POST"));
+    assert!(err("# only a comment\n").contains("no `devices` statement"));
+}
+
+#[test]
+fn setup_server_set_arrives_in_welcome_and_mid_run_link_changes_apply() {
+    let text = r#"
+devices phone
+server set settings/display_name "Ana"
+expect phone settings/display_name = "Ana"
+expect phone settings/display_name rev 1
+latency phone up 1s
+phone tap like/a
+wait 900ms
+expect server like/a = false
+wait 200ms
+expect server like/a = true
+expect server writes = 2
+"#;
+    assert_eq!(run(text), Verdict::Pass);
+}
