@@ -39,6 +39,8 @@ pub struct Runner {
     scenario: Scenario,
     world: World,
     t0: Duration,
+    /// Trace entries before this index belong to the setup.
+    setup_trace: usize,
     next: usize,
     verdict: Option<Verdict>,
 }
@@ -68,10 +70,12 @@ impl Runner {
             verdict.get_or_insert(fail(0, format!("setup: the devices did not connect: {e}")));
         }
         let t0 = world.now();
+        let setup_trace = world.trace.len();
         Runner {
             scenario,
             world,
             t0,
+            setup_trace,
             next: 0,
             verdict,
         }
@@ -254,12 +258,11 @@ impl Runner {
         }
     }
 
-    /// The trace as text lines, times relative to time 0 (the setup's lines are negative
-    /// and left out).
+    /// The trace from entry `from` on as text lines, times relative to time 0 (the
+    /// setup's lines are left out).
     pub fn trace_lines(&self, from: usize) -> Vec<String> {
-        self.world.trace[from..]
+        self.world.trace[from.max(self.setup_trace)..]
             .iter()
-            .filter(|t| t.at >= self.t0)
             .map(|t| format_trace(t, self.t0))
             .collect()
     }

@@ -64,11 +64,9 @@ impl fmt::Display for ConnectionState {
             ConnectionState::Connecting => f.write_str("connecting"),
             ConnectionState::Handshaking => f.write_str("handshaking"),
             ConnectionState::Connected => f.write_str("connected"),
-            ConnectionState::Reconnecting { attempt, retry_at } => write!(
-                f,
-                "reconnecting (attempt {attempt}, at {:.3}s)",
-                retry_at.as_secs_f64()
-            ),
+            ConnectionState::Reconnecting { attempt, .. } => {
+                write!(f, "reconnecting (attempt {attempt})")
+            }
             ConnectionState::Offline => f.write_str("offline"),
             ConnectionState::AuthFailed => f.write_str("auth failed"),
             ConnectionState::ClosedByServer { code, reason } => {
