@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use mock_server::scenario::{Runner, Verdict, parse};
 
-fn lessons() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/scenarios");
+fn scn_files(dir: &str) -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -14,6 +14,23 @@ fn lessons() -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+fn lessons() -> Vec<PathBuf> {
+    scn_files("../assets/scenarios")
+}
+
+/// Scenarios that pin down bugs found by the property tests.
+#[test]
+fn every_regression_scenario_passes() {
+    let files = scn_files("tests/regressions");
+    assert!(!files.is_empty());
+    for path in files {
+        let name = path.display().to_string();
+        let scenario = parse(&name, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let verdict = Runner::new(scenario, 0).run_to_end().clone();
+        assert_eq!(verdict, Verdict::Pass, "{name}");
+    }
 }
 
 #[test]

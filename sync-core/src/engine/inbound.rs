@@ -229,7 +229,7 @@ impl Engine {
         };
         if applied {
             if from_other {
-                self.state.slot(&key).superseded = true;
+                self.state.slot(&key).superseded_by = Some(change.rev);
             }
             self.state.emit(EventKind::PushApplied {
                 key,
@@ -292,7 +292,7 @@ impl Engine {
             let slot = self.state.slot(&key);
             slot.confirmed = value.clone();
             slot.known_rev = rev;
-            slot.superseded = false;
+            slot.superseded_by = None;
             if !keep_shown {
                 slot.shown = value;
             }
@@ -316,7 +316,12 @@ impl Engine {
     /// (the server's idempotency makes that safe; a comment is not last-value-wins).
     fn resolve_open_requests(&mut self) {
         for key in self.pending_keys() {
-            let superseded = self.state.slot(&key).superseded;
+            let known = self.known_rev(&key);
+            let superseded = self
+                .state
+                .slot(&key)
+                .superseded_by
+                .is_some_and(|rev| rev >= known);
             if superseded {
                 self.state.emit(EventKind::Superseded { key: key.clone() });
             }

@@ -268,7 +268,7 @@ impl Engine {
         self.now = now;
         let slot = self.state.slot(key);
         slot.local_rev += 1;
-        slot.superseded = false;
+        slot.superseded_by = None;
         let local_rev = slot.local_rev;
         self.state.counters.intents += 1;
         self.state.emit(EventKind::OptimisticWrite {
@@ -313,7 +313,7 @@ impl Engine {
         }
         let slot = self.state.slot(key);
         slot.local_rev += 1;
-        slot.superseded = false;
+        slot.superseded_by = None;
         let local_rev = slot.local_rev;
         let mut list = crate::protocol::model::comments_from_value(&slot.shown);
         self.state.counters.intents += 1;

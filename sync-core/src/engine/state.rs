@@ -20,9 +20,11 @@ pub struct KeySlot {
     pub known_rev: u64,
     /// Local intents so far (persisted; every `tap`/`set`/command bumps it).
     pub local_rev: u64,
-    /// Another device's change was applied after the newest local intent: an unanswered
-    /// request for this key is superseded at the next `welcome`.
-    pub superseded: bool,
+    /// The revision of another device's change applied after the newest local intent.
+    /// At the next `welcome` an unanswered request for this key is superseded if that
+    /// change is still the newest revision known for the key — not if this device's own
+    /// write turned out to be newer (its ack lost, its echo then taken as an ack).
+    pub superseded_by: Option<u64>,
 }
 
 impl KeySlot {
@@ -33,7 +35,7 @@ impl KeySlot {
             confirmed: key.default_value(),
             known_rev: 0,
             local_rev: 0,
-            superseded: false,
+            superseded_by: None,
         }
     }
 }
