@@ -627,34 +627,37 @@ impl World {
     /// revision, for every key the server holds, and has no request outstanding. `Err`
     /// names the first difference.
     pub fn converged(&self) -> Result<(), String> {
+        (0..self.devices.len()).try_for_each(|i| self.device_converged(i))
+    }
+
+    /// `expect DEVICE converged`: [`World::converged`] for one device (true of a device
+    /// that is not connected: it owes nothing until it is).
+    pub fn device_converged(&self, i: usize) -> Result<(), String> {
         use sync_core::engine::connection::ConnectionState as C;
-        let stored = self
-            .core
-            .user(DEMO_USER)
-            .map(|u| u.keys.clone())
-            .unwrap_or_default();
-        for d in &self.devices {
-            if *d.engine.connection() != C::Connected {
-                continue;
+        let d = &self.devices[i];
+        if *d.engine.connection() != C::Connected {
+            return Ok(());
+        }
+        if d.engine.has_pending() {
+            return Err(format!("{} has a request outstanding", d.name));
+        }
+        let Some(user) = self.core.user(DEMO_USER) else {
+            return Ok(());
+        };
+        for (key, s) in &user.keys {
+            let shown = d.engine.shown(key);
+            if shown != s.value {
+                return Err(format!(
+                    "{} shows {key} = {shown}, the server has {}",
+                    d.name, s.value
+                ));
             }
-            if d.engine.has_pending() {
-                return Err(format!("{} has a request outstanding", d.name));
-            }
-            for (key, s) in &stored {
-                let shown = d.engine.shown(key);
-                if shown != s.value {
-                    return Err(format!(
-                        "{} shows {key} = {shown}, the server has {}",
-                        d.name, s.value
-                    ));
-                }
-                let known = d.engine.known_rev(key);
-                if known != s.rev {
-                    return Err(format!(
-                        "{} knows {key} rev {known}, the server has rev {}",
-                        d.name, s.rev
-                    ));
-                }
+            let known = d.engine.known_rev(key);
+            if known != s.rev {
+                return Err(format!(
+                    "{} knows {key} rev {known}, the server has rev {}",
+                    d.name, s.rev
+                ));
             }
         }
         Ok(())

@@ -132,4 +132,6 @@ pub enum Expect {
     ServerWrites(u64),
     /// `expect converged`.
     Converged,
+    /// `expect DEVICE converged`: the same for one device.
+    DeviceConverged(usize),
 }

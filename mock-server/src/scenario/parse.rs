@@ -506,8 +506,12 @@ impl Parser<'_> {
         match self.need(
             line,
             2,
-            "a key, `requests`, `stale`, `rollbacks`, `inflight` or `queued`",
+            "a key, `converged`, `requests`, `stale`, `rollbacks`, `inflight` or `queued`",
         )? {
+            "converged" => {
+                self.end(line, 3)?;
+                Ok(Expect::DeviceConverged(d))
+            }
             "stale" | "rollbacks" => {
                 self.equals(line, 3)?;
                 let n = self.number(line, 4)?;

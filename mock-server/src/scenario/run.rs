@@ -251,6 +251,10 @@ impl Runner {
                 n.to_string(),
                 w.core().writes().to_string(),
             ),
+            Expect::DeviceConverged(d) => w
+                .device_converged(*d)
+                .map(|()| format!("{} converged", name(d)))
+                .map_err(|e| format!("expected {} converged, got: {e}", name(d))),
             Expect::Converged => w
                 .converged()
                 .map(|()| "converged".to_string())

@@ -721,13 +721,16 @@ impl Engine {
             .collect()
     }
 
-    /// Keys with a write outstanding.
+    /// Keys with a write outstanding, in key order: the machines keep them in hash maps,
+    /// whose order differs between runs, and the order of resends must not.
     fn pending_keys(&self) -> Vec<Key> {
-        match &self.machine {
+        let mut keys: Vec<Key> = match &self.machine {
             Machine::WithPush(m) => m.open_requests().map(|(k, _)| k.clone()).collect(),
             Machine::Sync(m) => m.open_requests().map(|(k, _)| k.clone()).collect(),
             Machine::Naive(n) => n.keys(),
-        }
+        };
+        keys.sort();
+        keys
     }
 
     /// Every key the device knows, with its sync state.

@@ -84,7 +84,7 @@ pub enum RestoreError {
 impl Engine {
     /// The device's durable state now.
     pub fn snapshot(&self) -> Snapshot {
-        let open_writes = match &self.machine {
+        let mut open_writes: Vec<OpenWrite> = match &self.machine {
             Machine::WithPush(m) => m
                 .open_requests()
                 .map(|(k, r)| OpenWrite {
@@ -103,6 +103,8 @@ impl Engine {
                 .collect(),
             Machine::Naive(n) => n.all().cloned().collect(),
         };
+        // Hash-map order differs between runs; a snapshot file must not.
+        open_writes.sort_by(|a, b| (&a.key, a.local_rev).cmp(&(&b.key, b.local_rev)));
         let revisions = match &self.machine {
             Machine::WithPush(m) => m.entries().map(|(k, e)| (k.clone(), *e)).collect(),
             _ => BTreeMap::new(),
