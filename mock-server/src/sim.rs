@@ -316,7 +316,7 @@ impl World {
         };
         let actions = self
             .core
-            .handle(vec![(conn, Inbound::Text(frame.to_json()))], self.now);
+            .handle(vec![(conn, Inbound::Decoded(frame))], self.now);
         self.apply_actions(actions);
     }
 

@@ -65,6 +65,9 @@ pub enum Inbound {
     Binary,
     /// A frame over 64 KiB (the shell could not read it).
     TooLarge,
+    /// A frame already decoded: the simulator's engines hand the core their frames as
+    /// values (the JSON path is the live server's, and is tested there).
+    Decoded(ClientFrame),
 }
 
 #[derive(Debug, Clone)]
@@ -231,10 +234,15 @@ impl<S: Store> Core<S> {
                 let message = Problem::Binary.to_string();
                 return out.push(error(id, ErrorCode::BadMessage, message, None));
             }
-            Inbound::Text(text) => text,
+            Inbound::Text(text) => Ok(text),
+            Inbound::Decoded(frame) => Err(frame),
         };
         // Step 1: rate limit, before anything else is looked at.
         if !conn.bucket.take(now) {
+            let text = match &text {
+                Ok(text) => text.clone(),
+                Err(frame) => frame.to_json(),
+            };
             let since = match conn.limited {
                 Some((since, last)) if now.saturating_sub(last) < LIMITED_EPISODE_GAP => since,
                 _ => now,
@@ -253,7 +261,10 @@ impl<S: Store> Core<S> {
             return out.push(rate_limited(id, &text));
         }
         // Step 2: decoding.
-        let decoded = decode_client_frame(&text);
+        let decoded = match text {
+            Ok(text) => decode_client_frame(&text),
+            Err(frame) => Ok(frame),
+        };
         let Some((user, device)) = conn.auth.clone() else {
             return self.before_hello(id, decoded, out);
         };
