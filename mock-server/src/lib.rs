@@ -2,5 +2,7 @@
 
 pub mod core;
 pub mod link;
+pub mod net;
+pub mod redb_store;
 pub mod scenario;
 pub mod sim;

@@ -1,0 +1,99 @@
+//! `mock-server`: the Sync Lab server, standalone, for QA of any client that speaks
+//! PROTOCOL.md (the app's devices, a script, a real mobile app).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use mock_server::core::{DEMO_TOKEN, DEMO_USER};
+use mock_server::net::{ServerConfig, start};
+use mock_server::redb_store::RedbStore;
+
+/// The Sync Lab mock server: PROTOCOL.md over WebSocket at ws://ADDR/sync, with every
+/// acknowledged write kept in a redb store.
+///
+/// With no --token it serves one user, `demo`, with token `demo-token`. Logs go to stderr;
+/// set RUST_LOG (e.g. RUST_LOG=debug) for more. Ctrl-C stops it cleanly.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// Address to listen on. Loopback by default: the server is for testing.
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    addr: SocketAddr,
+    /// Directory of the store (created if missing). Default: $XDG_DATA_HOME/sync-lab/server
+    /// (or ~/.local/share/sync-lab/server).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// A user and its token, as USER=TOKEN. Repeat for more users.
+    #[arg(long = "token", value_name = "USER=TOKEN", value_parser = parse_token)]
+    tokens: Vec<(String, String)>,
+}
+
+fn parse_token(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((user, token)) if !user.is_empty() && !token.is_empty() => {
+            Ok((user.to_string(), token.to_string()))
+        }
+        _ => Err(format!("`{s}` is not USER=TOKEN (both non-empty)")),
+    }
+}
+
+/// `$XDG_DATA_HOME/sync-lab/server`, or `~/.local/share/sync-lab/server`.
+fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("sync-lab").join("server")
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let mut tokens = BTreeMap::new();
+    for (user, token) in &cli.tokens {
+        if let Some(other) = tokens.insert(token.clone(), user.clone()) {
+            tracing::error!("token `{token}` is given to both `{other}` and `{user}`");
+            return ExitCode::from(2);
+        }
+    }
+    let dir = cli.data.unwrap_or_else(default_data_dir);
+    let store = match RedbStore::open(&dir) {
+        Ok(store) => store,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    if tokens.is_empty() {
+        tracing::info!("no --token given: serving user `{DEMO_USER}` with token `{DEMO_TOKEN}`");
+    }
+    let server = match start(
+        ServerConfig {
+            addr: cli.addr,
+            tokens,
+        },
+        store,
+    )
+    .await
+    {
+        Ok(server) => server,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!("listening on {} (store in {})", server.url(), dir.display());
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}

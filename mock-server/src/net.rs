@@ -1,0 +1,531 @@
+//! The live server: the sans-IO [`Core`] behind real WebSockets (tokio + tokio-tungstenite).
+//!
+//! Shape (after tokio's mini-redis): one task owns the core and is the only place protocol
+//! decisions happen; one task per connection owns its socket and moves bytes. They talk over
+//! channels:
+//!
+//! - a connection task forwards each frame it reads to the core task, and writes what the
+//!   core queues on its **bounded, ordered** outbound queue (1024 frames). Acks and pushes
+//!   travel the same queue, so a writer always sees its ack before its own echo;
+//! - the core task takes every message waiting at that moment as one batch, so writes that
+//!   arrive together share one store commit (group commit), and acks leave after it;
+//! - a full outbound queue means the client cannot keep up: its connection is closed with
+//!   4009 (`resync`) and it catches up when it reconnects — never an unbounded buffer.
+//!
+//! Connection handlers are generic over `AsyncRead + AsyncWrite`, so the same code runs on
+//! TCP and in simulated-network tests.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use sync_core::protocol::{ErrorCode, Key, ServerFrame, close};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::core::store::{Store, StoreError};
+use crate::core::{Action, ConnId, Core, Inbound};
+
+/// Largest frame and message a client may send.
+pub const MAX_FRAME: usize = 64 << 10;
+/// Outbound queue length per connection.
+pub const OUTBOUND_QUEUE: usize = 1024;
+/// The HTTP upgrade must finish within this long (slowloris).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the core waits for a congested connection to drain before taking more input.
+pub const DRAIN_WAIT: Duration = Duration::from_secs(1);
+/// The most frames in one batch (one commit). Each write in it queues one push per
+/// connection, so a batch must fit in the half queue that the congestion check keeps free.
+pub const MAX_BATCH: usize = 128;
+
+/// What a connection task sends to the core task.
+enum ToCore {
+    Open {
+        id: ConnId,
+        out: mpsc::Sender<Outbound>,
+        kill: oneshot::Sender<()>,
+    },
+    Frame(ConnId, Inbound),
+    Closed(ConnId),
+    Control(Control),
+}
+
+/// What the core task queues for a connection.
+#[derive(Debug)]
+enum Outbound {
+    Frame(String),
+    Close(u16, String),
+}
+
+/// Controls of the running server (the admin API and the app use them).
+pub enum Control {
+    /// The next write to the key is rejected (`forced`).
+    RejectNext(Key),
+    /// A write by the server itself.
+    ServerSet {
+        /// The user.
+        user: String,
+        /// The key.
+        key: Key,
+        /// The value.
+        value: Value,
+        /// The outcome.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Close a device's connection.
+    Disconnect {
+        /// The user.
+        user: String,
+        /// The device.
+        device_id: String,
+    },
+    /// A snapshot of the server's state for a user.
+    Inspect {
+        /// The user.
+        user: String,
+        /// The answer.
+        reply: oneshot::Sender<Inspection>,
+    },
+}
+
+/// The server's state for one user, as the server panel shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inspection {
+    /// What is stored.
+    pub data: crate::core::store::UserData,
+    /// Revisions assigned (all users), across restarts.
+    pub writes: u64,
+    /// Connected devices of the user.
+    pub devices: Vec<String>,
+}
+
+/// How to run a server.
+pub struct ServerConfig {
+    /// Where to listen (127.0.0.1 unless told otherwise).
+    pub addr: SocketAddr,
+    /// Token → user; empty for the demo user.
+    pub tokens: BTreeMap<String, String>,
+}
+
+/// A running server.
+pub struct ServerHandle {
+    /// The address it listens on (with the real port when `:0` was asked).
+    pub addr: SocketAddr,
+    control: mpsc::Sender<ToCore>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// `ws://ADDR/sync`.
+    pub fn url(&self) -> String {
+        format!("ws://{}/sync", self.addr)
+    }
+
+    /// Sends a control command to the core.
+    pub async fn control(&self, c: Control) {
+        let _ = self.control.send(ToCore::Control(c)).await;
+    }
+
+    /// The server's state for a user.
+    pub async fn inspect(&self, user: &str) -> Inspection {
+        let (reply, rx) = oneshot::channel();
+        self.control(Control::Inspect {
+            user: user.to_string(),
+            reply,
+        })
+        .await;
+        rx.await.unwrap_or_default()
+    }
+
+    /// Stops accepting, closes every connection, and waits until the store is released.
+    pub async fn shutdown(self) {
+        let ServerHandle {
+            control,
+            shutdown,
+            task,
+            ..
+        } = self;
+        // The core task ends when every sender is gone, this one included.
+        drop(control);
+        if let Some(tx) = shutdown {
+            let _ = tx.send(());
+        }
+        let _ = task.await;
+    }
+}
+
+/// Binds and starts serving. The store is loaded first: a store that cannot be read is an
+/// error here, before anything listens.
+pub async fn start<S: Store + Send + 'static>(
+    config: ServerConfig,
+    store: S,
+) -> Result<ServerHandle, StartError> {
+    let core = Core::new(config.tokens, store)?;
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| StartError::Bind(config.addr, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Bind(config.addr, e))?;
+    let (to_core, from_conns) = mpsc::channel(4096);
+    let (shutdown_tx, shutdown_rx) = oneshot::channel();
+    let control = to_core.clone();
+    let task = tokio::spawn(async move {
+        let core_task = tokio::spawn(run_core(core, from_conns));
+        accept_loop(listener, to_core, shutdown_rx).await;
+        let _ = core_task.await;
+    });
+    tracing::info!(%addr, "listening on ws://{addr}/sync");
+    Ok(ServerHandle {
+        addr,
+        control,
+        shutdown: Some(shutdown_tx),
+        task,
+    })
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The address could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    to_core: mpsc::Sender<ToCore>,
+    mut shutdown: oneshot::Receiver<()>,
+) {
+    let mut next_id = 1;
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let id = ConnId(next_id);
+                    next_id += 1;
+                    tracing::debug!(%peer, id = id.0, "connection");
+                    conns.spawn(connection(stream, id, to_core.clone()));
+                }
+                Err(e) => tracing::warn!("accept failed: {e}"),
+            },
+            _ = &mut shutdown => break,
+        }
+    }
+    // Dropping the connection tasks closes their sockets; then the core task ends when
+    // every sender is gone.
+    conns.shutdown().await;
+    drop(to_core);
+}
+
+/// The core task: the only owner of the core.
+async fn run_core<S: Store>(mut core: Core<S>, mut rx: mpsc::Receiver<ToCore>) {
+    let start = Instant::now();
+    let mut outs = Outs::new();
+    loop {
+        wait_for_congested(&mut outs).await;
+        let deadline = core.poll_timeout().map(|d| start + d);
+        let first = tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(msg) => msg,
+                None => break,
+            },
+            _ = sleep_until_opt(deadline) => {
+                let actions = core.on_timeout(start.elapsed());
+                route(&mut core, &mut outs, actions);
+                continue;
+            }
+        };
+        // Everything waiting now is one batch: its writes share one commit.
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                ToCore::Frame(id, inbound) => batch.push((id, inbound)),
+                other => {
+                    flush(&mut core, &mut outs, &mut batch, start);
+                    handle_other(&mut core, &mut outs, other, start);
+                }
+            }
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        flush(&mut core, &mut outs, &mut batch, start);
+    }
+}
+
+/// Back-pressure before the 4009 cliff: while a connection's outbound queue is more than
+/// half full, take no more input (senders then slow down through TCP) until it drained to
+/// half. A connection gets [`DRAIN_WAIT`] per congestion episode, not per batch, so a
+/// client that stays stuck delays the others once, then overflows and is closed.
+async fn wait_for_congested(outs: &mut Outs) {
+    let now = Instant::now();
+    for out in outs.values_mut() {
+        if out.tx.capacity() >= OUTBOUND_QUEUE / 2 {
+            out.congested_since = None;
+            continue;
+        }
+        let deadline = *out.congested_since.get_or_insert(now) + DRAIN_WAIT;
+        // The permits are released as soon as they are granted: this only waits.
+        if let Ok(Ok(_)) =
+            tokio::time::timeout_at(deadline, out.tx.reserve_many(OUTBOUND_QUEUE / 2)).await
+        {
+            out.congested_since = None;
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A connection as the core task sees it.
+struct Out {
+    tx: mpsc::Sender<Outbound>,
+    /// Fired when the queue overflows: the connection task closes with 4009.
+    kill: Option<oneshot::Sender<()>>,
+    /// Since when the queue has been more than half full.
+    congested_since: Option<Instant>,
+}
+
+type Outs = BTreeMap<ConnId, Out>;
+
+fn flush<S: Store>(
+    core: &mut Core<S>,
+    outs: &mut Outs,
+    batch: &mut Vec<(ConnId, Inbound)>,
+    start: Instant,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let actions = core.handle(std::mem::take(batch), start.elapsed());
+    route(core, outs, actions);
+}
+
+fn handle_other<S: Store>(core: &mut Core<S>, outs: &mut Outs, msg: ToCore, start: Instant) {
+    match msg {
+        ToCore::Open { id, out, kill } => {
+            core.connect(id, start.elapsed());
+            outs.insert(
+                id,
+                Out {
+                    tx: out,
+                    kill: Some(kill),
+                    congested_since: None,
+                },
+            );
+        }
+        ToCore::Closed(id) => {
+            core.disconnect(id);
+            outs.remove(&id);
+        }
+        ToCore::Frame(..) => unreachable!("frames are batched"),
+        ToCore::Control(c) => match c {
+            Control::RejectNext(key) => core.reject_next(key),
+            Control::ServerSet {
+                user,
+                key,
+                value,
+                reply,
+            } => {
+                let result = core
+                    .server_set(&user, &key, value)
+                    .map(|actions| route(core, outs, actions));
+                let _ = reply.send(result);
+            }
+            Control::Disconnect { user, device_id } => {
+                let actions = core.kick(&user, &device_id, 4000, "disconnected by the admin");
+                route(core, outs, actions);
+            }
+            Control::Inspect { user, reply } => {
+                let mut devices: Vec<String> = core
+                    .devices()
+                    .into_iter()
+                    .filter(|(u, _)| *u == user)
+                    .map(|(_, d)| d)
+                    .collect();
+                devices.sort();
+                let _ = reply.send(Inspection {
+                    data: core.user(&user).cloned().unwrap_or_default(),
+                    writes: core.writes(),
+                    devices,
+                });
+            }
+        },
+    }
+}
+
+/// Puts the core's actions on the connections' queues. A full queue closes that
+/// connection with 4009: the client reconnects and catches up.
+fn route<S: Store>(core: &mut Core<S>, outs: &mut Outs, actions: Vec<Action>) {
+    for action in actions {
+        let (id, item) = match action {
+            Action::Send(id, frame) => (id, Outbound::Frame(frame.to_json())),
+            Action::Close(id, code, reason) => (id, Outbound::Close(code, reason)),
+        };
+        let Some(out) = outs.get_mut(&id) else {
+            continue;
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = out.tx.try_send(item) {
+            tracing::warn!(id = id.0, "outbound queue full: closing with 4009");
+            if let Some(kill) = out.kill.take() {
+                let _ = kill.send(());
+            }
+            core.disconnect(id);
+        }
+    }
+}
+
+/// One connection: upgrade, then move frames both ways until either side closes.
+async fn connection<T>(stream: T, id: ConnId, to_core: mpsc::Sender<ToCore>)
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME))
+        .max_frame_size(Some(MAX_FRAME));
+    // The signature is tungstenite's callback type; its error type is not ours to shrink.
+    #[allow(clippy::result_large_err)]
+    let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        if req.uri().path() == "/sync" {
+            Ok(resp)
+        } else {
+            let mut e = ErrorResponse::new(Some("Sync Lab speaks WebSocket at /sync".into()));
+            *e.status_mut() = StatusCode::NOT_FOUND;
+            Err(e)
+        }
+    };
+    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config));
+    let mut ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, upgrade).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => return tracing::debug!(id = id.0, "upgrade failed: {e}"),
+        Err(_) => return tracing::debug!(id = id.0, "upgrade timed out"),
+    };
+    let (out_tx, mut out_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let (kill_tx, mut kill_rx) = oneshot::channel();
+    if to_core
+        .send(ToCore::Open {
+            id,
+            out: out_tx,
+            kill: kill_tx,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        tokio::select! {
+            incoming = ws.next() => {
+                let inbound = match incoming {
+                    Some(Ok(Message::Text(text))) => Inbound::Text(text.to_string()),
+                    Some(Ok(Message::Binary(_))) => Inbound::Binary,
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings itself
+                    Some(Err(WsError::Capacity(_))) => {
+                        // tungstenite sends no close for an oversize frame: do it ourselves.
+                        let error = error_json(ErrorCode::TooLarge, "frame over 64 KiB");
+                        let _ = ws.send(Message::text(error)).await;
+                        let _ = close_with(&mut ws, close::TOO_LARGE, "too_large").await;
+                        break;
+                    }
+                    Some(Err(WsError::Protocol(_))) => {
+                        let _ = close_with(&mut ws, 1002, "protocol error").await;
+                        break;
+                    }
+                    Some(Err(WsError::Utf8(_))) => {
+                        let _ = close_with(&mut ws, 1007, "invalid UTF-8").await;
+                        break;
+                    }
+                    Some(Err(_)) => break,
+                };
+                if to_core.send(ToCore::Frame(id, inbound)).await.is_err() {
+                    break;
+                }
+            }
+            out = out_rx.recv() => {
+                let mut item = out;
+                let mut closed = false;
+                // Feed everything queued, then flush once.
+                while let Some(o) = item.take() {
+                    match o {
+                        Outbound::Frame(json) => {
+                            if ws.feed(Message::text(json)).await.is_err() {
+                                closed = true;
+                                break;
+                            }
+                        }
+                        Outbound::Close(code, reason) => {
+                            let _ = ws.flush().await;
+                            let _ = close_with(&mut ws, code, &reason).await;
+                            closed = true;
+                            break;
+                        }
+                    }
+                    item = out_rx.try_recv().ok();
+                }
+                if closed || ws.flush().await.is_err() {
+                    break;
+                }
+            }
+            _ = &mut kill_rx => {
+                let error = error_json(ErrorCode::Resync, "outbound queue overflowed: reconnect and catch up");
+                let _ = ws.send(Message::text(error)).await;
+                let _ = close_with(&mut ws, close::RESYNC, "resync").await;
+                break;
+            }
+        }
+    }
+    let _ = to_core.send(ToCore::Closed(id)).await;
+}
+
+fn error_json(code: ErrorCode, message: &str) -> String {
+    ServerFrame::Error {
+        code,
+        message: message.to_string(),
+        id: None,
+    }
+    .to_json()
+}
+
+async fn close_with<T>(
+    ws: &mut tokio_tungstenite::WebSocketStream<T>,
+    code: u16,
+    reason: &str,
+) -> Result<(), WsError>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    ws.close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.to_string().into(),
+    }))
+    .await?;
+    // Drain briefly so the close handshake can finish.
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    Ok(())
+}

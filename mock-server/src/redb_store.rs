@@ -1,0 +1,261 @@
+//! The live server's durable store, on redb (pure Rust; `commit` fsyncs before it returns).
+//!
+//! One write transaction per batch holds everything a write changes: the key's stored
+//! state, the user's revision counter and the writer's idempotency watermark — so after a
+//! crash either all of a write is there or none of it, revisions are never reused, and a
+//! resend is still recognised. Values are stored as JSON, which keeps the file readable
+//! with any redb tool.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use sync_core::protocol::Key;
+
+use crate::core::store::{Durable, Mark, Record, Store, StoreError, Stored};
+
+/// `user \0 key` → [`Stored`] as JSON.
+const KEYS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("keys");
+/// `user \0 device \0 key` → [`Mark`] as JSON.
+const MARKS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("marks");
+/// `user` → the user's head revision.
+const HEADS: TableDefinition<'_, &str, u64> = TableDefinition::new("heads");
+/// `writes` → revisions assigned so far.
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+
+/// The file inside the data directory.
+pub const FILE_NAME: &str = "sync-lab.redb";
+
+/// A redb-backed [`Store`].
+pub struct RedbStore {
+    db: Database,
+    path: PathBuf,
+}
+
+fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError(format!("{}: {what}: {e}", path.display()))
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| err(dir, "cannot create the data directory", e))?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::create(&path).map_err(|e| {
+            err(
+                &path,
+                "cannot open the store (is it a Sync Lab data directory?)",
+                e,
+            )
+        })?;
+        let txn = db
+            .begin_write()
+            .map_err(|e| err(&path, "cannot write", e))?;
+        {
+            txn.open_table(KEYS)
+                .map_err(|e| err(&path, "keys table", e))?;
+            txn.open_table(MARKS)
+                .map_err(|e| err(&path, "marks table", e))?;
+            txn.open_table(HEADS)
+                .map_err(|e| err(&path, "heads table", e))?;
+            txn.open_table(META)
+                .map_err(|e| err(&path, "meta table", e))?;
+        }
+        txn.commit().map_err(|e| err(&path, "cannot commit", e))?;
+        Ok(RedbStore { db, path })
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn split(composite: &str, parts: usize) -> Option<Vec<&str>> {
+    let v: Vec<&str> = composite.split('\0').collect();
+    (v.len() == parts).then_some(v)
+}
+
+impl Store for RedbStore {
+    fn load(&mut self) -> Result<Durable, StoreError> {
+        let p = &self.path;
+        let txn = self.db.begin_read().map_err(|e| err(p, "cannot read", e))?;
+        let mut data = Durable::default();
+        let corrupt = |what: &str, at: &str| {
+            err(
+                p,
+                "corrupt store",
+                format!("{what} at `{}`", at.replace('\0', "/")),
+            )
+        };
+
+        let keys = txn.open_table(KEYS).map_err(|e| err(p, "keys table", e))?;
+        for item in keys.iter().map_err(|e| err(p, "keys table", e))? {
+            let (k, v) = item.map_err(|e| err(p, "keys table", e))?;
+            let composite = k.value();
+            let [user, key] = split(composite, 2)
+                .as_deref()
+                .map(|v| [v[0], v[1]])
+                .ok_or_else(|| corrupt("bad record name", composite))?;
+            let key = Key::parse(key).map_err(|_| corrupt("unknown key", composite))?;
+            let stored: Stored = serde_json::from_slice(v.value())
+                .map_err(|_| corrupt("unreadable value", composite))?;
+            data.users
+                .entry(user.to_string())
+                .or_default()
+                .keys
+                .insert(key, stored);
+        }
+        let marks = txn
+            .open_table(MARKS)
+            .map_err(|e| err(p, "marks table", e))?;
+        for item in marks.iter().map_err(|e| err(p, "marks table", e))? {
+            let (k, v) = item.map_err(|e| err(p, "marks table", e))?;
+            let composite = k.value();
+            let parts =
+                split(composite, 3).ok_or_else(|| corrupt("bad watermark name", composite))?;
+            let key = Key::parse(parts[2]).map_err(|_| corrupt("unknown key", composite))?;
+            let mark: Mark = serde_json::from_slice(v.value())
+                .map_err(|_| corrupt("unreadable watermark", composite))?;
+            data.users
+                .entry(parts[0].to_string())
+                .or_default()
+                .marks
+                .entry(parts[1].to_string())
+                .or_default()
+                .insert(key, mark);
+        }
+        let heads = txn
+            .open_table(HEADS)
+            .map_err(|e| err(p, "heads table", e))?;
+        for item in heads.iter().map_err(|e| err(p, "heads table", e))? {
+            let (k, v) = item.map_err(|e| err(p, "heads table", e))?;
+            data.users.entry(k.value().to_string()).or_default().head = v.value();
+        }
+        let meta = txn.open_table(META).map_err(|e| err(p, "meta table", e))?;
+        data.writes = meta
+            .get("writes")
+            .map_err(|e| err(p, "meta table", e))?
+            .map_or(0, |v| v.value());
+        for (user, d) in &data.users {
+            if let Some(max) = d.keys.values().map(|s| s.rev).max()
+                && max > d.head
+            {
+                return Err(corrupt("a key's revision is above the user's head", user));
+            }
+        }
+        Ok(data)
+    }
+
+    fn commit(&mut self, batch: &[Record]) -> Result<(), StoreError> {
+        let p = &self.path;
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| err(p, "cannot write", e))?;
+        {
+            let mut keys = txn.open_table(KEYS).map_err(|e| err(p, "keys table", e))?;
+            let mut marks = txn
+                .open_table(MARKS)
+                .map_err(|e| err(p, "marks table", e))?;
+            let mut heads = txn
+                .open_table(HEADS)
+                .map_err(|e| err(p, "heads table", e))?;
+            let mut meta = txn.open_table(META).map_err(|e| err(p, "meta table", e))?;
+            let mut writes = meta
+                .get("writes")
+                .map_err(|e| err(p, "meta table", e))?
+                .map_or(0, |v| v.value());
+            for r in batch {
+                let s = &r.stored;
+                let json = serde_json::to_vec(s).expect("stored values serialize");
+                keys.insert(format!("{}\0{}", r.user, r.key).as_str(), json.as_slice())
+                    .map_err(|e| err(p, "keys table", e))?;
+                if s.device_id != sync_core::protocol::model::SERVER_DEVICE_ID {
+                    let mark = Mark {
+                        local_rev: s.local_rev,
+                        rev: s.rev,
+                        value: s.value.clone(),
+                    };
+                    let json = serde_json::to_vec(&mark).expect("marks serialize");
+                    marks
+                        .insert(
+                            format!("{}\0{}\0{}", r.user, s.device_id, r.key).as_str(),
+                            json.as_slice(),
+                        )
+                        .map_err(|e| err(p, "marks table", e))?;
+                }
+                let head = heads
+                    .get(r.user.as_str())
+                    .map_err(|e| err(p, "heads table", e))?
+                    .map_or(0, |v| v.value());
+                heads
+                    .insert(r.user.as_str(), head.max(s.rev))
+                    .map_err(|e| err(p, "heads table", e))?;
+                writes += 1;
+            }
+            meta.insert("writes", writes)
+                .map_err(|e| err(p, "meta table", e))?;
+        }
+        txn.commit().map_err(|e| err(p, "cannot commit", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(user: &str, key: &str, rev: u64, device: &str, local_rev: u64) -> Record {
+        Record {
+            user: user.into(),
+            key: Key::parse(key).unwrap(),
+            stored: Stored {
+                value: json!(rev),
+                rev,
+                device_id: device.into(),
+                local_rev,
+            },
+        }
+    }
+
+    fn tempdir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sync-lab-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn what_is_committed_is_loaded_again_like_the_memory_store() {
+        let dir = tempdir("redb-roundtrip");
+        let batch = [
+            record("ana", "settings/volume", 1, "phone", 1),
+            record("ana", "settings/volume", 2, "laptop", 4),
+            record("bob", "like/a", 1, "server", 0),
+        ];
+        {
+            let mut store = RedbStore::open(&dir).unwrap();
+            store.commit(&batch[..2]).unwrap();
+            store.commit(&batch[2..]).unwrap();
+        }
+        let mut expected = Durable::default();
+        batch.iter().for_each(|r| expected.apply(r));
+        let loaded = RedbStore::open(&dir).unwrap().load().unwrap();
+        assert_eq!(loaded, expected);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_store_gives_a_clear_error() {
+        let dir = tempdir("redb-corrupt");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(FILE_NAME),
+            b"this is not a redb file at all, just text",
+        )
+        .unwrap();
+        let e = RedbStore::open(&dir).err().expect("refused");
+        assert!(e.to_string().contains(FILE_NAME), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,339 @@
+//! The live server over real WebSockets on 127.0.0.1: the handshake, the error table's
+//! closes, ack-before-echo, idempotent resends, isolation, and a concurrent load.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use mock_server::core::store::MemoryStore;
+use mock_server::net::{ServerConfig, ServerHandle, start};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn server(tokens: &[(&str, &str)]) -> ServerHandle {
+    let tokens: BTreeMap<String, String> = tokens
+        .iter()
+        .map(|(user, token)| (token.to_string(), user.to_string()))
+        .collect();
+    let config = ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        tokens,
+    };
+    start(config, MemoryStore::default()).await.unwrap()
+}
+
+async fn connect(s: &ServerHandle) -> Ws {
+    connect_async(s.url()).await.unwrap().0
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+/// The next text frame, as JSON (5 s deadline: a missing frame fails, never hangs).
+async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("the connection is open")
+            .expect("a valid frame");
+        match msg {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Close(c) => panic!("closed: {c:?}"),
+            _ => continue,
+        }
+    }
+}
+
+/// Reads until the close frame and returns its code (5 s deadline).
+async fn close_code(ws: &mut Ws) -> u16 {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a close within 5 s");
+        match msg {
+            Some(Ok(Message::Close(Some(c)))) => return c.code.into(),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+async fn hello(ws: &mut Ws, token: &str, device: &str, since: u64) -> Value {
+    send(
+        ws,
+        json!({"type":"hello","protocol":1,"token":token,"device_id":device,"since":since}),
+    )
+    .await;
+    recv(ws).await
+}
+
+#[tokio::test]
+async fn handshake_write_ack_before_echo_and_push_to_the_other_device() {
+    let s = server(&[]).await;
+    let mut phone = connect(&s).await;
+    let mut laptop = connect(&s).await;
+    let w = hello(&mut phone, "demo-token", "phone", 0).await;
+    assert_eq!(
+        w,
+        json!({"type":"welcome","user":"demo","rev":0,"changes":[],"reset":false})
+    );
+    hello(&mut laptop, "demo-token", "laptop", 0).await;
+    send(
+        &mut phone,
+        json!({"type":"set","id":1,"key":"settings/display_name","value":" Ana ","local_rev":1}),
+    )
+    .await;
+    let ack = recv(&mut phone).await;
+    assert_eq!(
+        ack,
+        json!({"type":"ack","id":1,"key":"settings/display_name","value":"Ana","rev":1,"duplicate":false})
+    );
+    let echo = recv(&mut phone).await;
+    assert_eq!(echo["type"], "push", "the ack comes before the own echo");
+    let push = recv(&mut laptop).await;
+    assert_eq!(
+        push,
+        json!({"type":"push","key":"settings/display_name","value":"Ana","rev":1,"device_id":"phone","local_rev":1})
+    );
+    send(&mut phone, json!({"type":"ping","id":2})).await;
+    assert_eq!(recv(&mut phone).await, json!({"type":"pong","id":2}));
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_token_bad_first_frame_and_bad_protocol_close_the_connection() {
+    let s = server(&[]).await;
+    let mut ws = connect(&s).await;
+    let e = hello(&mut ws, "wrong", "phone", 0).await;
+    assert_eq!(e["code"], "unauthorized");
+    assert_eq!(close_code(&mut ws).await, 4401);
+
+    let mut ws = connect(&s).await;
+    send(&mut ws, json!({"type":"ping","id":1})).await;
+    assert_eq!(recv(&mut ws).await["code"], "hello_required");
+    assert_eq!(close_code(&mut ws).await, 4400);
+
+    let mut ws = connect(&s).await;
+    send(
+        &mut ws,
+        json!({"type":"hello","protocol":9,"token":"demo-token","device_id":"p","since":0}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["code"], "unsupported_protocol");
+    assert_eq!(close_code(&mut ws).await, 4400);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversize_frame_is_closed_with_1009_and_binary_is_bad_message() {
+    let s = server(&[]).await;
+    let mut ws = connect(&s).await;
+    hello(&mut ws, "demo-token", "phone", 0).await;
+    ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    let e = recv(&mut ws).await;
+    assert_eq!(e["code"], "bad_message");
+    send(&mut ws, json!({"type":"ping","id":1})).await;
+    assert_eq!(recv(&mut ws).await["type"], "pong", "still open");
+    let big = "x".repeat(70 * 1024);
+    let _ = ws
+        .send(Message::text(format!(
+            r#"{{"type":"ping","id":1,"pad":"{big}"}}"#
+        )))
+        .await;
+    let e = recv(&mut ws).await;
+    assert_eq!(e["code"], "too_large");
+    assert_eq!(close_code(&mut ws).await, 1009);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_newer_connection_of_the_same_device_replaces_the_older() {
+    let s = server(&[]).await;
+    let mut old = connect(&s).await;
+    hello(&mut old, "demo-token", "phone", 0).await;
+    let mut new = connect(&s).await;
+    assert_eq!(
+        hello(&mut new, "demo-token", "phone", 0).await["type"],
+        "welcome"
+    );
+    assert_eq!(recv(&mut old).await["code"], "replaced");
+    assert_eq!(close_code(&mut old).await, 4010);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn idempotent_resend_over_a_new_connection_and_isolation() {
+    let s = server(&[("ana", "ta"), ("bob", "tb")]).await;
+    let mut ana = connect(&s).await;
+    let mut bob = connect(&s).await;
+    hello(&mut ana, "ta", "phone", 0).await;
+    hello(&mut bob, "tb", "phone", 0).await;
+    send(&mut ana, json!({"type":"command","id":1,"key":"comments/p","name":"add_comment","args":{"text":"hi"},"local_rev":1})).await;
+    let ack = recv(&mut ana).await;
+    assert_eq!(ack["rev"], 1);
+    drop(ana);
+    let mut ana = connect(&s).await;
+    let w = hello(&mut ana, "ta", "phone", 0).await;
+    assert_eq!(w["changes"].as_array().unwrap().len(), 1, "catch-up");
+    send(&mut ana, json!({"type":"command","id":7,"key":"comments/p","name":"add_comment","args":{"text":"hi"},"local_rev":1})).await;
+    let dup = recv(&mut ana).await;
+    assert_eq!(
+        (
+            dup["id"].clone(),
+            dup["duplicate"].clone(),
+            dup["rev"].clone()
+        ),
+        (json!(7), json!(true), json!(1))
+    );
+    assert_eq!(dup["value"].as_array().unwrap().len(), 1, "posted once");
+    // Bob (another user) saw nothing, and his own writes start at revision 1.
+    send(
+        &mut bob,
+        json!({"type":"set","id":1,"key":"like/x","value":true,"local_rev":1}),
+    )
+    .await;
+    let ack = recv(&mut bob).await;
+    assert_eq!(
+        (ack["type"].clone(), ack["rev"].clone()),
+        (json!("ack"), json!(1))
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn load_16_devices_150_writes_each_all_answered_gap_free_and_converged() {
+    const DEVICES: usize = 16;
+    const WRITES: u64 = 150;
+    const TOTAL: u64 = DEVICES as u64 * WRITES;
+    let s = server(&[]).await;
+    let mut tasks = Vec::new();
+    for d in 0..DEVICES {
+        let url = s.url();
+        tasks.push(tokio::spawn(async move {
+            let mut ws = connect_async(url).await.unwrap().0;
+            hello(&mut ws, "demo-token", &format!("dev{d}"), 0).await;
+            let (mut sink, mut stream) = ws.split();
+            // Write while reading, as a real client does: a client that stops reading is
+            // closed with 4009 by design.
+            let writer = tokio::spawn(async move {
+                for i in 1..=WRITES {
+                    let key = format!("like/k{}", i % 8);
+                    let v = json!({"type":"set","id":i,"key":key,"value":(i + d as u64).is_multiple_of(2),"local_rev":i});
+                    sink.send(Message::text(v.to_string())).await.unwrap();
+                }
+                sink
+            });
+            let mut acks = BTreeSet::new();
+            let mut latest: BTreeMap<String, (u64, Value)> = BTreeMap::new();
+            let mut last_push = 0;
+            // Pushes arrive in revision order on each connection: the device has seen
+            // every change once it has seen revision TOTAL.
+            while acks.len() < WRITES as usize || last_push < TOTAL {
+                let msg = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                    .await
+                    .expect("a frame within 10 s")
+                    .expect("open")
+                    .expect("valid");
+                let Message::Text(t) = msg else { continue };
+                let f: Value = serde_json::from_str(&t).unwrap();
+                match f["type"].as_str().unwrap() {
+                    "ack" => assert!(acks.insert(f["rev"].as_u64().unwrap())),
+                    "push" => {
+                        let rev = f["rev"].as_u64().unwrap();
+                        assert!(rev > last_push, "pushes in revision order");
+                        last_push = rev;
+                        latest.insert(f["key"].as_str().unwrap().to_string(), (rev, f["value"].clone()));
+                    }
+                    other => panic!("unexpected {other}: {f}"),
+                }
+            }
+            let _sink = writer.await.unwrap();
+            (acks, latest)
+        }));
+    }
+    let mut all = BTreeSet::new();
+    let mut views = Vec::new();
+    for t in tasks {
+        let (acks, latest) = t.await.unwrap();
+        for rev in &acks {
+            assert!(all.insert(*rev), "revision {rev} acknowledged twice");
+        }
+        views.push(latest);
+    }
+    assert_eq!(
+        all,
+        (1..=TOTAL).collect(),
+        "every write answered; revisions unique and gap-free"
+    );
+    let state = s.inspect("demo").await;
+    assert_eq!((state.writes, state.data.head), (TOTAL, TOTAL));
+    for latest in views {
+        for (key, stored) in &state.data.keys {
+            assert_eq!(
+                latest[&key.to_string()],
+                (stored.rev, stored.value.clone()),
+                "{key}: converged"
+            );
+        }
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_closed_with_4009_and_others_go_on() {
+    let s = server(&[]).await;
+    let mut stuck = connect(&s).await;
+    hello(&mut stuck, "demo-token", "stuck", 0).await;
+    // Writers add long comments: every push carries the post's whole list, so the stuck
+    // device's socket buffers fill and then its 1024-frame queue overflows. Each writer
+    // stays under the rate limit's burst (400) and reads everything it is sent.
+    let text = "c".repeat(280);
+    let mut writers = Vec::new();
+    for w in 0..6 {
+        let url = s.url();
+        let text = text.clone();
+        writers.push(tokio::spawn(async move {
+            let mut ws = connect_async(url).await.unwrap().0;
+            hello(&mut ws, "demo-token", &format!("w{w}"), 0).await;
+            for i in 1..=380u64 {
+                let key = format!("comments/w{w}-{}", i % 4);
+                send(&mut ws, json!({"type":"command","id":i,"key":key,"name":"add_comment","args":{"text":text},"local_rev":i})).await;
+                loop {
+                    let f = recv(&mut ws).await;
+                    if f["type"] == "ack" && f["id"] == i {
+                        break;
+                    }
+                    assert_eq!(f["type"], "push", "{f}");
+                }
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let state = s.inspect("demo").await;
+    assert_eq!(state.writes, 6 * 380, "every write went through");
+    assert!(
+        !state.devices.contains(&"stuck".to_string()),
+        "the stuck device was disconnected"
+    );
+    // It is told why, after what it had not read yet.
+    let mut saw_resync = false;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(5), stuck.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => saw_resync |= t.contains("\"resync\""),
+            Ok(Some(Ok(Message::Close(Some(c))))) => break Some(u16::from(c.code)),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("expected frames then a close, got {other:?}"),
+        }
+    };
+    assert!(saw_resync);
+    assert_eq!(code, Some(4009));
+    s.shutdown().await;
+}
