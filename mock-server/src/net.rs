@@ -172,9 +172,7 @@ pub async fn start<S: Store + Send + 'static>(
     store: S,
 ) -> Result<ServerHandle, StartError> {
     let core = Core::new(config.tokens, store)?;
-    let listener = TcpListener::bind(config.addr)
-        .await
-        .map_err(|e| StartError::Bind(config.addr, e))?;
+    let listener = bind(config.addr).map_err(|e| StartError::Bind(config.addr, e))?;
     let addr = listener
         .local_addr()
         .map_err(|e| StartError::Bind(config.addr, e))?;
@@ -193,6 +191,19 @@ pub async fn start<S: Store + Send + 'static>(
         shutdown: Some(shutdown_tx),
         task,
     })
+}
+
+/// Binds with `SO_REUSEADDR`, so a restarted server gets its port back at once (the
+/// app's devices keep their URL across a server restart).
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// Why the server could not start.

@@ -15,6 +15,7 @@
 //! | [`optimistic`] | the generic strategies: [`optimistic::command`], [`optimistic::sync`], [`optimistic::sync_with_push`] |
 //! | [`engine`] | one device: intents, frames, timers, reconnect, persistence — on top of [`optimistic`] |
 //! | [`rng`] | the seeded RNG engines take their randomness from |
+//! | `client` (feature `client`) | the tokio shell: one engine as a live device over a real WebSocket |
 //!
 //! ## The four strategies
 //!
@@ -143,6 +144,8 @@
 //! assert!(matches!(phone.poll_output(), Some(Output::Send(ClientFrame::Set { local_rev: 1, .. }))));
 //! ```
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod engine;
 pub mod optimistic;
 pub mod protocol;

@@ -1,0 +1,434 @@
+//! The client runtime: one [`Engine`] as a live device over a real WebSocket (feature
+//! `client`).
+//!
+//! All decisions stay in the engine; this shell only moves frames, opens and closes the
+//! socket when the engine says so, fires the engine's timers, and persists its snapshot.
+//! One tokio task per device owns the engine and the socket; the rest of the program talks
+//! to it through a cheap, cloneable [`DeviceHandle`] that never blocks:
+//!
+//! - commands (intents, online/offline) go in over an unbounded channel (user-paced);
+//! - a [`DeviceView`] comes out over a `watch` channel (always the latest; a slow UI skips
+//!   frames instead of queueing them), and every engine [`Event`] over a `broadcast`
+//!   channel (a slow subscriber loses the oldest events, never blocks the device).
+//!
+//! Persistence: the snapshot is written when the device's state changed, coalesced to at
+//! most ~10 writes per second, always before a request goes out (so an intent the server
+//! may apply is on disk first) and on shutdown.
+
+pub mod persist;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::engine::connection::ConnectionState;
+use crate::engine::state::Counters;
+use crate::engine::{Engine, EngineConfig, Event, EventKind, KeyView, Output, Strategy};
+use crate::protocol::{ClientFrame, Key};
+
+/// At most this many snapshot writes per second (one per this interval).
+pub const PERSIST_INTERVAL: Duration = Duration::from_millis(100);
+/// Events kept for slow subscribers.
+pub const EVENT_BUFFER: usize = 4096;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What a device is doing, for a pane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceView {
+    /// The device id.
+    pub device_id: String,
+    /// Its strategy.
+    pub strategy: Strategy,
+    /// The connection state.
+    pub connection: ConnectionState,
+    /// Every key it knows.
+    pub keys: Vec<KeyView>,
+    /// Its counters.
+    pub counters: Counters,
+    /// Its contiguous cursor.
+    pub cursor: u64,
+}
+
+impl DeviceView {
+    fn of(engine: &Engine) -> DeviceView {
+        DeviceView {
+            device_id: engine.device_id().to_string(),
+            strategy: engine.strategy(),
+            connection: engine.connection().clone(),
+            keys: engine.keys(),
+            counters: engine.counters().clone(),
+            cursor: engine.cursor(),
+        }
+    }
+
+    /// The value shown for `key` (its default if the device never saw it).
+    pub fn shown(&self, key: &Key) -> Value {
+        self.keys
+            .iter()
+            .find(|k| k.key == *key)
+            .map_or_else(|| key.default_value(), |k| k.slot.shown.clone())
+    }
+
+    /// The key's view, if the device knows the key.
+    pub fn key(&self, key: &Key) -> Option<&KeyView> {
+        self.keys.iter().find(|k| k.key == *key)
+    }
+
+    /// `true` when any request is outstanding.
+    pub fn has_pending(&self) -> bool {
+        self.keys.iter().any(|k| k.in_flight.is_some())
+    }
+}
+
+/// How to run a device.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `ws://HOST:PORT/sync`.
+    pub url: String,
+    /// The engine's configuration.
+    pub engine: EngineConfig,
+    /// Where the device's snapshot lives (`None`: nothing persists).
+    pub snapshot: Option<PathBuf>,
+}
+
+/// What a device can be told.
+#[derive(Debug)]
+enum Command {
+    Tap(Key),
+    Set(Key, Value),
+    Comment(Key, String),
+    Online(bool),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A live device. Cheap to clone; no method blocks.
+#[derive(Clone)]
+pub struct DeviceHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    view: watch::Receiver<DeviceView>,
+    events: broadcast::Sender<Event>,
+}
+
+impl DeviceHandle {
+    /// Toggles a boolean key.
+    pub fn tap(&self, key: Key) {
+        let _ = self.commands.send(Command::Tap(key));
+    }
+
+    /// Sets a key.
+    pub fn set(&self, key: Key, value: Value) {
+        let _ = self.commands.send(Command::Set(key, value));
+    }
+
+    /// Adds a comment to a `comments/<post>` key.
+    pub fn comment(&self, key: Key, text: impl Into<String>) {
+        let _ = self.commands.send(Command::Comment(key, text.into()));
+    }
+
+    /// Takes the device offline (`false`) or back online (`true`).
+    pub fn set_online(&self, online: bool) {
+        let _ = self.commands.send(Command::Online(online));
+    }
+
+    /// The latest view.
+    pub fn view(&self) -> DeviceView {
+        self.view.borrow().clone()
+    }
+
+    /// A receiver that wakes on every new view.
+    pub fn watch(&self) -> watch::Receiver<DeviceView> {
+        self.view.clone()
+    }
+
+    /// Every engine event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Stops the device: the snapshot is flushed and the socket closed. Waits until done.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Starts a device. It restores its snapshot if there is one; a snapshot that cannot be
+/// used is reported as an error event (the file is kept aside) and the device starts
+/// fresh. `on_change` runs after every change (a UI passes its repaint request).
+pub fn spawn(config: ClientConfig, on_change: Arc<dyn Fn() + Send + Sync>) -> DeviceHandle {
+    let start = Instant::now();
+    let mut problem = None;
+    let engine = match config.snapshot.as_deref().map(persist::load) {
+        Some(Ok(Some(snapshot))) => {
+            Engine::restore(config.engine.clone(), snapshot, Duration::ZERO).unwrap_or_else(|e| {
+                problem = Some(format!("snapshot not used: {e}; starting fresh"));
+                Engine::new(config.engine.clone(), Duration::ZERO)
+            })
+        }
+        Some(Err(e)) => {
+            problem = Some(e.to_string());
+            Engine::new(config.engine.clone(), Duration::ZERO)
+        }
+        Some(Ok(None)) | None => Engine::new(config.engine.clone(), Duration::ZERO),
+    };
+    let (commands, rx) = mpsc::unbounded_channel();
+    let (view_tx, view) = watch::channel(DeviceView::of(&engine));
+    let (events, _) = broadcast::channel(EVENT_BUFFER);
+    let device = Device {
+        engine,
+        url: config.url,
+        snapshot: config.snapshot,
+        start,
+        ws: None,
+        connecting: None,
+        dirty: false,
+        last_persist: None,
+        view: view_tx,
+        events: events.clone(),
+        on_change,
+    };
+    if let Some(problem) = problem {
+        tracing::warn!("{problem}");
+        let _ = device.events.send(Event {
+            at: Duration::ZERO,
+            kind: EventKind::Error {
+                code: None,
+                message: problem,
+            },
+        });
+    }
+    tokio::spawn(device.run(rx));
+    DeviceHandle {
+        commands,
+        view,
+        events,
+    }
+}
+
+type Connecting = Pin<Box<dyn Future<Output = Result<Ws, String>> + Send>>;
+
+struct Device {
+    engine: Engine,
+    url: String,
+    snapshot: Option<PathBuf>,
+    start: Instant,
+    ws: Option<Ws>,
+    connecting: Option<Connecting>,
+    dirty: bool,
+    last_persist: Option<Instant>,
+    view: watch::Sender<DeviceView>,
+    events: broadcast::Sender<Event>,
+    on_change: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// What woke the device.
+enum Wake {
+    Command(Option<Command>),
+    Frame(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    Connected(Result<Box<Ws>, String>),
+    Timer,
+    Persist,
+}
+
+impl Device {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        self.apply_outputs().await;
+        self.publish();
+        loop {
+            let timer = self.engine.poll_timeout().map(|d| self.start + d);
+            let persist_at = self.dirty.then(|| {
+                self.last_persist
+                    .map_or(Instant::now(), |t| t + PERSIST_INTERVAL)
+            });
+            let wake = tokio::select! {
+                c = commands.recv() => Wake::Command(c),
+                f = next_frame(&mut self.ws) => Wake::Frame(f),
+                r = connect_done(&mut self.connecting) => Wake::Connected(r),
+                _ = sleep_until(timer) => Wake::Timer,
+                _ = sleep_until(persist_at) => Wake::Persist,
+            };
+            let now = self.now();
+            match wake {
+                Wake::Command(None) => break,
+                Wake::Command(Some(Command::Shutdown(done))) => {
+                    self.persist();
+                    if let Some(mut ws) = self.ws.take() {
+                        let _ = ws.close(None).await;
+                    }
+                    let _ = done.send(());
+                    return;
+                }
+                Wake::Command(Some(c)) => self.command(c, now),
+                Wake::Frame(Some(Ok(Message::Text(text)))) => self.engine.on_text(&text, now),
+                Wake::Frame(Some(Ok(Message::Close(frame)))) => {
+                    self.ws = None;
+                    let close = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                    self.engine.on_disconnected(close, now);
+                }
+                Wake::Frame(Some(Ok(_))) => {}
+                Wake::Frame(Some(Err(_)) | None) => {
+                    self.ws = None;
+                    self.engine.on_disconnected(None, now);
+                }
+                Wake::Connected(Ok(ws)) => {
+                    self.ws = Some(*ws);
+                    self.engine.on_connected(now);
+                }
+                Wake::Connected(Err(e)) => {
+                    tracing::debug!("connect failed: {e}");
+                    self.engine.on_disconnected(None, now);
+                }
+                Wake::Timer => self.engine.on_timeout(now),
+                Wake::Persist => {
+                    self.persist();
+                    continue;
+                }
+            }
+            self.dirty = true;
+            self.apply_outputs().await;
+            self.publish();
+        }
+        self.persist();
+    }
+
+    fn command(&mut self, c: Command, now: Duration) {
+        // Intents on the wrong kind of key are refused by the engine; report them.
+        let refused = match c {
+            Command::Tap(key) => self.engine.tap(&key, now).err(),
+            Command::Set(key, value) => self.engine.set(&key, value, now).err(),
+            Command::Comment(key, text) => {
+                self.engine.comment(&key, &text, now);
+                None
+            }
+            Command::Online(online) => {
+                self.engine.set_online(online, now);
+                None
+            }
+            Command::Shutdown(_) => unreachable!("handled by the caller"),
+        };
+        if let Some(e) = refused {
+            let _ = self.events.send(Event {
+                at: now,
+                kind: EventKind::Error {
+                    code: None,
+                    message: e.to_string(),
+                },
+            });
+        }
+    }
+
+    /// Carries out the engine's outputs: open, close, send.
+    async fn apply_outputs(&mut self) {
+        while let Some(output) = self.engine.poll_output() {
+            match output {
+                Output::Open => {
+                    let url = self.url.clone();
+                    self.connecting = Some(Box::pin(async move {
+                        tokio_tungstenite::connect_async(url)
+                            .await
+                            .map(|(ws, _)| ws)
+                            .map_err(|e| e.to_string())
+                    }));
+                }
+                Output::Close => {
+                    self.connecting = None;
+                    if let Some(mut ws) = self.ws.take() {
+                        let _ = ws.close(None).await;
+                    }
+                }
+                Output::Send(frame) => {
+                    if matches!(frame, ClientFrame::Set { .. } | ClientFrame::Command { .. }) {
+                        // The intent is on disk before the server can apply it.
+                        self.persist();
+                    }
+                    let failed = match self.ws.as_mut() {
+                        Some(ws) => ws.send(Message::text(frame.to_json())).await.is_err(),
+                        None => false,
+                    };
+                    if failed {
+                        self.ws = None;
+                        let now = self.now();
+                        self.engine.on_disconnected(None, now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        let mut changed = false;
+        while let Some(event) = self.engine.poll_event() {
+            let _ = self.events.send(event);
+            changed = true;
+        }
+        let view = DeviceView::of(&self.engine);
+        changed |= self.view.send_if_modified(|v| {
+            if *v == view {
+                false
+            } else {
+                *v = view;
+                true
+            }
+        });
+        if changed {
+            (self.on_change)();
+        }
+    }
+
+    fn persist(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        self.last_persist = Some(Instant::now());
+        if let Some(path) = &self.snapshot
+            && let Err(e) = persist::save(path, &self.engine.snapshot())
+        {
+            tracing::warn!("cannot write the snapshot {}: {e}", path.display());
+        }
+    }
+}
+
+async fn next_frame(
+    ws: &mut Option<Ws>,
+) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    match ws {
+        Some(ws) => ws.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn connect_done(connecting: &mut Option<Connecting>) -> Result<Box<Ws>, String> {
+    match connecting {
+        Some(fut) => {
+            let result = fut.await.map(Box::new);
+            *connecting = None;
+            result
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
