@@ -1,9 +1,14 @@
-//! Sync Lab: the desktop app (being built) and the headless scenario runner.
+//! Sync Lab: the desktop app and the headless scenario runner.
+//!
+//! `cargo run -p app` opens the window: devices of one user sync through the embedded
+//! server over real WebSockets on 127.0.0.1. `cargo run -p app -- run FILE...` runs
+//! scenarios headless.
 
-mod run;
+use app::{gui, run};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
@@ -13,6 +18,19 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// How many devices to start with (1..=8).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
+    devices: u8,
+    /// Use this server (ws://HOST:PORT/sync) instead of the embedded one.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// The app's data directory (server store, device snapshots). Default:
+    /// $XDG_DATA_HOME/sync-lab/app (or ~/.local/share/sync-lab/app).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Start from nothing: delete the data directory first.
+    #[arg(long)]
+    reset: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -33,19 +51,66 @@ enum Command {
     },
 }
 
+fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("sync-lab").join("app")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Run { files, seed, quiet }) => {
-            ExitCode::from(run::run_files(&files, seed, quiet))
+    if let Some(Command::Run { files, seed, quiet }) = cli.command {
+        return ExitCode::from(run::run_files(&files, seed, quiet));
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,app=info".into()),
+        )
+        .init();
+    let data = cli.data.unwrap_or_else(default_data_dir);
+    if cli.reset
+        && data.exists()
+        && let Err(e) = std::fs::remove_dir_all(&data)
+    {
+        tracing::error!("cannot reset {}: {e}", data.display());
+        return ExitCode::from(1);
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
         }
-        None => {
-            println!(
-                "Sync Lab {}: the GUI is not built yet. Today you can run scenarios headless:\n  \
-                 cargo run -p app -- run assets/scenarios/*.scn",
-                env!("CARGO_PKG_VERSION")
-            );
-            ExitCode::SUCCESS
+    };
+    let config = gui::live::LiveConfig {
+        data,
+        server: cli.server,
+    };
+    let devices = usize::from(cli.devices);
+    let options = eframe::NativeOptions {
+        viewport: eframe::egui::ViewportBuilder::default()
+            .with_inner_size([1400.0, 900.0])
+            .with_title("Sync Lab"),
+        ..Default::default()
+    };
+    let result = eframe::run_native(
+        "Sync Lab",
+        options,
+        Box::new(move |cc| {
+            let ctx = cc.egui_ctx.clone();
+            let repaint = Arc::new(move || ctx.request_repaint());
+            let live = gui::live::Live::start(rt, &config, repaint)?;
+            Ok(Box::new(gui::SyncLab::new(live, devices)))
+        }),
+    );
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("Sync Lab could not open its window: {e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -1,0 +1,142 @@
+//! The live backend: the embedded server (or an external one) and one client runtime per
+//! device, on the tokio runtime's threads. The UI thread only sends commands and reads
+//! snapshots; it never awaits.
+
+use std::path::PathBuf;
+use std::sync::{Arc, mpsc};
+
+use mock_server::net::{Inspection, ServerConfig, ServerHandle, start};
+use mock_server::redb_store::RedbStore;
+use sync_core::client::{ClientConfig, DeviceHandle, spawn};
+use sync_core::engine::{EngineConfig, Strategy};
+
+/// The user every demo device belongs to.
+pub const USER: &str = "demo";
+/// Its token.
+pub const TOKEN: &str = "demo-token";
+
+/// Where things live and which server to use.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// The app's data directory (server store, device snapshots).
+    pub data: PathBuf,
+    /// An external server instead of the embedded one.
+    pub server: Option<String>,
+}
+
+/// The live world: server and devices.
+pub struct Live {
+    /// The runtime the server and devices run on; dropped (and its tasks with it) when
+    /// the app closes.
+    rt: tokio::runtime::Runtime,
+    server: Option<Arc<ServerHandle>>,
+    url: String,
+    data: PathBuf,
+    repaint: Arc<dyn Fn() + Send + Sync>,
+    inspections: (mpsc::Sender<Inspection>, mpsc::Receiver<Inspection>),
+    inspecting: bool,
+}
+
+impl Live {
+    /// Starts the embedded server on a free loopback port (unless an external one is
+    /// given). Blocks briefly, before the window opens.
+    pub fn start(
+        rt: tokio::runtime::Runtime,
+        config: &LiveConfig,
+        repaint: Arc<dyn Fn() + Send + Sync>,
+    ) -> Result<Live, String> {
+        let (server, url) = match &config.server {
+            Some(url) => (None, url.clone()),
+            None => {
+                let store =
+                    RedbStore::open(&config.data.join("server")).map_err(|e| e.to_string())?;
+                let server_config = ServerConfig {
+                    addr: "127.0.0.1:0".parse().expect("a valid address"),
+                    tokens: Default::default(),
+                };
+                let server = rt
+                    .block_on(start(server_config, store))
+                    .map_err(|e| e.to_string())?;
+                let url = server.url();
+                (Some(Arc::new(server)), url)
+            }
+        };
+        tracing::info!("devices connect to {url}");
+        Ok(Live {
+            rt,
+            server,
+            url,
+            data: config.data.clone(),
+            repaint,
+            inspections: mpsc::channel(),
+            inspecting: false,
+        })
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Starts a device (restoring its snapshot from the data directory, if any).
+    pub fn device(&self, name: &str, strategy: Strategy) -> DeviceHandle {
+        let _guard = self.rt.enter();
+        spawn(
+            ClientConfig {
+                url: self.url.clone(),
+                engine: EngineConfig {
+                    device_id: name.to_string(),
+                    token: TOKEN.to_string(),
+                    strategy,
+                    seed: name.bytes().map(u64::from).sum(),
+                },
+                snapshot: Some(self.data.join("devices").join(format!("{name}.json"))),
+            },
+            self.repaint.clone(),
+        )
+    }
+
+    /// Asks the embedded server for its state (answered later through
+    /// [`Live::poll_inspection`]); at most one request at a time.
+    pub fn request_inspection(&mut self) {
+        let Some(server) = self.server.clone() else {
+            return;
+        };
+        if self.inspecting {
+            return;
+        }
+        self.inspecting = true;
+        let tx = self.inspections.0.clone();
+        let repaint = self.repaint.clone();
+        self.rt.spawn(async move {
+            let _ = tx.send(server.inspect(USER).await);
+            repaint();
+        });
+    }
+
+    /// The newest answer to [`Live::request_inspection`], if one arrived.
+    pub fn poll_inspection(&mut self) -> Option<Inspection> {
+        let mut latest = None;
+        while let Ok(i) = self.inspections.1.try_recv() {
+            latest = Some(i);
+            self.inspecting = false;
+        }
+        latest
+    }
+
+    /// Whether the server runs inside the app.
+    pub fn embedded(&self) -> bool {
+        self.server.is_some()
+    }
+
+    /// Rejects the next write to a key (embedded server only).
+    pub fn reject_next(&self, key: sync_core::protocol::Key) {
+        if let Some(server) = self.server.clone() {
+            self.rt.spawn(async move {
+                server
+                    .control(mock_server::net::Control::RejectNext(key))
+                    .await;
+            });
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! One device pane: a small feed (likes, comments), the settings, and the sync state of
+//! every key — what is shown, what the server confirmed, what is in flight — with the
+//! counters and the device's recent events.
+
+use std::collections::VecDeque;
+
+use eframe::egui::{self, Color32, RichText};
+use serde_json::{Value, json};
+use sync_core::client::{DeviceHandle, DeviceView};
+use sync_core::engine::connection::ConnectionState;
+use sync_core::engine::{Event, EventKind};
+use sync_core::protocol::Key;
+use tokio::sync::broadcast;
+
+/// The posts of the little feed.
+pub const POSTS: [&str; 3] = ["post-1", "post-2", "post-3"];
+/// Events kept per pane.
+const LOG: usize = 200;
+
+/// A device pane's state on the UI side.
+pub struct Pane {
+    /// The device's name.
+    pub name: String,
+    /// The running device.
+    pub handle: DeviceHandle,
+    events: broadcast::Receiver<Event>,
+    /// Recent events, newest last.
+    pub log: VecDeque<Event>,
+    comment_drafts: [String; 3],
+    name_draft: String,
+}
+
+impl Pane {
+    /// A pane for a running device.
+    pub fn new(name: &str, handle: DeviceHandle) -> Pane {
+        let events = handle.subscribe();
+        Pane {
+            name: name.to_string(),
+            handle,
+            events,
+            log: VecDeque::new(),
+            comment_drafts: Default::default(),
+            name_draft: String::new(),
+        }
+    }
+
+    /// Takes the events that arrived since the last frame.
+    pub fn drain_events(&mut self) {
+        loop {
+            match self.events.try_recv() {
+                Ok(e) => {
+                    self.log.push_back(e);
+                    if self.log.len() > LOG {
+                        self.log.pop_front();
+                    }
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Draws the pane.
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
+        let view = self.handle.view();
+        let dark = view.shown(&Key::DarkMode) == json!(true);
+        // The pane renders in its own synced theme.
+        ui.scope(|ui| {
+            // A fresh style for this pane only (`ui.set_visuals` would deref to the Context
+            // and restyle the whole app).
+            let mut style = (**ui.style()).clone();
+            style.visuals = if dark {
+                egui::Visuals::dark()
+            } else {
+                egui::Visuals::light()
+            };
+            ui.set_style(style);
+            egui::Frame::group(ui.style())
+                .fill(ui.visuals().panel_fill)
+                .show(ui, |ui| {
+                    ui.set_min_width(ui.available_width());
+                    self.header(ui, &view);
+                    ui.separator();
+                    self.feed(ui, &view);
+                    ui.separator();
+                    self.settings(ui, &view);
+                    ui.separator();
+                    sync_table(ui, &self.name, &view);
+                    counters(ui, &view);
+                    ui.separator();
+                    self.recent(ui);
+                });
+        });
+    }
+
+    fn header(&mut self, ui: &mut egui::Ui, view: &DeviceView) {
+        ui.horizontal(|ui| {
+            ui.heading(&self.name);
+            ui.label(RichText::new(view.strategy.name()).monospace());
+            let (color, text) = connection_badge(&view.connection);
+            ui.label(RichText::new(text).color(color).strong());
+            let mut online = view.connection != ConnectionState::Offline;
+            let label = format!("{} online", self.name);
+            let r = ui.checkbox(&mut online, "online");
+            if r.changed() {
+                self.handle.set_online(online);
+            }
+            r.widget_info(|| {
+                egui::WidgetInfo::selected(egui::Role::CheckBox, true, online, &label)
+            });
+        });
+    }
+
+    fn feed(&mut self, ui: &mut egui::Ui, view: &DeviceView) {
+        for (i, post) in POSTS.iter().enumerate() {
+            let like = Key::Like(post.to_string());
+            let liked = view.shown(&like) == json!(true);
+            ui.horizontal(|ui| {
+                ui.label(RichText::new(*post).strong());
+                let text = if liked { "Liked" } else { "Like" };
+                let button = ui
+                    .add(egui::Button::new(text).selected(liked))
+                    .on_hover_text("Shown at once (optimistic); synced in the background");
+                let label = format!("{} like {post}", self.name);
+                button.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
+                if button.clicked() {
+                    self.handle.tap(like.clone());
+                }
+                key_badge(ui, view, &like);
+            });
+            let comments = Key::Comments(post.to_string());
+            if let Value::Array(list) = view.shown(&comments) {
+                for c in list.iter().rev().take(3).rev() {
+                    let pending = c["id"].as_str().is_some_and(|id| id.starts_with("pending"));
+                    let text = format!(
+                        "  {}: {}",
+                        c["device_id"].as_str().unwrap_or("?"),
+                        c["text"].as_str().unwrap_or("")
+                    );
+                    let mut rt = RichText::new(text).small();
+                    if pending {
+                        rt = rt.italics().weak();
+                    }
+                    ui.label(rt);
+                }
+            }
+            ui.horizontal(|ui| {
+                let label = format!("{} comment on {post}", self.name);
+                let edit = ui.add(
+                    egui::TextEdit::singleline(&mut self.comment_drafts[i])
+                        .hint_text("add a comment")
+                        .desired_width(140.0),
+                );
+                edit.widget_info(|| egui::WidgetInfo::labeled(egui::Role::TextInput, true, &label));
+                let send = ui.button("Send");
+                let send_label = format!("{} send comment on {post}", self.name);
+                send.widget_info(|| {
+                    egui::WidgetInfo::labeled(egui::Role::Button, true, &send_label)
+                });
+                let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                if (send.clicked() || enter) && !self.comment_drafts[i].trim().is_empty() {
+                    self.handle.comment(
+                        comments.clone(),
+                        std::mem::take(&mut self.comment_drafts[i]),
+                    );
+                }
+            });
+        }
+    }
+
+    fn settings(&mut self, ui: &mut egui::Ui, view: &DeviceView) {
+        ui.horizontal_wrapped(|ui| {
+            for (key, text) in [
+                (Key::DarkMode, "dark mode"),
+                (Key::Notifications, "notifications"),
+            ] {
+                let mut on = view.shown(&key) == json!(true);
+                let r = ui.checkbox(&mut on, text);
+                let label = format!("{} {text}", self.name);
+                r.widget_info(|| {
+                    egui::WidgetInfo::selected(egui::Role::CheckBox, true, on, &label)
+                });
+                if r.changed() {
+                    self.handle.tap(key.clone());
+                }
+            }
+        });
+        ui.horizontal(|ui| {
+            let mut volume = view.shown(&Key::Volume).as_i64().unwrap_or(50);
+            ui.label("volume");
+            let r = ui.add(egui::Slider::new(&mut volume, 0..=100));
+            let label = format!("{} volume", self.name);
+            r.widget_info(|| egui::WidgetInfo::slider(true, volume as f64, &label));
+            if r.changed() {
+                // Every step of a drag is an intent: watch them coalesce.
+                self.handle.set(Key::Volume, json!(volume));
+            }
+            key_badge(ui, view, &Key::Volume);
+        });
+        ui.horizontal(|ui| {
+            ui.label("name");
+            let edit = ui.add(
+                egui::TextEdit::singleline(&mut self.name_draft)
+                    .hint_text(
+                        view.shown(&Key::DisplayName)
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string(),
+                    )
+                    .desired_width(120.0),
+            );
+            let label = format!("{} display name", self.name);
+            edit.widget_info(|| egui::WidgetInfo::labeled(egui::Role::TextInput, true, &label));
+            let save = ui.button("Save");
+            if save.clicked()
+                || (edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)))
+            {
+                self.handle.set(
+                    Key::DisplayName,
+                    json!(std::mem::take(&mut self.name_draft)),
+                );
+            }
+            ui.label(
+                RichText::new(
+                    view.shown(&Key::DisplayName)
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                )
+                .strong(),
+            );
+        });
+    }
+
+    fn recent(&self, ui: &mut egui::Ui) {
+        ui.label(RichText::new("recent events").small().weak());
+        for e in self.log.iter().rev().take(6) {
+            let (color, why) = explain(&e.kind);
+            ui.label(RichText::new(e.kind.to_string()).small().color(color))
+                .on_hover_text(why);
+        }
+    }
+}
+
+/// A compact "in flight" badge for a key.
+fn key_badge(ui: &mut egui::Ui, view: &DeviceView, key: &Key) {
+    let Some(kv) = view.key(key) else {
+        return;
+    };
+    if let Some((value, local_rev)) = &kv.in_flight {
+        let shown = if key.kind() == sync_core::protocol::ValueKind::Comments {
+            "comment".to_string()
+        } else {
+            value.to_string()
+        };
+        ui.label(
+            RichText::new(format!("sending {shown} (local rev {local_rev})"))
+                .small()
+                .color(Color32::from_rgb(0xd0, 0x8c, 0x20)),
+        )
+        .on_hover_text("A request is in flight with this value and local revision");
+        if kv.follow_up_pending {
+            ui.label(RichText::new("+ follow-up").small().color(Color32::from_rgb(0xb0, 0x60, 0xd0)))
+                .on_hover_text("The user acted after the request went out: the newest intent follows when the answer arrives");
+        }
+    }
+}
+
+fn sync_table(ui: &mut egui::Ui, name: &str, view: &DeviceView) {
+    egui::Grid::new(format!("{name}-keys"))
+        .striped(true)
+        .num_columns(4)
+        .show(ui, |ui| {
+            ui.label(RichText::new("key").small().strong());
+            ui.label(RichText::new("shown").small().strong());
+            ui.label(RichText::new("confirmed (rev)").small().strong());
+            ui.label(RichText::new("local rev").small().strong());
+            ui.end_row();
+            for kv in view.keys.iter().filter(|k| !matches!(k.key, Key::Comments(_))) {
+                ui.label(RichText::new(kv.key.to_string()).small().monospace());
+                let differs = kv.slot.shown != kv.slot.confirmed;
+                let mut shown = RichText::new(kv.slot.shown.to_string()).small();
+                if differs {
+                    shown = shown.color(Color32::from_rgb(0xd0, 0x8c, 0x20));
+                }
+                ui.label(shown).on_hover_text("The value on screen (optimistic)");
+                ui.label(RichText::new(format!("{} ({})", kv.slot.confirmed, kv.known_rev)).small())
+                    .on_hover_text("The last value the server confirmed, and the newest server revision known for the key");
+                ui.label(RichText::new(kv.slot.local_rev.to_string()).small())
+                    .on_hover_text("Local intents so far; every request carries the newest one");
+                ui.end_row();
+            }
+        });
+}
+
+fn counters(ui: &mut egui::Ui, view: &DeviceView) {
+    let c = &view.counters;
+    ui.horizontal_wrapped(|ui| {
+        for (label, n, why) in [
+            ("intents", c.intents, "Taps, sets and comments"),
+            (
+                "requests",
+                c.requests,
+                "set/command frames sent, resends included",
+            ),
+            (
+                "saved",
+                c.saved_by_coalescing(),
+                "Intents that needed no request of their own (coalesced)",
+            ),
+            (
+                "stale",
+                c.stale,
+                "Answers or pushes ignored because an older revision arrived late",
+            ),
+            (
+                "rollbacks",
+                c.rollbacks,
+                "Optimistic changes undone after the server refused them",
+            ),
+        ] {
+            ui.label(RichText::new(format!("{label} {n}")).small())
+                .on_hover_text(why);
+        }
+    });
+}
+
+fn connection_badge(state: &ConnectionState) -> (Color32, String) {
+    let green = Color32::from_rgb(0x30, 0xa0, 0x50);
+    let amber = Color32::from_rgb(0xd0, 0x8c, 0x20);
+    let red = Color32::from_rgb(0xd0, 0x40, 0x40);
+    match state {
+        ConnectionState::Connected => (green, "connected".into()),
+        ConnectionState::Offline => (Color32::GRAY, "offline".into()),
+        ConnectionState::AuthFailed | ConnectionState::ClosedByServer { .. } => {
+            (red, format!("{state}"))
+        }
+        other => (amber, format!("{other}")),
+    }
+}
+
+/// A colour and the rule behind an event, for the log's tooltips.
+pub fn explain(kind: &EventKind) -> (Color32, &'static str) {
+    use EventKind::*;
+    let grey = Color32::GRAY;
+    match kind {
+        OptimisticWrite { .. } => (
+            Color32::from_rgb(0x40, 0x80, 0xd0),
+            "Optimistic: the screen changes at once, before any I/O",
+        ),
+        RequestSent { .. } => (
+            Color32::from_rgb(0xd0, 0x8c, 0x20),
+            "One request per key in flight; later taps wait for its answer",
+        ),
+        RequestQueued { .. } => (
+            grey,
+            "Not connected: the intent is kept and sent after the next welcome",
+        ),
+        FollowUpDecided { .. } => (
+            Color32::from_rgb(0xb0, 0x60, 0xd0),
+            "The user acted after the request went out: its answer is dropped and one follow-up carries the newest intent",
+        ),
+        ResponseApplied { .. } => (
+            Color32::from_rgb(0x30, 0xa0, 0x50),
+            "The server's answer is applied once the key is stable (its value may be normalised)",
+        ),
+        ResponseStale { .. } | PushStale { .. } => (
+            Color32::from_rgb(0xd0, 0x40, 0x40),
+            "Stale: its revision is lower than one already known, so it is ignored",
+        ),
+        PushApplied { .. } => (
+            Color32::from_rgb(0x30, 0xa0, 0x50),
+            "A newer revision from the server is applied at once, even while a request is in flight",
+        ),
+        PushAlreadySeen { .. } => (
+            grey,
+            "The same revision as known (the own echo after its ack): nothing to do",
+        ),
+        PushTakenAsAck { .. } => (
+            grey,
+            "The echo of an older request of this device: only an acknowledgement",
+        ),
+        OwnEchoIgnored { .. } => (grey, "sync ignores its own echoes"),
+        Superseded { .. } => (
+            Color32::from_rgb(0xb0, 0x60, 0xd0),
+            "Another device's newer change won: the unanswered intent is not resent",
+        ),
+        Rejected { .. } | RolledBack { .. } => (
+            Color32::from_rgb(0xd0, 0x40, 0x40),
+            "The server refused the write: the screen goes back to the server's value if it still shows the refused one",
+        ),
+        CommandRefused { .. } => (
+            grey,
+            "Comments are non-reentrant per post: wait for the pending one",
+        ),
+        Error { .. } => (
+            Color32::from_rgb(0xd0, 0x40, 0x40),
+            "Something could not be handled",
+        ),
+        Connection { .. } | CaughtUp { .. } => (
+            grey,
+            "Connection: reconnects with backoff; a welcome brings every change since the cursor",
+        ),
+    }
+}
