@@ -35,6 +35,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::core::store::{Store, StoreError};
 use crate::core::{Action, ConnId, Core, Inbound};
+use crate::link::{Link, LinkConfig, Sent};
+use crate::sim::Direction;
+use sync_core::rng::Rng;
 
 /// Largest frame and message a client may send.
 pub const MAX_FRAME: usize = 64 << 10;
@@ -54,6 +57,7 @@ enum ToCore {
         id: ConnId,
         out: mpsc::Sender<Outbound>,
         kill: oneshot::Sender<()>,
+        link: mpsc::UnboundedSender<LinkCommand>,
     },
     Frame(ConnId, Inbound),
     Closed(ConnId),
@@ -63,8 +67,25 @@ enum ToCore {
 /// What the core task queues for a connection.
 #[derive(Debug)]
 enum Outbound {
-    Frame(String),
+    /// A frame's JSON; `true` for heartbeat answers (never held).
+    Frame(String, bool),
     Close(u16, String),
+}
+
+/// A fault-injection command for one connection's link (PROTOCOL's "Links": the same
+/// model the simulator uses, applied on real time).
+#[derive(Debug)]
+pub enum LinkCommand {
+    /// New latency / jitter / loss for one direction.
+    Configure(Direction, LinkConfig),
+    /// Manual mode on (`true`) or off for one direction.
+    Hold(Direction, bool),
+    /// Deliver the n-th queued frame now (1 = oldest).
+    Release(Direction, usize),
+    /// Lose the n-th queued frame, and the connection with it.
+    Drop(Direction, usize),
+    /// How many frames wait in each direction: `(up, down)`.
+    Queued(oneshot::Sender<(usize, usize)>),
 }
 
 /// Controls of the running server (the admin API and the app use them).
@@ -88,6 +109,15 @@ pub enum Control {
         user: String,
         /// The device.
         device_id: String,
+    },
+    /// A fault on a device's current connection. Ignored if the device is not connected.
+    Link {
+        /// The user.
+        user: String,
+        /// The device.
+        device_id: String,
+        /// What to do.
+        command: LinkCommand,
     },
     /// A snapshot of the server's state for a user.
     Inspect {
@@ -145,6 +175,23 @@ impl ServerHandle {
             reply,
         })
         .await;
+        rx.await.unwrap_or_default()
+    }
+
+    /// A fault on a device's current connection (ignored if it is not connected).
+    pub async fn link(&self, user: &str, device_id: &str, command: LinkCommand) {
+        self.control(Control::Link {
+            user: user.to_string(),
+            device_id: device_id.to_string(),
+            command,
+        })
+        .await;
+    }
+
+    /// Frames waiting on a device's held links: `(up, down)`; `(0, 0)` if not connected.
+    pub async fn queued(&self, user: &str, device_id: &str) -> (usize, usize) {
+        let (reply, rx) = oneshot::channel();
+        self.link(user, device_id, LinkCommand::Queued(reply)).await;
         rx.await.unwrap_or_default()
     }
 
@@ -313,6 +360,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 /// A connection as the core task sees it.
 struct Out {
     tx: mpsc::Sender<Outbound>,
+    link: mpsc::UnboundedSender<LinkCommand>,
     /// Fired when the queue overflows: the connection task closes with 4009.
     kill: Option<oneshot::Sender<()>>,
     /// Since when the queue has been more than half full.
@@ -336,12 +384,18 @@ fn flush<S: Store>(
 
 fn handle_other<S: Store>(core: &mut Core<S>, outs: &mut Outs, msg: ToCore, start: Instant) {
     match msg {
-        ToCore::Open { id, out, kill } => {
+        ToCore::Open {
+            id,
+            out,
+            kill,
+            link,
+        } => {
             core.connect(id, start.elapsed());
             outs.insert(
                 id,
                 Out {
                     tx: out,
+                    link,
                     kill: Some(kill),
                     congested_since: None,
                 },
@@ -369,6 +423,15 @@ fn handle_other<S: Store>(core: &mut Core<S>, outs: &mut Outs, msg: ToCore, star
                 let actions = core.kick(&user, &device_id, 4000, "disconnected by the admin");
                 route(core, outs, actions);
             }
+            Control::Link {
+                user,
+                device_id,
+                command,
+            } => {
+                if let Some(out) = core.conn_of(&user, &device_id).and_then(|id| outs.get(&id)) {
+                    let _ = out.link.send(command);
+                }
+            }
             Control::Inspect { user, reply } => {
                 let mut devices: Vec<String> = core
                     .devices()
@@ -392,7 +455,10 @@ fn handle_other<S: Store>(core: &mut Core<S>, outs: &mut Outs, msg: ToCore, star
 fn route<S: Store>(core: &mut Core<S>, outs: &mut Outs, actions: Vec<Action>) {
     for action in actions {
         let (id, item) = match action {
-            Action::Send(id, frame) => (id, Outbound::Frame(frame.to_json())),
+            Action::Send(id, frame) => {
+                let heartbeat = matches!(frame, ServerFrame::Pong { .. });
+                (id, Outbound::Frame(frame.to_json(), heartbeat))
+            }
             Action::Close(id, code, reason) => (id, Outbound::Close(code, reason)),
         };
         let Some(out) = outs.get_mut(&id) else {
@@ -408,7 +474,8 @@ fn route<S: Store>(core: &mut Core<S>, outs: &mut Outs, actions: Vec<Action>) {
     }
 }
 
-/// One connection: upgrade, then move frames both ways until either side closes.
+/// One connection: upgrade, then move frames both ways, through this connection's two
+/// links, until either side closes.
 async fn connection<T>(stream: T, id: ConnId, to_core: mpsc::Sender<ToCore>)
 where
     T: AsyncRead + AsyncWrite + Unpin,
@@ -435,80 +502,212 @@ where
     };
     let (out_tx, mut out_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let (kill_tx, mut kill_rx) = oneshot::channel();
-    if to_core
-        .send(ToCore::Open {
-            id,
-            out: out_tx,
-            kill: kill_tx,
-        })
-        .await
-        .is_err()
-    {
+    let (link_tx, mut link_rx) = mpsc::unbounded_channel();
+    let open = ToCore::Open {
+        id,
+        out: out_tx,
+        kill: kill_tx,
+        link: link_tx,
+    };
+    if to_core.send(open).await.is_err() {
         return;
     }
+    let mut links = Links::new();
     loop {
-        tokio::select! {
-            incoming = ws.next() => {
-                let inbound = match incoming {
-                    Some(Ok(Message::Text(text))) => Inbound::Text(text.to_string()),
-                    Some(Ok(Message::Binary(_))) => Inbound::Binary,
-                    Some(Ok(Message::Close(_))) | None => break,
-                    Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings itself
-                    Some(Err(WsError::Capacity(_))) => {
-                        // tungstenite sends no close for an oversize frame: do it ourselves.
-                        let error = error_json(ErrorCode::TooLarge, "frame over 64 KiB");
-                        let _ = ws.send(Message::text(error)).await;
-                        let _ = close_with(&mut ws, close::TOO_LARGE, "too_large").await;
-                        break;
-                    }
-                    Some(Err(WsError::Protocol(_))) => {
-                        let _ = close_with(&mut ws, 1002, "protocol error").await;
-                        break;
-                    }
-                    Some(Err(WsError::Utf8(_))) => {
-                        let _ = close_with(&mut ws, 1007, "invalid UTF-8").await;
-                        break;
-                    }
-                    Some(Err(_)) => break,
-                };
-                if to_core.send(ToCore::Frame(id, inbound)).await.is_err() {
+        let due = links.next_due();
+        let step = tokio::select! {
+            incoming = ws.next() => match incoming {
+                Some(Ok(Message::Text(text))) => Step::Up(Inbound::Text(text.to_string())),
+                Some(Ok(Message::Binary(_))) => Step::Up(Inbound::Binary),
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings itself
+                Some(Err(WsError::Capacity(_))) => {
+                    // tungstenite sends no close for an oversize frame: do it ourselves.
+                    let error = error_json(ErrorCode::TooLarge, "frame over 64 KiB");
+                    let _ = ws.send(Message::text(error)).await;
+                    let _ = close_with(&mut ws, close::TOO_LARGE, "too_large").await;
                     break;
                 }
-            }
-            out = out_rx.recv() => {
-                let mut item = out;
-                let mut closed = false;
-                // Feed everything queued, then flush once.
-                while let Some(o) = item.take() {
-                    match o {
-                        Outbound::Frame(json) => {
-                            if ws.feed(Message::text(json)).await.is_err() {
-                                closed = true;
-                                break;
-                            }
-                        }
-                        Outbound::Close(code, reason) => {
-                            let _ = ws.flush().await;
-                            let _ = close_with(&mut ws, code, &reason).await;
-                            closed = true;
-                            break;
-                        }
-                    }
-                    item = out_rx.try_recv().ok();
-                }
-                if closed || ws.flush().await.is_err() {
+                Some(Err(WsError::Protocol(_))) => {
+                    let _ = close_with(&mut ws, 1002, "protocol error").await;
                     break;
                 }
-            }
+                Some(Err(WsError::Utf8(_))) => {
+                    let _ = close_with(&mut ws, 1007, "invalid UTF-8").await;
+                    break;
+                }
+                Some(Err(_)) => break,
+            },
+            out = out_rx.recv() => match out {
+                Some(out) => Step::Down(out),
+                None => break,
+            },
+            command = link_rx.recv() => match command {
+                Some(command) => Step::Command(command),
+                None => continue,
+            },
+            _ = sleep_until_opt(due) => Step::Due,
             _ = &mut kill_rx => {
                 let error = error_json(ErrorCode::Resync, "outbound queue overflowed: reconnect and catch up");
                 let _ = ws.send(Message::text(error)).await;
                 let _ = close_with(&mut ws, close::RESYNC, "resync").await;
                 break;
             }
+        };
+        let now = links.now();
+        match step {
+            Step::Up(inbound) => {
+                let heartbeat = matches!(&inbound, Inbound::Text(t) if is_ping(t));
+                if links.up.send(inbound, heartbeat, now) == Sent::LostWithConnection {
+                    break;
+                }
+            }
+            Step::Down(out) => {
+                // Take whatever else is queued now too, so a batch is flushed once.
+                let mut lost = false;
+                for out in std::iter::once(out).chain(std::iter::from_fn(|| out_rx.try_recv().ok()))
+                {
+                    let heartbeat = matches!(out, Outbound::Frame(_, true));
+                    lost |= links.down.send(out, heartbeat, now) == Sent::LostWithConnection;
+                }
+                if lost {
+                    break;
+                }
+            }
+            Step::Command(command) => {
+                if !links.command(command) {
+                    break; // a dropped frame takes the connection with it
+                }
+            }
+            Step::Due => {}
+        }
+        // Hand over what is due: frames read go to the core, frames for the client go out.
+        let mut ups = std::mem::take(&mut links.released_up);
+        while let Some(inbound) = links.up.poll_due(now) {
+            ups.push(inbound);
+        }
+        for inbound in ups {
+            if to_core.send(ToCore::Frame(id, inbound)).await.is_err() {
+                return;
+            }
+        }
+        let mut released = std::mem::take(&mut links.released);
+        while let Some(out) = links.down.poll_due(now) {
+            released.push(out);
+        }
+        if !write_out(&mut ws, released).await {
+            break;
         }
     }
     let _ = to_core.send(ToCore::Closed(id)).await;
+}
+
+/// What woke a connection task.
+enum Step {
+    Up(Inbound),
+    Down(Outbound),
+    Command(LinkCommand),
+    Due,
+}
+
+/// Writes frames (feed each, flush once); a close ends the connection. `false` when the
+/// connection is done.
+async fn write_out<T>(ws: &mut tokio_tungstenite::WebSocketStream<T>, items: Vec<Outbound>) -> bool
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    if items.is_empty() {
+        return true;
+    }
+    for item in items {
+        match item {
+            Outbound::Frame(json, _) => {
+                if ws.feed(Message::text(json)).await.is_err() {
+                    return false;
+                }
+            }
+            Outbound::Close(code, reason) => {
+                let _ = ws.flush().await;
+                let _ = close_with(ws, code, &reason).await;
+                return false;
+            }
+        }
+    }
+    ws.flush().await.is_ok()
+}
+
+/// A connection's two links, on real time (measured from the connection's start).
+struct Links {
+    start: Instant,
+    up: Link<Inbound>,
+    down: Link<Outbound>,
+    /// Frames released by hand, to hand over now (ahead of the queue).
+    released: Vec<Outbound>,
+    released_up: Vec<Inbound>,
+}
+
+impl Links {
+    fn new() -> Self {
+        // No delay until someone asks for one: a live connection is as fast as its socket.
+        let config = LinkConfig {
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+            loss: 0.0,
+        };
+        let seed = Instant::now().elapsed().subsec_nanos() as u64;
+        Links {
+            start: Instant::now(),
+            up: Link::new(config, Rng::new(seed)),
+            down: Link::new(config, Rng::new(seed ^ 1)),
+            released: Vec::new(),
+            released_up: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        let up = self.up.peek().map(|q| q.due);
+        let down = self.down.peek().map(|q| q.due);
+        up.into_iter().chain(down).min().map(|d| self.start + d)
+    }
+
+    /// Carries out a fault command; `false` if the connection must end (a drop).
+    fn command(&mut self, command: LinkCommand) -> bool {
+        match command {
+            LinkCommand::Configure(Direction::Up, c) => self.up.config = c,
+            LinkCommand::Configure(Direction::Down, c) => self.down.config = c,
+            LinkCommand::Hold(Direction::Up, on) => set_hold(&mut self.up, on),
+            LinkCommand::Hold(Direction::Down, on) => set_hold(&mut self.down, on),
+            LinkCommand::Release(Direction::Up, n) => {
+                if let Some(inbound) = self.up.release(n) {
+                    self.released_up.push(inbound);
+                }
+            }
+            LinkCommand::Release(Direction::Down, n) => {
+                if let Some(out) = self.down.release(n) {
+                    self.released.push(out);
+                }
+            }
+            LinkCommand::Drop(Direction::Up, n) => return self.up.drop_nth(n).is_none(),
+            LinkCommand::Drop(Direction::Down, n) => return self.down.drop_nth(n).is_none(),
+            LinkCommand::Queued(reply) => {
+                let _ = reply.send((self.up.len(), self.down.len()));
+            }
+        }
+        true
+    }
+}
+
+/// A client `ping` (heartbeats are never held or lost).
+fn is_ping(text: &str) -> bool {
+    serde_json::from_str::<Value>(text).is_ok_and(|v| v["type"] == "ping")
+}
+
+fn set_hold<F>(link: &mut Link<F>, on: bool) {
+    if on { link.hold() } else { link.unhold() }
 }
 
 fn error_json(code: ErrorCode, message: &str) -> String {

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mock_server::core::store::MemoryStore;
-use mock_server::net::{Inspection, ServerConfig, ServerHandle, start};
+use mock_server::net::{Inspection, LinkCommand, ServerConfig, ServerHandle, start};
 use mock_server::redb_store::RedbStore;
+use mock_server::sim::Direction;
 use serde_json::json;
 use sync_core::client::{ClientConfig, DeviceHandle, DeviceView, spawn};
 use sync_core::engine::connection::ConnectionState;
@@ -288,4 +289,54 @@ async fn a_corrupt_snapshot_is_kept_aside_and_the_device_starts_fresh() {
     phone.shutdown().await;
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_connection_lost_after_the_commit_but_before_the_ack_applies_the_write_once() {
+    let server = start(config("127.0.0.1:0"), MemoryStore::default())
+        .await
+        .unwrap();
+    let phone = device(&server.url(), "phone", "demo-token", None);
+    until(&phone, "connected", |v| {
+        v.connection == ConnectionState::Connected
+    })
+    .await;
+    server
+        .link("demo", "phone", LinkCommand::Hold(Direction::Down, true))
+        .await;
+    phone.set(Key::Volume, json!(80));
+    // The server commits and queues the ack and the echo on the held link.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while server.queued("demo", "phone").await.1 < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ack never queued"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        server.inspect("demo").await.writes,
+        1,
+        "committed before the ack left"
+    );
+    // The ack is lost, and the connection with it.
+    server
+        .link("demo", "phone", LinkCommand::Drop(Direction::Down, 1))
+        .await;
+    let state = converge(&server, &[&phone]).await;
+    let view = phone.view();
+    assert_eq!(state.writes, 1, "applied once");
+    assert_eq!(
+        view.counters.requests_by_key[&Key::Volume],
+        2,
+        "resent after reconnecting"
+    );
+    let kv = view.key(&Key::Volume).unwrap();
+    assert_eq!(
+        (kv.slot.shown.clone(), kv.known_rev),
+        (json!(80), 1),
+        "confirmed"
+    );
+    phone.shutdown().await;
+    server.shutdown().await;
 }

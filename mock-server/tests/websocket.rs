@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use mock_server::core::store::MemoryStore;
-use mock_server::net::{ServerConfig, ServerHandle, start};
+use mock_server::net::{LinkCommand, ServerConfig, ServerHandle, start};
+use mock_server::sim::Direction;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -335,5 +336,33 @@ async fn a_client_that_never_reads_is_closed_with_4009_and_others_go_on() {
     };
     assert!(saw_resync);
     assert_eq!(code, Some(4009));
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_held_link_releases_frames_out_of_order() {
+    let s = server(&[]).await;
+    let mut phone = connect(&s).await;
+    let mut laptop = connect(&s).await;
+    hello(&mut phone, "demo-token", "phone", 0).await;
+    hello(&mut laptop, "demo-token", "laptop", 0).await;
+    s.link("demo", "laptop", LinkCommand::Hold(Direction::Down, true))
+        .await;
+    for (id, v) in [(1, true), (2, false)] {
+        send(
+            &mut phone,
+            json!({"type":"set","id":id,"key":"like/a","value":v,"local_rev":id}),
+        )
+        .await;
+        assert_eq!(recv(&mut phone).await["type"], "ack");
+        recv(&mut phone).await; // own echo
+    }
+    assert_eq!(s.queued("demo", "laptop").await, (0, 2));
+    s.link("demo", "laptop", LinkCommand::Release(Direction::Down, 2))
+        .await;
+    assert_eq!(recv(&mut laptop).await["rev"], 2, "the newer push first");
+    s.link("demo", "laptop", LinkCommand::Hold(Direction::Down, false))
+        .await;
+    assert_eq!(recv(&mut laptop).await["rev"], 1, "then the older one");
     s.shutdown().await;
 }

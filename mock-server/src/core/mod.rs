@@ -669,6 +669,13 @@ impl<S: Store> Core<S> {
         v
     }
 
+    /// The connection of a device, if it is connected.
+    pub fn conn_of(&self, user: &str, device_id: &str) -> Option<ConnId> {
+        self.devices
+            .get(&(user.to_string(), device_id.to_string()))
+            .copied()
+    }
+
     /// Keys with a pending forced rejection.
     pub fn forced(&self) -> impl Iterator<Item = &Key> {
         self.forced.iter()
