@@ -450,7 +450,10 @@ impl World {
             }
             match d.engine.connection() {
                 C::Connected => {}
+                // These never reconnect by themselves: nothing left to wait for.
                 C::AuthFailed | C::ClosedByServer { .. } | C::Offline => continue,
+                // A handshake whose frames wait on a held link waits for the script.
+                _ if held => continue,
                 other => return Some(format!("{}: {other}", d.name)),
             }
             if d.engine.has_pending() && !held {

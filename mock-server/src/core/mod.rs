@@ -84,6 +84,9 @@ struct Conn {
 struct Staged {
     record: Record,
     ack: Action,
+    /// How many immediate answers came before it: its ack and pushes go in at that place,
+    /// so every connection's answers keep the order of its frames.
+    at: usize,
 }
 
 /// The server core. See the [module docs](self).
@@ -160,6 +163,10 @@ impl<S: Store> Core<S> {
         out
     }
 
+    /// Commits the batch's writes, then puts their acks and pushes back among the batch's
+    /// other answers in arrival order: nothing of the batch leaves before the commit, and
+    /// no answer overtakes an earlier one (a `pong` never before the `ack` of the `set`
+    /// sent before it).
     fn commit(&mut self, staged: Vec<Staged>, out: &mut Vec<Action>) {
         if staged.is_empty() {
             return;
@@ -178,17 +185,30 @@ impl<S: Store> Core<S> {
             if let Ok(data) = self.store.load() {
                 self.data = data;
             }
+            out.retain(|a| !matches!(a, Action::Send(id, _) if writers.contains(id)));
             for id in writers {
                 out.push(Action::Close(id, 1011, format!("{e}")));
                 self.disconnect(id);
             }
             return;
         }
-        for s in staged {
-            out.push(s.ack);
-            let change = change_of(&s.record);
-            self.fan_out(&s.record.user, change, out);
+        let immediate = std::mem::take(out);
+        let mut staged = staged.into_iter().peekable();
+        for (i, action) in immediate.into_iter().enumerate() {
+            while let Some(s) = staged.next_if(|s| s.at <= i) {
+                self.release(s, out);
+            }
+            out.push(action);
         }
+        for s in staged {
+            self.release(s, out);
+        }
+    }
+
+    fn release(&self, s: Staged, out: &mut Vec<Action>) {
+        out.push(s.ack);
+        let change = change_of(&s.record);
+        self.fan_out(&s.record.user, change, out);
     }
 
     fn fan_out(&self, user: &str, change: Change, out: &mut Vec<Action>) {
@@ -330,6 +350,16 @@ impl<S: Store> Core<S> {
                 device_id,
                 since,
             }) => (protocol, token, device_id, since),
+            Err(e) if e.in_hello && is_token_problem(&e.problem) => {
+                return self.close_with(
+                    id,
+                    ErrorCode::Unauthorized,
+                    &e.to_string(),
+                    None,
+                    close::UNAUTHORIZED,
+                    out,
+                );
+            }
             Err(e) if e.in_hello => {
                 return self.close_with(
                     id,
@@ -513,6 +543,7 @@ impl<S: Store> Core<S> {
         staged.push(Staged {
             record,
             ack: Action::Send(conn, ack),
+            at: out.len(),
         });
     }
 
@@ -726,6 +757,15 @@ impl Write {
             }
         }
     }
+}
+
+/// A `hello` whose token is missing or not a string: that is `unauthorized` (4401, no
+/// retry), not a malformed frame.
+fn is_token_problem(problem: &Problem) -> bool {
+    matches!(
+        problem,
+        Problem::MissingField("token") | Problem::BadField { field: "token", .. }
+    )
 }
 
 fn change_of(record: &Record) -> Change {

@@ -547,3 +547,59 @@ fn server_set_is_validated_and_pushed() {
     ));
     assert!(t.core.server_set("demo", &Key::Volume, json!(200)).is_err());
 }
+
+#[test]
+fn answers_keep_arrival_order_across_a_group_commit() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    let frames = vec![
+        (
+            A,
+            Inbound::Text(
+                r#"{"type":"set","id":1,"key":"like/a","value":true,"local_rev":1}"#.into(),
+            ),
+        ),
+        (A, Inbound::Text(r#"{"type":"ping","id":2}"#.into())),
+        (
+            A,
+            Inbound::Text(
+                r#"{"type":"set","id":3,"key":"like/A","value":true,"local_rev":1}"#.into(),
+            ),
+        ),
+        (
+            A,
+            Inbound::Text(
+                r#"{"type":"set","id":4,"key":"like/a","value":true,"local_rev":1}"#.into(),
+            ),
+        ),
+    ];
+    let out = t.core.handle(frames, t.now);
+    let kinds: Vec<String> = frames_to(&out, A)
+        .iter()
+        .map(|f| match f {
+            ServerFrame::Ack { id, duplicate, .. } => {
+                format!("ack {id}{}", if *duplicate { " dup" } else { "" })
+            }
+            ServerFrame::Pong { id } => format!("pong {id}"),
+            ServerFrame::Reject { id, .. } => format!("reject {id}"),
+            ServerFrame::Push(c) => format!("push {}", c.rev),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["ack 1", "push 1", "pong 2", "reject 3", "ack 4 dup"]
+    );
+}
+
+#[test]
+fn a_hello_without_a_token_is_unauthorized() {
+    let mut t = T::new();
+    t.core.connect(A, t.now);
+    let out = t.send(
+        A,
+        r#"{"type":"hello","protocol":1,"device_id":"p","since":0}"#,
+    );
+    assert_eq!(error_code(&out, A), Some(ErrorCode::Unauthorized));
+    assert_eq!(closed(&out, A), Some(4401));
+}

@@ -208,6 +208,19 @@ impl Parser<'_> {
         });
     }
 
+    /// Settings for "all devices" need the devices first (else they would apply to none).
+    fn devices_first(&self, line: &Line<'_>) -> R<()> {
+        if self.scenario.devices.is_empty() {
+            let w = line.word(0).unwrap_or_default();
+            return self.err(
+                line,
+                0,
+                format!("`{w}` needs the devices: put `devices …` before it"),
+            );
+        }
+        Ok(())
+    }
+
     fn setup_only(&self, line: &Line<'_>) -> R<()> {
         if self.started {
             let w = line.word(0).unwrap_or_default();
@@ -232,6 +245,7 @@ impl Parser<'_> {
             "devices" => self.devices(line),
             "strategy" => {
                 self.setup_only(line)?;
+                self.devices_first(line)?;
                 let (devices, i) = match line.words.len() {
                     2 => ((0..self.scenario.devices.len()).collect(), 1),
                     _ => (vec![self.device(line, 1)?], 2),
@@ -336,6 +350,7 @@ impl Parser<'_> {
     /// `latency D` / `latency DEV D` / `latency DEV up|down D`; `jitter DEV [up|down] D`;
     /// `loss DEV [up|down] P%`.
     fn link(&mut self, line: &Line<'_>, what: &str) -> R<()> {
+        self.devices_first(line)?;
         let all = (0..self.scenario.devices.len()).collect::<Vec<_>>();
         let (devices, mut i) = if what == "latency" && line.words.len() == 2 {
             (all, 1)

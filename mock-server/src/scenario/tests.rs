@@ -110,6 +110,10 @@ fn parse_errors_give_file_line_column_and_what_was_expected() {
     assert!(err("devices a\nserver set settings/volume 500\n").contains("cannot store"));
     assert!(err("devices a\na set comments/p []\n").contains("use `comment POST"));
     assert!(err("# only a comment\n").contains("no `devices` statement"));
+    assert!(
+        err("strategy sync\ndevices a\n").starts_with("f.scn:1:1: `strategy` needs the devices")
+    );
+    assert!(err("latency 5ms\ndevices a\n").contains("needs the devices"));
 }
 
 #[test]

@@ -103,11 +103,14 @@ impl DeviceState {
     }
 
     /// Records a change confirmed by the server (applied ack, push or catch-up change).
+    /// The known revision is the highest one applied (DESIGN.md's bookkeeping, shared by
+    /// every strategy): `sync` and `naive` may apply an older value, but they still know
+    /// the newer revision exists.
     pub(crate) fn confirm(&mut self, key: &Key, value: Value, rev: u64) {
         let slot = self.slot(key);
         slot.shown = value.clone();
         slot.confirmed = value;
-        slot.known_rev = rev;
+        slot.known_rev = slot.known_rev.max(rev);
     }
 
     pub(crate) fn stale(&mut self, kind: EventKind) {

@@ -629,7 +629,11 @@ fn sync_applies_other_pushes_without_revision_check_and_ignores_own_echoes() {
         json!(false),
         "no revision check: it regresses"
     );
-    assert_eq!(d.e.known_rev(&key(LIKE)), 3);
+    assert_eq!(
+        d.e.known_rev(&key(LIKE)),
+        5,
+        "…but the known revision is the highest seen"
+    );
     d.push(LIKE, json!(true), 9, "phone", 4);
     assert_eq!(d.shown(LIKE), json!(false), "own echo ignored");
     assert_eq!(d.e.counters().stale, 0);
