@@ -51,14 +51,6 @@ enum Command {
     },
 }
 
-fn default_data_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("sync-lab").join("app")
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Run { files, seed, quiet }) = cli.command {
@@ -70,7 +62,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn,app=info".into()),
         )
         .init();
-    let data = cli.data.unwrap_or_else(default_data_dir);
+    let data = cli
+        .data
+        .unwrap_or_else(|| mock_server::paths::data_home().join("app"));
     if cli.reset
         && data.exists()
         && let Err(e) = std::fs::remove_dir_all(&data)

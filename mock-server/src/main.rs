@@ -40,15 +40,6 @@ fn parse_token(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// `$XDG_DATA_HOME/sync-lab/server`, or `~/.local/share/sync-lab/server`.
-fn default_data_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("sync-lab").join("server")
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -65,7 +56,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let dir = cli.data.unwrap_or_else(default_data_dir);
+    let dir = cli
+        .data
+        .unwrap_or_else(|| mock_server::paths::data_home().join("server"));
     let store = match RedbStore::open(&dir) {
         Ok(store) => store,
         Err(e) => {

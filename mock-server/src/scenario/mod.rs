@@ -1,4 +1,4 @@
-//! The scenario language of SCENARIOS.md: [`parse`] a file into an [`ast::Scenario`],
+//! The scenario language of SCENARIOS.md: [`parse()`] a file into an [`ast::Scenario`],
 //! then [`run::Runner`] plays it on the simulator, statement by statement.
 
 pub mod ast;

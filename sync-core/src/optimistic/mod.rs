@@ -91,3 +91,27 @@ pub struct Finish<'a, V, E> {
     /// (improvement 5): a rollback would undo the user's newer choice.
     pub newer_intent_follows: bool,
 }
+
+/// Ends a sync cycle: runs the completion hook exactly once (improvement 2) and returns
+/// the cycle's result — the failure if there was one, else whatever the hook returned (an
+/// error of the hook fails a successful cycle; the cycle's own failure wins otherwise,
+/// unless the hook replaced it with its own).
+pub(crate) fn end_cycle<V, E>(
+    optimistic: &V,
+    last_sent: &V,
+    failure: Option<Failure<E>>,
+    newer_intent_follows: bool,
+    on_finish: impl FnOnce(Finish<'_, V, E>) -> Result<(), Failure<E>>,
+) -> Result<(), Failure<E>> {
+    let hook = on_finish(Finish {
+        optimistic,
+        last_sent,
+        error: failure.as_ref(),
+        newer_intent_follows,
+    });
+    match (hook, failure) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Some(failure)) => Err(failure),
+        (Ok(()), None) => Ok(()),
+    }
+}

@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use super::{Before, Failure, Finish, SendKind};
+use super::{Before, Failure, Finish, SendKind, end_cycle};
 
 /// The reference's overridable methods of `OptimisticSync`, over application state `S`.
 pub trait SyncHooks<S> {
@@ -248,13 +248,9 @@ impl<H: SyncHooks<S>, S> OptimisticSync<H, S> {
             .cycles
             .remove(key)
             .expect("finishing a cycle that exists");
-        let finish = Finish {
-            optimistic: &cycle.optimistic,
-            last_sent: &cycle.sent,
-            error: None,
-            newer_intent_follows: false,
-        };
-        let result = self.hooks.on_finish(state, key, finish);
+        let result = end_cycle(&cycle.optimistic, &cycle.sent, None, false, |finish| {
+            self.hooks.on_finish(state, key, finish)
+        });
         vec![SyncEffect::Finished {
             key: key.clone(),
             result,
@@ -270,16 +266,13 @@ impl<H: SyncHooks<S>, S> OptimisticSync<H, S> {
         // waits for the next one, or the limit would never stop a runaway.
         let newer =
             matches!(failure, Failure::Error(_)) && self.hooks.get(state, key) != cycle.sent;
-        let finish = Finish {
-            optimistic: &cycle.optimistic,
-            last_sent: &cycle.sent,
-            error: Some(&failure),
-            newer_intent_follows: newer,
-        };
-        let result = match self.hooks.on_finish(state, key, finish) {
-            Ok(()) => Err(failure),
-            Err(e) => Err(e),
-        };
+        let result = end_cycle(
+            &cycle.optimistic,
+            &cycle.sent,
+            Some(failure),
+            newer,
+            |finish| self.hooks.on_finish(state, key, finish),
+        );
         let mut out = vec![SyncEffect::Finished {
             key: key.clone(),
             result,

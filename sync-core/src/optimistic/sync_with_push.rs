@@ -47,7 +47,7 @@ use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Before, Failure, Finish, SendKind};
+use super::{Before, Failure, Finish, SendKind, end_cycle};
 
 /// The overridable methods of `OptimisticSyncWithPush` and `ServerPush`, over state `S`.
 pub trait PushHooks<S> {
@@ -438,13 +438,9 @@ impl<H: PushHooks<S>, S> OptimisticSyncWithPush<H, S> {
             .cycles
             .remove(key)
             .expect("finishing a cycle that exists");
-        let finish = Finish {
-            optimistic: &cycle.optimistic,
-            last_sent: &cycle.sent,
-            error: None,
-            newer_intent_follows: false,
-        };
-        let result = self.hooks.on_finish(state, key, finish);
+        let result = end_cycle(&cycle.optimistic, &cycle.sent, None, false, |finish| {
+            self.hooks.on_finish(state, key, finish)
+        });
         vec![PushEffect::Finished {
             key: key.clone(),
             result,
@@ -460,16 +456,13 @@ impl<H: PushHooks<S>, S> OptimisticSyncWithPush<H, S> {
         // Improvement 5 is for failed writes; after the follow-up limit a newer intent
         // waits for the next one, or the limit would never stop a runaway.
         let newer = matches!(failure, Failure::Error(_)) && !e.is_push && e.local > cycle.my_local;
-        let finish = Finish {
-            optimistic: &cycle.optimistic,
-            last_sent: &cycle.sent,
-            error: Some(&failure),
-            newer_intent_follows: newer,
-        };
-        let result = match self.hooks.on_finish(state, key, finish) {
-            Ok(()) => Err(failure),
-            Err(e) => Err(e),
-        };
+        let result = end_cycle(
+            &cycle.optimistic,
+            &cycle.sent,
+            Some(failure),
+            newer,
+            |finish| self.hooks.on_finish(state, key, finish),
+        );
         let mut out = vec![PushEffect::Finished {
             key: key.clone(),
             result,
