@@ -29,6 +29,11 @@ struct Cli {
     /// A user and its token, as USER=TOKEN. Repeat for more users.
     #[arg(long = "token", value_name = "USER=TOKEN", value_parser = parse_token)]
     tokens: Vec<(String, String)>,
+    /// Enables fault control at ws://ADDR/admin with this token: link latency, hold,
+    /// release and drop per device, forced rejections, disconnects, server writes (JSON
+    /// commands; see the README). Without it /admin does not exist.
+    #[arg(long, value_name = "TOKEN")]
+    admin_token: Option<String>,
 }
 
 fn parse_token(s: &str) -> Result<(String, String), String> {
@@ -73,6 +78,7 @@ async fn main() -> ExitCode {
         ServerConfig {
             addr: cli.addr,
             tokens,
+            admin_token: cli.admin_token,
         },
         store,
     )

@@ -31,6 +31,7 @@ fn config(addr: &str) -> ServerConfig {
     ServerConfig {
         addr: addr.parse().unwrap(),
         tokens: BTreeMap::new(),
+        admin_token: None,
     }
 }
 

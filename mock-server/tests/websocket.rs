@@ -23,6 +23,7 @@ async fn server(tokens: &[(&str, &str)]) -> ServerHandle {
     let config = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         tokens,
+        admin_token: None,
     };
     start(config, MemoryStore::default()).await.unwrap()
 }
@@ -364,5 +365,103 @@ async fn a_held_link_releases_frames_out_of_order() {
     s.link("demo", "laptop", LinkCommand::Hold(Direction::Down, false))
         .await;
     assert_eq!(recv(&mut laptop).await["rev"], 1, "then the older one");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_admin_socket_controls_faults_for_any_client() {
+    let config = ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        tokens: BTreeMap::new(),
+        admin_token: Some("adm".into()),
+    };
+    let s = start(config, MemoryStore::default()).await.unwrap();
+    let admin_url = format!("ws://{}/admin", s.addr);
+    // A wrong admin token is refused.
+    let mut bad = connect_async(&admin_url).await.unwrap().0;
+    send(&mut bad, json!({"cmd":"auth","token":"nope"})).await;
+    assert_eq!(recv(&mut bad).await["ok"], false);
+    assert_eq!(close_code(&mut bad).await, 4401);
+
+    let mut admin = connect_async(&admin_url).await.unwrap().0;
+    send(&mut admin, json!({"cmd":"auth","token":"adm"})).await;
+    assert_eq!(recv(&mut admin).await, json!({"ok": true}));
+    let mut phone = connect(&s).await;
+    hello(&mut phone, "demo-token", "phone", 0).await;
+
+    // Forced rejection.
+    send(&mut admin, json!({"cmd":"reject_next","key":"like/a"})).await;
+    assert_eq!(recv(&mut admin).await["ok"], true);
+    send(
+        &mut phone,
+        json!({"type":"set","id":1,"key":"like/a","value":true,"local_rev":1}),
+    )
+    .await;
+    assert_eq!(recv(&mut phone).await["code"], "forced");
+
+    // Hold the phone's downlink, write, see the queue, release.
+    send(
+        &mut admin,
+        json!({"cmd":"hold","user":"demo","device":"phone","dir":"down","on":true}),
+    )
+    .await;
+    recv(&mut admin).await;
+    send(
+        &mut phone,
+        json!({"type":"set","id":2,"key":"like/a","value":true,"local_rev":2}),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        send(
+            &mut admin,
+            json!({"cmd":"queued","user":"demo","device":"phone"}),
+        )
+        .await;
+        let q = recv(&mut admin).await;
+        if q["down"] == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ack never queued: {q}"
+        );
+    }
+    send(
+        &mut admin,
+        json!({"cmd":"release","user":"demo","device":"phone","dir":"down","n":1}),
+    )
+    .await;
+    recv(&mut admin).await;
+    assert_eq!(recv(&mut phone).await["type"], "ack");
+
+    // Inspect, and a bad command gets a clear error.
+    send(&mut admin, json!({"cmd":"inspect","user":"demo"})).await;
+    let state = recv(&mut admin).await;
+    assert_eq!(
+        (
+            state["head"].clone(),
+            state["keys"]["like/a"]["value"].clone()
+        ),
+        (json!(1), json!(true))
+    );
+    send(&mut admin, json!({"cmd":"explode"})).await;
+    let e = recv(&mut admin).await;
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown variant `explode`"),
+        "{e}"
+    );
+    s.shutdown().await;
+
+    // Without an admin token there is no /admin.
+    let s = server(&[]).await;
+    assert!(
+        connect_async(format!("ws://{}/admin", s.addr))
+            .await
+            .is_err()
+    );
     s.shutdown().await;
 }

@@ -53,6 +53,7 @@ impl Live {
                 let server_config = ServerConfig {
                     addr: "127.0.0.1:0".parse().expect("a valid address"),
                     tokens: Default::default(),
+                    admin_token: None,
                 };
                 let server = rt
                     .block_on(start(server_config, store))

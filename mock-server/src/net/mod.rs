@@ -15,6 +15,8 @@
 //! Connection handlers are generic over `AsyncRead + AsyncWrite`, so the same code runs on
 //! TCP and in simulated-network tests.
 
+mod admin;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -145,6 +147,8 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     /// Token → user; empty for the demo user.
     pub tokens: BTreeMap<String, String>,
+    /// Enables the admin WebSocket at `/admin` with this token (see [`admin`]).
+    pub admin_token: Option<String>,
 }
 
 /// A running server.
@@ -223,12 +227,13 @@ pub async fn start<S: Store + Send + 'static>(
     let addr = listener
         .local_addr()
         .map_err(|e| StartError::Bind(config.addr, e))?;
+    let admin_token = config.admin_token.map(std::sync::Arc::<str>::from);
     let (to_core, from_conns) = mpsc::channel(4096);
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
     let control = to_core.clone();
     let task = tokio::spawn(async move {
         let core_task = tokio::spawn(run_core(core, from_conns));
-        accept_loop(listener, to_core, shutdown_rx).await;
+        accept_loop(listener, to_core, admin_token, shutdown_rx).await;
         let _ = core_task.await;
     });
     tracing::info!(%addr, "listening on ws://{addr}/sync");
@@ -267,6 +272,7 @@ pub enum StartError {
 async fn accept_loop(
     listener: TcpListener,
     to_core: mpsc::Sender<ToCore>,
+    admin_token: Option<std::sync::Arc<str>>,
     mut shutdown: oneshot::Receiver<()>,
 ) {
     let mut next_id = 1;
@@ -279,7 +285,7 @@ async fn accept_loop(
                     let id = ConnId(next_id);
                     next_id += 1;
                     tracing::debug!(%peer, id = id.0, "connection");
-                    conns.spawn(connection(stream, id, to_core.clone()));
+                    conns.spawn(connection(stream, id, to_core.clone(), admin_token.clone()));
                 }
                 Err(e) => tracing::warn!("accept failed: {e}"),
             },
@@ -476,17 +482,24 @@ fn route<S: Store>(core: &mut Core<S>, outs: &mut Outs, actions: Vec<Action>) {
 
 /// One connection: upgrade, then move frames both ways, through this connection's two
 /// links, until either side closes.
-async fn connection<T>(stream: T, id: ConnId, to_core: mpsc::Sender<ToCore>)
-where
+async fn connection<T>(
+    stream: T,
+    id: ConnId,
+    to_core: mpsc::Sender<ToCore>,
+    admin_token: Option<std::sync::Arc<str>>,
+) where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME))
         .max_frame_size(Some(MAX_FRAME));
+    let mut path = String::new();
+    let admin = admin_token.is_some();
     // The signature is tungstenite's callback type; its error type is not ours to shrink.
     #[allow(clippy::result_large_err)]
     let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        if req.uri().path() == "/sync" {
+        path = req.uri().path().to_string();
+        if path == "/sync" || (admin && path == "/admin") {
             Ok(resp)
         } else {
             let mut e = ErrorResponse::new(Some("Sync Lab speaks WebSocket at /sync".into()));
@@ -500,6 +513,11 @@ where
         Ok(Err(e)) => return tracing::debug!(id = id.0, "upgrade failed: {e}"),
         Err(_) => return tracing::debug!(id = id.0, "upgrade timed out"),
     };
+    if path == "/admin"
+        && let Some(token) = admin_token
+    {
+        return admin::serve(ws, &token, to_core).await;
+    }
     let (out_tx, mut out_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let (kill_tx, mut kill_rx) = oneshot::channel();
     let (link_tx, mut link_rx) = mpsc::unbounded_channel();
