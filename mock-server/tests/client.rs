@@ -324,6 +324,10 @@ async fn a_connection_lost_after_the_commit_but_before_the_ack_applies_the_write
     server
         .link("demo", "phone", LinkCommand::Drop(Direction::Down, 1))
         .await;
+    // Holds belong to the device and would hold its next connection too: lift it.
+    server
+        .link("demo", "phone", LinkCommand::Hold(Direction::Down, false))
+        .await;
     let state = converge(&server, &[&phone]).await;
     let view = phone.view();
     assert_eq!(state.writes, 1, "applied once");

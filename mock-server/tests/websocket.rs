@@ -465,3 +465,53 @@ async fn the_admin_socket_controls_faults_for_any_client() {
     );
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn link_settings_belong_to_the_device_and_survive_its_reconnects() {
+    let s = server(&[]).await;
+    let mut phone = connect(&s).await;
+    hello(&mut phone, "demo-token", "phone", 0).await;
+    s.link("demo", "phone", LinkCommand::Hold(Direction::Down, true))
+        .await;
+    drop(phone);
+    let mut phone = connect(&s).await;
+    send(
+        &mut phone,
+        json!({"type":"hello","protocol":1,"token":"demo-token","device_id":"phone","since":0}),
+    )
+    .await;
+    // Depending on timing the welcome itself may be held: release it if so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let q = s.queued_frames("demo", "phone").await;
+        if q.down.first().is_some_and(|f| f.starts_with("welcome")) {
+            s.link("demo", "phone", LinkCommand::Release(Direction::Down, 1))
+                .await;
+        }
+        if s.inspect("demo").await.devices == ["phone"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the phone never authenticated"
+        );
+    }
+    send(
+        &mut phone,
+        json!({"type":"set","id":1,"key":"like/a","value":true,"local_rev":1}),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let q = s.queued_frames("demo", "phone").await;
+        if q.down.iter().any(|f| f.starts_with("ack #1")) {
+            assert!(q.down.iter().any(|f| f.starts_with("push like/a")), "{q:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new connection is not held: {q:?}"
+        );
+    }
+    s.shutdown().await;
+}

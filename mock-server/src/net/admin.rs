@@ -10,7 +10,7 @@
 //! | `hold` | `user`, `device`, `dir`, `on` | manual mode on/off: frames wait in the queue |
 //! | `release` | `user`, `device`, `dir`, `n` | delivers the n-th queued frame now (1 = oldest) |
 //! | `drop` | `user`, `device`, `dir`, `n` | loses the n-th queued frame and the connection with it |
-//! | `queued` | `user`, `device` | answers `up` and `down`: frames waiting |
+//! | `queued` | `user`, `device` | answers `up` and `down` (how many frames wait) and `frames` (one line each) |
 //! | `reject_next` | `key` | the next write to the key is rejected (`forced`) |
 //! | `disconnect` | `user`, `device` | closes the device's connection |
 //! | `server_set` | `user`, `key`, `value` | a write by the server itself, pushed to every device |
@@ -236,12 +236,12 @@ async fn run(cmd: AdminCommand, to_core: &mpsc::Sender<ToCore>) -> Value {
             let (reply, rx) = oneshot::channel();
             link(to_core, user, device, LinkCommand::Queued(reply)).await;
             // No answer: the device is not connected.
-            let (up, down) = tokio::time::timeout(Duration::from_secs(1), rx)
+            let q = tokio::time::timeout(Duration::from_secs(1), rx)
                 .await
                 .ok()
                 .and_then(Result::ok)
                 .unwrap_or_default();
-            return json!({"ok": true, "up": up, "down": down});
+            return json!({"ok": true, "up": q.up.len(), "down": q.down.len(), "frames": {"up": q.up, "down": q.down}});
         }
         AdminCommand::RejectNext { key: k } => match key(&k) {
             Ok(k) => control(to_core, Control::RejectNext(k)).await,

@@ -86,8 +86,17 @@ pub enum LinkCommand {
     Release(Direction, usize),
     /// Lose the n-th queued frame, and the connection with it.
     Drop(Direction, usize),
-    /// How many frames wait in each direction: `(up, down)`.
-    Queued(oneshot::Sender<(usize, usize)>),
+    /// The frames waiting in each direction, oldest first, one line each.
+    Queued(oneshot::Sender<QueuedFrames>),
+}
+
+/// The frames waiting on a connection's links, one line each (oldest first).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueuedFrames {
+    /// Device → server.
+    pub up: Vec<String>,
+    /// Server → device.
+    pub down: Vec<String>,
 }
 
 /// Controls of the running server (the admin API and the app use them).
@@ -192,8 +201,14 @@ impl ServerHandle {
         .await;
     }
 
-    /// Frames waiting on a device's held links: `(up, down)`; `(0, 0)` if not connected.
+    /// How many frames wait on a device's links: `(up, down)`; `(0, 0)` if not connected.
     pub async fn queued(&self, user: &str, device_id: &str) -> (usize, usize) {
+        let q = self.queued_frames(user, device_id).await;
+        (q.up.len(), q.down.len())
+    }
+
+    /// The frames waiting on a device's links; empty if it is not connected.
+    pub async fn queued_frames(&self, user: &str, device_id: &str) -> QueuedFrames {
         let (reply, rx) = oneshot::channel();
         self.link(user, device_id, LinkCommand::Queued(reply)).await;
         rx.await.unwrap_or_default()
@@ -302,6 +317,7 @@ async fn accept_loop(
 async fn run_core<S: Store>(mut core: Core<S>, mut rx: mpsc::Receiver<ToCore>) {
     let start = Instant::now();
     let mut outs = Outs::new();
+    let mut links: BTreeMap<(String, String), DeviceLinks> = BTreeMap::new();
     loop {
         wait_for_congested(&mut outs).await;
         let deadline = core.poll_timeout().map(|d| start + d);
@@ -324,6 +340,7 @@ async fn run_core<S: Store>(mut core: Core<S>, mut rx: mpsc::Receiver<ToCore>) {
                 ToCore::Frame(id, inbound) => batch.push((id, inbound)),
                 other => {
                     flush(&mut core, &mut outs, &mut batch, start);
+                    remember_links(&other, &mut links);
                     handle_other(&mut core, &mut outs, other, start);
                 }
             }
@@ -332,6 +349,58 @@ async fn run_core<S: Store>(mut core: Core<S>, mut rx: mpsc::Receiver<ToCore>) {
             }
         }
         flush(&mut core, &mut outs, &mut batch, start);
+        configure_new_connections(&core, &mut outs, &links);
+    }
+}
+
+/// Records link settings given for a device, so its next connections get them too.
+fn remember_links(msg: &ToCore, links: &mut BTreeMap<(String, String), DeviceLinks>) {
+    if let ToCore::Control(Control::Link {
+        user,
+        device_id,
+        command,
+    }) = msg
+    {
+        let entry = links.entry((user.clone(), device_id.clone())).or_default();
+        match command {
+            LinkCommand::Configure(d, c) => entry.config[dir_index(*d)] = Some(*c),
+            LinkCommand::Hold(d, on) => entry.hold[dir_index(*d)] = *on,
+            _ => {}
+        }
+    }
+}
+
+/// Gives each newly authenticated connection its device's link settings.
+fn configure_new_connections<S: Store>(
+    core: &Core<S>,
+    outs: &mut Outs,
+    links: &BTreeMap<(String, String), DeviceLinks>,
+) {
+    if outs.values().all(|o| o.configured) {
+        return;
+    }
+    for (user, device) in core.devices() {
+        let Some(out) = core
+            .conn_of(&user, &device)
+            .and_then(|id| outs.get_mut(&id))
+        else {
+            continue;
+        };
+        if out.configured {
+            continue;
+        }
+        out.configured = true;
+        let Some(settings) = links.get(&(user, device)) else {
+            continue;
+        };
+        for d in DIRECTIONS {
+            if let Some(c) = settings.config[dir_index(d)] {
+                let _ = out.link.send(LinkCommand::Configure(d, c));
+            }
+            if settings.hold[dir_index(d)] {
+                let _ = out.link.send(LinkCommand::Hold(d, true));
+            }
+        }
     }
 }
 
@@ -371,7 +440,26 @@ struct Out {
     kill: Option<oneshot::Sender<()>>,
     /// Since when the queue has been more than half full.
     congested_since: Option<Instant>,
+    /// The device's link settings were applied to this connection (after its hello).
+    configured: bool,
 }
+
+/// A device's link settings, kept across its connections (as the simulator keeps a
+/// device's links): latency, jitter, loss and holds per direction.
+#[derive(Debug, Clone, Copy, Default)]
+struct DeviceLinks {
+    config: [Option<LinkConfig>; 2],
+    hold: [bool; 2],
+}
+
+fn dir_index(d: Direction) -> usize {
+    match d {
+        Direction::Up => 0,
+        Direction::Down => 1,
+    }
+}
+
+const DIRECTIONS: [Direction; 2] = [Direction::Up, Direction::Down];
 
 type Outs = BTreeMap<ConnId, Out>;
 
@@ -404,6 +492,7 @@ fn handle_other<S: Store>(core: &mut Core<S>, outs: &mut Outs, msg: ToCore, star
                     link,
                     kill: Some(kill),
                     congested_since: None,
+                    configured: false,
                 },
             );
         }
@@ -712,10 +801,30 @@ impl Links {
             LinkCommand::Drop(Direction::Up, n) => return self.up.drop_nth(n).is_none(),
             LinkCommand::Drop(Direction::Down, n) => return self.down.drop_nth(n).is_none(),
             LinkCommand::Queued(reply) => {
-                let _ = reply.send((self.up.len(), self.down.len()));
+                let up = self.up.queued().map(|q| summary_up(&q.frame)).collect();
+                let down = self.down.queued().map(|q| summary_down(&q.frame)).collect();
+                let _ = reply.send(QueuedFrames { up, down });
             }
         }
         true
+    }
+}
+
+fn summary_up(inbound: &Inbound) -> String {
+    match inbound {
+        Inbound::Text(t) => sync_core::protocol::decode_client_frame(t)
+            .map_or_else(|_| "(malformed frame)".to_string(), |f| f.to_string()),
+        Inbound::Decoded(f) => f.to_string(),
+        Inbound::Binary => "(binary frame)".into(),
+        Inbound::TooLarge => "(oversize frame)".into(),
+    }
+}
+
+fn summary_down(out: &Outbound) -> String {
+    match out {
+        Outbound::Frame(json, _) => sync_core::protocol::decode_server_frame(json)
+            .map_or_else(|_| json.clone(), |f| f.to_string()),
+        Outbound::Close(code, reason) => format!("close {code} {reason}"),
     }
 }
 
