@@ -60,3 +60,33 @@ fn a_like_clicked_in_one_pane_appears_in_the_other() {
         a.server().is_some_and(|s| s.writes == 1)
     });
 }
+
+#[test]
+fn a_held_frame_is_listed_and_delivering_it_changes_the_pane() {
+    let mut h = harness(app(2, "hold"));
+    step_until(&mut h, "both devices connected", |a| {
+        a.panes()
+            .iter()
+            .all(|p| p.handle.view().connection == ConnectionState::Connected)
+    });
+    h.get_by_label("laptop hold down").click();
+    h.step();
+    h.get_by_label("phone like post-2").click();
+    let like = Key::parse("like/post-2").unwrap();
+    step_until(&mut h, "the push to be listed in the laptop's queue", |a| {
+        a.panes()[1]
+            .queue
+            .down
+            .iter()
+            .any(|f| f.starts_with("push like/post-2"))
+    });
+    assert_eq!(
+        h.state().panes()[1].handle.view().shown(&like),
+        json!(false),
+        "held"
+    );
+    h.get_by_label("laptop deliver down 1").click();
+    step_until(&mut h, "the laptop to show the like", |a| {
+        a.panes()[1].handle.view().shown(&like) == json!(true)
+    });
+}

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
 
-use mock_server::net::{Inspection, ServerConfig, ServerHandle, start};
+use mock_server::net::{Inspection, LinkCommand, QueuedFrames, ServerConfig, ServerHandle, start};
 use mock_server::redb_store::RedbStore;
 use sync_core::client::{ClientConfig, DeviceHandle, spawn};
 use sync_core::engine::{EngineConfig, Strategy};
@@ -35,7 +35,11 @@ pub struct Live {
     repaint: Arc<dyn Fn() + Send + Sync>,
     inspections: (mpsc::Sender<Inspection>, mpsc::Receiver<Inspection>),
     inspecting: bool,
+    queues: (mpsc::Sender<QueueListing>, mpsc::Receiver<QueueListing>),
 }
+
+/// A device's held frames, as listed by the server.
+type QueueListing = (String, QueuedFrames);
 
 impl Live {
     /// Starts the embedded server on a free loopback port (unless an external one is
@@ -71,6 +75,7 @@ impl Live {
             repaint,
             inspections: mpsc::channel(),
             inspecting: false,
+            queues: mpsc::channel(),
         })
     }
 
@@ -128,6 +133,36 @@ impl Live {
     /// Whether the server runs inside the app.
     pub fn embedded(&self) -> bool {
         self.server.is_some()
+    }
+
+    /// A fault on a device's link (embedded server only; kept across its reconnects).
+    pub fn link(&self, device: &str, command: LinkCommand) {
+        if let Some(server) = self.server.clone() {
+            let device = device.to_string();
+            self.rt
+                .spawn(async move { server.link(USER, &device, command).await });
+        }
+    }
+
+    /// Asks for the frames waiting on a device's links (answered through
+    /// [`Live::poll_queues`]).
+    pub fn request_queue(&self, device: &str) {
+        let Some(server) = self.server.clone() else {
+            return;
+        };
+        let device = device.to_string();
+        let tx = self.queues.0.clone();
+        let repaint = self.repaint.clone();
+        self.rt.spawn(async move {
+            let frames = server.queued_frames(USER, &device).await;
+            let _ = tx.send((device, frames));
+            repaint();
+        });
+    }
+
+    /// Queue listings that arrived: `(device, frames)`.
+    pub fn poll_queues(&self) -> Vec<(String, QueuedFrames)> {
+        self.queues.1.try_iter().collect()
     }
 
     /// Rejects the next write to a key (embedded server only).

@@ -11,12 +11,17 @@ pub mod live;
 pub mod pane;
 pub mod server_panel;
 
+use std::time::{Duration, Instant};
+
 use eframe::egui;
 use mock_server::net::Inspection;
 use sync_core::engine::Strategy;
 
 use live::Live;
-use pane::Pane;
+use pane::{Pane, PaneAction};
+
+/// How often a held queue is listed again while a hold is on.
+const QUEUE_REFRESH: Duration = Duration::from_millis(200);
 
 /// Device names, in the order devices are added.
 pub const NAMES: [&str; 8] = [
@@ -31,6 +36,7 @@ pub struct SyncLab {
     /// The sum of the devices' counters when the server was last asked for its state.
     seen: u64,
     reject_key: String,
+    queue_listed: Option<Instant>,
 }
 
 impl SyncLab {
@@ -47,6 +53,7 @@ impl SyncLab {
             server: None,
             seen: u64::MAX,
             reject_key: "like/post-1".into(),
+            queue_listed: None,
         }
     }
 
@@ -84,16 +91,58 @@ impl SyncLab {
         egui::Panel::right("server").min_size(280.0).show(ui, |ui| {
             server_panel::ui(ui, &self.live, self.server.as_ref(), &mut self.reject_key);
         });
+        let mut actions: Vec<(String, PaneAction)> = Vec::new();
         egui::CentralPanel::default().show(ui, |ui| {
             egui::ScrollArea::both().show(ui, |ui| {
                 let n = self.panes.len();
                 ui.columns(n, |cols| {
                     for (pane, col) in self.panes.iter_mut().zip(cols.iter_mut()) {
-                        pane.ui(col);
+                        let mut mine = Vec::new();
+                        pane.ui(col, &mut mine);
+                        actions.extend(mine.into_iter().map(|a| (pane.name.clone(), a)));
                     }
                 });
             });
         });
+        // Commands go out after the frame; a changed link is listed again at once.
+        let acted = !actions.is_empty();
+        for (device, PaneAction::Link(command)) in actions {
+            self.live.link(&device, command);
+        }
+        self.refresh_queues(ui.ctx(), acted);
+    }
+
+    /// Lists the held queues: while a hold is on, every [`QUEUE_REFRESH`] (and right
+    /// after an action), so a frame that arrives shows up; otherwise not at all.
+    fn refresh_queues(&mut self, ctx: &egui::Context, now: bool) {
+        for (device, frames) in self.live.poll_queues() {
+            if let Some(p) = self.panes.iter_mut().find(|p| p.name == device) {
+                p.queue = frames;
+            }
+        }
+        let holding: Vec<String> = self
+            .panes
+            .iter_mut()
+            .filter_map(|p| {
+                if !p.holding() {
+                    p.queue = Default::default();
+                }
+                p.holding().then(|| p.name.clone())
+            })
+            .collect();
+        if holding.is_empty() {
+            return;
+        }
+        let due = self
+            .queue_listed
+            .is_none_or(|t| t.elapsed() >= QUEUE_REFRESH);
+        if now || due {
+            self.queue_listed = Some(Instant::now());
+            for device in &holding {
+                self.live.request_queue(device);
+            }
+        }
+        ctx.request_repaint_after(QUEUE_REFRESH);
     }
 
     /// Asks the server for its state when a device's counters moved (so an idle app asks

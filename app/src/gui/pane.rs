@@ -4,7 +4,12 @@
 
 use std::collections::VecDeque;
 
+use std::time::Duration;
+
 use eframe::egui::{self, Color32, RichText};
+use mock_server::link::LinkConfig;
+use mock_server::net::{LinkCommand, QueuedFrames};
+use mock_server::sim::Direction;
 use serde_json::{Value, json};
 use sync_core::client::{DeviceHandle, DeviceView};
 use sync_core::engine::connection::ConnectionState;
@@ -28,6 +33,57 @@ pub struct Pane {
     pub log: VecDeque<Event>,
     comment_drafts: [String; 3],
     name_draft: String,
+    preset: Preset,
+    held: [bool; 2],
+    /// The frames waiting on this device's held links, as last listed by the server.
+    pub queue: QueuedFrames,
+}
+
+/// Network presets: Chrome DevTools' added round-trip latency, split half each way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// No added delay.
+    None,
+    /// 165 ms round trip.
+    Fast4G,
+    /// 562.5 ms round trip.
+    Slow4G,
+    /// 2000 ms round trip.
+    ThreeG,
+}
+
+impl Preset {
+    const ALL: [Preset; 4] = [Preset::None, Preset::Fast4G, Preset::Slow4G, Preset::ThreeG];
+
+    fn name(self) -> &'static str {
+        match self {
+            Preset::None => "no added latency",
+            Preset::Fast4G => "Fast 4G (165 ms RTT)",
+            Preset::Slow4G => "Slow 4G (562.5 ms RTT)",
+            Preset::ThreeG => "3G (2000 ms RTT)",
+        }
+    }
+
+    /// One direction's settings: half the round trip.
+    fn link(self) -> LinkConfig {
+        let rtt_us: u64 = match self {
+            Preset::None => 0,
+            Preset::Fast4G => 165_000,
+            Preset::Slow4G => 562_500,
+            Preset::ThreeG => 2_000_000,
+        };
+        LinkConfig {
+            latency: Duration::from_micros(rtt_us / 2),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+        }
+    }
+}
+
+/// What a pane asks the app to do after the frame.
+pub enum PaneAction {
+    /// A fault on this device's link.
+    Link(LinkCommand),
 }
 
 impl Pane {
@@ -41,6 +97,9 @@ impl Pane {
             log: VecDeque::new(),
             comment_drafts: Default::default(),
             name_draft: String::new(),
+            preset: Preset::None,
+            held: [false; 2],
+            queue: QueuedFrames::default(),
         }
     }
 
@@ -60,8 +119,13 @@ impl Pane {
         }
     }
 
-    /// Draws the pane.
-    pub fn ui(&mut self, ui: &mut egui::Ui) {
+    /// `true` while one of the device's links is held (its queue is worth listing).
+    pub fn holding(&self) -> bool {
+        self.held.contains(&true)
+    }
+
+    /// Draws the pane; what it asks of the app goes into `actions`.
+    pub fn ui(&mut self, ui: &mut egui::Ui, actions: &mut Vec<PaneAction>) {
         let view = self.handle.view();
         let dark = view.shown(&Key::DarkMode) == json!(true);
         // The pane renders in its own synced theme.
@@ -84,6 +148,8 @@ impl Pane {
                     self.feed(ui, &view);
                     ui.separator();
                     self.settings(ui, &view);
+                    ui.separator();
+                    self.network(ui, actions);
                     ui.separator();
                     sync_table(ui, &self.name, &view);
                     counters(ui, &view);
@@ -230,6 +296,77 @@ impl Pane {
                 .strong(),
             );
         });
+    }
+
+    fn network(&mut self, ui: &mut egui::Ui, actions: &mut Vec<PaneAction>) {
+        ui.horizontal_wrapped(|ui| {
+            let label = ui.label(RichText::new("network").strong());
+            let before = self.preset;
+            egui::ComboBox::from_id_salt(format!("{}-preset", self.name))
+                .selected_text(self.preset.name())
+                .show_ui(ui, |ui| {
+                    for p in Preset::ALL {
+                        ui.selectable_value(&mut self.preset, p, p.name());
+                    }
+                })
+                .response
+                .labelled_by(label.id)
+                .on_hover_text("Added latency, half of the round trip each way");
+            if self.preset != before {
+                for d in [Direction::Up, Direction::Down] {
+                    actions.push(PaneAction::Link(LinkCommand::Configure(d, self.preset.link())));
+                }
+            }
+            for (i, (d, text)) in [(Direction::Up, "hold up"), (Direction::Down, "hold down")]
+                .into_iter()
+                .enumerate()
+            {
+                let r = ui.checkbox(&mut self.held[i], text).on_hover_text(
+                    "Frames stop in a queue: deliver any of them (out of order), or drop one — which, as on a real network, takes the connection with it",
+                );
+                let label = format!("{} {text}", self.name);
+                let held = self.held[i];
+                r.widget_info(|| egui::WidgetInfo::selected(egui::Role::CheckBox, true, held, &label));
+                if r.changed() {
+                    actions.push(PaneAction::Link(LinkCommand::Hold(d, held)));
+                }
+            }
+        });
+        for (d, frames, arrow) in [
+            (Direction::Up, &self.queue.up, "to server"),
+            (Direction::Down, &self.queue.down, "from server"),
+        ] {
+            for (i, frame) in frames.iter().enumerate() {
+                let n = i + 1;
+                let dir = if d == Direction::Up { "up" } else { "down" };
+                ui.horizontal(|ui| {
+                    // Buttons first: a long frame must not push them out of the pane.
+                    let deliver = ui.small_button("deliver");
+                    let label = format!("{} deliver {dir} {n}", self.name);
+                    deliver.widget_info(|| {
+                        egui::WidgetInfo::labeled(egui::Role::Button, true, &label)
+                    });
+                    if deliver.clicked() {
+                        actions.push(PaneAction::Link(LinkCommand::Release(d, n)));
+                    }
+                    let drop = ui
+                        .small_button("drop")
+                        .on_hover_text("Lose it, and the connection with it");
+                    let label = format!("{} drop {dir} {n}", self.name);
+                    drop.widget_info(|| {
+                        egui::WidgetInfo::labeled(egui::Role::Button, true, &label)
+                    });
+                    if drop.clicked() {
+                        actions.push(PaneAction::Link(LinkCommand::Drop(d, n)));
+                    }
+                    ui.label(
+                        RichText::new(format!("{n}. {arrow}: {frame}"))
+                            .small()
+                            .monospace(),
+                    );
+                });
+            }
+        }
     }
 
     fn recent(&self, ui: &mut egui::Ui) {
