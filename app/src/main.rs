@@ -94,6 +94,8 @@ fn main() -> ExitCode {
         "Sync Lab",
         options,
         Box::new(move |cc| {
+            // A light frame around the panes, so a pane in its synced dark mode stands out.
+            cc.egui_ctx.set_theme(eframe::egui::Theme::Light);
             let ctx = cc.egui_ctx.clone();
             let repaint = Arc::new(move || ctx.request_repaint());
             let live = gui::live::Live::start(rt, &config, repaint)?;

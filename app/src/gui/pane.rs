@@ -359,11 +359,9 @@ impl Pane {
                     if drop.clicked() {
                         actions.push(PaneAction::Link(LinkCommand::Drop(d, n)));
                     }
-                    ui.label(
-                        RichText::new(format!("{n}. {arrow}: {frame}"))
-                            .small()
-                            .monospace(),
-                    );
+                    let text = format!("{n}. {arrow}: {frame}");
+                    ui.add(egui::Label::new(RichText::new(&text).small().monospace()).truncate())
+                        .on_hover_text(text);
                 });
             }
         }
