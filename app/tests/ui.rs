@@ -59,6 +59,13 @@ fn a_like_clicked_in_one_pane_appears_in_the_other() {
     step_until(&mut h, "the server panel to show the write", |a| {
         a.server().is_some_and(|s| s.writes == 1)
     });
+    step_until(&mut h, "the convergence indicator to agree", |a| {
+        a.agreement().is_ok()
+    });
+    assert!(
+        h.query_by_label_contains("all devices agree with the server")
+            .is_some()
+    );
 }
 
 #[test]

@@ -37,6 +37,9 @@ pub struct SyncLab {
     seen: u64,
     reject_key: String,
     queue_listed: Option<Instant>,
+    /// When the last intent happened, and when everyone agreed again after it.
+    last_intent: Option<Instant>,
+    converged_after: Option<Duration>,
 }
 
 impl SyncLab {
@@ -54,6 +57,8 @@ impl SyncLab {
             seen: u64::MAX,
             reject_key: "like/post-1".into(),
             queue_listed: None,
+            last_intent: None,
+            converged_after: None,
         }
     }
 
@@ -70,9 +75,19 @@ impl SyncLab {
     /// Draws everything.
     pub fn ui_root(&mut self, ui: &mut egui::Ui) {
         for pane in &mut self.panes {
-            pane.drain_events();
+            if pane.drain_events() {
+                self.last_intent = Some(Instant::now());
+                self.converged_after = None;
+            }
         }
         self.refresh_server();
+        let agreement = self.agreement();
+        if agreement.is_ok()
+            && self.converged_after.is_none()
+            && let Some(t) = self.last_intent
+        {
+            self.converged_after = Some(t.elapsed());
+        }
         egui::Panel::top("top").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.heading("Sync Lab");
@@ -86,6 +101,17 @@ impl SyncLab {
                     let handle = self.live.device(name, Strategy::SyncWithPush);
                     self.panes.push(Pane::new(name, handle));
                 }
+                ui.separator();
+                let (color, text) = match (&agreement, self.converged_after) {
+                    (Ok(()), Some(after)) => (
+                        egui::Color32::from_rgb(0x30, 0xa0, 0x50),
+                        format!("all devices agree with the server, {:.2} s after the last intent", after.as_secs_f64()),
+                    ),
+                    (Ok(()), None) => (egui::Color32::from_rgb(0x30, 0xa0, 0x50), "all devices agree with the server".into()),
+                    (Err(why), _) => (egui::Color32::from_rgb(0xd0, 0x8c, 0x20), why.clone()),
+                };
+                ui.label(egui::RichText::new(text).color(color).strong())
+                    .on_hover_text("Convergence: every connected device shows the server's value and knows its revision for every key, with nothing in flight");
             });
         });
         egui::Panel::right("server").min_size(280.0).show(ui, |ui| {
@@ -143,6 +169,33 @@ impl SyncLab {
             }
         }
         ctx.request_repaint_after(QUEUE_REFRESH);
+    }
+
+    /// `Ok` when every connected device agrees with the server (value and revision of
+    /// every stored key, nothing in flight); else which device and key still differ.
+    pub fn agreement(&self) -> Result<(), String> {
+        use sync_core::engine::connection::ConnectionState;
+        let Some(server) = &self.server else {
+            return Err("waiting for the server's state".into());
+        };
+        for pane in &self.panes {
+            let view = pane.handle.view();
+            if view.connection != ConnectionState::Connected {
+                continue;
+            }
+            if view.has_pending() {
+                return Err(format!("{} has a request in flight", pane.name));
+            }
+            for (key, stored) in &server.data.keys {
+                let (shown, rev) = view.key(key).map_or((key.default_value(), 0), |k| {
+                    (k.slot.shown.clone(), k.known_rev)
+                });
+                if shown != stored.value || rev != stored.rev {
+                    return Err(format!("{} differs on {key}", pane.name));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Asks the server for its state when a device's counters moved (so an idle app asks

@@ -103,11 +103,13 @@ impl Pane {
         }
     }
 
-    /// Takes the events that arrived since the last frame.
-    pub fn drain_events(&mut self) {
+    /// Takes the events that arrived since the last frame; `true` if one was an intent.
+    pub fn drain_events(&mut self) -> bool {
+        let mut intent = false;
         loop {
             match self.events.try_recv() {
                 Ok(e) => {
+                    intent |= matches!(e.kind, EventKind::OptimisticWrite { .. });
                     self.log.push_back(e);
                     if self.log.len() > LOG {
                         self.log.pop_front();
@@ -117,6 +119,7 @@ impl Pane {
                 Err(_) => break,
             }
         }
+        intent
     }
 
     /// `true` while one of the device's links is held (its queue is worth listing).
