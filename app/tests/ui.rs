@@ -8,6 +8,7 @@ use app::gui::live::{Live, LiveConfig};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use serde_json::json;
+use sync_core::engine::Strategy;
 use sync_core::engine::connection::ConnectionState;
 use sync_core::protocol::Key;
 
@@ -96,4 +97,33 @@ fn a_held_frame_is_listed_and_delivering_it_changes_the_pane() {
     step_until(&mut h, "the laptop to show the like", |a| {
         a.panes()[1].handle.view().shown(&like) == json!(true)
     });
+}
+
+#[test]
+fn the_strategy_selector_restarts_the_device_with_its_state() {
+    let mut h = harness(app(2, "strategy"));
+    step_until(&mut h, "both devices connected", |a| {
+        a.panes()
+            .iter()
+            .all(|p| p.handle.view().connection == ConnectionState::Connected)
+    });
+    h.get_by_label("phone like post-3").click();
+    let like = Key::parse("like/post-3").unwrap();
+    step_until(&mut h, "the like to sync", |a| {
+        a.agreement().is_ok() && a.server().is_some_and(|s| s.writes == 1)
+    });
+    h.get_by_label("phone strategy").click();
+    h.run_steps(3); // the popup opens on a later frame
+    h.get_by_label("naive").click();
+    step_until(&mut h, "the phone to run naive, connected", |a| {
+        let v = a.panes()[0].handle.view();
+        v.strategy == Strategy::Naive && v.connection == ConnectionState::Connected
+    });
+    let view = h.state().panes()[0].handle.view();
+    assert_eq!(
+        view.shown(&like),
+        json!(true),
+        "the state survives the restart"
+    );
+    assert_eq!(view.counters.intents, 1, "so do the counters");
 }

@@ -36,7 +36,11 @@ pub struct Live {
     inspections: (mpsc::Sender<Inspection>, mpsc::Receiver<Inspection>),
     inspecting: bool,
     queues: (mpsc::Sender<QueueListing>, mpsc::Receiver<QueueListing>),
+    restarted: (mpsc::Sender<Restarted>, mpsc::Receiver<Restarted>),
 }
+
+/// A device restarted with a new handle.
+type Restarted = (String, DeviceHandle);
 
 /// A device's held frames, as listed by the server.
 type QueueListing = (String, QueuedFrames);
@@ -76,6 +80,7 @@ impl Live {
             inspections: mpsc::channel(),
             inspecting: false,
             queues: mpsc::channel(),
+            restarted: mpsc::channel(),
         })
     }
 
@@ -84,22 +89,42 @@ impl Live {
         &self.url
     }
 
+    fn client_config(&self, name: &str, strategy: Strategy) -> ClientConfig {
+        ClientConfig {
+            url: self.url.clone(),
+            engine: EngineConfig {
+                device_id: name.to_string(),
+                token: TOKEN.to_string(),
+                strategy,
+                seed: name.bytes().map(u64::from).sum(),
+            },
+            snapshot: Some(self.data.join("devices").join(format!("{name}.json"))),
+        }
+    }
+
     /// Starts a device (restoring its snapshot from the data directory, if any).
     pub fn device(&self, name: &str, strategy: Strategy) -> DeviceHandle {
         let _guard = self.rt.enter();
-        spawn(
-            ClientConfig {
-                url: self.url.clone(),
-                engine: EngineConfig {
-                    device_id: name.to_string(),
-                    token: TOKEN.to_string(),
-                    strategy,
-                    seed: name.bytes().map(u64::from).sum(),
-                },
-                snapshot: Some(self.data.join("devices").join(format!("{name}.json"))),
-            },
-            self.repaint.clone(),
-        )
+        spawn(self.client_config(name, strategy), self.repaint.clone())
+    }
+
+    /// Restarts a device with another strategy: it stops (flushing its snapshot) and
+    /// starts again from it. The new handle arrives through [`Live::poll_restarted`].
+    pub fn restart_device(&self, old: DeviceHandle, name: &str, strategy: Strategy) {
+        let config = self.client_config(name, strategy);
+        let repaint = self.repaint.clone();
+        let tx = self.restarted.0.clone();
+        let name = name.to_string();
+        self.rt.spawn(async move {
+            old.shutdown().await;
+            let _ = tx.send((name, spawn(config, repaint.clone())));
+            repaint();
+        });
+    }
+
+    /// Devices restarted since the last call: `(name, new handle)`.
+    pub fn poll_restarted(&self) -> Vec<(String, DeviceHandle)> {
+        self.restarted.1.try_iter().collect()
     }
 
     /// Asks the embedded server for its state (answered later through

@@ -74,6 +74,11 @@ impl SyncLab {
 
     /// Draws everything.
     pub fn ui_root(&mut self, ui: &mut egui::Ui) {
+        for (name, handle) in self.live.poll_restarted() {
+            if let Some(p) = self.panes.iter_mut().find(|p| p.name == name) {
+                p.replace(handle);
+            }
+        }
         for pane in &mut self.panes {
             if pane.drain_events() {
                 self.last_intent = Some(Instant::now());
@@ -132,8 +137,16 @@ impl SyncLab {
         });
         // Commands go out after the frame; a changed link is listed again at once.
         let acted = !actions.is_empty();
-        for (device, PaneAction::Link(command)) in actions {
-            self.live.link(&device, command);
+        for (device, action) in actions {
+            match action {
+                PaneAction::Link(command) => self.live.link(&device, command),
+                PaneAction::Strategy(strategy) => {
+                    if let Some(p) = self.panes.iter().find(|p| p.name == device) {
+                        self.live
+                            .restart_device(p.handle.clone(), &device, strategy);
+                    }
+                }
+            }
         }
         self.refresh_queues(ui.ctx(), acted);
     }

@@ -13,7 +13,7 @@ use mock_server::sim::Direction;
 use serde_json::{Value, json};
 use sync_core::client::{DeviceHandle, DeviceView};
 use sync_core::engine::connection::ConnectionState;
-use sync_core::engine::{Event, EventKind};
+use sync_core::engine::{Event, EventKind, Strategy};
 use sync_core::protocol::Key;
 use tokio::sync::broadcast;
 
@@ -84,6 +84,8 @@ impl Preset {
 pub enum PaneAction {
     /// A fault on this device's link.
     Link(LinkCommand),
+    /// Restart the device with this strategy.
+    Strategy(Strategy),
 }
 
 impl Pane {
@@ -122,6 +124,12 @@ impl Pane {
         intent
     }
 
+    /// The device restarted: follow its new handle.
+    pub fn replace(&mut self, handle: DeviceHandle) {
+        self.events = handle.subscribe();
+        self.handle = handle;
+    }
+
     /// `true` while one of the device's links is held (its queue is worth listing).
     pub fn holding(&self) -> bool {
         self.held.contains(&true)
@@ -146,7 +154,7 @@ impl Pane {
                 .fill(ui.visuals().panel_fill)
                 .show(ui, |ui| {
                     ui.set_min_width(ui.available_width());
-                    self.header(ui, &view);
+                    self.header(ui, &view, actions);
                     ui.separator();
                     self.feed(ui, &view);
                     ui.separator();
@@ -162,10 +170,26 @@ impl Pane {
         });
     }
 
-    fn header(&mut self, ui: &mut egui::Ui, view: &DeviceView) {
+    fn header(&mut self, ui: &mut egui::Ui, view: &DeviceView, actions: &mut Vec<PaneAction>) {
         ui.horizontal(|ui| {
             ui.heading(&self.name);
-            ui.label(RichText::new(view.strategy.name()).monospace());
+            let mut strategy = view.strategy;
+            let combo = egui::ComboBox::from_id_salt(format!("{}-strategy", self.name))
+                .selected_text(RichText::new(strategy.name()).monospace())
+                .show_ui(ui, |ui| {
+                    for s in Strategy::ALL {
+                        ui.selectable_value(&mut strategy, s, s.name());
+                    }
+                })
+                .response
+                .on_hover_text(
+                    "How this device syncs values. Changing it restarts the device from its snapshot: compare the same actions side by side",
+                );
+            let label = format!("{} strategy", self.name);
+            combo.widget_info(|| egui::WidgetInfo::labeled(egui::Role::ComboBox, true, &label));
+            if strategy != view.strategy {
+                actions.push(PaneAction::Strategy(strategy));
+            }
             let (color, text) = connection_badge(&view.connection);
             ui.label(RichText::new(text).color(color).strong());
             let mut online = view.connection != ConnectionState::Offline;

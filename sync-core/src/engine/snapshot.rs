@@ -138,6 +138,11 @@ impl Engine {
 
     /// A device restarted from its snapshot. It connects at once; its unanswered
     /// requests are resolved after the `welcome` (resent, or superseded).
+    ///
+    /// The strategy is the configuration's, so a device can restart with another one (the
+    /// app's strategy selector): open writes carry value and local revision, which every
+    /// strategy can resume, and a `sync-with-push` revision map missing from the snapshot
+    /// is rebuilt from the keys' local and known revisions.
     pub fn restore(
         config: EngineConfig,
         snapshot: Snapshot,
@@ -154,19 +159,26 @@ impl Engine {
                 expected: config.device_id,
             });
         }
-        let config = EngineConfig {
-            strategy: snapshot.strategy,
-            ..config
-        };
         let mut engine = Engine::new(config, now);
+        if let Machine::WithPush(m) = &mut engine.machine {
+            if snapshot.strategy == Strategy::SyncWithPush {
+                for (key, entry) in snapshot.revisions {
+                    m.set_entry(key, entry);
+                }
+            } else {
+                for (key, slot) in &snapshot.keys {
+                    let entry = RevisionEntry {
+                        local: slot.local_rev as i64,
+                        server: slot.known_rev as i64,
+                        is_push: false,
+                    };
+                    m.set_entry(key.clone(), entry);
+                }
+            }
+        }
         engine.state.keys = snapshot.keys;
         engine.state.counters = snapshot.counters;
         engine.cursor = snapshot.cursor;
-        if let Machine::WithPush(m) = &mut engine.machine {
-            for (key, entry) in snapshot.revisions {
-                m.set_entry(key, entry);
-            }
-        }
         for write in snapshot.open_writes {
             engine.restore_open_write(write);
         }
