@@ -127,3 +127,47 @@ fn the_strategy_selector_restarts_the_device_with_its_state() {
     );
     assert_eq!(view.counters.intents, 1, "so do the counters");
 }
+
+#[test]
+fn a_slider_drag_of_30_steps_costs_at_most_two_requests() {
+    let mut h = harness(app(2, "slider"));
+    step_until(&mut h, "both devices connected", |a| {
+        a.panes()
+            .iter()
+            .all(|p| p.handle.view().connection == ConnectionState::Connected)
+    });
+    // Hold the phone's uplink so the whole drag happens while the first request is in
+    // flight, however fast loopback is.
+    h.get_by_label("phone hold up").click();
+    h.step();
+    for _ in 0..30 {
+        h.get_by_label("phone volume").increment_accesskit();
+        h.step();
+    }
+    let volume = Key::Volume;
+    step_until(&mut h, "the drag to be shown", |a| {
+        a.panes()[0].handle.view().shown(&volume) == json!(80)
+    });
+    let requests = |a: &SyncLab| {
+        a.panes()[0]
+            .handle
+            .view()
+            .counters
+            .requests_by_key
+            .get(&Key::Volume)
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        requests(h.state()),
+        1,
+        "one request in flight; 29 intents coalesced"
+    );
+    h.get_by_label("phone hold up").click();
+    step_until(&mut h, "everyone to agree on 80", |a| {
+        a.agreement().is_ok() && a.panes()[1].handle.view().shown(&volume) == json!(80)
+    });
+    let n = requests(h.state());
+    assert!(n <= 2, "30 steps cost {n} requests");
+    assert_eq!(h.state().panes()[0].handle.view().counters.intents, 30);
+}
