@@ -47,13 +47,12 @@ fn a_like_clicked_in_one_pane_appears_in_the_other() {
             .all(|p| p.handle.view().connection == ConnectionState::Connected)
     });
     h.get_by_label("phone like post-1").click();
-    h.step();
     let like = Key::parse("like/post-1").unwrap();
-    assert_eq!(
-        h.state().panes()[0].handle.view().shown(&like),
-        json!(true),
-        "optimistic"
-    );
+    // The engine shows the intent in the step that handles it (optimistic); the UI sees
+    // it once the device's thread has run.
+    step_until(&mut h, "the phone to show its like", |a| {
+        a.panes()[0].handle.view().shown(&like) == json!(true)
+    });
     step_until(&mut h, "the laptop to show the like", |a| {
         a.panes()[1].handle.view().shown(&like) == json!(true)
     });
@@ -63,6 +62,27 @@ fn a_like_clicked_in_one_pane_appears_in_the_other() {
     step_until(&mut h, "the convergence indicator to agree", |a| {
         a.agreement().is_ok()
     });
+    // The wire view drew the request, its ack, and the push to the laptop.
+    let labels: Vec<(String, String)> = h
+        .state()
+        .wire()
+        .arrows()
+        .map(|a| (a.device.clone(), a.label.clone()))
+        .collect();
+    let has = |device: &str, start: &str| {
+        labels
+            .iter()
+            .any(|(d, l)| d == device && l.starts_with(start))
+    };
+    assert!(
+        has("phone", "#1 like/post-1 = true lr1 (first)"),
+        "{labels:?}"
+    );
+    assert!(has("phone", "ack like/post-1 = true rev 1"), "{labels:?}");
+    assert!(
+        has("laptop", "push like/post-1 = true rev 1 from phone"),
+        "{labels:?}"
+    );
     assert!(
         h.query_by_label_contains("all devices agree with the server")
             .is_some()
@@ -140,6 +160,12 @@ fn a_slider_drag_of_30_steps_costs_at_most_two_requests() {
     // flight, however fast loopback is.
     h.get_by_label("phone hold up").click();
     h.step();
+    // Link commands take effect in order: a queue listing that arrives after the click
+    // means the hold is in place.
+    let listed = h.state().panes()[0].queue_listings;
+    step_until(&mut h, "the hold to take effect", |a| {
+        a.panes()[0].queue_listings > listed
+    });
     for _ in 0..30 {
         h.get_by_label("phone volume").increment_accesskit();
         h.step();

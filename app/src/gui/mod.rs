@@ -6,10 +6,12 @@
 //! | [`live`] | the embedded server and the devices' client runtimes |
 //! | [`pane`] | one device pane |
 //! | [`server_panel`] | the server's authoritative table and fault controls |
+//! | [`wire`] | the live sequence diagram of frames between devices and server |
 
 pub mod live;
 pub mod pane;
 pub mod server_panel;
+pub mod wire;
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,7 @@ pub struct SyncLab {
     /// When the last intent happened, and when everyone agreed again after it.
     last_intent: Option<Instant>,
     converged_after: Option<Duration>,
+    wire: wire::Wire,
 }
 
 impl SyncLab {
@@ -59,12 +62,18 @@ impl SyncLab {
             queue_listed: None,
             last_intent: None,
             converged_after: None,
+            wire: wire::Wire::default(),
         }
     }
 
     /// The panes (for tests).
     pub fn panes(&self) -> &[Pane] {
         &self.panes
+    }
+
+    /// The wire view.
+    pub fn wire(&self) -> &wire::Wire {
+        &self.wire
     }
 
     /// The server's state as last seen.
@@ -80,9 +89,12 @@ impl SyncLab {
             }
         }
         for pane in &mut self.panes {
-            if pane.drain_events() {
-                self.last_intent = Some(Instant::now());
-                self.converged_after = None;
+            for kind in pane.drain_events() {
+                if matches!(kind, sync_core::engine::EventKind::OptimisticWrite { .. }) {
+                    self.last_intent = Some(Instant::now());
+                    self.converged_after = None;
+                }
+                self.wire.record(&pane.name, &kind);
             }
         }
         self.refresh_server();
@@ -122,6 +134,13 @@ impl SyncLab {
         egui::Panel::right("server").min_size(280.0).show(ui, |ui| {
             server_panel::ui(ui, &self.live, self.server.as_ref(), &mut self.reject_key);
         });
+        egui::Panel::bottom("wire")
+            .resizable(true)
+            .default_size(260.0)
+            .show(ui, |ui| {
+                let names: Vec<String> = self.panes.iter().map(|p| p.name.clone()).collect();
+                self.wire.ui(ui, &names);
+            });
         let mut actions: Vec<(String, PaneAction)> = Vec::new();
         egui::CentralPanel::default().show(ui, |ui| {
             egui::ScrollArea::both().show(ui, |ui| {
@@ -157,6 +176,7 @@ impl SyncLab {
         for (device, frames) in self.live.poll_queues() {
             if let Some(p) = self.panes.iter_mut().find(|p| p.name == device) {
                 p.queue = frames;
+                p.queue_listings += 1;
             }
         }
         let holding: Vec<String> = self

@@ -37,6 +37,12 @@ pub struct Pane {
     held: [bool; 2],
     /// The frames waiting on this device's held links, as last listed by the server.
     pub queue: QueuedFrames,
+    /// Queue listings received so far (a listing arrives after every link command sent
+    /// before it took effect).
+    pub queue_listings: u64,
+    /// The volume the user set, and the local revision the device reaches once it has
+    /// taken that intent.
+    volume_pending: Option<(i64, u64)>,
 }
 
 /// Network presets: Chrome DevTools' added round-trip latency, split half each way.
@@ -102,16 +108,18 @@ impl Pane {
             preset: Preset::None,
             held: [false; 2],
             queue: QueuedFrames::default(),
+            queue_listings: 0,
+            volume_pending: None,
         }
     }
 
-    /// Takes the events that arrived since the last frame; `true` if one was an intent.
-    pub fn drain_events(&mut self) -> bool {
-        let mut intent = false;
+    /// Takes the events that arrived since the last frame, and returns them.
+    pub fn drain_events(&mut self) -> Vec<EventKind> {
+        let mut new = Vec::new();
         loop {
             match self.events.try_recv() {
                 Ok(e) => {
-                    intent |= matches!(e.kind, EventKind::OptimisticWrite { .. });
+                    new.push(e.kind.clone());
                     self.log.push_back(e);
                     if self.log.len() > LOG {
                         self.log.pop_front();
@@ -121,7 +129,7 @@ impl Pane {
                 Err(_) => break,
             }
         }
-        intent
+        new
     }
 
     /// The device restarted: follow its new handle.
@@ -279,13 +287,28 @@ impl Pane {
             }
         });
         ui.horizontal(|ui| {
-            let mut volume = view.shown(&Key::Volume).as_i64().unwrap_or(50);
+            // The device runs on another thread: until its view has taken the last intent
+            // (its local revision caught up), show what the user set, so a fast drag does
+            // not start its next step from a stale value.
+            let local_rev = view.key(&Key::Volume).map_or(0, |k| k.slot.local_rev);
+            if self
+                .volume_pending
+                .is_some_and(|(_, expected)| local_rev >= expected)
+            {
+                self.volume_pending = None;
+            }
+            let mut volume = self.volume_pending.map_or_else(
+                || view.shown(&Key::Volume).as_i64().unwrap_or(50),
+                |(v, _)| v,
+            );
             ui.label("volume");
             let r = ui.add(egui::Slider::new(&mut volume, 0..=100));
             let label = format!("{} volume", self.name);
             r.widget_info(|| egui::WidgetInfo::slider(true, volume as f64, &label));
             if r.changed() {
                 // Every step of a drag is an intent: watch them coalesce.
+                let expected = self.volume_pending.map_or(local_rev, |(_, e)| e) + 1;
+                self.volume_pending = Some((volume, expected));
                 self.handle.set(Key::Volume, json!(volume));
             }
             key_badge(ui, view, &Key::Volume);

@@ -1,0 +1,247 @@
+//! The wire view: a live sequence diagram. A lane per device and one for the server; each
+//! frame an arrow labelled with what it carried, coloured by what the device made of it
+//! (ack applied, push, own echo, ignored as stale, follow-up, reject). Hover an arrow for
+//! the event as JSON. It is drawn from the devices' engine events, so it shows the same
+//! thing whether the devices run live or simulated.
+
+use std::collections::VecDeque;
+
+use eframe::egui::{self, Align2, Color32, FontId, Rect, Sense, Stroke, pos2, vec2};
+use sync_core::engine::EventKind;
+
+/// Arrows kept.
+const KEEP: usize = 400;
+/// Height of one arrow's row.
+const ROW: f32 = 22.0;
+
+/// Which way an arrow points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    ToServer,
+    ToDevice,
+}
+
+/// One arrow.
+#[derive(Debug, Clone)]
+pub struct Arrow {
+    /// The device at one end.
+    pub device: String,
+    way: Way,
+    /// What it says.
+    pub label: String,
+    color: Color32,
+    json: String,
+}
+
+/// The diagram's state.
+#[derive(Default)]
+pub struct Wire {
+    arrows: VecDeque<Arrow>,
+    paused: bool,
+}
+
+impl Wire {
+    /// Adds the arrow an engine event stands for (if it stands for a frame).
+    pub fn record(&mut self, device: &str, kind: &EventKind) {
+        if self.paused {
+            return;
+        }
+        let Some((way, color, label)) = arrow_of(kind) else {
+            return;
+        };
+        self.arrows.push_back(Arrow {
+            device: device.to_string(),
+            way,
+            label,
+            color,
+            json: serde_json::to_string_pretty(kind).unwrap_or_default(),
+        });
+        if self.arrows.len() > KEEP {
+            self.arrows.pop_front();
+        }
+    }
+
+    /// The arrows, oldest first.
+    pub fn arrows(&self) -> impl Iterator<Item = &Arrow> {
+        self.arrows.iter()
+    }
+
+    /// Draws the diagram for these devices.
+    pub fn ui(&mut self, ui: &mut egui::Ui, devices: &[String]) {
+        ui.horizontal(|ui| {
+            ui.label(egui::RichText::new("wire").strong());
+            ui.checkbox(&mut self.paused, "pause");
+            if ui.button("clear").clicked() {
+                self.arrows.clear();
+            }
+            for (color, what) in [
+                (ACK, "ack"),
+                (PUSH, "push"),
+                (QUIET, "own echo / already seen"),
+                (STALE, "ignored as stale"),
+                (FOLLOW, "follow-up"),
+                (REJECT, "reject"),
+                (REQUEST, "request"),
+            ] {
+                ui.label(egui::RichText::new(what).small().color(color));
+            }
+        });
+        egui::ScrollArea::vertical()
+            .stick_to_bottom(true)
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                let width = ui.available_width();
+                let height = (self.arrows.len() as f32 + 1.0) * ROW;
+                let (rect, _) = ui.allocate_exact_size(vec2(width, height), Sense::hover());
+                let lanes = lanes(rect, devices);
+                let painter = ui.painter_at(rect);
+                for (x, name) in &lanes {
+                    painter.line_segment(
+                        [pos2(*x, rect.top()), pos2(*x, rect.bottom())],
+                        Stroke::new(1.0, Color32::from_gray(170)),
+                    );
+                    painter.text(
+                        pos2(*x, rect.top() + 2.0),
+                        Align2::CENTER_TOP,
+                        name,
+                        FontId::proportional(13.0),
+                        ui.visuals().strong_text_color(),
+                    );
+                }
+                let server_x = lanes[0].0;
+                for (i, a) in self.arrows.iter().enumerate() {
+                    let Some((dx, _)) = lanes.iter().find(|(_, n)| *n == a.device) else {
+                        continue;
+                    };
+                    let y = rect.top() + ROW * (i as f32 + 1.0) + ROW / 2.0;
+                    let (from, to) = match a.way {
+                        Way::ToServer => (*dx, server_x),
+                        Way::ToDevice => (server_x, *dx),
+                    };
+                    let start = pos2(from, y);
+                    painter.arrow(start, vec2(to - from, 0.0), Stroke::new(1.5, a.color));
+                    painter.text(
+                        pos2((from + to) / 2.0, y - 2.0),
+                        Align2::CENTER_BOTTOM,
+                        &a.label,
+                        FontId::monospace(10.0),
+                        a.color,
+                    );
+                    let hit = Rect::from_two_pos(
+                        pos2(from.min(to), y - ROW / 2.0),
+                        pos2(from.max(to), y + ROW / 2.0),
+                    );
+                    let id = ui.scope_id().with(("wire-arrow", i));
+                    let response = ui.interact(hit, id, Sense::hover());
+                    response.on_hover_text(egui::RichText::new(&a.json).monospace());
+                }
+            });
+    }
+}
+
+/// The server's lane first, then the devices', evenly spaced.
+fn lanes(rect: Rect, devices: &[String]) -> Vec<(f32, String)> {
+    let n = devices.len() + 1;
+    let step = rect.width() / n as f32;
+    std::iter::once("server".to_string())
+        .chain(devices.iter().cloned())
+        .enumerate()
+        .map(|(i, name)| (rect.left() + step * (i as f32 + 0.5), name))
+        .collect()
+}
+
+const ACK: Color32 = Color32::from_rgb(0x30, 0xa0, 0x50);
+const PUSH: Color32 = Color32::from_rgb(0x40, 0x80, 0xd0);
+const QUIET: Color32 = Color32::from_gray(140);
+const STALE: Color32 = Color32::from_rgb(0xd0, 0x40, 0x40);
+const FOLLOW: Color32 = Color32::from_rgb(0xb0, 0x60, 0xd0);
+const REJECT: Color32 = Color32::from_rgb(0xc0, 0x30, 0x30);
+const REQUEST: Color32 = Color32::from_rgb(0xd0, 0x8c, 0x20);
+
+/// The arrow an event stands for: direction, colour and label.
+fn arrow_of(kind: &EventKind) -> Option<(Way, Color32, String)> {
+    use EventKind::*;
+    Some(match kind {
+        RequestSent {
+            key,
+            id,
+            value,
+            local_rev,
+            kind,
+        } => {
+            let what = if matches!(key, sync_core::protocol::Key::Comments(_)) {
+                "command".to_string()
+            } else {
+                format!("= {value}")
+            };
+            let color = if *kind == sync_core::optimistic::SendKind::FollowUp {
+                FOLLOW
+            } else {
+                REQUEST
+            };
+            let kind = sync_core::engine::events::send_kind_name(*kind);
+            (
+                Way::ToServer,
+                color,
+                format!("#{id} {key} {what} lr{local_rev} ({kind})"),
+            )
+        }
+        ResponseApplied { key, value, rev } => {
+            (Way::ToDevice, ACK, format!("ack {key} = {value} rev {rev}"))
+        }
+        ResponseStale { key, rev, known } => (
+            Way::ToDevice,
+            STALE,
+            format!("ack {key} rev {rev} STALE (known {known})"),
+        ),
+        FollowUpDecided { key, rev } => (
+            Way::ToDevice,
+            FOLLOW,
+            format!("ack {key} rev {rev} dropped: follow-up"),
+        ),
+        Rejected { key, code, .. } => (Way::ToDevice, REJECT, format!("reject {key} {code}")),
+        PushApplied {
+            key,
+            value,
+            rev,
+            from,
+        } => (
+            Way::ToDevice,
+            PUSH,
+            format!("push {key} = {value} rev {rev} from {from}"),
+        ),
+        PushStale { key, rev, known } => (
+            Way::ToDevice,
+            STALE,
+            format!("push {key} rev {rev} STALE (known {known})"),
+        ),
+        PushAlreadySeen { key, rev } => (
+            Way::ToDevice,
+            QUIET,
+            format!("push {key} rev {rev} (already seen)"),
+        ),
+        PushTakenAsAck { key, rev } => (
+            Way::ToDevice,
+            QUIET,
+            format!("own echo {key} rev {rev} = ack"),
+        ),
+        OwnEchoIgnored { key, rev } => (
+            Way::ToDevice,
+            QUIET,
+            format!("own echo {key} rev {rev} ignored"),
+        ),
+        CaughtUp {
+            rev,
+            changes,
+            reset,
+        } => (
+            Way::ToDevice,
+            QUIET,
+            format!(
+                "welcome rev {rev}, {changes} change(s){}",
+                if *reset { ", reset" } else { "" }
+            ),
+        ),
+        _ => return None,
+    })
+}
