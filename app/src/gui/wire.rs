@@ -86,26 +86,30 @@ impl Wire {
                 ui.label(egui::RichText::new(what).small().color(color));
             }
         });
+        // Lane names stay in view above the scrolling arrows.
+        let (header, _) = ui.allocate_exact_size(vec2(ui.available_width(), 18.0), Sense::hover());
+        for (x, name) in lanes(header, devices) {
+            ui.painter().text(
+                pos2(x, header.center().y),
+                Align2::CENTER_CENTER,
+                name,
+                FontId::proportional(13.0),
+                ui.visuals().strong_text_color(),
+            );
+        }
         egui::ScrollArea::vertical()
             .stick_to_bottom(true)
             .auto_shrink([false, false])
             .show(ui, |ui| {
                 let width = ui.available_width();
-                let height = (self.arrows.len() as f32 + 1.0) * ROW;
+                let height = (self.arrows.len() as f32 + 0.5) * ROW;
                 let (rect, _) = ui.allocate_exact_size(vec2(width, height), Sense::hover());
                 let lanes = lanes(rect, devices);
                 let painter = ui.painter_at(rect);
-                for (x, name) in &lanes {
+                for (x, _) in &lanes {
                     painter.line_segment(
                         [pos2(*x, rect.top()), pos2(*x, rect.bottom())],
                         Stroke::new(1.0, Color32::from_gray(170)),
-                    );
-                    painter.text(
-                        pos2(*x, rect.top() + 2.0),
-                        Align2::CENTER_TOP,
-                        name,
-                        FontId::proportional(13.0),
-                        ui.visuals().strong_text_color(),
                     );
                 }
                 let server_x = lanes[0].0;
@@ -113,13 +117,17 @@ impl Wire {
                     let Some((dx, _)) = lanes.iter().find(|(_, n)| *n == a.device) else {
                         continue;
                     };
-                    let y = rect.top() + ROW * (i as f32 + 1.0) + ROW / 2.0;
+                    let y = rect.top() + ROW * (i as f32 + 0.5) + 6.0;
                     let (from, to) = match a.way {
                         Way::ToServer => (*dx, server_x),
                         Way::ToDevice => (server_x, *dx),
                     };
-                    let start = pos2(from, y);
-                    painter.arrow(start, vec2(to - from, 0.0), Stroke::new(1.5, a.color));
+                    let stroke = Stroke::new(1.5, a.color);
+                    painter.line_segment([pos2(from, y), pos2(to, y)], stroke);
+                    // A fixed-size head (egui's `arrow` scales it with the length).
+                    let back = if to > from { -7.0 } else { 7.0 };
+                    painter.line_segment([pos2(to, y), pos2(to + back, y - 4.0)], stroke);
+                    painter.line_segment([pos2(to, y), pos2(to + back, y + 4.0)], stroke);
                     painter.text(
                         pos2((from + to) / 2.0, y - 2.0),
                         Align2::CENTER_BOTTOM,
