@@ -97,12 +97,13 @@ impl Wire {
                 ui.visuals().strong_text_color(),
             );
         }
+        // Only the visible rows are laid out and painted, however long the history.
         egui::ScrollArea::vertical()
             .stick_to_bottom(true)
             .auto_shrink([false, false])
-            .show(ui, |ui| {
+            .show_rows(ui, ROW, self.arrows.len(), |ui, rows| {
                 let width = ui.available_width();
-                let height = (self.arrows.len() as f32 + 0.5) * ROW;
+                let height = rows.len() as f32 * ROW;
                 let (rect, _) = ui.allocate_exact_size(vec2(width, height), Sense::hover());
                 let lanes = lanes(rect, devices);
                 let painter = ui.painter_at(rect);
@@ -113,11 +114,12 @@ impl Wire {
                     );
                 }
                 let server_x = lanes[0].0;
-                for (i, a) in self.arrows.iter().enumerate() {
+                for (row, i) in rows.enumerate() {
+                    let a = &self.arrows[i];
                     let Some((dx, _)) = lanes.iter().find(|(_, n)| *n == a.device) else {
                         continue;
                     };
-                    let y = rect.top() + ROW * (i as f32 + 0.5) + 6.0;
+                    let y = rect.top() + ROW * (row as f32 + 0.5) + 6.0;
                     let (from, to) = match a.way {
                         Way::ToServer => (*dx, server_x),
                         Way::ToDevice => (server_x, *dx),
