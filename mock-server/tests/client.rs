@@ -345,3 +345,25 @@ async fn a_connection_lost_after_the_commit_but_before_the_ack_applies_the_write
     phone.shutdown().await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_reconnecting_device_says_when_it_tries_next() {
+    // Nothing listens on this port (the server is stopped).
+    let server = start(config("127.0.0.1:0"), MemoryStore::default())
+        .await
+        .unwrap();
+    let url = server.url();
+    server.shutdown().await;
+    let phone = device(&url, "phone", "demo-token", None);
+    let view = until(&phone, "reconnecting", |v| {
+        matches!(v.connection, ConnectionState::Reconnecting { .. })
+    })
+    .await;
+    let next = view.next_try.expect("a next attempt is scheduled");
+    let ahead = next.saturating_duration_since(std::time::Instant::now());
+    assert!(
+        ahead <= Duration::from_secs(10),
+        "backoff is capped at 10 s: {ahead:?}"
+    );
+    phone.shutdown().await;
+}

@@ -198,7 +198,13 @@ impl Pane {
             if strategy != view.strategy {
                 actions.push(PaneAction::Strategy(strategy));
             }
-            let (color, text) = connection_badge(&view.connection);
+            let (color, mut text) = connection_badge(&view.connection);
+            if let Some(at) = view.next_try {
+                // Count down to the next attempt (repainting until it starts).
+                let left = at.saturating_duration_since(std::time::Instant::now());
+                text = format!("{text}, next try in {:.1} s", left.as_secs_f64());
+                ui.ctx().request_repaint_after(Duration::from_millis(100));
+            }
             ui.label(RichText::new(text).color(color).strong());
             let mut online = view.connection != ConnectionState::Offline;
             let label = format!("{} online", self.name);

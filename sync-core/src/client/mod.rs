@@ -58,10 +58,18 @@ pub struct DeviceView {
     pub counters: Counters,
     /// Its contiguous cursor.
     pub cursor: u64,
+    /// When the next reconnect attempt starts, on the wall clock (while reconnecting), so
+    /// a UI can count down.
+    pub next_try: Option<std::time::Instant>,
 }
 
 impl DeviceView {
-    fn of(engine: &Engine) -> DeviceView {
+    /// The view of `engine`, whose clock started at `start`.
+    fn of(engine: &Engine, start: Instant) -> DeviceView {
+        let next_try = match engine.connection() {
+            ConnectionState::Reconnecting { retry_at, .. } => Some((start + *retry_at).into_std()),
+            _ => None,
+        };
         DeviceView {
             device_id: engine.device_id().to_string(),
             strategy: engine.strategy(),
@@ -69,6 +77,7 @@ impl DeviceView {
             keys: engine.keys(),
             counters: engine.counters().clone(),
             cursor: engine.cursor(),
+            next_try,
         }
     }
 
@@ -185,7 +194,7 @@ pub fn spawn(config: ClientConfig, on_change: Arc<dyn Fn() + Send + Sync>) -> De
         Some(Ok(None)) | None => Engine::new(config.engine.clone(), Duration::ZERO),
     };
     let (commands, rx) = mpsc::unbounded_channel();
-    let (view_tx, view) = watch::channel(DeviceView::of(&engine));
+    let (view_tx, view) = watch::channel(DeviceView::of(&engine, start));
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let device = Device {
         engine,
@@ -378,7 +387,7 @@ impl Device {
             let _ = self.events.send(event);
             changed = true;
         }
-        let view = DeviceView::of(&self.engine);
+        let view = DeviceView::of(&self.engine, self.start);
         changed |= self.view.send_if_modified(|v| {
             if *v == view {
                 false
