@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use eframe::egui;
 use mock_server::net::Inspection;
+use sync_core::client::DeviceView;
 use sync_core::engine::Strategy;
 
 use live::Live;
@@ -97,8 +98,9 @@ impl SyncLab {
                 self.wire.record(&pane.name, &kind);
             }
         }
-        self.refresh_server();
-        let agreement = self.agreement();
+        let views = self.views();
+        self.refresh_server(&views);
+        let agreement = self.agreement_of(&views);
         if agreement.is_ok()
             && self.converged_after.is_none()
             && let Some(t) = self.last_intent
@@ -146,9 +148,11 @@ impl SyncLab {
             egui::ScrollArea::both().show(ui, |ui| {
                 let n = self.panes.len();
                 ui.columns(n, |cols| {
-                    for (pane, col) in self.panes.iter_mut().zip(cols.iter_mut()) {
+                    for ((pane, view), col) in
+                        self.panes.iter_mut().zip(&views).zip(cols.iter_mut())
+                    {
                         let mut mine = Vec::new();
-                        pane.ui(col, &mut mine);
+                        pane.ui(col, view, &mut mine);
                         actions.extend(mine.into_iter().map(|a| (pane.name.clone(), a)));
                     }
                 });
@@ -207,12 +211,20 @@ impl SyncLab {
     /// `Ok` when every connected device agrees with the server (value and revision of
     /// every stored key, nothing in flight); else which device and key still differ.
     pub fn agreement(&self) -> Result<(), String> {
+        self.agreement_of(&self.views())
+    }
+
+    /// Every device's view, taken once per frame (each is a copy of the device's state).
+    fn views(&self) -> Vec<DeviceView> {
+        self.panes.iter().map(|p| p.handle.view()).collect()
+    }
+
+    fn agreement_of(&self, views: &[DeviceView]) -> Result<(), String> {
         use sync_core::engine::connection::ConnectionState;
         let Some(server) = &self.server else {
             return Err("waiting for the server's state".into());
         };
-        for pane in &self.panes {
-            let view = pane.handle.view();
+        for (pane, view) in self.panes.iter().zip(views) {
             if view.connection != ConnectionState::Connected {
                 continue;
             }
@@ -233,17 +245,13 @@ impl SyncLab {
 
     /// Asks the server for its state when a device's counters moved (so an idle app asks
     /// nothing), and takes the answer when it comes.
-    fn refresh_server(&mut self) {
+    fn refresh_server(&mut self, views: &[DeviceView]) {
         if let Some(i) = self.live.poll_inspection() {
             self.server = Some(i);
         }
-        let activity: u64 = self
-            .panes
+        let activity: u64 = views
             .iter()
-            .map(|p| {
-                let v = p.handle.view();
-                v.counters.intents + v.counters.requests + v.cursor + v.keys.len() as u64
-            })
+            .map(|v| v.counters.intents + v.counters.requests + v.cursor + v.keys.len() as u64)
             .sum();
         if activity != self.seen {
             self.seen = activity;

@@ -144,8 +144,7 @@ impl Pane {
     }
 
     /// Draws the pane; what it asks of the app goes into `actions`.
-    pub fn ui(&mut self, ui: &mut egui::Ui, actions: &mut Vec<PaneAction>) {
-        let view = self.handle.view();
+    pub fn ui(&mut self, ui: &mut egui::Ui, view: &DeviceView, actions: &mut Vec<PaneAction>) {
         let dark = view.shown(&Key::DarkMode) == json!(true);
         // The pane renders in its own synced theme.
         ui.scope(|ui| {
@@ -162,16 +161,16 @@ impl Pane {
                 .fill(ui.visuals().panel_fill)
                 .show(ui, |ui| {
                     ui.set_min_width(ui.available_width());
-                    self.header(ui, &view, actions);
+                    self.header(ui, view, actions);
                     ui.separator();
-                    self.feed(ui, &view);
+                    self.feed(ui, view);
                     ui.separator();
-                    self.settings(ui, &view);
+                    self.settings(ui, view);
                     ui.separator();
                     self.network(ui, actions);
                     ui.separator();
-                    sync_table(ui, &self.name, &view);
-                    counters(ui, &view);
+                    sync_table(ui, &self.name, view);
+                    counters(ui, view);
                     ui.separator();
                     self.recent(ui);
                 });

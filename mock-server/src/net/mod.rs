@@ -664,7 +664,10 @@ async fn connection<T>(
         let now = links.now();
         match step {
             Step::Up(inbound) => {
-                let heartbeat = matches!(&inbound, Inbound::Text(t) if is_ping(t));
+                // Only a held or lossy link treats heartbeats apart: parse the frame's type
+                // only then, not for every frame the core will decode anyway.
+                let special = links.up.is_held() || links.up.config.loss > 0.0;
+                let heartbeat = special && matches!(&inbound, Inbound::Text(t) if is_ping(t));
                 if links.up.send(inbound, heartbeat, now) == Sent::LostWithConnection {
                     break;
                 }
