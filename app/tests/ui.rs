@@ -197,3 +197,37 @@ fn a_slider_drag_of_30_steps_costs_at_most_two_requests() {
     assert!(n <= 2, "30 steps cost {n} requests");
     assert_eq!(h.state().panes()[0].handle.view().counters.intents, 30);
 }
+
+#[test]
+fn the_server_restart_button_drops_the_devices_and_they_come_back() {
+    let mut h = harness(app(2, "restart"));
+    step_until(&mut h, "both devices connected", |a| {
+        a.panes()
+            .iter()
+            .all(|p| p.handle.view().connection == ConnectionState::Connected)
+    });
+    h.get_by_label("phone like post-1").click();
+    step_until(&mut h, "the like to sync", |a| {
+        a.agreement().is_ok() && a.server().is_some_and(|s| s.writes == 1)
+    });
+    h.get_by_label("restart").click();
+    step_until(&mut h, "both devices to see the connection drop", |a| {
+        a.panes().iter().all(|p| {
+            p.log.iter().any(|e| {
+                matches!(
+                    e.kind,
+                    sync_core::engine::events::EventKind::Connection {
+                        state: ConnectionState::Reconnecting { .. }
+                    }
+                )
+            })
+        })
+    });
+    // Back, with the acknowledged write read from the store, and writing again.
+    h.get_by_label("laptop like post-2").click();
+    step_until(&mut h, "the second like to sync after the restart", |a| {
+        a.agreement().is_ok()
+            && a.server()
+                .is_some_and(|s| s.writes == 2 && s.data.keys.len() == 2)
+    });
+}

@@ -528,10 +528,7 @@ impl World {
 
     /// The server stops and starts again from its store: every connection drops.
     pub fn restart_server(&mut self) {
-        let tokens = BTreeMap::new();
-        let placeholder = Core::new(tokens.clone(), MemoryStore::default()).expect("memory");
-        let store = std::mem::replace(&mut self.core, placeholder).into_store();
-        self.core = Core::new(tokens, store).expect("a memory store always loads");
+        self.core.restart().expect("a memory store always loads");
         self.record(None, TraceKind::ServerRestart);
         for i in 0..self.devices.len() {
             if self.devices[i].conn.is_some() {

@@ -515,3 +515,152 @@ async fn link_settings_belong_to_the_device_and_survive_its_reconnects() {
     }
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_flooding_device_is_limited_then_closed_with_1008_and_others_go_on() {
+    let s = server(&[]).await;
+    let mut laptop = connect(&s).await;
+    hello(&mut laptop, "demo-token", "laptop", 0).await;
+    let mut flooder = connect(&s).await;
+    hello(&mut flooder, "demo-token", "phone", 0).await;
+    let (mut tx, mut rx) = flooder.split();
+    // The flooder reads everything it is sent (so its queue never overflows: this is about
+    // the rate limit, not 4009) and reports what it got until the close.
+    let reader = tokio::spawn(async move {
+        let (mut acks, mut limited) = (0u64, 0u64);
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), rx.next())
+                .await
+                .expect("the flood is closed within 10 s");
+            match msg {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    match (v["type"].as_str(), v["code"].as_str()) {
+                        (Some("ack"), _) => acks += 1,
+                        (Some("reject"), Some("rate_limited")) => {
+                            assert_eq!(v["current"], Value::Null, "{v}");
+                            limited += 1;
+                        }
+                        (Some("error"), Some("rate_limited")) | (Some("push"), _) => {}
+                        _ => panic!("unexpected frame {v}"),
+                    }
+                }
+                Some(Ok(Message::Close(Some(c)))) => return (acks, limited, u16::from(c.code)),
+                Some(Ok(_)) => {}
+                other => panic!("the connection ended without a close: {other:?}"),
+            }
+        }
+    });
+    // About 2,000 frames a second, ten times the refill rate, until the server gives up.
+    let writer = tokio::spawn(async move {
+        let mut local_rev = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            tick.tick().await;
+            for _ in 0..20 {
+                local_rev += 1;
+                let frame = json!({"type":"set","id":local_rev,"key":"like/f","value":local_rev.is_multiple_of(2),"local_rev":local_rev});
+                if tx.send(Message::text(frame.to_string())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    // Meanwhile the laptop's writes are all answered.
+    let mut laptop_acks = 0;
+    for i in 1..=20u64 {
+        send(
+            &mut laptop,
+            json!({"type":"set","id":i,"key":"settings/volume","value":i,"local_rev":i}),
+        )
+        .await;
+        loop {
+            let v = recv(&mut laptop).await;
+            if v["type"] == "ack" && v["id"] == i {
+                laptop_acks += 1;
+                break;
+            }
+            assert_eq!(v["type"], "push", "the laptop only sees pushes: {v}");
+        }
+    }
+    let (acks, limited, code) = reader.await.unwrap();
+    writer.abort();
+    assert_eq!(code, 1008, "closed after 5 s of continuous limiting");
+    assert!(limited > 1000, "most of the flood was limited ({limited})");
+    assert!(
+        acks >= 400,
+        "the full bucket was served first ({acks} acks)"
+    );
+    // Nothing acknowledged is lost, and nothing limited was applied.
+    let state = s.inspect("demo").await;
+    assert_eq!(state.writes, acks + laptop_acks);
+    assert_eq!(state.data.head, acks + laptop_acks);
+    // The laptop is still connected and served.
+    send(&mut laptop, json!({"type":"ping","id":99})).await;
+    loop {
+        let v = recv(&mut laptop).await;
+        if v["type"] == "pong" {
+            break;
+        }
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_restart_drops_every_connection_and_keeps_what_was_acknowledged() {
+    let config = ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        tokens: BTreeMap::new(),
+        admin_token: Some("adm".into()),
+    };
+    let s = start(config, MemoryStore::default()).await.unwrap();
+    let mut admin = connect_async(format!("ws://{}/admin", s.addr))
+        .await
+        .unwrap()
+        .0;
+    send(&mut admin, json!({"cmd":"auth","token":"adm"})).await;
+    recv(&mut admin).await;
+    let mut phone = connect(&s).await;
+    hello(&mut phone, "demo-token", "phone", 0).await;
+    send(
+        &mut phone,
+        json!({"type":"set","id":1,"key":"like/a","value":true,"local_rev":1}),
+    )
+    .await;
+    assert_eq!(recv(&mut phone).await["rev"], 1);
+    send(&mut admin, json!({"cmd":"reject_next","key":"like/b"})).await;
+    recv(&mut admin).await;
+
+    send(&mut admin, json!({"cmd":"restart"})).await;
+    assert_eq!(recv(&mut admin).await, json!({"ok": true}));
+    // A crash, not a goodbye: the socket ends with no close frame.
+    let end = tokio::time::timeout(Duration::from_secs(5), phone.next())
+        .await
+        .expect("the connection ends within 5 s");
+    assert!(
+        !matches!(end, Some(Ok(Message::Close(Some(_))))),
+        "no close frame on a restart: {end:?}"
+    );
+
+    let mut phone = connect(&s).await;
+    let welcome = hello(&mut phone, "demo-token", "phone", 0).await;
+    assert_eq!(welcome["rev"], 1, "the acknowledged write survived");
+    // The resend is still a duplicate; the forced rejection was forgotten; revisions go on.
+    send(
+        &mut phone,
+        json!({"type":"set","id":2,"key":"like/a","value":true,"local_rev":1}),
+    )
+    .await;
+    assert_eq!(recv(&mut phone).await["duplicate"], true);
+    send(
+        &mut phone,
+        json!({"type":"set","id":3,"key":"like/b","value":true,"local_rev":2}),
+    )
+    .await;
+    let ack = recv(&mut phone).await;
+    assert_eq!(
+        (ack["type"].clone(), ack["rev"].clone()),
+        (json!("ack"), json!(2))
+    );
+    s.shutdown().await;
+}

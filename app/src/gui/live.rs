@@ -160,13 +160,20 @@ impl Live {
         self.server.is_some()
     }
 
+    /// Runs `job` on the embedded server in the background; nothing with an external one.
+    fn with_server<F>(&self, job: impl FnOnce(Arc<ServerHandle>) -> F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        if let Some(server) = self.server.clone() {
+            self.rt.spawn(job(server));
+        }
+    }
+
     /// A fault on a device's link (embedded server only; kept across its reconnects).
     pub fn link(&self, device: &str, command: LinkCommand) {
-        if let Some(server) = self.server.clone() {
-            let device = device.to_string();
-            self.rt
-                .spawn(async move { server.link(USER, &device, command).await });
-        }
+        let device = device.to_string();
+        self.with_server(|server| async move { server.link(USER, &device, command).await });
     }
 
     /// Asks for the frames waiting on a device's links (answered through
@@ -192,12 +199,22 @@ impl Live {
 
     /// Rejects the next write to a key (embedded server only).
     pub fn reject_next(&self, key: sync_core::protocol::Key) {
-        if let Some(server) = self.server.clone() {
-            self.rt.spawn(async move {
-                server
-                    .control(mock_server::net::Control::RejectNext(key))
-                    .await;
-            });
-        }
+        self.with_server(|server| async move {
+            server
+                .control(mock_server::net::Control::RejectNext(key))
+                .await;
+        });
+    }
+
+    /// Restarts the embedded server as after a crash: every device loses its connection
+    /// and reconnects; what was acknowledged is read back from the store.
+    pub fn restart_server(&self) {
+        let repaint = self.repaint.clone();
+        self.with_server(|server| async move {
+            if let Err(e) = server.restart().await {
+                tracing::error!("server restart failed: {e}");
+            }
+            repaint();
+        });
     }
 }

@@ -18,10 +18,22 @@ pub fn ui(ui: &mut egui::Ui, live: &Live, state: Option<&Inspection>, reject_key
         ui.label("…");
         return;
     };
-    ui.label(format!(
-        "head revision {} · accepted writes {}",
-        state.data.head, state.writes
-    ));
+    ui.horizontal(|ui| {
+        if ui
+            .button("restart")
+            .on_hover_text(
+                "Restart the server as after a crash: every device loses its connection and \
+                 reconnects; acknowledged writes come back from the store.",
+            )
+            .clicked()
+        {
+            live.restart_server();
+        }
+        ui.label(format!(
+            "head revision {} · accepted writes {}",
+            state.data.head, state.writes
+        ));
+    });
     ui.label(format!("connected: {}", state.devices.join(", ")));
     ui.separator();
     egui::Grid::new("server-table")

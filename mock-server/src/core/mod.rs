@@ -119,6 +119,17 @@ impl<S: Store> Core<S> {
         })
     }
 
+    /// The server restarts: every connection is gone, forced rejections are forgotten, and
+    /// everything is loaded again from the store, as a new process would. Anything not
+    /// committed is lost (nothing is: acks follow the commit).
+    pub fn restart(&mut self) -> Result<(), StoreError> {
+        self.data = self.store.load()?;
+        self.conns.clear();
+        self.devices.clear();
+        self.forced.clear();
+        Ok(())
+    }
+
     /// The store (to take it back when the server stops).
     pub fn into_store(self) -> S {
         self.store

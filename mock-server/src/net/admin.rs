@@ -14,6 +14,7 @@
 //! | `reject_next` | `key` | the next write to the key is rejected (`forced`) |
 //! | `disconnect` | `user`, `device` | closes the device's connection |
 //! | `server_set` | `user`, `key`, `value` | a write by the server itself, pushed to every device |
+//! | `restart` | | the server restarts as after a crash: connections drop, the store is reloaded |
 //! | `inspect` | `user` | answers the user's `head`, `writes`, `devices` and `keys` |
 
 use std::time::Duration;
@@ -83,6 +84,7 @@ enum AdminCommand {
         key: String,
         value: Value,
     },
+    Restart,
     Inspect {
         user: String,
     },
@@ -106,6 +108,15 @@ impl From<Dir> for Direction {
 
 fn error(message: impl Into<String>) -> Value {
     json!({"ok": false, "error": message.into()})
+}
+
+/// The answer to a command the core carried out.
+fn answer(outcome: Result<Result<(), String>, oneshot::error::RecvError>) -> Value {
+    match outcome {
+        Ok(Ok(())) => json!({"ok": true}),
+        Ok(Err(e)) => error(e),
+        Err(_) => error("the server is stopping"),
+    }
 }
 
 /// Serves one admin connection until it closes.
@@ -277,11 +288,12 @@ async fn run(cmd: AdminCommand, to_core: &mpsc::Sender<ToCore>) -> Value {
                 },
             )
             .await;
-            return match rx.await {
-                Ok(Ok(())) => json!({"ok": true}),
-                Ok(Err(e)) => error(e),
-                Err(_) => error("the server is stopping"),
-            };
+            return answer(rx.await);
+        }
+        AdminCommand::Restart => {
+            let (reply, rx) = oneshot::channel();
+            control(to_core, Control::Restart { reply }).await;
+            return answer(rx.await);
         }
         AdminCommand::Inspect { user } => {
             let (reply, rx) = oneshot::channel();

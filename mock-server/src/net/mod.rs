@@ -130,6 +130,13 @@ pub enum Control {
         /// What to do.
         command: LinkCommand,
     },
+    /// The server restarts as after a crash: every connection drops without a close frame
+    /// (devices see a lost connection and reconnect), and the core reloads from the store.
+    /// Device link settings survive: they belong to the network, not the server.
+    Restart {
+        /// The outcome (an error if the store cannot be read back).
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// A snapshot of the server's state for a user.
     Inspect {
         /// The user.
@@ -212,6 +219,14 @@ impl ServerHandle {
         let (reply, rx) = oneshot::channel();
         self.link(user, device_id, LinkCommand::Queued(reply)).await;
         rx.await.unwrap_or_default()
+    }
+
+    /// Restarts the server as after a crash (see [`Control::Restart`]).
+    pub async fn restart(&self) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.control(Control::Restart { reply }).await;
+        rx.await
+            .unwrap_or_else(|_| Err("the server is stopping".into()))
     }
 
     /// Stops accepting, closes every connection, and waits until the store is released.
@@ -527,6 +542,16 @@ fn handle_other<S: Store>(core: &mut Core<S>, outs: &mut Outs, msg: ToCore, star
                     let _ = out.link.send(command);
                 }
             }
+            Control::Restart { reply } => {
+                // Dropping a connection's queue and kill switch ends its task, which drops
+                // the socket: a crash, not a goodbye.
+                outs.clear();
+                let result = core.restart().map_err(|e| e.to_string());
+                if let Err(e) = &result {
+                    tracing::error!("restart: {e}");
+                }
+                let _ = reply.send(result);
+            }
             Control::Inspect { user, reply } => {
                 let mut devices: Vec<String> = core
                     .devices()
@@ -654,10 +679,13 @@ async fn connection<T>(
                 None => continue,
             },
             _ = sleep_until_opt(due) => Step::Due,
-            _ = &mut kill_rx => {
-                let error = error_json(ErrorCode::Resync, "outbound queue overflowed: reconnect and catch up");
-                let _ = ws.send(Message::text(error)).await;
-                let _ = close_with(&mut ws, close::RESYNC, "resync").await;
+            killed = &mut kill_rx => {
+                // The sender dropped without firing: a server restart, no goodbye.
+                if killed.is_ok() {
+                    let error = error_json(ErrorCode::Resync, "outbound queue overflowed: reconnect and catch up");
+                    let _ = ws.send(Message::text(error)).await;
+                    let _ = close_with(&mut ws, close::RESYNC, "resync").await;
+                }
                 break;
             }
         };
