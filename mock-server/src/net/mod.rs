@@ -43,6 +43,10 @@ use sync_core::rng::Rng;
 
 /// Largest frame and message a client may send.
 pub const MAX_FRAME: usize = 64 << 10;
+/// tungstenite's read buffer per connection. Its default, 128 KiB, is zero-filled on every
+/// read (tungstenite-rs issue #547): with frames of a few hundred bytes that memset was
+/// the server's largest cost in `loadgen`. Larger frames still arrive, over several reads.
+pub const READ_BUFFER: usize = 8 << 10;
 /// Outbound queue length per connection.
 pub const OUTBOUND_QUEUE: usize = 1024;
 /// The HTTP upgrade must finish within this long (slowloris).
@@ -605,6 +609,7 @@ async fn connection<T>(
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(MAX_FRAME))
         .max_frame_size(Some(MAX_FRAME));
     let mut path = String::new();

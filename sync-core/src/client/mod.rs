@@ -252,6 +252,12 @@ enum Wake {
     Persist,
 }
 
+/// The socket's settings: tungstenite's default 128 KiB read buffer is zero-filled on
+/// every read (tungstenite-rs issue #547), a waste for frames of a few hundred bytes.
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 << 10)
+}
+
 impl Device {
     fn now(&self) -> Duration {
         self.start.elapsed()
@@ -350,7 +356,9 @@ impl Device {
                 Output::Open => {
                     let url = self.url.clone();
                     self.connecting = Some(Box::pin(async move {
-                        tokio_tungstenite::connect_async(url)
+                        // Nagle off: an intent is one small frame, and it must not wait
+                        // for the ack of the previous one (Nagle + delayed ACK = ~40 ms).
+                        tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true)
                             .await
                             .map(|(ws, _)| ws)
                             .map_err(|e| e.to_string())

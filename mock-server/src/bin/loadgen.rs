@@ -1,0 +1,513 @@
+//! `loadgen`: how fast is the live server, and how close to its transport's ceiling?
+//!
+//! The server runs in a child process (this same binary, `serve` mode) so that its memory
+//! can be read on its own from `/proc`, with its redb store in a fresh temporary directory.
+//! The load comes from this process, over loopback WebSockets, in three phases:
+//!
+//! 1. **Throughput.** Many devices (several users, several devices each), each keeping a
+//!    window of writes in flight, paced under the per-connection rate limit (PROTOCOL.md:
+//!    200 frames/s). Counts durable writes acknowledged per second, and pushes delivered
+//!    per second to the other devices of each user.
+//! 2. **The ceiling.** The same clients, the same frames, against a bare tokio-tungstenite
+//!    echo server: what the transport alone can do. Printed as a ratio.
+//! 3. **Latency.** 100 devices at 1,000 writes/s in all, on a fixed schedule (open loop):
+//!    ack latency measured from each write's *scheduled* time, so a stalled server cannot
+//!    hide its stall (no coordinated omission).
+//!
+//! Frames are classified by their `type` alone: answers (`ack`, `reject`, or the echo)
+//! come back in the order the writes were sent on a connection, so no id needs matching.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use mock_server::net::{READ_BUFFER, ServerConfig, start};
+use mock_server::redb_store::RedbStore;
+use serde::Deserialize;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Load generator for the Sync Lab server: durable writes/s, pushes delivered/s, ack
+/// latency and server memory, against a bare WebSocket echo server as the ceiling.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    /// Users in the throughput phase.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    users: u32,
+    /// Devices (connections) per user; each write is pushed to the user's other devices.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    devices_per_user: u32,
+    /// Writes in flight per connection in the throughput phase.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    window: u32,
+    /// Writes per second per connection at most: under the server's limit of 200.
+    #[arg(long, default_value_t = 190.0, value_parser = pace)]
+    pace: f64,
+    /// Length of each phase, in seconds.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    seconds: u64,
+    /// Devices in the latency phase (one user).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    latency_devices: u32,
+    /// Writes per second in all in the latency phase.
+    #[arg(long, default_value_t = 1000.0, value_parser = positive)]
+    latency_rate: f64,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// (Internal) serve until stdin closes, printing the address first.
+    #[command(hide = true)]
+    Serve {
+        /// `sync` (the real server, redb store) or `echo`.
+        kind: ServerKind,
+        /// The sync server's store directory.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Users to create (`u0`…, tokens `t0`…).
+        #[arg(long, default_value_t = 1)]
+        users: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ServerKind {
+    Sync,
+    Echo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start tokio: {e}")),
+    };
+    let result = match cli.mode {
+        Some(Mode::Serve { kind, data, users }) => rt.block_on(serve(kind, data, users)),
+        None => rt.block_on(run(&cli)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// A rate in writes per second: a positive number.
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("`{s}` is not a positive number")),
+    }
+}
+
+/// A per-connection rate that the server's rate limit (200 frames/s) lets through.
+fn pace(s: &str) -> Result<f64, String> {
+    positive(s).and_then(|r| {
+        if r <= 200.0 {
+            Ok(r)
+        } else {
+            Err(format!(
+                "{r}/s is over the server's limit of 200 frames/s per connection"
+            ))
+        }
+    })
+}
+
+fn fail(message: &str) -> ExitCode {
+    println!("loadgen: {message}");
+    ExitCode::FAILURE
+}
+
+// ---------------------------------------------------------------------------------------
+// The child: a server that lives until its parent closes stdin.
+
+async fn serve(kind: ServerKind, data: Option<PathBuf>, users: u32) -> Result<(), String> {
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().expect("a literal address");
+    let mut stop_sync = None;
+    let bound = match kind {
+        ServerKind::Sync => {
+            let dir = data.ok_or("the sync server needs --data")?;
+            let store = RedbStore::open(&dir).map_err(|e| e.to_string())?;
+            let tokens = (0..users).map(|u| (format!("t{u}"), format!("u{u}")));
+            let config = ServerConfig {
+                addr,
+                tokens: tokens.collect(),
+                admin_token: None,
+            };
+            let server = start(config, store).await.map_err(|e| e.to_string())?;
+            let bound = server.addr;
+            stop_sync = Some(server);
+            bound
+        }
+        ServerKind::Echo => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| e.to_string())?;
+            let bound = listener.local_addr().map_err(|e| e.to_string())?;
+            tokio::spawn(echo(listener));
+            bound
+        }
+    };
+    println!("{bound}");
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    // The parent closes our stdin when it is done (or dies).
+    tokio::task::spawn_blocking(|| {
+        let mut sink = String::new();
+        while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    if let Some(server) = stop_sync {
+        server.shutdown().await;
+    }
+    Ok(())
+}
+
+/// The transport's ceiling: every text frame straight back, nothing else.
+async fn echo(listener: tokio::net::TcpListener) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let Ok(ws) =
+                tokio_tungstenite::accept_async_with_config(stream, Some(ws_config())).await
+            else {
+                return;
+            };
+            let (mut tx, mut rx) = ws.split();
+            while let Some(Ok(msg)) = rx.next().await {
+                if msg.is_text() && tx.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Both ends read with the server's buffer size (see [`READ_BUFFER`]), so the echo server
+/// is the ceiling of the transport as the sync server uses it.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(READ_BUFFER)
+}
+
+/// A server child process; killed when dropped.
+struct ServerProcess {
+    child: Child,
+    addr: String,
+}
+
+impl ServerProcess {
+    fn spawn(kind: &str, data: &std::path::Path, users: u32) -> Result<Self, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = Command::new(exe)
+            .args(["serve", kind, "--users", &users.to_string(), "--data"])
+            .arg(data)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start the server process: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let addr = line.trim().to_string();
+        if addr.is_empty() {
+            return Err(format!("the {kind} server did not start"));
+        }
+        Ok(ServerProcess { child, addr })
+    }
+
+    /// `(peak, current)` resident memory in KiB, from `/proc`.
+    fn rss_kib(&self) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        };
+        Some((field("VmHWM:")?, field("VmRSS:")?))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take()); // asks it to stop cleanly
+        if self.child.wait().is_err() {
+            let _ = self.child.kill();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The parent: the phases.
+
+async fn run(cli: &Cli) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("sync-lab-loadgen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let result = phases(cli, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
+    let conns = cli.users * cli.devices_per_user;
+    let phase = Duration::from_secs(cli.seconds);
+    println!(
+        "loadgen: {conns} connections ({} users x {} devices), window {}, at most {}/s each, {} s per phase",
+        cli.users, cli.devices_per_user, cli.window, cli.pace, cli.seconds
+    );
+    let throughput = Load {
+        users: cli.users,
+        devices_per_user: cli.devices_per_user,
+        window: cli.window as usize,
+        rate: cli.pace,
+        length: phase,
+    };
+
+    let sync = ServerProcess::spawn("sync", &dir.join("throughput"), cli.users)?;
+    let t = throughput.run(&sync.addr, true).await?;
+    let (peak, _) = sync.rss_kib().unwrap_or_default();
+    drop(sync);
+    let writes = t.answers as f64 / t.elapsed;
+    let pushes = t.pushes as f64 / t.elapsed;
+    println!(
+        "sync server   {writes:>9.0} durable writes/s   {pushes:>9.0} pushes delivered/s   ({} rejected)",
+        t.rejects
+    );
+
+    let echo = ServerProcess::spawn("echo", &dir.join("echo"), 1)?;
+    let e = throughput.run(&echo.addr, false).await?;
+    drop(echo);
+    let echoes = e.answers as f64 / e.elapsed;
+    println!(
+        "echo server   {echoes:>9.0} round trips/s      sync/echo = {:.2}",
+        writes / echoes
+    );
+    let offered = cli.pace * f64::from(conns);
+    if writes > 0.95 * offered {
+        println!(
+            "  (the offered load, {offered:.0}/s, was the limit: add --users for more connections)"
+        );
+    }
+
+    // The latency phase keeps the throughput phase's devices per user (each write fans out
+    // to the user's other devices), with as many users as it takes.
+    let per_user = cli.devices_per_user.min(cli.latency_devices);
+    let latency = Load {
+        users: cli.latency_devices.div_ceil(per_user),
+        devices_per_user: per_user,
+        window: usize::MAX,
+        rate: cli.latency_rate / f64::from(cli.latency_devices.div_ceil(per_user) * per_user),
+        length: phase,
+    };
+    let sync = ServerProcess::spawn("sync", &dir.join("latency"), latency.users)?;
+    let l = latency.run(&sync.addr, true).await?;
+    let (peak2, now) = sync.rss_kib().unwrap_or_default();
+    drop(sync);
+    let echo = ServerProcess::spawn("echo", &dir.join("echo"), 1)?;
+    let e = latency.run(&echo.addr, false).await?;
+    drop(echo);
+    println!(
+        "ack latency   {} devices ({per_user} per user) at {:.0} writes/s: {}",
+        latency.users * per_user,
+        l.answers as f64 / l.elapsed,
+        l.latency_summary()
+    );
+    println!("echo latency  the same load: {}", e.latency_summary());
+    println!(
+        "server RSS    peak {:.1} MiB under throughput, {:.1} MiB peak / {:.1} MiB after the latency phase",
+        peak as f64 / 1024.0,
+        peak2 as f64 / 1024.0,
+        now as f64 / 1024.0
+    );
+    Ok(())
+}
+
+/// One phase's load.
+struct Load {
+    users: u32,
+    devices_per_user: u32,
+    /// Writes in flight per connection at most.
+    window: usize,
+    /// Writes per second per connection.
+    rate: f64,
+    length: Duration,
+}
+
+/// What the connections saw, summed.
+#[derive(Default)]
+struct Tally {
+    answers: u64,
+    rejects: u64,
+    pushes: u64,
+    latencies: Vec<Duration>,
+    /// Seconds the phase lasted.
+    elapsed: f64,
+}
+
+impl Tally {
+    /// p50, p99 and max of the answers' latencies.
+    fn latency_summary(&self) -> String {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        let ms = |q: f64| match sorted.len() {
+            0 => f64::NAN,
+            n => sorted[((n - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0,
+        };
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n = {})",
+            ms(0.5),
+            ms(0.99),
+            ms(1.0),
+            sorted.len()
+        )
+    }
+}
+
+impl Load {
+    /// Connects every device (with `hello` on the sync server), then starts them together.
+    async fn run(&self, addr: &str, sync: bool) -> Result<Tally, String> {
+        let url = format!("ws://{addr}/sync");
+        let mut sockets = Vec::new();
+        for u in 0..self.users {
+            for d in 0..self.devices_per_user {
+                let (mut ws, _) =
+                    tokio_tungstenite::connect_async_with_config(&url, Some(ws_config()), true)
+                        .await
+                        .map_err(|e| format!("connect to {url}: {e}"))?;
+                if sync {
+                    let hello = format!(
+                        r#"{{"type":"hello","protocol":1,"token":"t{u}","device_id":"d{d}","since":0}}"#
+                    );
+                    ws.send(Message::text(hello))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    match ws.next().await {
+                        Some(Ok(Message::Text(t))) if t.contains(r#""type":"welcome""#) => {}
+                        other => return Err(format!("expected welcome, got {other:?}")),
+                    }
+                }
+                sockets.push((d, ws));
+            }
+        }
+        let start = Instant::now() + Duration::from_millis(50);
+        let tasks: Vec<_> = sockets
+            .into_iter()
+            .enumerate()
+            .map(|(i, (d, ws))| {
+                // Spread the schedules so the devices do not all fire on the same tick.
+                let offset =
+                    Duration::from_secs_f64(i as f64 / self.rate / 97.0 % (1.0 / self.rate));
+                let device = Device {
+                    key: format!("like/d{d}"),
+                    window: self.window,
+                    interval: Duration::from_secs_f64(1.0 / self.rate),
+                    start: start + offset,
+                    end: start + self.length,
+                };
+                tokio::spawn(device.run(ws))
+            })
+            .collect();
+        let mut tally = Tally::default();
+        for task in tasks {
+            let t = task.await.map_err(|e| e.to_string())??;
+            tally.answers += t.answers;
+            tally.rejects += t.rejects;
+            tally.pushes += t.pushes;
+            tally.latencies.extend(t.latencies);
+        }
+        tally.elapsed = self.length.as_secs_f64();
+        Ok(tally)
+    }
+}
+
+/// One connection's writer and reader.
+struct Device {
+    key: String,
+    window: usize,
+    interval: Duration,
+    start: Instant,
+    end: Instant,
+}
+
+/// Just enough of a server frame to classify it.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Device {
+    async fn run(self, ws: Ws) -> Result<Tally, String> {
+        let (mut tx, mut rx) = ws.split();
+        let mut tally = Tally::default();
+        // The scheduled time of each write in flight, oldest first.
+        let mut in_flight: VecDeque<Instant> = VecDeque::new();
+        let mut sent = 0u64;
+        let mut next = self.start;
+        loop {
+            let now = Instant::now();
+            // Send what is due, as far as the window allows.
+            while next <= now && next < self.end && in_flight.len() < self.window {
+                sent += 1;
+                let frame = format!(
+                    r#"{{"type":"set","id":{sent},"key":"{}","value":{},"local_rev":{sent}}}"#,
+                    self.key,
+                    sent % 2 == 1
+                );
+                tx.feed(Message::text(frame))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                in_flight.push_back(next);
+                next += self.interval;
+            }
+            tx.flush().await.map_err(|e| e.to_string())?;
+            if now >= self.end {
+                return Ok(tally);
+            }
+            let wake = if in_flight.len() < self.window {
+                next.min(self.end)
+            } else {
+                self.end
+            };
+            let msg = tokio::select! {
+                msg = rx.next() => msg,
+                _ = tokio::time::sleep_until(wake) => continue,
+            };
+            let text = match msg {
+                Some(Ok(Message::Text(t))) => t,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(format!("connection failed: {e}")),
+                None => return Err("the server closed a connection".into()),
+            };
+            let head: Head<'_> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+            match head.kind {
+                "push" => tally.pushes += 1,
+                "ack" | "reject" | "set" => {
+                    if head.kind == "reject" {
+                        tally.rejects += 1;
+                    } else {
+                        tally.answers += 1;
+                    }
+                    if let Some(scheduled) = in_flight.pop_front() {
+                        tally.latencies.push(Instant::now() - scheduled);
+                    }
+                }
+                other => return Err(format!("unexpected `{other}` frame: {text}")),
+            }
+        }
+    }
+}

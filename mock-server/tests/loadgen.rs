@@ -1,0 +1,39 @@
+//! The load generator runs end to end (a tiny load: this checks it works, not how fast).
+
+use std::process::Command;
+
+#[test]
+fn loadgen_reports_every_figure_on_a_tiny_load() {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--seconds", "1", "--users", "2", "--devices-per-user", "2"])
+        .args(["--latency-devices", "2", "--latency-rate", "20"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for line in [
+        "durable writes/s",
+        "pushes delivered/s",
+        "sync/echo =",
+        "ack latency",
+        "echo latency",
+        "server RSS",
+    ] {
+        assert!(text.contains(line), "no `{line}` in:\n{text}");
+    }
+    assert!(
+        text.contains("(0 rejected)"),
+        "paced under the limit:\n{text}"
+    );
+}
+
+#[test]
+fn loadgen_refuses_a_pace_over_the_rate_limit() {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--pace", "250"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("over the server's limit"), "{err}");
+}
