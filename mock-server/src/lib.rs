@@ -15,11 +15,13 @@
 //! | [`sim`] | the simulator: engines + core + links on a virtual clock with a seeded RNG |
 //! | [`scenario`] | the scenario language of SCENARIOS.md: parser and runner |
 //! | [`paths`] | default locations of data |
+//! | [`fuzz`] | one fuzz input through the decoder and the core, with its checks (the cargo-fuzz target's body) |
 //!
 //! The `mock-server` binary (`src/main.rs`) runs the live server standalone; `--help`
 //! explains its options.
 
 pub mod core;
+pub mod fuzz;
 pub mod link;
 pub mod net;
 pub mod paths;
