@@ -18,9 +18,10 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// How many devices to start with (1..=8).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
-    devices: u8,
+    /// Start with this many fresh devices (1..=8) instead of the devices, names,
+    /// strategies and network settings of the last run (2 on the first run).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=8))]
+    devices: Option<u8>,
     /// Use this server (ws://HOST:PORT/sync) instead of the embedded one.
     #[arg(long, value_name = "URL")]
     server: Option<String>,
@@ -28,7 +29,7 @@ struct Cli {
     /// $XDG_DATA_HOME/sync-lab/app (or ~/.local/share/sync-lab/app).
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// Start from nothing: delete the data directory first.
+    /// Start from nothing: delete the data directory first (store, snapshots, layout).
     #[arg(long)]
     reset: bool,
 }
@@ -83,11 +84,13 @@ fn main() -> ExitCode {
         data,
         server: cli.server,
     };
-    let devices = usize::from(cli.devices);
+    let devices = cli.devices.map(usize::from);
     let options = eframe::NativeOptions {
         viewport: eframe::egui::ViewportBuilder::default()
             .with_inner_size([1400.0, 900.0])
             .with_title("Sync Lab"),
+        // In the data directory, so `--data` and `--reset` cover it too.
+        persistence_path: Some(config.data.join("app.ron")),
         ..Default::default()
     };
     let result = eframe::run_native(
@@ -99,7 +102,11 @@ fn main() -> ExitCode {
             let ctx = cc.egui_ctx.clone();
             let repaint = Arc::new(move || ctx.request_repaint());
             let live = gui::live::Live::start(rt, &config, repaint)?;
-            Ok(Box::new(gui::SyncLab::new(live, devices)))
+            let layout = match devices {
+                Some(n) => gui::layout::Layout::first(n),
+                None => saved_layout(cc.storage),
+            };
+            Ok(Box::new(gui::SyncLab::with_layout(live, &layout)))
         }),
     );
     match result {
@@ -108,5 +115,19 @@ fn main() -> ExitCode {
             tracing::error!("Sync Lab could not open its window: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The devices as the last run left them; two fresh ones on the first run, or when the
+/// saved layout is damaged (with a warning saying what was wrong).
+fn saved_layout(storage: Option<&dyn eframe::Storage>) -> gui::layout::Layout {
+    let saved = storage.and_then(|s| s.get_string(gui::layout::STORAGE_KEY));
+    match saved.map(|text| gui::layout::Layout::from_json(&text)) {
+        Some(Ok(layout)) => layout,
+        Some(Err(e)) => {
+            tracing::warn!("ignoring the saved layout ({e}): starting with two devices");
+            gui::layout::Layout::first(2)
+        }
+        None => gui::layout::Layout::first(2),
     }
 }

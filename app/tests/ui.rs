@@ -12,13 +12,22 @@ use sync_core::engine::Strategy;
 use sync_core::engine::connection::ConnectionState;
 use sync_core::protocol::Key;
 
-fn app(devices: usize, name: &str) -> SyncLab {
-    let data = std::env::temp_dir().join(format!("sync-lab-ui-{name}-{}", std::process::id()));
+/// A data directory of this test process.
+fn data_dir(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("sync-lab-ui-{name}-{}", std::process::id()))
+}
+
+/// An embedded server and a runtime for devices, on a fresh data directory.
+fn live(name: &str) -> Live {
+    let data = data_dir(name);
     let _ = std::fs::remove_dir_all(&data);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let config = LiveConfig { data, server: None };
-    let live = Live::start(rt, &config, std::sync::Arc::new(|| {})).unwrap();
-    SyncLab::new(live, devices)
+    Live::start(rt, &config, std::sync::Arc::new(|| {})).unwrap()
+}
+
+fn app(devices: usize, name: &str) -> SyncLab {
+    SyncLab::new(live(name), devices)
 }
 
 /// Steps the UI until `done` holds (the devices run on other threads), 5 s deadline.
@@ -229,5 +238,65 @@ fn the_server_restart_button_drops_the_devices_and_they_come_back() {
         a.agreement().is_ok()
             && a.server()
                 .is_some_and(|s| s.writes == 2 && s.data.keys.len() == 2)
+    });
+}
+
+#[test]
+fn devices_are_renamed_moved_removed_and_their_layout_comes_back() {
+    let mut h = harness(app(3, "layout"));
+    step_until(&mut h, "all devices connected", |a| {
+        a.panes()
+            .iter()
+            .all(|p| p.handle.view().connection == ConnectionState::Connected)
+    });
+    // Rename: the label changes, the device id does not.
+    h.get_by_label("laptop edit").click();
+    h.run_steps(3); // the menu opens on a later frame
+    h.get_by_label("laptop label").focus();
+    h.run_steps(1);
+    h.get_by_label("laptop label").type_text(" of Ana");
+    h.run_steps(2);
+    assert_eq!(h.state().panes()[1].title(), "laptop of Ana");
+    assert!(h.query_by_label_contains("laptop of Ana").is_some());
+    h.key_press(eframe::egui::Key::Escape);
+    h.run_steps(2);
+    // Move the tablet left of the laptop, and hold its downlink.
+    h.get_by_label("tablet edit").click();
+    h.run_steps(3);
+    h.get_by_label("tablet move left").click();
+    h.run_steps(2);
+    h.get_by_label("tablet hold down").click();
+    h.run_steps(2);
+    // Remove the phone: its pane goes, and so does its snapshot.
+    h.get_by_label("phone edit").click();
+    h.run_steps(3);
+    h.get_by_label("phone remove").click();
+    h.run_steps(2);
+    let ids: Vec<&str> = h.state().panes().iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(ids, ["tablet", "laptop"]);
+    let snapshot = data_dir("layout").join("devices").join("phone.json");
+    step_until(&mut h, "the phone's snapshot to be deleted", |_| {
+        !snapshot.exists()
+    });
+
+    let layout = h.state().layout();
+    let summary: Vec<(&str, &str, [bool; 2])> = layout
+        .devices
+        .iter()
+        .map(|d| (d.id.as_str(), d.label.as_str(), d.held))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("tablet", "tablet", [false, true]),
+            ("laptop", "laptop of Ana", [false, false])
+        ]
+    );
+    // Next run: the same panes in the same order, and the tablet's hold is back on the
+    // server (its queue gets listed).
+    let mut h = harness(SyncLab::with_layout(live("layout-again"), &layout));
+    assert_eq!(h.state().layout(), layout);
+    step_until(&mut h, "the tablet's held queue to be listed", |a| {
+        a.panes()[0].holding() && a.panes()[0].queue_listings > 0
     });
 }

@@ -2,8 +2,9 @@
 //! device, on the tokio runtime's threads. The UI thread only sends commands and reads
 //! snapshots; it never awaits.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 
 use mock_server::net::{Inspection, LinkCommand, QueuedFrames, ServerConfig, ServerHandle, start};
 use mock_server::redb_store::RedbStore;
@@ -37,6 +38,14 @@ pub struct Live {
     inspecting: bool,
     queues: (mpsc::Sender<QueueListing>, mpsc::Receiver<QueueListing>),
     restarted: (mpsc::Sender<Restarted>, mpsc::Receiver<Restarted>),
+    /// Ids of devices being removed (until their snapshot is deleted).
+    removing: Arc<Mutex<BTreeSet<String>>>,
+}
+
+/// The set stays usable if a task panicked while holding it (it is only ever a set of ids).
+fn lock(set: &Mutex<BTreeSet<String>>) -> MutexGuard<'_, BTreeSet<String>> {
+    set.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A device restarted with a new handle.
@@ -81,6 +90,7 @@ impl Live {
             inspecting: false,
             queues: mpsc::channel(),
             restarted: mpsc::channel(),
+            removing: Default::default(),
         })
     }
 
@@ -120,6 +130,32 @@ impl Live {
             let _ = tx.send((name, spawn(config, repaint.clone())));
             repaint();
         });
+    }
+
+    /// Stops a device and deletes its snapshot: a device added later under this id starts
+    /// fresh. Until that is done, [`Live::is_removing`] holds the id back.
+    pub fn remove_device(&self, handle: DeviceHandle, name: &str) {
+        let snapshot = self.client_config(name, Strategy::default()).snapshot;
+        let removing = self.removing.clone();
+        let repaint = self.repaint.clone();
+        let name = name.to_string();
+        lock(&removing).insert(name.clone());
+        self.rt.spawn(async move {
+            handle.shutdown().await;
+            if let Some(path) = snapshot
+                && let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!("cannot delete {}: {e}", path.display());
+            }
+            lock(&removing).remove(&name);
+            repaint();
+        });
+    }
+
+    /// Whether a device with this id is still being removed.
+    pub fn is_removing(&self, name: &str) -> bool {
+        lock(&self.removing).contains(name)
     }
 
     /// Devices restarted since the last call: `(name, new handle)`.

@@ -3,11 +3,13 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`layout`] | what the app remembers between runs: panes, labels, strategies, links |
 //! | [`live`] | the embedded server and the devices' client runtimes |
 //! | [`pane`] | one device pane |
 //! | [`server_panel`] | the server's authoritative table and fault controls |
 //! | [`wire`] | the live sequence diagram of frames between devices and server |
 
+pub mod layout;
 pub mod live;
 pub mod pane;
 pub mod server_panel;
@@ -20,6 +22,7 @@ use mock_server::net::Inspection;
 use sync_core::client::DeviceView;
 use sync_core::engine::Strategy;
 
+use layout::{DeviceLayout, Layout};
 use live::Live;
 use pane::{Pane, PaneAction};
 
@@ -47,13 +50,23 @@ pub struct SyncLab {
 }
 
 impl SyncLab {
-    /// The app with `devices` devices.
+    /// The app with the first `devices` devices, fresh.
     pub fn new(live: Live, devices: usize) -> SyncLab {
-        let panes = NAMES
-            .iter()
-            .take(devices.clamp(1, NAMES.len()))
-            .map(|name| Pane::new(name, live.device(name, Strategy::SyncWithPush)))
-            .collect();
+        SyncLab::with_layout(live, &Layout::first(devices))
+    }
+
+    /// The app with its devices as a layout describes them (as the user left them).
+    pub fn with_layout(live: Live, layout: &Layout) -> SyncLab {
+        let mut panes = Vec::new();
+        for d in &layout.devices {
+            let (pane, actions) = Pane::restore(d, live.device(&d.id, d.strategy));
+            for action in actions {
+                if let PaneAction::Link(command) = action {
+                    live.link(&d.id, command);
+                }
+            }
+            panes.push(pane);
+        }
         SyncLab {
             live,
             panes,
@@ -64,6 +77,17 @@ impl SyncLab {
             last_intent: None,
             converged_after: None,
             wire: wire::Wire::default(),
+        }
+    }
+
+    /// The devices as they are now, to be restored next time.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            devices: self
+                .panes
+                .iter()
+                .map(|p| p.layout(&p.handle.view()))
+                .collect(),
         }
     }
 
@@ -115,10 +139,16 @@ impl SyncLab {
                     self.panes.len(),
                     self.live.url()
                 ));
-                if self.panes.len() < NAMES.len() && ui.button("+ device").clicked() {
-                    let name = NAMES[self.panes.len()];
-                    let handle = self.live.device(name, Strategy::SyncWithPush);
-                    self.panes.push(Pane::new(name, handle));
+                // A device being removed keeps its id until its snapshot is gone.
+                let free = NAMES.iter().copied().find(|id| {
+                    self.panes.iter().all(|p| p.name != *id) && !self.live.is_removing(id)
+                });
+                let add = ui.add_enabled(free.is_some(), egui::Button::new("+ device"));
+                if add.clicked()
+                    && let Some(id) = free
+                {
+                    let handle = self.live.device(id, Strategy::SyncWithPush);
+                    self.panes.push(Pane::restore(&DeviceLayout::new(id), handle).0);
                 }
                 ui.separator();
                 let (color, text) = match (&agreement, self.converged_after) {
@@ -140,8 +170,12 @@ impl SyncLab {
             .resizable(true)
             .default_size(260.0)
             .show(ui, |ui| {
-                let names: Vec<String> = self.panes.iter().map(|p| p.name.clone()).collect();
-                self.wire.ui(ui, &names);
+                let lanes: Vec<(String, String)> = self
+                    .panes
+                    .iter()
+                    .map(|p| (p.name.clone(), p.title().to_string()))
+                    .collect();
+                self.wire.ui(ui, &lanes);
             });
         let mut actions: Vec<(String, PaneAction)> = Vec::new();
         egui::CentralPanel::default().show(ui, |ui| {
@@ -167,6 +201,20 @@ impl SyncLab {
                     if let Some(p) = self.panes.iter().find(|p| p.name == device) {
                         self.live
                             .restart_device(p.handle.clone(), &device, strategy);
+                    }
+                }
+                PaneAction::Move(step) => {
+                    if let Some(i) = self.panes.iter().position(|p| p.name == device) {
+                        let j = i.saturating_add_signed(step).min(self.panes.len() - 1);
+                        self.panes.swap(i, j);
+                    }
+                }
+                PaneAction::Remove => {
+                    if self.panes.len() > 1
+                        && let Some(i) = self.panes.iter().position(|p| p.name == device)
+                    {
+                        let pane = self.panes.remove(i);
+                        self.live.remove_device(pane.handle, &device);
                     }
                 }
             }
@@ -263,5 +311,9 @@ impl SyncLab {
 impl eframe::App for SyncLab {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.ui_root(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        storage.set_string(layout::STORAGE_KEY, self.layout().to_json());
     }
 }

@@ -17,6 +17,11 @@ use sync_core::engine::{Event, EventKind, Strategy};
 use sync_core::protocol::Key;
 use tokio::sync::broadcast;
 
+use super::layout::DeviceLayout;
+
+/// Both directions of a link, up first.
+const DIRECTIONS: [Direction; 2] = [Direction::Up, Direction::Down];
+
 /// The posts of the little feed.
 pub const POSTS: [&str; 3] = ["post-1", "post-2", "post-3"];
 /// Events kept per pane.
@@ -24,8 +29,10 @@ const LOG: usize = 200;
 
 /// A device pane's state on the UI side.
 pub struct Pane {
-    /// The device's name.
+    /// The device's id (fixed: its revisions and the server's watermarks belong to it).
     pub name: String,
+    /// The name shown for it, which the user may change.
+    pub label: String,
     /// The running device.
     pub handle: DeviceHandle,
     events: broadcast::Receiver<Event>,
@@ -46,7 +53,8 @@ pub struct Pane {
 }
 
 /// Network presets: Chrome DevTools' added round-trip latency, split half each way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Preset {
     /// No added delay.
     None,
@@ -92,14 +100,60 @@ pub enum PaneAction {
     Link(LinkCommand),
     /// Restart the device with this strategy.
     Strategy(Strategy),
+    /// Move the pane left (-1) or right (+1).
+    Move(isize),
+    /// Stop the device and forget it (its snapshot too).
+    Remove,
 }
 
 impl Pane {
+    /// A pane for a running device, as the user left it: its label, and its network
+    /// settings, returned as link commands for the app to send.
+    pub fn restore(layout: &DeviceLayout, handle: DeviceHandle) -> (Pane, Vec<PaneAction>) {
+        let mut pane = Pane::new(&layout.id, handle);
+        pane.label = layout.label.clone();
+        pane.preset = layout.preset;
+        pane.held = layout.held;
+        if !layout.online {
+            pane.handle.set_online(false);
+        }
+        let mut actions = Vec::new();
+        for (i, d) in DIRECTIONS.into_iter().enumerate() {
+            actions.push(PaneAction::Link(LinkCommand::Configure(
+                d,
+                pane.preset.link(),
+            )));
+            actions.push(PaneAction::Link(LinkCommand::Hold(d, pane.held[i])));
+        }
+        (pane, actions)
+    }
+
+    /// The pane as [`Pane::restore`] takes it back.
+    pub fn layout(&self, view: &DeviceView) -> DeviceLayout {
+        DeviceLayout {
+            id: self.name.clone(),
+            label: self.title().to_string(),
+            strategy: view.strategy,
+            preset: self.preset,
+            held: self.held,
+            online: view.connection != ConnectionState::Offline,
+        }
+    }
+
+    /// The name shown: the label, or the id while the label is blank.
+    pub fn title(&self) -> &str {
+        match self.label.trim() {
+            "" => &self.name,
+            label => label,
+        }
+    }
+
     /// A pane for a running device.
     pub fn new(name: &str, handle: DeviceHandle) -> Pane {
         let events = handle.subscribe();
         Pane {
             name: name.to_string(),
+            label: name.to_string(),
             handle,
             events,
             log: VecDeque::new(),
@@ -179,7 +233,8 @@ impl Pane {
 
     fn header(&mut self, ui: &mut egui::Ui, view: &DeviceView, actions: &mut Vec<PaneAction>) {
         ui.horizontal(|ui| {
-            ui.heading(&self.name);
+            ui.heading(self.title());
+            self.manage_menu(ui, actions);
             let mut strategy = view.strategy;
             let combo = egui::ComboBox::from_id_salt(format!("{}-strategy", self.name))
                 .selected_text(RichText::new(strategy.name()).monospace())
@@ -215,6 +270,60 @@ impl Pane {
                 egui::WidgetInfo::selected(egui::Role::CheckBox, true, online, &label)
             });
         });
+    }
+
+    /// Rename, move, remove.
+    fn manage_menu(&mut self, ui: &mut egui::Ui, actions: &mut Vec<PaneAction>) {
+        let menu = ui.menu_button("edit", |ui| {
+            ui.horizontal(|ui| {
+                ui.label("name");
+                let edit = ui.add(
+                    egui::TextEdit::singleline(&mut self.label)
+                        .char_limit(32)
+                        .desired_width(120.0),
+                );
+                let id = format!("{} label", self.name);
+                edit.widget_info(|| egui::WidgetInfo::labeled(egui::Role::TextInput, true, &id));
+            });
+            ui.label(
+                RichText::new(format!(
+                    "device id `{}` stays: its revisions belong to it",
+                    self.name
+                ))
+                .small()
+                .weak(),
+            );
+            for (text, step) in [("move left", -1), ("move right", 1)] {
+                let b = ui.button(text);
+                let label = format!("{} {text}", self.name);
+                b.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
+                if b.clicked() {
+                    actions.push(PaneAction::Move(step));
+                    ui.close();
+                }
+            }
+            let b = ui.button("remove device").on_hover_text(
+                "Stops the device and forgets it, snapshot and unsent intents included",
+            );
+            let label = format!("{} remove", self.name);
+            b.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
+            if b.clicked() {
+                // The server remembers link settings per device: a device added later
+                // under this id starts on a clean network.
+                for d in DIRECTIONS {
+                    actions.push(PaneAction::Link(LinkCommand::Configure(
+                        d,
+                        Preset::None.link(),
+                    )));
+                    actions.push(PaneAction::Link(LinkCommand::Hold(d, false)));
+                }
+                actions.push(PaneAction::Remove);
+                ui.close();
+            }
+        });
+        let label = format!("{} edit", self.name);
+        menu.response
+            .widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
     }
 
     fn feed(&mut self, ui: &mut egui::Ui, view: &DeviceView) {
@@ -368,7 +477,7 @@ impl Pane {
                 .labelled_by(label.id)
                 .on_hover_text("Added latency, half of the round trip each way");
             if self.preset != before {
-                for d in [Direction::Up, Direction::Down] {
+                for d in DIRECTIONS {
                     actions.push(PaneAction::Link(LinkCommand::Configure(d, self.preset.link())));
                 }
             }

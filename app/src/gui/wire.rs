@@ -66,8 +66,8 @@ impl Wire {
         self.arrows.iter()
     }
 
-    /// Draws the diagram for these devices.
-    pub fn ui(&mut self, ui: &mut egui::Ui, devices: &[String]) {
+    /// Draws the diagram for these devices: `(id, name shown)`, a lane each.
+    pub fn ui(&mut self, ui: &mut egui::Ui, devices: &[(String, String)]) {
         ui.horizontal(|ui| {
             ui.label(egui::RichText::new("wire").strong());
             ui.checkbox(&mut self.paused, "pause");
@@ -88,7 +88,7 @@ impl Wire {
         });
         // Lane names stay in view above the scrolling arrows.
         let (header, _) = ui.allocate_exact_size(vec2(ui.available_width(), 18.0), Sense::hover());
-        for (x, name) in lanes(header, devices) {
+        for (x, (_, name)) in lanes(header, devices) {
             ui.painter().text(
                 pos2(x, header.center().y),
                 Align2::CENTER_CENTER,
@@ -116,7 +116,7 @@ impl Wire {
                 let server_x = lanes[0].0;
                 for (row, i) in rows.enumerate() {
                     let a = &self.arrows[i];
-                    let Some((dx, _)) = lanes.iter().find(|(_, n)| *n == a.device) else {
+                    let Some((dx, _)) = lanes.iter().find(|(_, (id, _))| *id == a.device) else {
                         continue;
                     };
                     let y = rect.top() + ROW * (row as f32 + 0.5) + 6.0;
@@ -150,13 +150,18 @@ impl Wire {
 }
 
 /// The server's lane first, then the devices', evenly spaced.
-fn lanes(rect: Rect, devices: &[String]) -> Vec<(f32, String)> {
+/// Each lane's x and its `(id, name shown)`; the server's lane first.
+fn lanes(rect: Rect, devices: &[(String, String)]) -> Vec<(f32, (&str, &str))> {
     let n = devices.len() + 1;
     let step = rect.width() / n as f32;
-    std::iter::once("server".to_string())
-        .chain(devices.iter().cloned())
+    std::iter::once(("server", "server"))
+        .chain(
+            devices
+                .iter()
+                .map(|(id, name)| (id.as_str(), name.as_str())),
+        )
         .enumerate()
-        .map(|(i, name)| (rect.left() + step * (i as f32 + 0.5), name))
+        .map(|(i, lane)| (rect.left() + step * (i as f32 + 0.5), lane))
         .collect()
 }
 

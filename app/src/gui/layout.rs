@@ -1,0 +1,139 @@
+//! What the app remembers between runs: the panes in their order, and for each device its
+//! label, strategy and network settings. Kept in eframe's storage (a file in the app's data
+//! directory, so `--reset` forgets it too) as JSON, so a damaged entry is reported with
+//! what was wrong instead of being dropped silently.
+
+use serde::{Deserialize, Serialize};
+use sync_core::engine::Strategy;
+
+use super::NAMES;
+use super::pane::Preset;
+
+/// The key under which the layout is stored.
+pub const STORAGE_KEY: &str = "sync-lab-layout";
+
+/// The devices, in pane order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layout {
+    /// One entry per pane, left to right.
+    pub devices: Vec<DeviceLayout>,
+}
+
+/// One device as the user left it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceLayout {
+    /// The device id: fixed for the device's life (its revisions and the server's
+    /// idempotency watermarks belong to it), one of [`NAMES`].
+    pub id: String,
+    /// The name shown on the pane and the wire view; the user may change it.
+    pub label: String,
+    /// How it syncs.
+    pub strategy: Strategy,
+    /// Added latency (both directions).
+    pub preset: Preset,
+    /// Whether each direction (up, down) is held.
+    pub held: [bool; 2],
+    /// `false` when the user took it offline.
+    pub online: bool,
+}
+
+impl DeviceLayout {
+    /// A new device as it starts: labelled with its id, `sync-with-push`, no faults.
+    pub fn new(id: &str) -> DeviceLayout {
+        DeviceLayout {
+            id: id.to_string(),
+            label: id.to_string(),
+            strategy: Strategy::SyncWithPush,
+            preset: Preset::None,
+            held: [false; 2],
+            online: true,
+        }
+    }
+}
+
+impl Layout {
+    /// The first `n` devices of [`NAMES`] (at least one, at most all).
+    pub fn first(n: usize) -> Layout {
+        Layout {
+            devices: NAMES
+                .iter()
+                .take(n.clamp(1, NAMES.len()))
+                .map(|id| DeviceLayout::new(id))
+                .collect(),
+        }
+    }
+
+    /// Reads a stored layout; the error says what is wrong with it.
+    pub fn from_json(text: &str) -> Result<Layout, String> {
+        let layout: Layout = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if layout.devices.is_empty() {
+            return Err("no devices".into());
+        }
+        for (i, d) in layout.devices.iter().enumerate() {
+            if !NAMES.contains(&d.id.as_str()) {
+                return Err(format!("device {}: unknown id `{}`", i + 1, d.id));
+            }
+            if layout.devices[..i].iter().any(|e| e.id == d.id) {
+                return Err(format!("device {}: `{}` appears twice", i + 1, d.id));
+            }
+        }
+        Ok(layout)
+    }
+
+    /// The layout as stored.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a layout always serializes")
+    }
+
+    /// The first device id not in use, if any is left.
+    pub fn free_id(&self) -> Option<&'static str> {
+        NAMES
+            .iter()
+            .copied()
+            .find(|id| self.devices.iter().all(|d| d.id != *id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layout_round_trips() {
+        let mut layout = Layout::first(3);
+        layout.devices[1].label = "Ana's laptop".into();
+        layout.devices[1].strategy = Strategy::Naive;
+        layout.devices[2].preset = Preset::Slow4G;
+        layout.devices[2].held = [false, true];
+        layout.devices.swap(0, 2);
+        assert_eq!(Layout::from_json(&layout.to_json()), Ok(layout));
+    }
+
+    #[test]
+    fn a_damaged_layout_says_what_is_wrong() {
+        let err = |text: &str| Layout::from_json(text).unwrap_err();
+        assert!(err("{").contains("EOF"), "{}", err("{"));
+        assert_eq!(err(r#"{"devices":[]}"#), "no devices");
+        let mut layout = Layout::first(2);
+        layout.devices[1].id = "toaster".into();
+        assert_eq!(err(&layout.to_json()), "device 2: unknown id `toaster`");
+        layout.devices[1].id = "phone".into();
+        assert_eq!(err(&layout.to_json()), "device 2: `phone` appears twice");
+        let unknown = r#"{"devices":[],"colour":1}"#;
+        assert!(
+            err(unknown).contains("unknown field `colour`"),
+            "{}",
+            err(unknown)
+        );
+    }
+
+    #[test]
+    fn free_ids_fill_the_gaps_first() {
+        let mut layout = Layout::first(3);
+        layout.devices.remove(1);
+        assert_eq!(layout.free_id(), Some("laptop"));
+        assert_eq!(Layout::first(8).free_id(), None);
+    }
+}
