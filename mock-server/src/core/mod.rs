@@ -87,6 +87,10 @@ struct Staged {
     /// How many immediate answers came before it: its ack and pushes go in at that place,
     /// so every connection's answers keep the order of its frames.
     at: usize,
+    /// The connections of the user when the write arrived: they get its push. A device
+    /// whose `hello` comes later in the same batch gets the change in its `welcome`
+    /// instead, never as a push ahead of it.
+    recipients: Vec<ConnId>,
 }
 
 /// The server core. See the [module docs](self).
@@ -219,14 +223,24 @@ impl<S: Store> Core<S> {
     fn release(&self, s: Staged, out: &mut Vec<Action>) {
         out.push(s.ack);
         let change = change_of(&s.record);
-        self.fan_out(&s.record.user, change, out);
+        // Those still connected (one replaced later in the batch is gone).
+        for id in s.recipients.into_iter().filter(|id| self.conns.contains_key(id)) {
+            out.push(Action::Send(id, ServerFrame::Push(change.clone())));
+        }
+    }
+
+    /// The user's authenticated connections, which a write of theirs is pushed to.
+    fn recipients(&self, user: &str) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, conn)| conn.auth.as_ref().is_some_and(|(u, _)| u == user))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     fn fan_out(&self, user: &str, change: Change, out: &mut Vec<Action>) {
-        for (id, conn) in &self.conns {
-            if conn.auth.as_ref().is_some_and(|(u, _)| u == user) {
-                out.push(Action::Send(*id, ServerFrame::Push(change.clone())));
-            }
+        for id in self.recipients(user) {
+            out.push(Action::Send(id, ServerFrame::Push(change.clone())));
         }
     }
 
@@ -552,6 +566,7 @@ impl<S: Store> Core<S> {
             duplicate: false,
         };
         staged.push(Staged {
+            recipients: self.recipients(&record.user),
             record,
             ack: Action::Send(conn, ack),
             at: out.len(),

@@ -467,6 +467,30 @@ fn group_commit_one_transaction_acks_after() {
     assert_eq!(frames_to(&out, A).len(), 20, "10 acks and 10 echoes");
 }
 
+#[test]
+fn a_hello_in_the_same_batch_as_a_write_gets_the_change_in_its_welcome_not_a_push() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    t.core.connect(B, t.now);
+    let set = json!({"type":"set","id":1,"key":"like/a","value":true,"local_rev":1});
+    let hello = r#"{"type":"hello","protocol":1,"token":"demo-token","device_id":"laptop","since":0}"#;
+    let out = t.core.handle(
+        vec![
+            (A, Inbound::Text(set.to_string())),
+            (B, Inbound::Text(hello.into())),
+        ],
+        t.now,
+    );
+    let to_b = frames_to(&out, B);
+    assert!(
+        matches!(&to_b[..], [ServerFrame::Welcome { rev: 1, changes, .. }] if changes.len() == 1),
+        "only the welcome, carrying the write: {to_b:?}"
+    );
+    // A device connected when the write arrived gets its push, as always.
+    let out = t.set(A, 2, "like/a", json!(false), 2);
+    assert!(matches!(frames_to(&out, B)[..], [ServerFrame::Push(_)]));
+}
+
 /// A store whose commits fail: nothing may be acknowledged.
 #[derive(Default)]
 struct FailingStore;
