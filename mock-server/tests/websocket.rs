@@ -1,5 +1,7 @@
-//! The live server over real WebSockets on 127.0.0.1: the handshake, the error table's
-//! closes, ack-before-echo, idempotent resends, isolation, and a concurrent load.
+//! The live server over real WebSockets on 127.0.0.1: the handshake and its timeouts,
+//! every row of the error table and every step of the write pipeline, ack-before-echo,
+//! idempotent resends, catch-up and `reset`, isolation, a concurrent load, a flood, the
+//! admin socket and a server restart.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -528,6 +530,7 @@ async fn a_flooding_device_is_limited_then_closed_with_1008_and_others_go_on() {
     // the rate limit, not 4009) and reports what it got until the close.
     let reader = tokio::spawn(async move {
         let (mut acks, mut limited) = (0u64, 0u64);
+        let mut last = Value::Null;
         loop {
             let msg = tokio::time::timeout(Duration::from_secs(10), rx.next())
                 .await
@@ -535,6 +538,7 @@ async fn a_flooding_device_is_limited_then_closed_with_1008_and_others_go_on() {
             match msg {
                 Some(Ok(Message::Text(t))) => {
                     let v: Value = serde_json::from_str(&t).unwrap();
+                    last = v.clone();
                     match (v["type"].as_str(), v["code"].as_str()) {
                         (Some("ack"), _) => acks += 1,
                         (Some("reject"), Some("rate_limited")) => {
@@ -545,7 +549,16 @@ async fn a_flooding_device_is_limited_then_closed_with_1008_and_others_go_on() {
                         _ => panic!("unexpected frame {v}"),
                     }
                 }
-                Some(Ok(Message::Close(Some(c)))) => return (acks, limited, u16::from(c.code)),
+                Some(Ok(Message::Close(Some(c)))) => {
+                    // An `error` frame goes before every close.
+                    assert_eq!(
+                        (last["type"].as_str(), last["id"].as_u64()),
+                        (Some("error"), None),
+                        "{last}"
+                    );
+                    assert_eq!(last["code"], "rate_limited");
+                    return (acks, limited, u16::from(c.code));
+                }
                 Some(Ok(_)) => {}
                 other => panic!("the connection ended without a close: {other:?}"),
             }
@@ -651,7 +664,15 @@ async fn admin_restart_drops_every_connection_and_keeps_what_was_acknowledged() 
         json!({"type":"set","id":2,"key":"like/a","value":true,"local_rev":1}),
     )
     .await;
-    assert_eq!(recv(&mut phone).await["duplicate"], true);
+    let dup = recv(&mut phone).await;
+    assert_eq!(
+        (
+            dup["duplicate"].clone(),
+            dup["rev"].clone(),
+            dup["value"].clone()
+        ),
+        (json!(true), json!(1), json!(true))
+    );
     send(
         &mut phone,
         json!({"type":"set","id":3,"key":"like/b","value":true,"local_rev":2}),
@@ -661,6 +682,189 @@ async fn admin_restart_drops_every_connection_and_keeps_what_was_acknowledged() 
     assert_eq!(
         (ack["type"].clone(), ack["rev"].clone()),
         (json!("ack"), json!(2))
+    );
+    s.shutdown().await;
+}
+
+/// The next frame's `(type, code)`, and its `id`.
+async fn answer(ws: &mut Ws) -> (String, String, Value) {
+    let v = recv(ws).await;
+    let code = v["code"].as_str().unwrap_or("").to_string();
+    (
+        v["type"].as_str().unwrap().to_string(),
+        code,
+        v["id"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn the_write_pipeline_over_a_socket_rejects_each_step_and_stays_open() {
+    let s = server(&[]).await;
+    let mut ws = connect(&s).await;
+    hello(&mut ws, "demo-token", "phone", 0).await;
+    let frames = [
+        // Step 2, decoding: every malformed frame is `error bad_message`, with its id when
+        // one can be read.
+        (r#"not json"#, ("error", "bad_message", Value::Null)),
+        (r#"[1,2]"#, ("error", "bad_message", Value::Null)),
+        (
+            r#"{"type":"shout","id":4}"#,
+            ("error", "bad_message", json!(4)),
+        ),
+        (
+            r#"{"type":"set","id":5,"key":"like/a","value":true,"local_rev":1,"extra":1}"#,
+            ("error", "bad_message", json!(5)),
+        ),
+        (
+            r#"{"type":"set","id":6,"key":"like/a","value":true,"local_rev":0}"#,
+            ("error", "bad_message", json!(6)),
+        ),
+        (
+            r#"{"type":"command","id":7,"key":"comments/p","name":"shout","args":{},"local_rev":1}"#,
+            ("error", "bad_message", json!(7)),
+        ),
+        // Step 3, the key.
+        (
+            r#"{"type":"set","id":8,"key":"likes/a","value":true,"local_rev":1}"#,
+            ("reject", "unknown_key", json!(8)),
+        ),
+        // Step 4, the value: a wrong type, out of range, a set on a comments key.
+        (
+            r#"{"type":"set","id":9,"key":"like/a","value":"yes","local_rev":1}"#,
+            ("reject", "invalid_value", json!(9)),
+        ),
+        (
+            r#"{"type":"set","id":10,"key":"settings/volume","value":101,"local_rev":1}"#,
+            ("reject", "invalid_value", json!(10)),
+        ),
+        (
+            r#"{"type":"set","id":11,"key":"comments/p","value":[],"local_rev":1}"#,
+            ("reject", "invalid_value", json!(11)),
+        ),
+        // Step 5, idempotency: a write applied, then an older local_rev.
+        (
+            r#"{"type":"set","id":12,"key":"like/a","value":true,"local_rev":5}"#,
+            ("ack", "", json!(12)),
+        ),
+        (
+            r#"{"type":"set","id":13,"key":"like/a","value":false,"local_rev":4}"#,
+            ("reject", "superseded", json!(13)),
+        ),
+    ];
+    for (frame, (kind, code, id)) in frames {
+        ws.send(Message::text(frame)).await.unwrap();
+        let got = answer(&mut ws).await;
+        assert_eq!(got, (kind.to_string(), code.to_string(), id), "for {frame}");
+        if kind == "ack" {
+            assert_eq!(recv(&mut ws).await["type"], "push", "own echo");
+        }
+    }
+    // A second hello changes nothing; the connection is still open and the same device.
+    send(
+        &mut ws,
+        json!({"type":"hello","protocol":1,"token":"demo-token","device_id":"other","since":0}),
+    )
+    .await;
+    assert_eq!(
+        answer(&mut ws).await,
+        ("error".into(), "bad_message".into(), Value::Null)
+    );
+    send(&mut ws, json!({"type":"ping","id":14})).await;
+    assert_eq!(
+        answer(&mut ws).await,
+        ("pong".into(), String::new(), json!(14))
+    );
+    assert_eq!(s.inspect("demo").await.devices, ["phone"]);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bad_hello_and_a_late_hello_are_closed_with_4400() {
+    let s = server(&[]).await;
+    for device in ["server", "has space", ""] {
+        let mut ws = connect(&s).await;
+        let w = hello(&mut ws, "demo-token", device, 0).await;
+        assert_eq!(w["code"], "bad_message", "device id {device:?}");
+        assert_eq!(close_code(&mut ws).await, 4400);
+    }
+    let mut ws = connect(&s).await;
+    send(
+        &mut ws,
+        json!({"type":"hello","protocol":1,"token":"demo-token"}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["code"], "bad_message");
+    assert_eq!(close_code(&mut ws).await, 4400);
+    // Nothing within 5 s: hello_required, 4400 (the deadline in `recv` is 5 s after this).
+    let mut ws = connect(&s).await;
+    let v = tokio::time::timeout(Duration::from_secs(8), ws.next())
+        .await
+        .expect("the server gives up within 5 s")
+        .unwrap()
+        .unwrap();
+    let v: Value = serde_json::from_str(v.to_text().unwrap()).unwrap();
+    assert_eq!(v["code"], "hello_required");
+    assert_eq!(close_code(&mut ws).await, 4400);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn catch_up_since_a_cursor_and_reset_when_the_cursor_is_ahead() {
+    let s = server(&[]).await;
+    let mut ws = connect(&s).await;
+    hello(&mut ws, "demo-token", "phone", 0).await;
+    for (i, key) in ["like/a", "like/b", "like/a"].iter().enumerate() {
+        let n = i as u64 + 1;
+        send(
+            &mut ws,
+            json!({"type":"set","id":n,"key":key,"value":n % 2 == 1,"local_rev":n}),
+        )
+        .await;
+        assert_eq!(recv(&mut ws).await["rev"], n);
+        recv(&mut ws).await; // own echo
+    }
+    drop(ws);
+    // Since 2: only keys whose rev is above 2 (like/a at 3); like/b (rev 2) is known.
+    let mut ws = connect(&s).await;
+    let w = hello(&mut ws, "demo-token", "laptop", 2).await;
+    assert_eq!(
+        (w["rev"].clone(), w["reset"].clone()),
+        (json!(3), json!(false))
+    );
+    let keys: Vec<&str> = w["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["like/a"]);
+    drop(ws);
+    // A cursor ahead of the server (it lost history): the full state, and `reset`.
+    let mut ws = connect(&s).await;
+    let w = hello(&mut ws, "demo-token", "laptop", 99).await;
+    assert_eq!(w["reset"], true);
+    assert_eq!(w["changes"].as_array().unwrap().len(), 2);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_30_s_with_4408() {
+    let s = server(&[]).await;
+    let mut ws = connect(&s).await;
+    hello(&mut ws, "demo-token", "phone", 0).await;
+    let started = std::time::Instant::now();
+    let v = tokio::time::timeout(Duration::from_secs(40), ws.next())
+        .await
+        .expect("closed within 40 s")
+        .unwrap()
+        .unwrap();
+    let v: Value = serde_json::from_str(v.to_text().unwrap()).unwrap();
+    assert_eq!(v["code"], "idle_timeout");
+    assert_eq!(close_code(&mut ws).await, 4408);
+    assert!(
+        started.elapsed() >= Duration::from_secs(29),
+        "not before 30 s of silence ({:?})",
+        started.elapsed()
     );
     s.shutdown().await;
 }

@@ -224,7 +224,11 @@ impl<S: Store> Core<S> {
         out.push(s.ack);
         let change = change_of(&s.record);
         // Those still connected (one replaced later in the batch is gone).
-        for id in s.recipients.into_iter().filter(|id| self.conns.contains_key(id)) {
+        for id in s
+            .recipients
+            .into_iter()
+            .filter(|id| self.conns.contains_key(id))
+        {
             out.push(Action::Send(id, ServerFrame::Push(change.clone())));
         }
     }

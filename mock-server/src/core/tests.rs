@@ -473,7 +473,8 @@ fn a_hello_in_the_same_batch_as_a_write_gets_the_change_in_its_welcome_not_a_pus
     t.hello(A, "phone", 0);
     t.core.connect(B, t.now);
     let set = json!({"type":"set","id":1,"key":"like/a","value":true,"local_rev":1});
-    let hello = r#"{"type":"hello","protocol":1,"token":"demo-token","device_id":"laptop","since":0}"#;
+    let hello =
+        r#"{"type":"hello","protocol":1,"token":"demo-token","device_id":"laptop","since":0}"#;
     let out = t.core.handle(
         vec![
             (A, Inbound::Text(set.to_string())),
