@@ -20,6 +20,7 @@ fn main() {
         &LiveConfig {
             data: data.clone(),
             server: None,
+            port: 0,
         },
         std::sync::Arc::new(|| {}),
     )

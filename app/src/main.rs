@@ -25,6 +25,10 @@ struct Cli {
     /// Use this server (ws://HOST:PORT/sync) instead of the embedded one.
     #[arg(long, value_name = "URL")]
     server: Option<String>,
+    /// The embedded server's port on 127.0.0.1 (default: any free port), so other clients
+    /// and test tools can reach it at a known address.
+    #[arg(long, default_value_t = 0, conflicts_with = "server")]
+    port: u16,
     /// The app's data directory (server store, device snapshots). Default:
     /// $XDG_DATA_HOME/sync-lab/app (or ~/.local/share/sync-lab/app).
     #[arg(long, value_name = "DIR")]
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
     let config = gui::live::LiveConfig {
         data,
         server: cli.server,
+        port: cli.port,
     };
     let devices = cli.devices.map(usize::from);
     let options = eframe::NativeOptions {

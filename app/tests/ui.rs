@@ -19,10 +19,19 @@ fn data_dir(name: &str) -> std::path::PathBuf {
 
 /// An embedded server and a runtime for devices, on a fresh data directory.
 fn live(name: &str) -> Live {
+    live_on(name, 0)
+}
+
+/// The same, with the embedded server on a given port (0: any free one).
+fn live_on(name: &str, port: u16) -> Live {
     let data = data_dir(name);
     let _ = std::fs::remove_dir_all(&data);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let config = LiveConfig { data, server: None };
+    let config = LiveConfig {
+        data,
+        server: None,
+        port,
+    };
     Live::start(rt, &config, std::sync::Arc::new(|| {})).unwrap()
 }
 
@@ -41,10 +50,13 @@ fn step_until(h: &mut Harness<'_, SyncLab>, what: &str, done: impl Fn(&SyncLab) 
     h.step();
 }
 
+/// The app in a 1400×900 window, in the light theme `main` gives it.
 fn harness(app: SyncLab) -> Harness<'static, SyncLab> {
-    Harness::builder()
+    let h = Harness::builder()
         .with_size(eframe::egui::vec2(1400.0, 900.0))
-        .build_ui_state(|ui, app: &mut SyncLab| app.ui_root(ui), app)
+        .build_ui_state(|ui, app: &mut SyncLab| app.ui_root(ui), app);
+    h.ctx.set_theme(eframe::egui::Theme::Light);
+    h
 }
 
 #[test]
@@ -299,4 +311,45 @@ fn devices_are_renamed_moved_removed_and_their_layout_comes_back() {
     step_until(&mut h, "the tablet's held queue to be listed", |a| {
         a.panes()[0].holding() && a.panes()[0].queue_listings > 0
     });
+}
+
+/// The main window, rendered with wgpu on the CPU (lavapipe) and compared with
+/// `tests/snapshots/main-window.png`; `UPDATE_SNAPSHOTS=1 cargo test` rewrites it after an
+/// intended change. The state is chosen to render the same every run: three devices in
+/// three different states, no intent (so no timings), the server on a fixed port.
+#[test]
+fn main_window_snapshot() {
+    use app::gui::layout::{DeviceLayout, Layout};
+    use app::gui::pane::Preset;
+    let mut laptop = DeviceLayout::new("laptop");
+    laptop.strategy = Strategy::Naive;
+    laptop.preset = Preset::Slow4G;
+    laptop.label = "Ana's laptop".into();
+    let mut tablet = DeviceLayout::new("tablet");
+    tablet.online = false;
+    tablet.held = [false, true];
+    let layout = Layout {
+        devices: vec![DeviceLayout::new("phone"), laptop, tablet],
+    };
+    let app = SyncLab::with_layout(live_on("snapshot", 47_911), &layout);
+    let mut h = harness(app);
+    step_until(&mut h, "phone and laptop connected, tablet offline", |a| {
+        let states: Vec<ConnectionState> = a
+            .panes()
+            .iter()
+            .map(|p| p.handle.view().connection)
+            .collect();
+        states
+            == [
+                ConnectionState::Connected,
+                ConnectionState::Connected,
+                ConnectionState::Offline,
+            ]
+            && a.server().is_some_and(|s| s.devices == ["laptop", "phone"])
+            // Every event so far is in the logs: connecting, handshaking, connected and
+            // caught up; the offline tablet's two.
+            && a.panes().iter().map(|p| p.log.len()).collect::<Vec<_>>() == [4, 4, 2]
+    });
+    h.run_steps(2);
+    h.snapshot("main-window");
 }

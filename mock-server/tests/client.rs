@@ -367,3 +367,34 @@ async fn a_reconnecting_device_says_when_it_tries_next() {
     );
     phone.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_first_subscriber_sees_every_event_from_the_start() {
+    let server = start(config("127.0.0.1:0"), MemoryStore::default())
+        .await
+        .unwrap();
+    let d = device(&server.url(), "phone", "demo-token", None);
+    until(&d, "connected", |v| {
+        v.connection == ConnectionState::Connected
+    })
+    .await;
+    // Subscribed only now, after the device connected.
+    let mut events = d.subscribe();
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e.kind.to_string());
+    }
+    assert_eq!(
+        seen[..3],
+        [
+            "connection: connecting",
+            "connection: handshaking",
+            "connection: connected"
+        ],
+        "{seen:?}"
+    );
+    // A later subscriber starts from now.
+    assert!(d.subscribe().try_recv().is_err());
+    d.shutdown().await;
+    server.shutdown().await;
+}

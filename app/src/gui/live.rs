@@ -23,6 +23,8 @@ pub struct LiveConfig {
     pub data: PathBuf,
     /// An external server instead of the embedded one.
     pub server: Option<String>,
+    /// The embedded server's port on 127.0.0.1; 0 for any free one.
+    pub port: u16,
 }
 
 /// The live world: server and devices.
@@ -68,7 +70,7 @@ impl Live {
                 let store =
                     RedbStore::open(&config.data.join("server")).map_err(|e| e.to_string())?;
                 let server_config = ServerConfig {
-                    addr: "127.0.0.1:0".parse().expect("a valid address"),
+                    addr: std::net::SocketAddr::from(([127, 0, 0, 1], config.port)),
                     tokens: Default::default(),
                     admin_token: None,
                 };

@@ -291,16 +291,27 @@ impl SyncLab {
         Ok(())
     }
 
-    /// Asks the server for its state when a device's counters moved (so an idle app asks
-    /// nothing), and takes the answer when it comes.
+    /// Asks the server for its state when a device's counters or connection moved (so an
+    /// idle app asks nothing), and takes the answer when it comes.
     fn refresh_server(&mut self, views: &[DeviceView]) {
+        use std::hash::{Hash, Hasher};
         if let Some(i) = self.live.poll_inspection() {
             self.server = Some(i);
         }
-        let activity: u64 = views
-            .iter()
-            .map(|v| v.counters.intents + v.counters.requests + v.cursor + v.keys.len() as u64)
-            .sum();
+        let mut hasher = std::hash::DefaultHasher::new();
+        for v in views {
+            let connected =
+                v.connection == sync_core::engine::connection::ConnectionState::Connected;
+            (
+                v.counters.intents,
+                v.counters.requests,
+                v.cursor,
+                v.keys.len(),
+                connected,
+            )
+                .hash(&mut hasher);
+        }
+        let activity = hasher.finish();
         if activity != self.seen {
             self.seen = activity;
             self.live.request_inspection();

@@ -232,7 +232,8 @@ impl Pane {
     }
 
     fn header(&mut self, ui: &mut egui::Ui, view: &DeviceView, actions: &mut Vec<PaneAction>) {
-        ui.horizontal(|ui| {
+        // Wrapped: with many devices a pane is narrow, and nothing may spill into the next.
+        ui.horizontal_wrapped(|ui| {
             ui.heading(self.title());
             self.manage_menu(ui, actions);
             let mut strategy = view.strategy;

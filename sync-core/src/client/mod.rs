@@ -127,6 +127,9 @@ pub struct DeviceHandle {
     commands: mpsc::UnboundedSender<Command>,
     view: watch::Receiver<DeviceView>,
     events: broadcast::Sender<Event>,
+    /// Subscribed before the device started, for the first subscriber: it sees every
+    /// event, the first ones included (a device may connect before anyone subscribes).
+    from_start: Arc<std::sync::Mutex<Option<broadcast::Receiver<Event>>>>,
 }
 
 impl DeviceHandle {
@@ -160,9 +163,15 @@ impl DeviceHandle {
         self.view.clone()
     }
 
-    /// Every engine event from now on.
+    /// Engine events: the first subscriber gets every event since the device started
+    /// (up to the buffer of the channel); later ones, every event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+        let first = self
+            .from_start
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        first.unwrap_or_else(|| self.events.subscribe())
     }
 
     /// Stops the device: the snapshot is flushed and the socket closed. Waits until done.
@@ -195,7 +204,7 @@ pub fn spawn(config: ClientConfig, on_change: Arc<dyn Fn() + Send + Sync>) -> De
     };
     let (commands, rx) = mpsc::unbounded_channel();
     let (view_tx, view) = watch::channel(DeviceView::of(&engine, start));
-    let (events, _) = broadcast::channel(EVENT_BUFFER);
+    let (events, from_start) = broadcast::channel(EVENT_BUFFER);
     let device = Device {
         engine,
         url: config.url,
@@ -224,6 +233,7 @@ pub fn spawn(config: ClientConfig, on_change: Arc<dyn Fn() + Send + Sync>) -> De
         commands,
         view,
         events,
+        from_start: Arc::new(std::sync::Mutex::new(Some(from_start))),
     }
 }
 
