@@ -6,12 +6,14 @@
 //! | [`layout`] | what the app remembers between runs: panes, labels, strategies, links |
 //! | [`live`] | the embedded server and the devices' client runtimes |
 //! | [`pane`] | one device pane |
+//! | [`player`] | the scenario player: lessons and files on the simulator, step by step |
 //! | [`server_panel`] | the server's authoritative table and fault controls |
 //! | [`wire`] | the live sequence diagram of frames between devices and server |
 
 pub mod layout;
 pub mod live;
 pub mod pane;
+pub mod player;
 pub mod server_panel;
 pub mod wire;
 
@@ -47,6 +49,18 @@ pub struct SyncLab {
     last_intent: Option<Instant>,
     converged_after: Option<Duration>,
     wire: wire::Wire,
+    /// What the main area shows.
+    pub mode: Mode,
+    player: player::Player,
+}
+
+/// The main area: the live devices, or the scenario player.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The devices over the embedded (or an external) server, live.
+    Live,
+    /// A scenario on the simulator (the live devices keep running).
+    Player,
 }
 
 impl SyncLab {
@@ -77,6 +91,8 @@ impl SyncLab {
             last_intent: None,
             converged_after: None,
             wire: wire::Wire::default(),
+            mode: Mode::Live,
+            player: player::Player::default(),
         }
     }
 
@@ -89,6 +105,11 @@ impl SyncLab {
                 .map(|p| p.layout(&p.handle.view()))
                 .collect(),
         }
+    }
+
+    /// The scenario player.
+    pub fn player(&self) -> &player::Player {
+        &self.player
     }
 
     /// The panes (for tests).
@@ -134,11 +155,12 @@ impl SyncLab {
         egui::Panel::top("top").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.heading("Sync Lab");
-                ui.label(format!(
-                    "{} devices · server {}",
-                    self.panes.len(),
-                    self.live.url()
-                ));
+                ui.selectable_value(&mut self.mode, Mode::Live, "live devices");
+                ui.selectable_value(&mut self.mode, Mode::Player, "scenario player");
+                ui.separator();
+                let n = self.panes.len();
+                let devices = if n == 1 { "device" } else { "devices" };
+                ui.label(format!("{n} {devices} · server {}", self.live.url()));
                 // A device being removed keeps its id until its snapshot is gone.
                 let free = NAMES.iter().copied().find(|id| {
                     self.panes.iter().all(|p| p.name != *id) && !self.live.is_removing(id)
@@ -163,6 +185,10 @@ impl SyncLab {
                     .on_hover_text("Convergence: every connected device shows the server's value and knows its revision for every key, with nothing in flight");
             });
         });
+        if self.mode == Mode::Player {
+            egui::CentralPanel::default().show(ui, |ui| self.player.ui(ui));
+            return;
+        }
         egui::Panel::right("server").min_size(280.0).show(ui, |ui| {
             server_panel::ui(ui, &self.live, self.server.as_ref(), &mut self.reject_key);
         });

@@ -566,7 +566,8 @@ fn key_badge(ui: &mut egui::Ui, view: &DeviceView, key: &Key) {
     }
 }
 
-fn sync_table(ui: &mut egui::Ui, name: &str, view: &DeviceView) {
+/// Per key: shown, confirmed and its revision, local revision.
+pub fn sync_table(ui: &mut egui::Ui, name: &str, view: &DeviceView) {
     egui::Grid::new(format!("{name}-keys"))
         .striped(true)
         .num_columns(4)
@@ -577,7 +578,7 @@ fn sync_table(ui: &mut egui::Ui, name: &str, view: &DeviceView) {
             ui.label(RichText::new("local rev").small().strong());
             ui.end_row();
             for kv in view.keys.iter().filter(|k| !matches!(k.key, Key::Comments(_))) {
-                ui.label(RichText::new(kv.key.to_string()).small().monospace());
+                ui.label(RichText::new(kv.key.to_string()).font(egui::FontId::monospace(11.0)));
                 let differs = kv.slot.shown != kv.slot.confirmed;
                 let mut shown = RichText::new(kv.slot.shown.to_string()).small();
                 if differs {
@@ -593,7 +594,8 @@ fn sync_table(ui: &mut egui::Ui, name: &str, view: &DeviceView) {
         });
 }
 
-fn counters(ui: &mut egui::Ui, view: &DeviceView) {
+/// The device's counters, each with what it counts on hover.
+pub fn counters(ui: &mut egui::Ui, view: &DeviceView) {
     let c = &view.counters;
     ui.horizontal_wrapped(|ui| {
         for (label, n, why) in [
@@ -625,7 +627,8 @@ fn counters(ui: &mut egui::Ui, view: &DeviceView) {
     });
 }
 
-fn connection_badge(state: &ConnectionState) -> (Color32, String) {
+/// The connection state's colour and words.
+pub fn connection_badge(state: &ConnectionState) -> (Color32, String) {
     let green = Color32::from_rgb(0x30, 0xa0, 0x50);
     let amber = Color32::from_rgb(0xd0, 0x8c, 0x20);
     let red = Color32::from_rgb(0xd0, 0x40, 0x40);

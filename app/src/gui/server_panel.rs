@@ -2,6 +2,7 @@
 //! revision), the head revision, connected devices, accepted writes, and fault controls.
 
 use eframe::egui::{self, RichText};
+use mock_server::core::store::UserData;
 use mock_server::net::Inspection;
 use sync_core::protocol::Key;
 
@@ -36,28 +37,7 @@ pub fn ui(ui: &mut egui::Ui, live: &Live, state: Option<&Inspection>, reject_key
     });
     ui.label(format!("connected: {}", state.devices.join(", ")));
     ui.separator();
-    egui::Grid::new("server-table")
-        .striped(true)
-        .num_columns(4)
-        .show(ui, |ui| {
-            for h in ["key", "value", "rev", "writer (local rev)"] {
-                ui.label(RichText::new(h).small().strong());
-            }
-            ui.end_row();
-            let mut rows: Vec<_> = state.data.keys.iter().collect();
-            rows.sort_by_key(|(_, s)| std::cmp::Reverse(s.rev));
-            for (key, s) in rows {
-                ui.label(RichText::new(key.to_string()).small().monospace());
-                let value = match &s.value {
-                    serde_json::Value::Array(a) => format!("[{} comments]", a.len()),
-                    v => v.to_string(),
-                };
-                ui.label(RichText::new(value).small());
-                ui.label(RichText::new(s.rev.to_string()).small());
-                ui.label(RichText::new(format!("{} ({})", s.device_id, s.local_rev)).small());
-                ui.end_row();
-            }
-        });
+    table(ui, &state.data);
     ui.separator();
     ui.label(RichText::new("fault injection").strong());
     ui.horizontal(|ui| {
@@ -72,4 +52,30 @@ pub fn ui(ui: &mut egui::Ui, live: &Live, state: Option<&Inspection>, reject_key
             live.reject_next(key);
         }
     });
+}
+
+/// The authoritative table, newest write first: key, value, revision, writer (local rev).
+pub fn table(ui: &mut egui::Ui, data: &UserData) {
+    egui::Grid::new("server-table")
+        .striped(true)
+        .num_columns(4)
+        .show(ui, |ui| {
+            for h in ["key", "value", "rev", "writer (local rev)"] {
+                ui.label(RichText::new(h).small().strong());
+            }
+            ui.end_row();
+            let mut rows: Vec<_> = data.keys.iter().collect();
+            rows.sort_by_key(|(_, s)| std::cmp::Reverse(s.rev));
+            for (key, s) in rows {
+                ui.label(RichText::new(key.to_string()).font(egui::FontId::monospace(11.0)));
+                let value = match &s.value {
+                    serde_json::Value::Array(a) => format!("[{} comments]", a.len()),
+                    v => v.to_string(),
+                };
+                ui.label(RichText::new(value).small());
+                ui.label(RichText::new(s.rev.to_string()).small());
+                ui.label(RichText::new(format!("{} ({})", s.device_id, s.local_rev)).small());
+                ui.end_row();
+            }
+        });
 }

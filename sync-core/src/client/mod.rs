@@ -64,8 +64,9 @@ pub struct DeviceView {
 }
 
 impl DeviceView {
-    /// The view of `engine`, whose clock started at `start`.
-    fn of(engine: &Engine, start: Instant) -> DeviceView {
+    /// The view of `engine`, whose clock started at `start` (a simulator's devices are
+    /// shown with the same panes as live ones).
+    pub fn of(engine: &Engine, start: Instant) -> DeviceView {
         let next_try = match engine.connection() {
             ConnectionState::Reconnecting { retry_at, .. } => Some((start + *retry_at).into_std()),
             _ => None,

@@ -1,0 +1,421 @@
+//! The scenario player: a built-in lesson or a scenario file, played on the simulator one
+//! statement at a time, beside the devices and the server as the live panes show them.
+//!
+//! It is the headless `run` command with a face: the same parser (errors with
+//! file:line:column), the same [`Runner`], the same seed. Play runs a statement every
+//! `1 / speed` seconds; step runs one; restart builds the world again from the text. Each
+//! expectation shows, on its line, whether it held and with what values.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use eframe::egui::{self, Color32, RichText};
+use mock_server::core::DEMO_USER;
+use mock_server::scenario::run::format_trace;
+use mock_server::scenario::{Runner, StepOutcome, Verdict, parse};
+use sync_core::client::DeviceView;
+
+use super::{pane, server_panel};
+
+/// A lesson shipped with the app: its file name and text.
+macro_rules! lesson {
+    ($file:literal) => {
+        (
+            $file,
+            include_str!(concat!("../../../assets/scenarios/", $file)),
+        )
+    };
+}
+
+/// The lessons of `assets/scenarios/`, built in (a test checks the list is complete).
+pub const LESSONS: &[(&str, &str)] = &[
+    lesson!("01-three-taps-sync.scn"),
+    lesson!("02-three-taps-sync-with-push.scn"),
+    lesson!("03-follow-up.scn"),
+    lesson!("04-normalised-value.scn"),
+    lesson!("05-stale-push.scn"),
+    lesson!("06-own-echo-as-ack.scn"),
+    lesson!("07-newer-push-supersedes.scn"),
+    lesson!("08-per-key-independence.scn"),
+    lesson!("09-rollback-like.scn"),
+    lesson!("10-rollback-comment.scn"),
+    lesson!("11-invalid-value.scn"),
+    lesson!("12-offline-intents.scn"),
+    lesson!("13-lost-ack-resend.scn"),
+    lesson!("14-server-restart.scn"),
+    lesson!("15-device-restart.scn"),
+    lesson!("16-contiguous-cursor.scn"),
+    lesson!("17-naive-flicker.scn"),
+    lesson!("18-sync-loses-intent.scn"),
+    lesson!("19-sync-regresses.scn"),
+    lesson!("20-improvement-newer-intent-after-reject.scn"),
+    lesson!("21-server-writes.scn"),
+    lesson!("22-lossy-network.scn"),
+    lesson!("23-offline-superseded.scn"),
+];
+
+/// Text from a scenario or the trace, drawable with the app's fonts (the terminal's
+/// arrows and cross have no glyph in egui's default fonts).
+fn drawable(text: &str) -> String {
+    text.replace('→', "->").replace('←', "<-").replace('✕', "x")
+}
+
+/// The script's and the trace's font: columns line up.
+fn mono() -> egui::FontId {
+    egui::FontId::monospace(11.5)
+}
+
+/// Trace lines shown (the newest).
+const TRACE_SHOWN: usize = 400;
+
+/// The player's state.
+pub struct Player {
+    /// The lesson picked in the list.
+    lesson: usize,
+    /// A scenario file to open instead.
+    path: String,
+    /// The source being played: `(name, text)`.
+    source: (String, String),
+    seed: u64,
+    run: Result<Run, String>,
+    playing: bool,
+    /// Statements per second while playing.
+    speed: f32,
+    last_step: Option<Instant>,
+}
+
+/// One run of the source.
+struct Run {
+    runner: Runner,
+    /// What each statement did, by line.
+    outcomes: BTreeMap<usize, StepOutcome>,
+    /// The wall-clock start that device views count from.
+    start: tokio::time::Instant,
+}
+
+impl Default for Player {
+    fn default() -> Self {
+        let (name, text) = LESSONS[0];
+        Player::new(name, text)
+    }
+}
+
+impl Player {
+    /// A player loaded with this source (not started).
+    pub fn new(name: &str, text: &str) -> Player {
+        let mut p = Player {
+            lesson: 0,
+            path: String::new(),
+            source: (name.to_string(), text.to_string()),
+            seed: 0,
+            run: Err(String::new()),
+            playing: false,
+            speed: 2.0,
+            last_step: None,
+        };
+        p.restart();
+        p
+    }
+
+    /// Builds the world again from the source (parse errors are shown, not panicked on).
+    pub fn restart(&mut self) {
+        self.playing = false;
+        self.run = parse(&self.source.0, &self.source.1)
+            .map(|scenario| Run {
+                runner: Runner::new(scenario, self.seed),
+                outcomes: BTreeMap::new(),
+                start: tokio::time::Instant::now(),
+            })
+            .map_err(|e| e.to_string());
+    }
+
+    /// Runs the next statement; `false` when the run is over.
+    pub fn step(&mut self) -> bool {
+        let Ok(run) = &mut self.run else {
+            return false;
+        };
+        let Some(line) = run.runner.next_step().map(|s| s.line) else {
+            return false;
+        };
+        if let Some(outcome) = run.runner.step() {
+            run.outcomes.insert(line, outcome);
+        }
+        true
+    }
+
+    /// The line of the statement that runs next.
+    pub fn next_line(&self) -> Option<usize> {
+        self.run.as_ref().ok()?.runner.next_step().map(|s| s.line)
+    }
+
+    /// The verdict, once the run ended.
+    pub fn verdict(&self) -> Option<&Verdict> {
+        self.run.as_ref().ok().and_then(|r| r.runner.verdict())
+    }
+
+    /// Opens a scenario file; an unreadable file is reported in the player.
+    fn open_file(&mut self) {
+        let path = self.path.trim().to_string();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                self.source = (path, text);
+                self.restart();
+            }
+            Err(e) => {
+                self.playing = false;
+                self.run = Err(format!("{path}: {e}"));
+            }
+        }
+    }
+
+    /// Draws the player, and plays on while playing.
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
+        self.controls(ui);
+        if self.playing {
+            let every = Duration::from_secs_f32(1.0 / self.speed);
+            if self.last_step.is_none_or(|t| t.elapsed() >= every) {
+                self.last_step = Some(Instant::now());
+                self.playing = self.step();
+            }
+            ui.ctx().request_repaint_after(every);
+        }
+        ui.separator();
+        let run = match &self.run {
+            Ok(run) => run,
+            Err(e) => {
+                ui.label(
+                    RichText::new(drawable(e))
+                        .color(Color32::from_rgb(0xd0, 0x40, 0x40))
+                        .monospace(),
+                );
+                return;
+            }
+        };
+        verdict_line(ui, &run.runner);
+        ui.columns(2, |cols| {
+            egui::ScrollArea::vertical()
+                .id_salt("script")
+                .show(&mut cols[0], |ui| script(ui, &self.source.1, run));
+            world(&mut cols[1], run);
+        });
+    }
+
+    fn controls(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal_wrapped(|ui| {
+            let label = ui.label("lesson");
+            let before = self.lesson;
+            egui::ComboBox::from_id_salt("lesson")
+                .selected_text(LESSONS[self.lesson].0)
+                .show_ui(ui, |ui| {
+                    for (i, (name, _)) in LESSONS.iter().enumerate() {
+                        ui.selectable_value(&mut self.lesson, i, *name);
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+            if self.lesson != before {
+                let (name, text) = LESSONS[self.lesson];
+                self.source = (name.to_string(), text.to_string());
+                self.restart();
+            }
+            let label = ui.label("or a file");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.path)
+                    .hint_text("path/to/scenario.scn")
+                    .desired_width(180.0),
+            )
+            .labelled_by(label.id);
+            if ui
+                .add_enabled(!self.path.trim().is_empty(), egui::Button::new("open"))
+                .clicked()
+            {
+                self.open_file();
+            }
+            ui.separator();
+            let label = ui.label("seed");
+            if ui
+                .add(egui::DragValue::new(&mut self.seed))
+                .labelled_by(label.id)
+                .changed()
+            {
+                self.restart();
+            }
+            if ui.button("restart").clicked() {
+                self.restart();
+            }
+            let running = self.verdict().is_none() && self.run.is_ok();
+            if ui.add_enabled(running, egui::Button::new("step")).clicked() {
+                self.playing = false;
+                self.step();
+            }
+            let play = if self.playing { "pause" } else { "play" };
+            if ui.add_enabled(running, egui::Button::new(play)).clicked() {
+                self.playing = !self.playing;
+                self.last_step = None;
+            }
+            let label = ui.label("speed");
+            ui.add(
+                egui::Slider::new(&mut self.speed, 0.5..=20.0)
+                    .logarithmic(true)
+                    .suffix(" statements/s"),
+            )
+            .labelled_by(label.id);
+        });
+    }
+}
+
+fn verdict_line(ui: &mut egui::Ui, runner: &Runner) {
+    let title = runner.scenario().title.clone().unwrap_or_default();
+    let (color, text) = match runner.verdict() {
+        Some(Verdict::Pass) => (Color32::from_rgb(0x30, 0xa0, 0x50), "PASS".to_string()),
+        Some(Verdict::Fail { line, message }) => (
+            Color32::from_rgb(0xd0, 0x40, 0x40),
+            drawable(&format!("FAIL at line {line}: {message}")),
+        ),
+        None => (
+            Color32::GRAY,
+            match runner.next_step() {
+                Some(step) => format!("next: line {}", step.line),
+                None => "ready".into(),
+            },
+        ),
+    };
+    ui.horizontal_wrapped(|ui| {
+        ui.heading(drawable(&title));
+        ui.label(RichText::new(text).color(color).strong());
+        ui.label(format!("t = {:.3} s", runner.elapsed().as_secs_f64()));
+    });
+}
+
+/// The source, line by line: what ran is dimmed, the next statement is marked, and each
+/// expectation shows whether it held and with what values.
+fn script(ui: &mut egui::Ui, text: &str, run: &Run) {
+    let next = run.runner.next_step().map(|s| s.line);
+    egui::Grid::new("script").num_columns(2).show(ui, |ui| {
+        for (i, line) in text.lines().enumerate() {
+            let n = i + 1;
+            ui.label(RichText::new(n.to_string()).font(mono()).weak());
+            let mut rt = RichText::new(drawable(line)).font(mono());
+            if Some(n) == next {
+                rt = rt.strong().background_color(ui.visuals().selection.bg_fill);
+            } else if run.outcomes.contains_key(&n) {
+                rt = rt.weak();
+            }
+            ui.label(rt);
+            ui.end_row();
+            let (text, color) = match run.outcomes.get(&n) {
+                Some(StepOutcome::Held(what)) => {
+                    (format!("held: {what}"), Color32::from_rgb(0x30, 0xa0, 0x50))
+                }
+                Some(StepOutcome::Failed(why)) => (
+                    format!("FAILED: {why}"),
+                    Color32::from_rgb(0xd0, 0x40, 0x40),
+                ),
+                _ => continue,
+            };
+            ui.label("");
+            ui.label(
+                RichText::new(drawable(&text))
+                    .font(mono())
+                    .strong()
+                    .color(color),
+            );
+            ui.end_row();
+        }
+    });
+}
+
+/// The simulated devices, the server, and the trace so far.
+fn world(ui: &mut egui::Ui, run: &Run) {
+    let world = run.runner.world();
+    let views: Vec<DeviceView> = world
+        .devices()
+        .iter()
+        .map(|d| DeviceView::of(&d.engine, run.start))
+        .collect();
+    ui.horizontal_wrapped(|ui| {
+        for view in &views {
+            egui::Frame::group(ui.style()).show(ui, |ui| {
+                ui.vertical(|ui| {
+                    ui.horizontal(|ui| {
+                        ui.strong(&view.device_id);
+                        ui.label(RichText::new(view.strategy.name()).monospace().small());
+                        let (color, text) = pane::connection_badge(&view.connection);
+                        ui.label(RichText::new(text).color(color).small());
+                    });
+                    pane::sync_table(ui, &format!("sim-{}", view.device_id), view);
+                    pane::counters(ui, view);
+                });
+            });
+        }
+    });
+    egui::Frame::group(ui.style()).show(ui, |ui| {
+        let data = world.core().user(DEMO_USER).cloned().unwrap_or_default();
+        ui.strong(format!(
+            "server · head revision {} · accepted writes {}",
+            data.head,
+            world.core().writes()
+        ));
+        server_panel::table(ui, &data);
+    });
+    ui.label(RichText::new("trace").strong());
+    egui::ScrollArea::vertical()
+        .id_salt("trace")
+        .stick_to_bottom(true)
+        .show(ui, |ui| {
+            let t0 = run.runner.t0();
+            let skip = world.trace.len().saturating_sub(TRACE_SHOWN);
+            for t in &world.trace[skip..] {
+                ui.label(RichText::new(drawable(&format_trace(t, t0))).font(mono()));
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_lesson_in_assets_is_built_in() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/scenarios");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".scn"))
+            .collect();
+        files.sort();
+        let built_in: Vec<&str> = LESSONS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(built_in, files);
+    }
+
+    #[test]
+    fn stepping_a_lesson_to_the_end_gives_the_headless_verdict() {
+        for (name, text) in LESSONS {
+            let mut player = Player::new(name, text);
+            while player.step() {}
+            assert_eq!(player.verdict(), Some(&Verdict::Pass), "{name}");
+            let run = player.run.as_ref().unwrap();
+            let held = run
+                .outcomes
+                .values()
+                .filter(|o| matches!(o, StepOutcome::Held(_)))
+                .count();
+            assert!(held > 0, "{name}: every lesson checks something");
+        }
+    }
+
+    #[test]
+    fn a_failing_expectation_and_a_parse_error_are_shown() {
+        let text = "devices a\na tap like/p\nsettle\nexpect a like/p = false\n";
+        let mut player = Player::new("mine.scn", text);
+        while player.step() {}
+        assert!(
+            matches!(player.verdict(), Some(Verdict::Fail { line: 4, .. })),
+            "{:?}",
+            player.verdict()
+        );
+        let player = Player::new("bad.scn", "devices a\na jump\n");
+        let err = player.run.as_ref().err().unwrap();
+        assert!(err.starts_with("bad.scn:2:"), "{err}");
+    }
+}
