@@ -46,6 +46,7 @@ fn device(server_url: &str, name: &str, token: &str, snapshot: Option<PathBuf>) 
                 seed: 1,
             },
             snapshot,
+            online: true,
         },
         Arc::new(|| {}),
     )

@@ -101,7 +101,7 @@ impl Live {
         &self.url
     }
 
-    fn client_config(&self, name: &str, strategy: Strategy) -> ClientConfig {
+    fn client_config(&self, name: &str, strategy: Strategy, online: bool) -> ClientConfig {
         ClientConfig {
             url: self.url.clone(),
             engine: EngineConfig {
@@ -111,19 +111,25 @@ impl Live {
                 seed: name.bytes().map(u64::from).sum(),
             },
             snapshot: Some(self.data.join("devices").join(format!("{name}.json"))),
+            online,
         }
     }
 
-    /// Starts a device (restoring its snapshot from the data directory, if any).
-    pub fn device(&self, name: &str, strategy: Strategy) -> DeviceHandle {
+    /// Starts a device (restoring its snapshot from the data directory, if any), online
+    /// or not.
+    pub fn device(&self, name: &str, strategy: Strategy, online: bool) -> DeviceHandle {
         let _guard = self.rt.enter();
-        spawn(self.client_config(name, strategy), self.repaint.clone())
+        spawn(
+            self.client_config(name, strategy, online),
+            self.repaint.clone(),
+        )
     }
 
     /// Restarts a device with another strategy: it stops (flushing its snapshot) and
-    /// starts again from it. The new handle arrives through [`Live::poll_restarted`].
-    pub fn restart_device(&self, old: DeviceHandle, name: &str, strategy: Strategy) {
-        let config = self.client_config(name, strategy);
+    /// starts again from it, online or not. The new handle arrives through
+    /// [`Live::poll_restarted`].
+    pub fn restart_device(&self, old: DeviceHandle, name: &str, strategy: Strategy, online: bool) {
+        let config = self.client_config(name, strategy, online);
         let repaint = self.repaint.clone();
         let tx = self.restarted.0.clone();
         let name = name.to_string();
@@ -137,7 +143,7 @@ impl Live {
     /// Stops a device and deletes its snapshot: a device added later under this id starts
     /// fresh. Until that is done, [`Live::is_removing`] holds the id back.
     pub fn remove_device(&self, handle: DeviceHandle, name: &str) {
-        let snapshot = self.client_config(name, Strategy::default()).snapshot;
+        let snapshot = self.client_config(name, Strategy::default(), true).snapshot;
         let removing = self.removing.clone();
         let repaint = self.repaint.clone();
         let name = name.to_string();

@@ -73,7 +73,7 @@ impl SyncLab {
     pub fn with_layout(live: Live, layout: &Layout) -> SyncLab {
         let mut panes = Vec::new();
         for d in &layout.devices {
-            let (pane, actions) = Pane::restore(d, live.device(&d.id, d.strategy));
+            let (pane, actions) = Pane::restore(d, live.device(&d.id, d.strategy, d.online));
             for action in actions {
                 if let PaneAction::Link(command) = action {
                     live.link(&d.id, command);
@@ -169,7 +169,7 @@ impl SyncLab {
                 if add.clicked()
                     && let Some(id) = free
                 {
-                    let handle = self.live.device(id, Strategy::SyncWithPush);
+                    let handle = self.live.device(id, Strategy::SyncWithPush, true);
                     self.panes.push(Pane::restore(&DeviceLayout::new(id), handle).0);
                 }
                 ui.separator();
@@ -225,8 +225,11 @@ impl SyncLab {
                 PaneAction::Link(command) => self.live.link(&device, command),
                 PaneAction::Strategy(strategy) => {
                     if let Some(p) = self.panes.iter().find(|p| p.name == device) {
+                        // The device comes back as the user left it: offline stays offline.
+                        let online = p.handle.view().connection
+                            != sync_core::engine::connection::ConnectionState::Offline;
                         self.live
-                            .restart_device(p.handle.clone(), &device, strategy);
+                            .restart_device(p.handle.clone(), &device, strategy, online);
                     }
                 }
                 PaneAction::Move(step) => {

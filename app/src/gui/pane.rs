@@ -114,9 +114,6 @@ impl Pane {
         pane.label = layout.label.clone();
         pane.preset = layout.preset;
         pane.held = layout.held;
-        if !layout.online {
-            pane.handle.set_online(false);
-        }
         let mut actions = Vec::new();
         for (i, d) in DIRECTIONS.into_iter().enumerate() {
             actions.push(PaneAction::Link(LinkCommand::Configure(

@@ -110,6 +110,9 @@ pub struct ClientConfig {
     pub engine: EngineConfig,
     /// Where the device's snapshot lives (`None`: nothing persists).
     pub snapshot: Option<PathBuf>,
+    /// `false`: the device starts offline (as the user left it), before any attempt to
+    /// connect.
+    pub online: bool,
 }
 
 /// What a device can be told.
@@ -190,7 +193,7 @@ impl DeviceHandle {
 pub fn spawn(config: ClientConfig, on_change: Arc<dyn Fn() + Send + Sync>) -> DeviceHandle {
     let start = Instant::now();
     let mut problem = None;
-    let engine = match config.snapshot.as_deref().map(persist::load) {
+    let mut engine = match config.snapshot.as_deref().map(persist::load) {
         Some(Ok(Some(snapshot))) => {
             Engine::restore(config.engine.clone(), snapshot, Duration::ZERO).unwrap_or_else(|e| {
                 problem = Some(format!("snapshot not used: {e}; starting fresh"));
@@ -203,6 +206,9 @@ pub fn spawn(config: ClientConfig, on_change: Arc<dyn Fn() + Send + Sync>) -> De
         }
         Some(Ok(None)) | None => Engine::new(config.engine.clone(), Duration::ZERO),
     };
+    if !config.online {
+        engine.set_online(false, Duration::ZERO);
+    }
     let (commands, rx) = mpsc::unbounded_channel();
     let (view_tx, view) = watch::channel(DeviceView::of(&engine, start));
     let (events, from_start) = broadcast::channel(EVENT_BUFFER);
