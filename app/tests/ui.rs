@@ -50,6 +50,15 @@ fn step_until(h: &mut Harness<'_, SyncLab>, what: &str, done: impl Fn(&SyncLab) 
     h.step();
 }
 
+/// Steps until every device is connected.
+fn until_connected(h: &mut Harness<'_, SyncLab>) {
+    step_until(h, "every device connected", |a| {
+        a.panes()
+            .iter()
+            .all(|p| p.handle.view().connection == ConnectionState::Connected)
+    });
+}
+
 /// The app in a 1400×900 window, in the light theme `main` gives it.
 fn harness(app: SyncLab) -> Harness<'static, SyncLab> {
     let h = Harness::builder()
@@ -62,11 +71,7 @@ fn harness(app: SyncLab) -> Harness<'static, SyncLab> {
 #[test]
 fn a_like_clicked_in_one_pane_appears_in_the_other() {
     let mut h = harness(app(2, "like"));
-    step_until(&mut h, "both devices connected", |a| {
-        a.panes()
-            .iter()
-            .all(|p| p.handle.view().connection == ConnectionState::Connected)
-    });
+    until_connected(&mut h);
     h.get_by_label("phone like post-1").click();
     let like = Key::parse("like/post-1").unwrap();
     // The engine shows the intent in the step that handles it (optimistic); the UI sees
@@ -113,11 +118,7 @@ fn a_like_clicked_in_one_pane_appears_in_the_other() {
 #[test]
 fn a_held_frame_is_listed_and_delivering_it_changes_the_pane() {
     let mut h = harness(app(2, "hold"));
-    step_until(&mut h, "both devices connected", |a| {
-        a.panes()
-            .iter()
-            .all(|p| p.handle.view().connection == ConnectionState::Connected)
-    });
+    until_connected(&mut h);
     h.get_by_label("laptop hold down").click();
     h.step();
     h.get_by_label("phone like post-2").click();
@@ -143,11 +144,7 @@ fn a_held_frame_is_listed_and_delivering_it_changes_the_pane() {
 #[test]
 fn the_strategy_selector_restarts_the_device_with_its_state() {
     let mut h = harness(app(2, "strategy"));
-    step_until(&mut h, "both devices connected", |a| {
-        a.panes()
-            .iter()
-            .all(|p| p.handle.view().connection == ConnectionState::Connected)
-    });
+    until_connected(&mut h);
     h.get_by_label("phone like post-3").click();
     let like = Key::parse("like/post-3").unwrap();
     step_until(&mut h, "the like to sync", |a| {
@@ -172,11 +169,7 @@ fn the_strategy_selector_restarts_the_device_with_its_state() {
 #[test]
 fn a_slider_drag_of_30_steps_costs_at_most_two_requests() {
     let mut h = harness(app(2, "slider"));
-    step_until(&mut h, "both devices connected", |a| {
-        a.panes()
-            .iter()
-            .all(|p| p.handle.view().connection == ConnectionState::Connected)
-    });
+    until_connected(&mut h);
     // Hold the phone's uplink so the whole drag happens while the first request is in
     // flight, however fast loopback is.
     h.get_by_label("phone hold up").click();
@@ -222,11 +215,7 @@ fn a_slider_drag_of_30_steps_costs_at_most_two_requests() {
 #[test]
 fn the_server_restart_button_drops_the_devices_and_they_come_back() {
     let mut h = harness(app(2, "restart"));
-    step_until(&mut h, "both devices connected", |a| {
-        a.panes()
-            .iter()
-            .all(|p| p.handle.view().connection == ConnectionState::Connected)
-    });
+    until_connected(&mut h);
     h.get_by_label("phone like post-1").click();
     step_until(&mut h, "the like to sync", |a| {
         a.agreement().is_ok() && a.server().is_some_and(|s| s.writes == 1)
@@ -256,11 +245,7 @@ fn the_server_restart_button_drops_the_devices_and_they_come_back() {
 #[test]
 fn devices_are_renamed_moved_removed_and_their_layout_comes_back() {
     let mut h = harness(app(3, "layout"));
-    step_until(&mut h, "all devices connected", |a| {
-        a.panes()
-            .iter()
-            .all(|p| p.handle.view().connection == ConnectionState::Connected)
-    });
+    until_connected(&mut h);
     // Rename: the label changes, the device id does not.
     h.get_by_label("laptop edit").click();
     h.run_steps(3); // the menu opens on a later frame
@@ -380,6 +365,14 @@ fn the_scenario_player_plays_a_lesson_and_shows_each_expectation() {
     h.step(); // the button reads "pause" from the frame after the click
     h.get_by_label("pause").click();
     h.run_steps(2);
+    // One event at a time inside the `settle` on line 9: the statement stays running.
+    while h.state().player().next_line() != Some(9) {
+        h.get_by_label("step").click();
+        h.run_steps(1);
+    }
+    h.get_by_label("step event").click();
+    h.run_steps(2);
+    assert!(h.query_by_label("running line 9").is_some());
     // Step to the end, one statement at a time.
     for _ in 0..100 {
         if h.query_by_label("PASS").is_some() {

@@ -403,28 +403,46 @@ impl World {
     /// `wait D`: delivers everything due at or before now + D.
     pub fn wait(&mut self, d: Duration) {
         let until = self.now + d;
-        while self.fire_next(until) {}
-        self.now = until;
+        while self.wait_step(until) {}
+    }
+
+    /// One event of a `wait` that ends at `until`: `true` after running the next event due
+    /// by then; `false` when none is left (the clock is then at `until`). The scenario
+    /// player steps a `wait` this way, event by event.
+    pub fn wait_step(&mut self, until: Duration) -> bool {
+        if self.fire_next(until) {
+            return true;
+        }
+        self.now = self.now.max(until);
+        false
     }
 
     /// `settle`: runs until the world is quiet (see [`World::is_quiet`]). Fails after
     /// [`SETTLE_LIMIT`] of virtual time.
     pub fn settle(&mut self) -> Result<(), String> {
         let deadline = self.now + SETTLE_LIMIT;
-        while !self.is_quiet() {
-            if !self.fire_next(deadline) {
-                if self.is_quiet() {
-                    break;
-                }
-                self.now = deadline;
-                return Err(format!(
-                    "the world is not quiet after {} s of virtual time: {}",
-                    SETTLE_LIMIT.as_secs(),
-                    self.why_not_quiet().unwrap_or_default()
-                ));
-            }
-        }
+        while self.settle_step(deadline)? {}
         Ok(())
+    }
+
+    /// One event of a `settle` with this deadline: `Ok(true)` after running an event,
+    /// `Ok(false)` once the world is quiet, an error when it is not quiet by the deadline.
+    pub fn settle_step(&mut self, deadline: Duration) -> Result<bool, String> {
+        if self.is_quiet() {
+            return Ok(false);
+        }
+        if self.fire_next(deadline) {
+            return Ok(true);
+        }
+        if self.is_quiet() {
+            return Ok(false);
+        }
+        self.now = deadline;
+        Err(format!(
+            "the world is not quiet after {} s of virtual time: {}",
+            SETTLE_LIMIT.as_secs(),
+            self.why_not_quiet().unwrap_or_default()
+        ))
     }
 
     /// Quiet: no non-heartbeat frame in flight on an automatic link, every online device

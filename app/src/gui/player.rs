@@ -1,10 +1,11 @@
 //! The scenario player: a built-in lesson or a scenario file, played on the simulator one
-//! statement at a time, beside the devices and the server as the live panes show them.
+//! statement or one event at a time, beside the devices and the server as the live panes show them.
 //!
 //! It is the headless `run` command with a face: the same parser (errors with
 //! file:line:column), the same [`Runner`], the same seed. Play runs a statement every
-//! `1 / speed` seconds; step runs one; restart builds the world again from the text. Each
-//! expectation shows, on its line, whether it held and with what values.
+//! `1 / speed` seconds; step runs one; "step event" runs one simulator event (a frame
+//! delivered, a timer) inside a `wait` or `settle`; restart builds the world again from the
+//! text. Each expectation shows, on its line, whether it held and with what values.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -143,6 +144,23 @@ impl Player {
         true
     }
 
+    /// Runs one simulator event (inside a `wait` or `settle`; other statements whole);
+    /// `false` when the run is over.
+    pub fn step_event(&mut self) -> bool {
+        let Ok(run) = &mut self.run else {
+            return false;
+        };
+        let Some(line) = run.runner.next_step().map(|s| s.line) else {
+            return false;
+        };
+        if let Some(outcome) = run.runner.step_event()
+            && !run.runner.in_progress()
+        {
+            run.outcomes.insert(line, outcome);
+        }
+        true
+    }
+
     /// The line of the statement that runs next.
     pub fn next_line(&self) -> Option<usize> {
         self.run.as_ref().ok()?.runner.next_step().map(|s| s.line)
@@ -244,9 +262,23 @@ impl Player {
                 self.restart();
             }
             let running = self.verdict().is_none() && self.run.is_ok();
-            if ui.add_enabled(running, egui::Button::new("step")).clicked() {
+            if ui
+                .add_enabled(running, egui::Button::new("step"))
+                .on_hover_text("Run the next statement")
+                .clicked()
+            {
                 self.playing = false;
                 self.step();
+            }
+            if ui
+                .add_enabled(running, egui::Button::new("step event"))
+                .on_hover_text(
+                    "Run one simulator event: a frame delivered or a timer, inside a `wait` or `settle`",
+                )
+                .clicked()
+            {
+                self.playing = false;
+                self.step_event();
             }
             let play = if self.playing { "pause" } else { "play" };
             if ui.add_enabled(running, egui::Button::new(play)).clicked() {
@@ -275,6 +307,7 @@ fn verdict_line(ui: &mut egui::Ui, runner: &Runner) {
         None => (
             Color32::GRAY,
             match runner.next_step() {
+                Some(step) if runner.in_progress() => format!("running line {}", step.line),
                 Some(step) => format!("next: line {}", step.line),
                 None => "ready".into(),
             },

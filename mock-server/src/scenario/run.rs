@@ -43,6 +43,17 @@ pub struct Runner {
     setup_trace: usize,
     next: usize,
     verdict: Option<Verdict>,
+    /// A `wait` or `settle` part way through, when stepped event by event.
+    ongoing: Option<(Step, Ongoing)>,
+}
+
+/// A statement that takes virtual time, part way through.
+#[derive(Debug, Clone, Copy)]
+enum Ongoing {
+    /// `wait`, until this time.
+    Wait(Duration),
+    /// `settle`, with this deadline.
+    Settle(Duration),
 }
 
 impl Runner {
@@ -78,6 +89,7 @@ impl Runner {
             setup_trace,
             next: 0,
             verdict,
+            ongoing: None,
         }
     }
 
@@ -101,12 +113,20 @@ impl Runner {
         self.t0
     }
 
-    /// The statement that runs next.
+    /// The statement that runs next (or goes on, part way through a `wait` or `settle`).
     pub fn next_step(&self) -> Option<&Step> {
         if self.verdict.is_some() {
             return None;
         }
-        self.scenario.steps.get(self.next)
+        match &self.ongoing {
+            Some((step, _)) => Some(step),
+            None => self.scenario.steps.get(self.next),
+        }
+    }
+
+    /// `true` while a `wait` or `settle` is part way through.
+    pub fn in_progress(&self) -> bool {
+        self.ongoing.is_some()
     }
 
     /// The verdict, once the run ended.
@@ -114,11 +134,57 @@ impl Runner {
         self.verdict.as_ref()
     }
 
-    /// Runs the next statement. `None` when the run has ended.
+    /// Runs the next statement (or the rest of one part way through). `None` when the
+    /// run has ended.
     pub fn step(&mut self) -> Option<StepOutcome> {
+        if self.ongoing.is_some() {
+            loop {
+                let outcome = self.step_event()?;
+                if self.ongoing.is_none() {
+                    return Some(outcome);
+                }
+            }
+        }
         let step = self.next_step()?.clone();
         self.next += 1;
-        let outcome = match self.run(&step.stmt) {
+        let result = self.run(&step.stmt);
+        Some(self.finish(&step, result))
+    }
+
+    /// Runs one simulator event: inside a `wait` or `settle`, the next frame delivery or
+    /// timer; any other statement runs whole (its effects are immediate). `None` when the
+    /// run has ended.
+    pub fn step_event(&mut self) -> Option<StepOutcome> {
+        let (step, ongoing) = match self.ongoing.take() {
+            Some(going) => going,
+            None => {
+                let step = self.next_step()?.clone();
+                let ongoing = match step.stmt {
+                    Stmt::Wait(d) => Ongoing::Wait(self.world.now() + d),
+                    Stmt::Settle => Ongoing::Settle(self.world.now() + crate::sim::SETTLE_LIMIT),
+                    _ => return self.step(),
+                };
+                self.next += 1;
+                (step, ongoing)
+            }
+        };
+        let more = match ongoing {
+            Ongoing::Wait(until) => Ok(self.world.wait_step(until)),
+            Ongoing::Settle(deadline) => self.world.settle_step(deadline),
+        };
+        Some(match more {
+            Ok(true) => {
+                self.ongoing = Some((step, ongoing));
+                StepOutcome::Ran
+            }
+            Ok(false) => self.finish(&step, Ok(None)),
+            Err(message) => self.finish(&step, Err(message)),
+        })
+    }
+
+    /// Records how a statement ended, and the verdict once it is the last or it failed.
+    fn finish(&mut self, step: &Step, result: Result<Option<String>, String>) -> StepOutcome {
+        let outcome = match result {
             Ok(None) => StepOutcome::Ran,
             Ok(Some(held)) => StepOutcome::Held(held),
             Err(message) => {
@@ -129,7 +195,7 @@ impl Runner {
         if self.verdict.is_none() && self.next == self.scenario.steps.len() {
             self.verdict = Some(Verdict::Pass);
         }
-        Some(outcome)
+        outcome
     }
 
     /// Runs to the end.

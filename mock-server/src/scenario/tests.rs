@@ -133,3 +133,30 @@ expect server writes = 2
 "#;
     assert_eq!(run(text), Verdict::Pass);
 }
+
+#[test]
+fn stepping_event_by_event_ends_as_stepping_statements() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/scenarios");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.display().to_string();
+        let scenario = parse(&name, &text).unwrap();
+        let mut whole = Runner::new(scenario.clone(), 3);
+        let mut events = Runner::new(scenario, 3);
+        whole.run_to_end();
+        let mut steps = 0;
+        let mut ongoing = false;
+        while events.step_event().is_some() {
+            steps += 1;
+            ongoing |= events.in_progress();
+        }
+        assert_eq!(events.verdict(), whole.verdict(), "{name}");
+        assert_eq!(
+            events.world().trace,
+            whole.world().trace,
+            "{name}: the same events"
+        );
+        assert!(steps > events.scenario().steps.len() || !ongoing, "{name}");
+    }
+}
