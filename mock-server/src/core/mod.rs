@@ -101,6 +101,10 @@ pub struct Core<S: Store> {
     conns: BTreeMap<ConnId, Conn>,
     devices: HashMap<(String, String), ConnId>,
     forced: BTreeSet<Key>,
+    /// Set when a commit failed and the store could not be read back either: the state in
+    /// memory may hold writes that were never stored, so nothing is served (every frame
+    /// is answered with a 1011 close) until the server restarts.
+    broken: Option<String>,
 }
 
 impl<S: Store> Core<S> {
@@ -120,6 +124,7 @@ impl<S: Store> Core<S> {
             conns: BTreeMap::new(),
             devices: HashMap::new(),
             forced: BTreeSet::new(),
+            broken: None,
         })
     }
 
@@ -131,6 +136,7 @@ impl<S: Store> Core<S> {
         self.conns.clear();
         self.devices.clear();
         self.forced.clear();
+        self.broken = None;
         Ok(())
     }
 
@@ -172,6 +178,11 @@ impl<S: Store> Core<S> {
             if !self.conns.contains_key(&id) {
                 continue;
             }
+            if self.broken.is_some() {
+                out.push(Action::Close(id, 1011, "store unavailable".into()));
+                self.disconnect(id);
+                continue;
+            }
             self.frame(id, frame, now, &mut out, &mut staged);
         }
         self.commit(staged, &mut out);
@@ -197,13 +208,24 @@ impl<S: Store> Core<S> {
                     Action::Close(..) => None,
                 })
                 .collect();
-            if let Ok(data) = self.store.load() {
-                self.data = data;
-            }
             out.retain(|a| !matches!(a, Action::Send(id, _) if writers.contains(id)));
             for id in writers {
                 out.push(Action::Close(id, 1011, format!("{e}")));
                 self.disconnect(id);
+            }
+            match self.store.load() {
+                Ok(data) => self.data = data,
+                Err(reload) => {
+                    // Memory may now hold writes the store never got: answering from it
+                    // could acknowledge a resend of a lost write as a duplicate.
+                    let why = format!("{e}; then {reload}");
+                    tracing::error!("the store failed twice, serving nothing: {why}");
+                    for id in self.conns.keys().copied().collect::<Vec<_>>() {
+                        out.push(Action::Close(id, 1011, "store unavailable".into()));
+                        self.disconnect(id);
+                    }
+                    self.broken = Some(why);
+                }
             }
             return;
         }

@@ -533,6 +533,47 @@ fn store_failure_acks_nothing_and_forgets_the_write() {
     assert_eq!(core.value("demo", &Key::parse("like/a").unwrap()).1, 0);
 }
 
+/// A store that loads once, then fails to commit and to load: a disk gone bad.
+#[derive(Default)]
+struct DeadStore {
+    loaded: bool,
+}
+
+impl Store for DeadStore {
+    fn load(&mut self) -> Result<Durable, StoreError> {
+        if std::mem::replace(&mut self.loaded, true) {
+            return Err(StoreError("cannot read".into()));
+        }
+        Ok(Durable::default())
+    }
+    fn commit(&mut self, _: &[Record]) -> Result<(), StoreError> {
+        Err(StoreError("disk full".into()))
+    }
+}
+
+#[test]
+fn a_store_that_cannot_be_read_back_after_a_failed_commit_stops_serving() {
+    let mut core = Core::new(BTreeMap::new(), DeadStore::default()).unwrap();
+    let hello = |device: &str| {
+        Inbound::Text(format!(
+            r#"{{"type":"hello","protocol":1,"token":"demo-token","device_id":"{device}","since":0}}"#
+        ))
+    };
+    core.connect(A, ms(0));
+    core.connect(B, ms(0));
+    core.handle(vec![(A, hello("p")), (B, hello("q"))], ms(0));
+    let set = r#"{"type":"set","id":1,"key":"like/a","value":true,"local_rev":1}"#;
+    let out = core.handle(vec![(A, Inbound::Text(set.into()))], ms(0));
+    // Both connections go: the memory may hold the write that was never stored.
+    assert_eq!((closed(&out, A), closed(&out, B)), (Some(1011), Some(1011)));
+    // A resend on a new connection is not acknowledged as a duplicate: nothing is served.
+    let c = ConnId(3);
+    core.connect(c, ms(1));
+    let out = core.handle(vec![(c, hello("p")), (c, Inbound::Text(set.into()))], ms(1));
+    assert!(frames_to(&out, c).is_empty(), "{out:?}");
+    assert_eq!(closed(&out, c), Some(1011));
+}
+
 #[test]
 fn restart_from_the_store_keeps_writes_revisions_and_watermarks() {
     let mut t = T::new();
