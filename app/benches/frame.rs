@@ -42,7 +42,11 @@ fn time(mut one: impl FnMut()) -> (f64, f64, f64) {
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let mean = times.iter().sum::<Duration>() / times.len() as u32;
-    (ms(mean), ms(times[times.len() / 2]), ms(times[times.len() * 99 / 100]))
+    (
+        ms(mean),
+        ms(times[times.len() / 2]),
+        ms(times[times.len() * 99 / 100]),
+    )
 }
 
 fn main() {

@@ -308,7 +308,7 @@ fn main_window_snapshot() {
     use app::gui::pane::Preset;
     let mut laptop = DeviceLayout::new("laptop");
     laptop.strategy = Strategy::Naive;
-    laptop.preset = Preset::Slow4G;
+    laptop.links = [Preset::Slow4G.link(); 2];
     laptop.label = "Ana's laptop".into();
     let mut tablet = DeviceLayout::new("tablet");
     tablet.online = false;
@@ -392,4 +392,31 @@ fn the_scenario_player_plays_a_lesson_and_shows_each_expectation() {
     h.get_by_label("restart").click();
     h.run_steps(2);
     assert!(h.query_by_label("PASS").is_none());
+}
+
+#[test]
+fn a_lossy_uplink_set_by_hand_costs_the_device_its_connection() {
+    let mut h = harness(app(2, "loss"));
+    until_connected(&mut h);
+    h.get_by_label("phone link details").click();
+    h.run_steps(2);
+    // Every frame up from the phone is lost, and takes the connection with it.
+    h.get_by_label("phone up loss").click();
+    h.run_steps(1);
+    h.get_by_label("phone up loss").type_text("100");
+    h.key_press(eframe::egui::Key::Enter);
+    h.run_steps(2);
+    let links = &h.state().layout().devices[0].links;
+    assert_eq!((links[0].loss, links[1].loss), (1.0, 0.0), "{links:?}");
+    h.get_by_label("phone like post-1").click();
+    step_until(&mut h, "the phone to lose its connection", |a| {
+        a.panes()[0].log.iter().any(|e| {
+            matches!(
+                e.kind,
+                sync_core::engine::events::EventKind::Connection {
+                    state: ConnectionState::Reconnecting { .. }
+                }
+            )
+        })
+    });
 }

@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 use sync_core::engine::Strategy;
 
+use mock_server::link::LinkConfig;
+
 use super::NAMES;
 use super::pane::Preset;
 
@@ -31,8 +33,8 @@ pub struct DeviceLayout {
     pub label: String,
     /// How it syncs.
     pub strategy: Strategy,
-    /// Added latency (both directions).
-    pub preset: Preset,
+    /// Latency, jitter and loss of each direction (up, down).
+    pub links: [LinkConfig; 2],
     /// Whether each direction (up, down) is held.
     pub held: [bool; 2],
     /// `false` when the user took it offline.
@@ -46,7 +48,7 @@ impl DeviceLayout {
             id: id.to_string(),
             label: id.to_string(),
             strategy: Strategy::SyncWithPush,
-            preset: Preset::None,
+            links: [Preset::None.link(); 2],
             held: [false; 2],
             online: true,
         }
@@ -78,6 +80,13 @@ impl Layout {
             if layout.devices[..i].iter().any(|e| e.id == d.id) {
                 return Err(format!("device {}: `{}` appears twice", i + 1, d.id));
             }
+            if let Some(bad) = d.links.iter().find(|l| !(0.0..=1.0).contains(&l.loss)) {
+                return Err(format!(
+                    "device {}: loss {} is not a probability in 0..=1",
+                    i + 1,
+                    bad.loss
+                ));
+            }
         }
         Ok(layout)
     }
@@ -105,7 +114,7 @@ mod tests {
         let mut layout = Layout::first(3);
         layout.devices[1].label = "Ana's laptop".into();
         layout.devices[1].strategy = Strategy::Naive;
-        layout.devices[2].preset = Preset::Slow4G;
+        layout.devices[2].links = [Preset::Slow4G.link(), Preset::ThreeG.link()];
         layout.devices[2].held = [false, true];
         layout.devices.swap(0, 2);
         assert_eq!(Layout::from_json(&layout.to_json()), Ok(layout));
@@ -121,6 +130,12 @@ mod tests {
         assert_eq!(err(&layout.to_json()), "device 2: unknown id `toaster`");
         layout.devices[1].id = "phone".into();
         assert_eq!(err(&layout.to_json()), "device 2: `phone` appears twice");
+        layout.devices[1].id = "laptop".into();
+        layout.devices[0].links[1].loss = 1.5;
+        assert_eq!(
+            err(&layout.to_json()),
+            "device 1: loss 1.5 is not a probability in 0..=1"
+        );
         let unknown = r#"{"devices":[],"colour":1}"#;
         assert!(
             err(unknown).contains("unknown field `colour`"),

@@ -40,7 +40,8 @@ pub struct Pane {
     pub log: VecDeque<Event>,
     comment_drafts: [String; 3],
     name_draft: String,
-    preset: Preset,
+    /// Each direction's latency, jitter and loss (up, down).
+    links: [LinkConfig; 2],
     held: [bool; 2],
     /// The frames waiting on this device's held links, as last listed by the server.
     pub queue: QueuedFrames,
@@ -79,7 +80,7 @@ impl Preset {
     }
 
     /// One direction's settings: half the round trip.
-    fn link(self) -> LinkConfig {
+    pub fn link(self) -> LinkConfig {
         let rtt_us: u64 = match self {
             Preset::None => 0,
             Preset::Fast4G => 165_000,
@@ -112,14 +113,11 @@ impl Pane {
     pub fn restore(layout: &DeviceLayout, handle: DeviceHandle) -> (Pane, Vec<PaneAction>) {
         let mut pane = Pane::new(&layout.id, handle);
         pane.label = layout.label.clone();
-        pane.preset = layout.preset;
+        pane.links = layout.links;
         pane.held = layout.held;
         let mut actions = Vec::new();
         for (i, d) in DIRECTIONS.into_iter().enumerate() {
-            actions.push(PaneAction::Link(LinkCommand::Configure(
-                d,
-                pane.preset.link(),
-            )));
+            actions.push(PaneAction::Link(LinkCommand::Configure(d, pane.links[i])));
             actions.push(PaneAction::Link(LinkCommand::Hold(d, pane.held[i])));
         }
         (pane, actions)
@@ -131,7 +129,7 @@ impl Pane {
             id: self.name.clone(),
             label: self.title().to_string(),
             strategy: view.strategy,
-            preset: self.preset,
+            links: self.links,
             held: self.held,
             online: view.connection != ConnectionState::Offline,
         }
@@ -156,7 +154,7 @@ impl Pane {
             log: VecDeque::new(),
             comment_drafts: Default::default(),
             name_draft: String::new(),
-            preset: Preset::None,
+            links: [Preset::None.link(); 2],
             held: [false; 2],
             queue: QueuedFrames::default(),
             queue_listings: 0,
@@ -463,23 +461,89 @@ impl Pane {
         });
     }
 
+    /// Each direction's latency, jitter and loss, by hand (the presets set both).
+    fn link_details(&mut self, ui: &mut egui::Ui, actions: &mut Vec<PaneAction>) {
+        let header = egui::CollapsingHeader::new(RichText::new("latency, jitter, loss").small())
+            .id_salt(format!("{}-links", self.name))
+            .show(ui, |ui| {
+                egui::Grid::new(format!("{}-link-grid", self.name))
+                    .num_columns(4)
+                    .show(ui, |ui| {
+                        for h in ["", "latency ms", "jitter ms", "loss %"] {
+                            ui.label(RichText::new(h).small());
+                        }
+                        ui.end_row();
+                        for (i, (d, dir)) in [(Direction::Up, "up"), (Direction::Down, "down")]
+                            .into_iter()
+                            .enumerate()
+                        {
+                            ui.label(RichText::new(dir).small());
+                            let link = &mut self.links[i];
+                            let mut latency = link.latency.as_millis() as u64;
+                            let mut jitter = link.jitter.as_millis() as u64;
+                            let mut loss = link.loss * 100.0;
+                            let mut changed = false;
+                            for (value, what, max) in [
+                                (&mut latency, "latency", 60_000),
+                                (&mut jitter, "jitter", 10_000),
+                            ] {
+                                let r = ui.add(egui::DragValue::new(value).range(0..=max));
+                                let label = format!("{} {dir} {what}", self.name);
+                                r.widget_info(|| {
+                                    egui::WidgetInfo::labeled(egui::Role::SpinButton, true, &label)
+                                });
+                                changed |= r.changed();
+                            }
+                            let r = ui
+                                .add(egui::DragValue::new(&mut loss).range(0.0..=100.0).speed(0.1))
+                                .on_hover_text(
+                                    "Each frame is lost with this probability, and takes the connection with it (as on a real WebSocket)",
+                                );
+                            let label = format!("{} {dir} loss", self.name);
+                            r.widget_info(|| {
+                                egui::WidgetInfo::labeled(egui::Role::SpinButton, true, &label)
+                            });
+                            changed |= r.changed();
+                            ui.end_row();
+                            if changed {
+                                *link = LinkConfig {
+                                    latency: Duration::from_millis(latency),
+                                    jitter: Duration::from_millis(jitter),
+                                    loss: loss / 100.0,
+                                };
+                                actions.push(PaneAction::Link(LinkCommand::Configure(d, *link)));
+                            }
+                        }
+                    });
+            });
+        let label = format!("{} link details", self.name);
+        header
+            .header_response
+            .widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
+    }
+
     fn network(&mut self, ui: &mut egui::Ui, actions: &mut Vec<PaneAction>) {
         ui.horizontal_wrapped(|ui| {
             let label = ui.label(RichText::new("network").strong());
-            let before = self.preset;
+            // The preset whose settings both directions have, if any.
+            let current = Preset::ALL.into_iter().find(|p| self.links == [p.link(); 2]);
+            let mut chosen = current;
             egui::ComboBox::from_id_salt(format!("{}-preset", self.name))
-                .selected_text(self.preset.name())
+                .selected_text(chosen.map_or("custom", Preset::name))
                 .show_ui(ui, |ui| {
                     for p in Preset::ALL {
-                        ui.selectable_value(&mut self.preset, p, p.name());
+                        ui.selectable_value(&mut chosen, Some(p), p.name());
                     }
                 })
                 .response
                 .labelled_by(label.id)
                 .on_hover_text("Added latency, half of the round trip each way");
-            if self.preset != before {
-                for d in DIRECTIONS {
-                    actions.push(PaneAction::Link(LinkCommand::Configure(d, self.preset.link())));
+            if chosen != current
+                && let Some(p) = chosen
+            {
+                for (i, d) in DIRECTIONS.into_iter().enumerate() {
+                    self.links[i] = p.link();
+                    actions.push(PaneAction::Link(LinkCommand::Configure(d, p.link())));
                 }
             }
             for (i, (d, text)) in [(Direction::Up, "hold up"), (Direction::Down, "hold down")]
@@ -497,6 +561,7 @@ impl Pane {
                 }
             }
         });
+        self.link_details(ui, actions);
         for (d, frames, arrow) in [
             (Direction::Up, &self.queue.up, "to server"),
             (Direction::Down, &self.queue.down, "from server"),
