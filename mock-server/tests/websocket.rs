@@ -30,6 +30,16 @@ async fn server(tokens: &[(&str, &str)]) -> ServerHandle {
     start(config, MemoryStore::default()).await.unwrap()
 }
 
+/// A server for the demo user with the admin socket on, admin token `adm`.
+async fn server_with_admin() -> ServerHandle {
+    let config = ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        tokens: BTreeMap::new(),
+        admin_token: Some("adm".into()),
+    };
+    start(config, MemoryStore::default()).await.unwrap()
+}
+
 async fn connect(s: &ServerHandle) -> Ws {
     connect_async(s.url()).await.unwrap().0
 }
@@ -372,12 +382,7 @@ async fn a_held_link_releases_frames_out_of_order() {
 
 #[tokio::test]
 async fn the_admin_socket_controls_faults_for_any_client() {
-    let config = ServerConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        tokens: BTreeMap::new(),
-        admin_token: Some("adm".into()),
-    };
-    let s = start(config, MemoryStore::default()).await.unwrap();
+    let s = server_with_admin().await;
     let admin_url = format!("ws://{}/admin", s.addr);
     // A wrong admin token is refused.
     let mut bad = connect_async(&admin_url).await.unwrap().0;
@@ -621,12 +626,7 @@ async fn a_flooding_device_is_limited_then_closed_with_1008_and_others_go_on() {
 
 #[tokio::test]
 async fn admin_restart_drops_every_connection_and_keeps_what_was_acknowledged() {
-    let config = ServerConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        tokens: BTreeMap::new(),
-        admin_token: Some("adm".into()),
-    };
-    let s = start(config, MemoryStore::default()).await.unwrap();
+    let s = server_with_admin().await;
     let mut admin = connect_async(format!("ws://{}/admin", s.addr))
         .await
         .unwrap()
