@@ -14,8 +14,8 @@
 //! **Checks.**
 //! - The decoder: a frame it accepts encodes and decodes back to itself.
 //! - The core: every frame it sends is one a client can decode; revisions are assigned
-//!   gap-free (`head` = accepted writes); a fresh acknowledgement carries the next revision,
-//!   and a duplicate one a revision already assigned.
+//!   gap-free (`head` = accepted writes); a fresh acknowledgement carries a revision above
+//!   every earlier one, and a duplicate one a revision already assigned.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

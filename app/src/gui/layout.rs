@@ -95,14 +95,6 @@ impl Layout {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a layout always serializes")
     }
-
-    /// The first device id not in use, if any is left.
-    pub fn free_id(&self) -> Option<&'static str> {
-        NAMES
-            .iter()
-            .copied()
-            .find(|id| self.devices.iter().all(|d| d.id != *id))
-    }
 }
 
 #[cfg(test)]
@@ -142,13 +134,5 @@ mod tests {
             "{}",
             err(unknown)
         );
-    }
-
-    #[test]
-    fn free_ids_fill_the_gaps_first() {
-        let mut layout = Layout::first(3);
-        layout.devices.remove(1);
-        assert_eq!(layout.free_id(), Some("laptop"));
-        assert_eq!(Layout::first(8).free_id(), None);
     }
 }

@@ -5,6 +5,10 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::time::Duration;
+
+use mock_server::link::LinkConfig;
+use mock_server::sim::Direction;
 
 use mock_server::net::{Inspection, LinkCommand, QueuedFrames, ServerConfig, ServerHandle, start};
 use mock_server::redb_store::RedbStore;
@@ -42,6 +46,8 @@ pub struct Live {
     restarted: (mpsc::Sender<Restarted>, mpsc::Receiver<Restarted>),
     /// Ids of devices being removed (until their snapshot is deleted).
     removing: Arc<Mutex<BTreeSet<String>>>,
+    /// Ids of devices restarting with another strategy (until the new one runs).
+    restarting: Arc<Mutex<BTreeSet<String>>>,
 }
 
 /// The set stays usable if a task panicked while holding it (it is only ever a set of ids).
@@ -93,6 +99,7 @@ impl Live {
             queues: mpsc::channel(),
             restarted: mpsc::channel(),
             removing: Default::default(),
+            restarting: Default::default(),
         })
     }
 
@@ -133,9 +140,12 @@ impl Live {
         let repaint = self.repaint.clone();
         let tx = self.restarted.0.clone();
         let name = name.to_string();
+        let restarting = self.restarting.clone();
+        lock(&restarting).insert(name.clone());
         self.rt.spawn(async move {
             old.shutdown().await;
-            let _ = tx.send((name, spawn(config, repaint.clone())));
+            let _ = tx.send((name.clone(), spawn(config, repaint.clone())));
+            lock(&restarting).remove(&name);
             repaint();
         });
     }
@@ -143,6 +153,17 @@ impl Live {
     /// Stops a device and deletes its snapshot: a device added later under this id starts
     /// fresh. Until that is done, [`Live::is_removing`] holds the id back.
     pub fn remove_device(&self, handle: DeviceHandle, name: &str) {
+        // The server remembers link settings per device: a device added later under this
+        // id starts on a clean network.
+        for d in [Direction::Up, Direction::Down] {
+            let none = LinkConfig {
+                latency: Duration::ZERO,
+                jitter: Duration::ZERO,
+                loss: 0.0,
+            };
+            self.link(name, LinkCommand::Configure(d, none));
+            self.link(name, LinkCommand::Hold(d, false));
+        }
         let snapshot = self.client_config(name, Strategy::default(), true).snapshot;
         let removing = self.removing.clone();
         let repaint = self.repaint.clone();
@@ -159,6 +180,11 @@ impl Live {
             lock(&removing).remove(&name);
             repaint();
         });
+    }
+
+    /// Whether a device with this id is restarting with another strategy.
+    pub fn is_restarting(&self, name: &str) -> bool {
+        lock(&self.restarting).contains(name)
     }
 
     /// Whether a device with this id is still being removed.

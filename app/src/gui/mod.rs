@@ -239,7 +239,10 @@ impl SyncLab {
                     }
                 }
                 PaneAction::Remove => {
+                    // Not the last device, and not one whose strategy restart is under
+                    // way (its new handle would outlive the removal).
                     if self.panes.len() > 1
+                        && !self.live.is_restarting(&device)
                         && let Some(i) = self.panes.iter().position(|p| p.name == device)
                     {
                         let pane = self.panes.remove(i);

@@ -54,8 +54,7 @@ pub struct Pane {
 }
 
 /// Network presets: Chrome DevTools' added round-trip latency, split half each way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
     /// No added delay.
     None,
@@ -307,15 +306,6 @@ impl Pane {
             let label = format!("{} remove", self.name);
             b.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
             if b.clicked() {
-                // The server remembers link settings per device: a device added later
-                // under this id starts on a clean network.
-                for d in DIRECTIONS {
-                    actions.push(PaneAction::Link(LinkCommand::Configure(
-                        d,
-                        Preset::None.link(),
-                    )));
-                    actions.push(PaneAction::Link(LinkCommand::Hold(d, false)));
-                }
                 actions.push(PaneAction::Remove);
                 ui.close();
             }

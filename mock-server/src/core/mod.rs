@@ -132,12 +132,21 @@ impl<S: Store> Core<S> {
     /// everything is loaded again from the store, as a new process would. Anything not
     /// committed is lost (nothing is: acks follow the commit).
     pub fn restart(&mut self) -> Result<(), StoreError> {
-        self.data = self.store.load()?;
         self.conns.clear();
         self.devices.clear();
         self.forced.clear();
-        self.broken = None;
-        Ok(())
+        match self.store.load() {
+            Ok(data) => {
+                self.data = data;
+                self.broken = None;
+                Ok(())
+            }
+            Err(e) => {
+                // Nothing read back: serve nothing rather than the old memory.
+                self.broken = Some(e.to_string());
+                Err(e)
+            }
+        }
     }
 
     /// The store (to take it back when the server stops).
@@ -200,16 +209,20 @@ impl<S: Store> Core<S> {
         let records: Vec<Record> = staged.iter().map(|s| s.record.clone()).collect();
         if let Err(e) = self.store.commit(&records) {
             // Nothing is acknowledged. The in-memory state is rebuilt from the store, and
-            // the writers are disconnected: they reconnect and resend (idempotently).
-            let writers: BTreeSet<ConnId> = staged
+            // the writers are disconnected: they reconnect and resend (idempotently). So is
+            // every connection answered after the first write of the batch: a `welcome` or
+            // a reject's `current` may show a value that was never stored.
+            let first = staged.first().map_or(0, |s| s.at);
+            let tainted: BTreeSet<ConnId> = staged
                 .iter()
-                .filter_map(|s| match &s.ack {
-                    Action::Send(id, _) => Some(*id),
-                    Action::Close(..) => None,
+                .map(|s| &s.ack)
+                .chain(&out[first.min(out.len())..])
+                .map(|a| match a {
+                    Action::Send(id, _) | Action::Close(id, ..) => *id,
                 })
                 .collect();
-            out.retain(|a| !matches!(a, Action::Send(id, _) if writers.contains(id)));
-            for id in writers {
+            out.retain(|a| !matches!(a, Action::Send(id, _) if tainted.contains(id)));
+            for id in tainted {
                 out.push(Action::Close(id, 1011, format!("{e}")));
                 self.disconnect(id);
             }
@@ -691,6 +704,9 @@ impl<S: Store> Core<S> {
         key: &Key,
         value: Value,
     ) -> Result<Vec<Action>, String> {
+        if let Some(why) = &self.broken {
+            return Err(format!("store unavailable: {why}"));
+        }
         let value = key.validate_set(&value).map_err(|e| e.to_string())?;
         let rev = self.data.users.get(user).map_or(0, |d| d.head) + 1;
         let record = Record {

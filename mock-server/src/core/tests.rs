@@ -533,6 +533,24 @@ fn store_failure_acks_nothing_and_forgets_the_write() {
     assert_eq!(core.value("demo", &Key::parse("like/a").unwrap()).1, 0);
 }
 
+#[test]
+fn a_failed_commit_takes_back_the_welcome_that_showed_its_write() {
+    let mut core = Core::new(BTreeMap::new(), FailingStore).unwrap();
+    let hello = |device: &str| {
+        Inbound::Text(format!(
+            r#"{{"type":"hello","protocol":1,"token":"demo-token","device_id":"{device}","since":0}}"#
+        ))
+    };
+    core.connect(A, ms(0));
+    core.handle(vec![(A, hello("p"))], ms(0));
+    core.connect(B, ms(0));
+    let set = r#"{"type":"set","id":1,"key":"like/a","value":true,"local_rev":1}"#;
+    let out = core.handle(vec![(A, Inbound::Text(set.into())), (B, hello("q"))], ms(0));
+    // B's welcome would have carried like/a = true, which was never stored.
+    assert!(frames_to(&out, B).is_empty(), "{out:?}");
+    assert_eq!((closed(&out, A), closed(&out, B)), (Some(1011), Some(1011)));
+}
+
 /// A store that loads once, then fails to commit and to load: a disk gone bad.
 #[derive(Default)]
 struct DeadStore {
@@ -571,6 +589,16 @@ fn a_store_that_cannot_be_read_back_after_a_failed_commit_stops_serving() {
     core.connect(c, ms(1));
     let out = core.handle(vec![(c, hello("p")), (c, Inbound::Text(set.into()))], ms(1));
     assert!(frames_to(&out, c).is_empty(), "{out:?}");
+    assert_eq!(closed(&out, c), Some(1011));
+    // Nor does the server write, nor a restart that cannot read the store.
+    assert!(
+        core.server_set("demo", &Key::DarkMode, json!(true))
+            .is_err()
+    );
+    assert!(core.restart().is_err());
+    let c = ConnId(4);
+    core.connect(c, ms(2));
+    let out = core.handle(vec![(c, hello("p"))], ms(2));
     assert_eq!(closed(&out, c), Some(1011));
 }
 
