@@ -52,6 +52,19 @@ fn device(server_url: &str, name: &str, token: &str, snapshot: Option<PathBuf>) 
     )
 }
 
+/// A server in memory and a connected `phone` without a snapshot.
+async fn server_and_connected_phone() -> (ServerHandle, DeviceHandle) {
+    let server = start(config("127.0.0.1:0"), MemoryStore::default())
+        .await
+        .unwrap();
+    let phone = device(&server.url(), "phone", "demo-token", None);
+    until(&phone, "connected", |v| {
+        v.connection == ConnectionState::Connected
+    })
+    .await;
+    (server, phone)
+}
+
 /// Waits (on the view's change notifications, 10 s deadline) until `pred` holds.
 async fn until(d: &DeviceHandle, what: &str, pred: impl Fn(&DeviceView) -> bool) -> DeviceView {
     let mut rx = d.watch();
@@ -187,14 +200,7 @@ async fn server_restart_mid_burst_loses_nothing_and_applies_nothing_twice() {
 
 #[tokio::test]
 async fn offline_intents_coalesce_into_one_request_per_key() {
-    let server = start(config("127.0.0.1:0"), MemoryStore::default())
-        .await
-        .unwrap();
-    let phone = device(&server.url(), "phone", "demo-token", None);
-    until(&phone, "connected", |v| {
-        v.connection == ConnectionState::Connected
-    })
-    .await;
+    let (server, phone) = server_and_connected_phone().await;
     phone.set_online(false);
     until(&phone, "offline", |v| {
         v.connection == ConnectionState::Offline
@@ -295,14 +301,7 @@ async fn a_corrupt_snapshot_is_kept_aside_and_the_device_starts_fresh() {
 
 #[tokio::test]
 async fn a_connection_lost_after_the_commit_but_before_the_ack_applies_the_write_once() {
-    let server = start(config("127.0.0.1:0"), MemoryStore::default())
-        .await
-        .unwrap();
-    let phone = device(&server.url(), "phone", "demo-token", None);
-    until(&phone, "connected", |v| {
-        v.connection == ConnectionState::Connected
-    })
-    .await;
+    let (server, phone) = server_and_connected_phone().await;
     server
         .link("demo", "phone", LinkCommand::Hold(Direction::Down, true))
         .await;
