@@ -81,8 +81,7 @@ fn main() {
     while app.wire().arrows().count() < 400 {
         for p in app.panes() {
             for post in posts {
-                p.handle
-                    .tap(sync_core::protocol::Key::Like(post.to_string()));
+                p.handle.tap(sync_core::protocol::Key::Like(post.into()));
             }
         }
         for _ in 0..5 {

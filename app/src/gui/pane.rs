@@ -317,7 +317,7 @@ impl Pane {
 
     fn feed(&mut self, ui: &mut egui::Ui, view: &DeviceView) {
         for (i, post) in POSTS.iter().enumerate() {
-            let like = Key::Like(post.to_string());
+            let like = Key::Like((*post).into());
             let liked = view.shown(&like) == json!(true);
             ui.horizontal(|ui| {
                 ui.label(RichText::new(*post).strong());
@@ -332,7 +332,7 @@ impl Pane {
                 }
                 key_badge(ui, view, &like);
             });
-            let comments = Key::Comments(post.to_string());
+            let comments = Key::Comments((*post).into());
             if let Value::Array(list) = view.shown(&comments) {
                 for c in list.iter().rev().take(3).rev() {
                     let pending = c["id"].as_str().is_some_and(|id| id.starts_with("pending"));

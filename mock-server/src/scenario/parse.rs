@@ -464,7 +464,7 @@ impl Parser<'_> {
                         format!("`{post}` is not a post name (1..=64 of [a-z0-9_-])"),
                     );
                 }
-                let key = Key::Comments(post.to_string());
+                let key = Key::Comments(post.into());
                 Stmt::Comment(
                     d,
                     key,

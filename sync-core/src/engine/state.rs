@@ -78,12 +78,10 @@ pub struct DeviceState {
 impl DeviceState {
     /// The slot of `key`, created with the key's default if never seen.
     pub fn slot(&mut self, key: &Key) -> &mut KeySlot {
-        // Not `entry(key.clone())`: that would clone (allocate) the key on every call,
-        // and this is the engine's hottest path.
-        if !self.keys.contains_key(key) {
-            self.keys.insert(key.clone(), KeySlot::new(key));
-        }
-        self.keys.get_mut(key).expect("inserted above")
+        // One tree search: cloning a key is a reference-count increment, not an allocation.
+        self.keys
+            .entry(key.clone())
+            .or_insert_with(|| KeySlot::new(key))
     }
 
     /// The value shown for `key` (its default if never seen).

@@ -6,6 +6,7 @@
 //! a lesson the UI shows); it only uses [`Key::default_value`] and [`Key::kind`].
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -25,10 +26,15 @@ pub const SERVER_DEVICE_ID: &str = "server";
 
 /// A key of the data model. Parsing a string is the only way to make one, so a `Key` is
 /// always valid.
+///
+/// A post name is an `Arc<str>`, not a `String`: engines, the server and the simulator
+/// clone keys into maps, frames and traces on every write, and a shared string makes each
+/// clone a reference-count increment instead of an allocation (the simulator's profile,
+/// BENCHMARKS.md). Keys order and hash exactly as their strings do.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Key {
     /// `like/<post>`: a bool.
-    Like(String),
+    Like(Arc<str>),
     /// `settings/dark_mode`: a bool.
     DarkMode,
     /// `settings/notifications`: a bool, default `true`.
@@ -38,7 +44,7 @@ pub enum Key {
     /// `settings/display_name`: a trimmed string of 1..=40 characters.
     DisplayName,
     /// `comments/<post>`: a list of comments, written only by commands.
-    Comments(String),
+    Comments(Arc<str>),
 }
 
 /// What kind of value a key holds. The engine uses it to know which intents make sense
@@ -87,7 +93,7 @@ impl Key {
         let (prefix, post) = s.split_once('/').ok_or_else(|| {
             unknown("expected `like/<post>`, `comments/<post>` or `settings/<name>`")
         })?;
-        let make: fn(String) -> Key = match prefix {
+        let make: fn(Arc<str>) -> Key = match prefix {
             "like" => Key::Like,
             "comments" => Key::Comments,
             "settings" => return Err(unknown("unknown setting")),
@@ -96,7 +102,7 @@ impl Key {
         if !is_valid_post(post) {
             return Err(unknown("a post name is 1..=64 of [a-z0-9_-]"));
         }
-        Ok(make(post.to_string()))
+        Ok(make(post.into()))
     }
 
     /// The value a key has before anyone wrote it (read with revision 0).
