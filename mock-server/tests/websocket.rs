@@ -299,14 +299,12 @@ async fn load_16_devices_150_writes_each_all_answered_gap_free_and_converged() {
     s.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_client_that_never_reads_is_closed_with_4009_and_others_go_on() {
-    let s = server(&[]).await;
-    let mut stuck = connect(&s).await;
-    hello(&mut stuck, "demo-token", "stuck", 0).await;
-    // Writers add long comments: every push carries the post's whole list, so the stuck
-    // device's socket buffers fill and then its 1024-frame queue overflows. Each writer
-    // stays under the rate limit's burst (400) and reads everything it is sent.
+/// Six writers add long comments (every push carries the post's whole list) while
+/// `stuck`, connected before them, reads nothing: its socket buffers fill and then its
+/// 1024-frame queue overflows. Each writer stays under the rate limit's burst (400) and
+/// reads everything it is sent. Returns the writers' tasks, and when the server has
+/// forgotten `stuck` (its queue overflowed).
+async fn overflow_a_stuck_device(s: &ServerHandle) -> Vec<tokio::task::JoinHandle<()>> {
     let text = "c".repeat(280);
     let mut writers = Vec::new();
     for w in 0..6 {
@@ -328,16 +326,29 @@ async fn a_client_that_never_reads_is_closed_with_4009_and_others_go_on() {
             }
         }));
     }
-    for w in writers {
-        w.await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while s
+        .inspect("demo")
+        .await
+        .devices
+        .contains(&"stuck".to_string())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stuck device's queue never overflowed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let state = s.inspect("demo").await;
-    assert_eq!(state.writes, 6 * 380, "every write went through");
-    assert!(
-        !state.devices.contains(&"stuck".to_string()),
-        "the stuck device was disconnected"
-    );
-    // It is told why, after what it had not read yet.
+    writers
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_closed_with_4009_and_others_go_on() {
+    let s = server(&[]).await;
+    let mut stuck = connect(&s).await;
+    hello(&mut stuck, "demo-token", "stuck", 0).await;
+    let writers = overflow_a_stuck_device(&s).await;
+    // Reading again within the grace period, it is told why, after what it had not read.
     let mut saw_resync = false;
     let code = loop {
         match tokio::time::timeout(Duration::from_secs(5), stuck.next()).await {
@@ -349,6 +360,47 @@ async fn a_client_that_never_reads_is_closed_with_4009_and_others_go_on() {
     };
     assert!(saw_resync);
     assert_eq!(code, Some(4009));
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert_eq!(
+        s.inspect("demo").await.writes,
+        6 * 380,
+        "every write went through"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_reads_nothing_after_its_queue_overflowed_is_dropped() {
+    let s = server(&[]).await;
+    let mut stuck = connect(&s).await;
+    hello(&mut stuck, "demo-token", "stuck", 0).await;
+    for w in overflow_a_stuck_device(&s).await {
+        w.await.unwrap();
+    }
+    // The writers are gone; the stuck socket stays open only until the grace period ends.
+    // (Before, its task waited in a blocked write for ever.)
+    let deadline =
+        tokio::time::Instant::now() + mock_server::net::RESYNC_GRACE + Duration::from_secs(10);
+    while s.open_connections() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} socket(s) still open",
+            s.open_connections()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What the kernel had buffered still arrives, then the end, with no close frame.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stuck.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => assert!(!t.contains("\"resync\""), "{t}"),
+            Ok(Some(Ok(Message::Close(c)))) => panic!("no goodbye expected, got {c:?}"),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_)) | None) => break,
+            Err(_) => panic!("the dropped socket did not end"),
+        }
+    }
     s.shutdown().await;
 }
 

@@ -10,7 +10,9 @@
 //! - the core task takes every message waiting at that moment as one batch, so writes that
 //!   arrive together share one store commit (group commit), and acks leave after it;
 //! - a full outbound queue means the client cannot keep up: its connection is closed with
-//!   4009 (`resync`) and it catches up when it reconnects — never an unbounded buffer.
+//!   4009 (`resync`) and it catches up when it reconnects — never an unbounded buffer. A
+//!   client that reads nothing at all cannot even be told: after [`RESYNC_GRACE`] its
+//!   socket is dropped without a goodbye.
 //!
 //! Connection handlers are generic over `AsyncRead + AsyncWrite`, so the same code runs on
 //! TCP and in simulated-network tests.
@@ -19,6 +21,8 @@ mod admin;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -53,6 +57,11 @@ pub const OUTBOUND_QUEUE: usize = 1024;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the core waits for a congested connection to drain before taking more input.
 pub const DRAIN_WAIT: Duration = Duration::from_secs(1);
+/// After its queue overflowed, how long a connection may take to finish the write it is
+/// stuck in and say goodbye (`error resync`, close 4009). A client that reads nothing for
+/// this long is dropped without one: its socket is full, and waiting longer would let a
+/// client that never reads hold a socket and a task for ever.
+pub const RESYNC_GRACE: Duration = Duration::from_secs(5);
 /// The most frames in one batch (one commit). Each write in it queues one push per
 /// connection, so a batch must fit in the half queue that the congestion check keeps free.
 pub const MAX_BATCH: usize = 128;
@@ -178,6 +187,7 @@ pub struct ServerHandle {
     control: mpsc::Sender<ToCore>,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    open: Arc<AtomicUsize>,
 }
 
 impl ServerHandle {
@@ -225,6 +235,12 @@ impl ServerHandle {
         rx.await.unwrap_or_default()
     }
 
+    /// How many sockets are open (device and admin connections, upgraded or not). A
+    /// connection counts until its task has ended and its socket is closed.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
     /// Restarts the server as after a crash (see [`Control::Restart`]).
     pub async fn restart(&self) -> Result<(), String> {
         let (reply, rx) = oneshot::channel();
@@ -261,13 +277,19 @@ pub async fn start<S: Store + Send + 'static>(
     let addr = listener
         .local_addr()
         .map_err(|e| StartError::Bind(config.addr, e))?;
-    let admin_token = config.admin_token.map(std::sync::Arc::<str>::from);
+    let admin_token = config.admin_token.map(Arc::<str>::from);
     let (to_core, from_conns) = mpsc::channel(4096);
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
     let control = to_core.clone();
+    let open = Arc::new(AtomicUsize::new(0));
+    let accepting = Accepting {
+        to_core,
+        admin_token,
+        open: open.clone(),
+    };
     let task = tokio::spawn(async move {
         let core_task = tokio::spawn(run_core(core, from_conns));
-        accept_loop(listener, to_core, admin_token, shutdown_rx).await;
+        accept_loop(listener, accepting, shutdown_rx).await;
         let _ = core_task.await;
     });
     tracing::info!(%addr, "listening on ws://{addr}/sync");
@@ -276,6 +298,7 @@ pub async fn start<S: Store + Send + 'static>(
         control,
         shutdown: Some(shutdown_tx),
         task,
+        open,
     })
 }
 
@@ -303,12 +326,24 @@ pub enum StartError {
     Bind(SocketAddr, std::io::Error),
 }
 
+/// What the accept loop hands every connection, and the count it keeps.
+struct Accepting {
+    to_core: mpsc::Sender<ToCore>,
+    admin_token: Option<Arc<str>>,
+    /// Connection tasks not yet ended ([`ServerHandle::open_connections`]).
+    open: Arc<AtomicUsize>,
+}
+
 async fn accept_loop(
     listener: TcpListener,
-    to_core: mpsc::Sender<ToCore>,
-    admin_token: Option<std::sync::Arc<str>>,
+    accepting: Accepting,
     mut shutdown: oneshot::Receiver<()>,
 ) {
+    let Accepting {
+        to_core,
+        admin_token,
+        open,
+    } = accepting;
     let mut next_id = 1;
     let mut conns = tokio::task::JoinSet::new();
     loop {
@@ -323,12 +358,16 @@ async fn accept_loop(
                 }
                 Err(e) => tracing::warn!("accept failed: {e}"),
             },
+            // Reap ended tasks: a JoinSet keeps each one until it is joined.
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = &mut shutdown => break,
         }
+        open.store(conns.len(), Ordering::Relaxed);
     }
     // Dropping the connection tasks closes their sockets; then the core task ends when
     // every sender is gone.
     conns.shutdown().await;
+    open.store(0, Ordering::Relaxed);
     drop(to_core);
 }
 
@@ -604,7 +643,7 @@ async fn connection<T>(
     stream: T,
     id: ConnId,
     to_core: mpsc::Sender<ToCore>,
-    admin_token: Option<std::sync::Arc<str>>,
+    admin_token: Option<Arc<str>>,
 ) where
     T: AsyncRead + AsyncWrite + Unpin,
 {
@@ -687,9 +726,7 @@ async fn connection<T>(
             killed = &mut kill_rx => {
                 // The sender dropped without firing: a server restart, no goodbye.
                 if killed.is_ok() {
-                    let error = error_json(ErrorCode::Resync, "outbound queue overflowed: reconnect and catch up");
-                    let _ = ws.send(Message::text(error)).await;
-                    let _ = close_with(&mut ws, close::RESYNC, "resync").await;
+                    say_resync(&mut ws).await;
                 }
                 break;
             }
@@ -738,11 +775,41 @@ async fn connection<T>(
         while let Some(out) = links.down.poll_due(now) {
             released.push(out);
         }
-        if !write_out(&mut ws, released).await {
-            break;
+        // The write races the kill switch: a client that stopped reading blocks it, and
+        // its queue then overflows while this task waits here.
+        let goodbye = {
+            let mut write = std::pin::pin!(write_out(&mut ws, released));
+            tokio::select! {
+                written = &mut write => if written { continue } else { false },
+                killed = &mut kill_rx => {
+                    killed.is_ok()
+                        && matches!(tokio::time::timeout(RESYNC_GRACE, &mut write).await, Ok(true))
+                }
+            }
+        };
+        if goodbye {
+            say_resync(&mut ws).await;
         }
+        break;
     }
     let _ = to_core.send(ToCore::Closed(id)).await;
+}
+
+/// Tells a client its queue overflowed: `error resync`, then close 4009. Bounded by
+/// [`RESYNC_GRACE`], as its socket may be full.
+async fn say_resync<T>(ws: &mut tokio_tungstenite::WebSocketStream<T>)
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = tokio::time::timeout(RESYNC_GRACE, async {
+        let error = error_json(
+            ErrorCode::Resync,
+            "outbound queue overflowed: reconnect and catch up",
+        );
+        ws.send(Message::text(error)).await?;
+        close_with(ws, close::RESYNC, "resync").await
+    })
+    .await;
 }
 
 /// What woke a connection task.
