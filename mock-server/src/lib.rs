@@ -14,6 +14,7 @@
 //! | [`link`] | one direction of a device's network: latency, jitter, loss, hold / release / drop |
 //! | [`sim`] | the simulator: engines + core + links on a virtual clock with a seeded RNG |
 //! | [`scenario`] | the scenario language of SCENARIOS.md: parser and runner |
+//! | [`invariants`] | DESIGN.md's invariants, checked on a running simulated world (each device against what its strategy owes) |
 //! | [`paths`] | default locations of data |
 //! | [`fuzz`] | one fuzz input through the decoder and the core, with its checks (the cargo-fuzz target's body) |
 //!
@@ -22,6 +23,7 @@
 
 pub mod core;
 pub mod fuzz;
+pub mod invariants;
 pub mod link;
 pub mod net;
 pub mod paths;

@@ -1,0 +1,316 @@
+//! DESIGN.md's invariants, checked on a running [`World`].
+//!
+//! A [`Checker`] watches one world: wrap each intent in [`Checker::intent`], call
+//! [`Checker::after_step`] after anything else that moves the world (one simulator event,
+//! a release, a restart), and [`Checker::at_rest`] once everything is released, online and
+//! settled. It reads the world's trace and the engines' state; it never changes the world,
+//! so a checked run is the same run as an unchecked one.
+//!
+//! Each device is held to what its strategy owes:
+//!
+//! | invariant | sync-with-push | sync | naive | checked by |
+//! |---|---|---|---|---|
+//! | 1 optimistic | ✔ | ✔ | ✔ | [`Checker::intent`] |
+//! | 2 one in flight | ✔ | ✔ | | [`Checker::after_step`] |
+//! | 3 bounded requests | ✔ | ✔ | | [`Checker::intent`] |
+//! | 4 revisions never regress | ✔ | | | [`Checker::after_step`] |
+//! | 5 convergence | ✔ | | | [`Checker::at_rest`] |
+//! | 6 nothing accepted is lost, nothing applied twice | ✔ | ✔ | ✔ | [`Checker::after_step`] |
+//! | 7 intent wins over silence | ✔ | | | [`Checker::at_rest`] |
+//!
+//! Invariant 8 (isolation) needs two users; the simulator has one, so the socket tests
+//! check it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sync_core::engine::{EventKind, Strategy};
+use sync_core::protocol::{ClientFrame, Key, ServerFrame};
+
+use crate::sim::{TraceKind, World};
+
+/// A broken invariant: its number in DESIGN.md and what happened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invariant {number} ({}): {message}", name(*number))]
+pub struct Violation {
+    /// 1 to 7, as numbered in DESIGN.md.
+    pub number: u8,
+    /// What was seen, naming the device and key.
+    pub message: String,
+}
+
+fn name(number: u8) -> &'static str {
+    match number {
+        1 => "optimistic",
+        2 => "one in flight",
+        3 => "bounded requests",
+        4 => "revisions never regress",
+        5 => "convergence",
+        6 => "nothing accepted is lost",
+        7 => "intent wins over silence",
+        _ => "isolation",
+    }
+}
+
+/// Fails with invariant `number` unless `holds`.
+fn ensure(holds: bool, number: u8, message: impl FnOnce() -> String) -> Result<(), Violation> {
+    if holds {
+        Ok(())
+    } else {
+        Err(Violation {
+            number,
+            message: message(),
+        })
+    }
+}
+
+/// What a checker remembers between steps.
+#[derive(Debug, Default)]
+pub struct Checker {
+    /// How much of the trace has been read.
+    trace_seen: usize,
+    /// The known revision per device and key, for 4.
+    known: BTreeMap<(usize, Key), u64>,
+    /// Per device and request id, the key and local revision of the frame last sent with
+    /// that id (ids are unique per connection, and answers never cross connections).
+    sent: BTreeMap<(usize, u64), (String, u64)>,
+    /// Writes acknowledged as new: device, key, local revision. A second one would be a
+    /// resend applied twice.
+    applied: BTreeSet<(usize, String, u64)>,
+    /// Revisions acknowledged as new: each belongs to one write.
+    acked_revs: BTreeSet<u64>,
+    /// The highest revision acknowledged per key: the store must hold at least it, across
+    /// server restarts.
+    acked_per_key: BTreeMap<String, u64>,
+}
+
+impl Checker {
+    /// A checker for a world; it reads the trace from the start.
+    pub fn new() -> Checker {
+        Checker::default()
+    }
+
+    /// Runs an intent of device `d` on `key` (`run` makes it) and checks it:
+    /// - 1: the value shown is the intent's as soon as `run` returns, with no virtual time
+    ///   passing and no frame delivered;
+    /// - 3: under `sync` and `sync-with-push`, an intent made while a request for the key is
+    ///   in flight sends no request of its own (so a burst costs one follow-up at most).
+    pub fn intent<T>(
+        &mut self,
+        w: &mut World,
+        d: usize,
+        key: &Key,
+        run: impl FnOnce(&mut World) -> T,
+    ) -> Result<T, Violation> {
+        let engine = &w.devices()[d].engine;
+        let bounded = engine.strategy() != Strategy::Naive;
+        let was_in_flight = engine.in_flight(key).is_some();
+        let requests_before = requests(w, d, key);
+        let (now, frames, trace_len) = (w.now(), w.frames_delivered, w.trace.len());
+        let out = run(w);
+        let dev = &w.devices()[d];
+        ensure(w.now() == now && w.frames_delivered == frames, 1, || {
+            format!("{}'s intent on {key} waited for the network", dev.name)
+        })?;
+        let written = w.trace[trace_len..]
+            .iter()
+            .rev()
+            .find_map(|t| match &t.kind {
+                TraceKind::Device(EventKind::OptimisticWrite { key: k, value, .. })
+                    if k == key && t.device.as_deref() == Some(&dev.name) =>
+                {
+                    Some(value)
+                }
+                _ => None,
+            });
+        if let Some(value) = written {
+            let shown = dev.engine.shown(key);
+            ensure(shown == *value, 1, || {
+                format!("{} wrote {key} = {value} but shows {shown}", dev.name)
+            })?;
+        }
+        let requests_after = requests(w, d, key);
+        ensure(
+            !bounded || !was_in_flight || requests_after == requests_before,
+            3,
+            || {
+                format!(
+                    "{}'s intent on {key} while a request was in flight sent one \
+                     ({requests_before} → {requests_after} requests)",
+                    dev.name
+                )
+            },
+        )?;
+        self.after_step(w)?;
+        Ok(out)
+    }
+
+    /// Checks 2, 4 and 6 after the world moved.
+    pub fn after_step(&mut self, w: &World) -> Result<(), Violation> {
+        let reset = self.read_trace(w)?;
+        // 6: revisions are gap-free and never reused, across restarts (one user: its head
+        // is the number of revisions assigned).
+        let user = w.core().user(crate::core::DEMO_USER);
+        let head = user.map_or(0, |u| u.head);
+        ensure(head == w.core().writes(), 6, || {
+            format!(
+                "the user's head is {head} but {} revisions were assigned",
+                w.core().writes()
+            )
+        })?;
+        // 6: what was acknowledged is stored (a later write may have replaced it).
+        for (key, &acked) in &self.acked_per_key {
+            let stored = Key::parse(key)
+                .ok()
+                .and_then(|k| user.and_then(|u| u.keys.get(&k)))
+                .map_or(0, |s| s.rev);
+            ensure(stored >= acked, 6, || {
+                format!("{key} rev {acked} was acknowledged, the store has rev {stored}")
+            })?;
+        }
+        for (d, dev) in w.devices().iter().enumerate() {
+            let strategy = dev.engine.strategy();
+            if strategy != Strategy::Naive {
+                let mut seen = BTreeSet::new();
+                for k in dev.engine.unanswered() {
+                    ensure(seen.insert(k.clone()), 2, || {
+                        format!("{} has two requests for {k} unanswered", dev.name)
+                    })?;
+                }
+            }
+            if strategy == Strategy::SyncWithPush {
+                for view in dev.engine.keys() {
+                    let prev = self.known.insert((d, view.key.clone()), view.known_rev);
+                    if let Some(prev) = prev
+                        && !reset.contains(&d)
+                    {
+                        ensure(view.known_rev >= prev, 4, || {
+                            format!(
+                                "{} knew {} rev {prev}, now rev {}",
+                                dev.name, view.key, view.known_rev
+                            )
+                        })?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the trace since the last step: the frames sent and the acks received (6).
+    /// Returns the devices that took a `welcome` with `reset` (allowed to forget
+    /// revisions).
+    fn read_trace(&mut self, w: &World) -> Result<BTreeSet<usize>, Violation> {
+        let mut reset = BTreeSet::new();
+        let new = &w.trace[self.trace_seen..];
+        self.trace_seen = w.trace.len();
+        for t in new {
+            let Some(d) = t.device.as_deref().and_then(|name| w.index(name)) else {
+                continue;
+            };
+            match &t.kind {
+                TraceKind::Device(EventKind::CaughtUp { reset: true, .. }) => {
+                    reset.insert(d);
+                }
+                TraceKind::Up(
+                    ClientFrame::Set {
+                        id, key, local_rev, ..
+                    }
+                    | ClientFrame::Command {
+                        id, key, local_rev, ..
+                    },
+                ) => {
+                    self.sent.insert((d, *id), (key.clone(), *local_rev));
+                }
+                TraceKind::Down(ServerFrame::Ack {
+                    id,
+                    key,
+                    rev,
+                    duplicate: false,
+                    ..
+                }) => {
+                    let name = &w.devices()[d].name;
+                    ensure(self.acked_revs.insert(*rev), 6, || {
+                        format!("rev {rev} was acknowledged as new twice (to {name})")
+                    })?;
+                    let top = self.acked_per_key.entry(key.clone()).or_default();
+                    *top = (*top).max(*rev);
+                    if let Some((_, local_rev)) = self.sent.get(&(d, *id)) {
+                        let write = (d, key.clone(), *local_rev);
+                        ensure(self.applied.insert(write), 6, || {
+                            format!("{name}'s {key} local_rev {local_rev} was applied twice")
+                        })?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(reset)
+    }
+
+    /// Checks 5 and 7 for `sync-with-push` devices. Call it once the world is released,
+    /// online and settled.
+    pub fn at_rest(&mut self, w: &World) -> Result<(), Violation> {
+        self.after_step(w)?;
+        let user = w.core().user(crate::core::DEMO_USER);
+        for (d, dev) in w.devices().iter().enumerate() {
+            if dev.engine.strategy() != Strategy::SyncWithPush {
+                continue;
+            }
+            w.device_converged(d)
+                .map_err(|message| Violation { number: 5, message })?;
+            // 7: the newest intent reached the server, unless it was rejected or a newer
+            // change from elsewhere superseded it.
+            for view in dev.engine.keys() {
+                if view.slot.local_rev == 0 || matches!(view.key, Key::Comments(_)) {
+                    continue;
+                }
+                if overtaken_since_last_intent(w, &dev.name, &view.key) {
+                    continue;
+                }
+                let mark = user
+                    .and_then(|u| u.marks.get(&dev.name))
+                    .and_then(|m| m.get(&view.key))
+                    .map(|m| m.local_rev);
+                ensure(mark == Some(view.slot.local_rev), 7, || {
+                    format!(
+                        "{}'s newest intent for {} (local_rev {}) never reached the server \
+                         (it has {mark:?})",
+                        dev.name, view.key, view.slot.local_rev
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `true` when, after `device`'s last intent on `key`, the intent was rejected or
+/// superseded, or another device's change was applied over it.
+fn overtaken_since_last_intent(w: &World, device: &str, key: &Key) -> bool {
+    let mine = |t: &&crate::sim::Trace| t.device.as_deref() == Some(device);
+    let Some(last) = w.trace.iter().rposition(|t| {
+        mine(&t) && matches!(&t.kind, TraceKind::Device(EventKind::OptimisticWrite { key: k, .. }) if k == key)
+    }) else {
+        return true;
+    };
+    w.trace[last..].iter().filter(mine).any(|t| match &t.kind {
+        TraceKind::Device(
+            EventKind::Rejected { key: k, .. } | EventKind::Superseded { key: k },
+        ) => k == key,
+        TraceKind::Device(EventKind::PushApplied { key: k, from, .. }) => {
+            k == key && from != device
+        }
+        _ => false,
+    })
+}
+
+/// Requests device `d` has sent for `key`.
+fn requests(w: &World, d: usize, key: &Key) -> u64 {
+    w.devices()[d]
+        .engine
+        .counters()
+        .requests_by_key
+        .get(key)
+        .copied()
+        .unwrap_or(0)
+}
