@@ -105,6 +105,10 @@ pub struct World {
     devices: Vec<SimDevice>,
     next_conn: u64,
     next_seq: u64,
+    /// Each timer as last seen (the engines', then the core's): when it is due, and the
+    /// sequence number it got when it was set. Frames get theirs when they are sent, so a
+    /// timer and a frame due at the same instant run in the order they were scheduled.
+    timers: Vec<Option<(Duration, u64)>>,
     /// Everything observable, in order.
     pub trace: Vec<Trace>,
     /// Frames delivered (both directions), for the benchmark.
@@ -153,6 +157,7 @@ impl World {
             devices,
             next_conn: 1,
             next_seq: 0,
+            timers: vec![None; specs.len() + 1],
             trace: Vec::new(),
             frames_delivered: 0,
         };
@@ -339,7 +344,24 @@ impl World {
         self.pump(i);
     }
 
-    /// The earliest pending event: (time, tie-break, what).
+    /// Gives each timer set or moved since the last look the next sequence number. It runs
+    /// before every event, so a timer set by one event is ordered after the frames that
+    /// event sent, and before anything a later event sends.
+    fn note_timers(&mut self) {
+        let n = self.devices.len();
+        for i in 0..=n {
+            let due = match self.devices.get(i) {
+                Some(d) => d.engine.poll_timeout(),
+                None => self.core.poll_timeout(),
+            };
+            if due != self.timers[i].map(|(t, _)| t) {
+                self.timers[i] = due.map(|t| (t, self.seq()));
+            }
+        }
+    }
+
+    /// The earliest pending event: (time, tie-break, what). Events due at the same instant
+    /// run in the order they were scheduled (SCENARIOS.md).
     fn next_event(&self) -> Option<(Duration, u64, Next)> {
         let mut best: Option<(Duration, u64, Next)> = None;
         let mut consider = |t: Duration, tie: u64, n: Next| {
@@ -357,18 +379,19 @@ impl World {
             if let Some(q) = d.down.peek() {
                 consider(q.due, q.frame.seq, Next::Down(i));
             }
-            if let Some(t) = d.engine.poll_timeout() {
-                consider(t, u64::MAX - 1, Next::Engine(i));
+            if let Some((t, seq)) = self.timers[i] {
+                consider(t, seq, Next::Engine(i));
             }
         }
-        if let Some(t) = self.core.poll_timeout() {
-            consider(t, u64::MAX, Next::Core);
+        if let Some((t, seq)) = self.timers[self.devices.len()] {
+            consider(t, seq, Next::Core);
         }
         best
     }
 
     /// Runs the next event if it is due at or before `limit`.
     fn fire_next(&mut self, limit: Duration) -> bool {
+        self.note_timers();
         let Some((t, _, next)) = self.next_event() else {
             return false;
         };
@@ -746,6 +769,36 @@ mod tests {
         assert_eq!(w.devices()[1].engine.shown(&like), json!(true));
         w.settle().unwrap();
         w.converged().unwrap();
+    }
+
+    #[test]
+    fn a_timer_and_a_frame_due_together_run_in_the_order_they_were_scheduled() {
+        // The phone's last send is its tap at time 0 (links: 50 ms each way), so its
+        // heartbeat is due at 10 s. The laptop's tap at 9.9 s makes a push that reaches
+        // the phone at 10 s too, but it was scheduled later: the ping goes first.
+        let mut w = two(Strategy::SyncWithPush);
+        let start = w.now();
+        w.tap(0, &Key::parse("like/a").unwrap()).unwrap();
+        w.wait(Duration::from_millis(9_900));
+        w.tap(1, &Key::parse("like/b").unwrap()).unwrap();
+        w.wait(Duration::from_millis(100));
+        let due = start + Duration::from_secs(10);
+        let at_due: Vec<&TraceKind> = w
+            .trace
+            .iter()
+            .filter(|t| t.at == due && t.device.as_deref() == Some("phone"))
+            .map(|t| &t.kind)
+            .collect();
+        let ping = at_due
+            .iter()
+            .position(|k| matches!(k, TraceKind::Up(ClientFrame::Ping { .. })));
+        let push = at_due
+            .iter()
+            .position(|k| matches!(k, TraceKind::Down(ServerFrame::Push(_))));
+        assert!(
+            matches!((ping, push), (Some(p), Some(q)) if p < q),
+            "at 10 s the phone should ping, then get the push: {at_due:#?}"
+        );
     }
 
     #[test]
