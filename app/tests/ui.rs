@@ -39,9 +39,11 @@ fn app(devices: usize, name: &str) -> SyncLab {
     SyncLab::new(live(name), devices)
 }
 
-/// Steps the UI until `done` holds (the devices run on other threads), 5 s deadline.
+/// Steps the UI until `done` holds (the devices run on other threads). The deadline is
+/// generous: a reconnect after a server restart backs off with jitter, and CI renders the
+/// snapshot tests on the CPU at the same time.
 fn step_until(h: &mut Harness<'_, SyncLab>, what: &str, done: impl Fn(&SyncLab) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while !done(h.state()) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         h.step();

@@ -140,7 +140,7 @@ impl SyncLab {
                     self.last_intent = Some(Instant::now());
                     self.converged_after = None;
                 }
-                self.wire.record(&pane.name, &kind);
+                self.wire.record(&pane.name, &kind, None);
             }
         }
         let views = self.views();

@@ -14,9 +14,10 @@ use eframe::egui::{self, Color32, RichText};
 use mock_server::core::DEMO_USER;
 use mock_server::scenario::run::format_trace;
 use mock_server::scenario::{Runner, StepOutcome, Verdict, parse};
+use mock_server::sim::TraceKind;
 use sync_core::client::DeviceView;
 
-use super::{pane, server_panel};
+use super::{pane, server_panel, wire};
 
 /// A lesson shipped with the app: its file name and text.
 macro_rules! lesson {
@@ -92,6 +93,26 @@ struct Run {
     outcomes: BTreeMap<usize, StepOutcome>,
     /// The wall-clock start that device views count from.
     start: tokio::time::Instant,
+    /// The sequence diagram of the run, with virtual times.
+    wire: wire::Wire,
+    /// How much of the world's trace the wire view has taken.
+    wire_seen: usize,
+}
+
+impl Run {
+    /// Gives the wire view the engine events the world traced since the last frame, each
+    /// at its virtual time (the scenario's time 0 is the end of the handshake).
+    fn feed_wire(&mut self) {
+        let world = self.runner.world();
+        let t0 = self.runner.t0();
+        for t in &world.trace[self.wire_seen..] {
+            if let (TraceKind::Device(kind), Some(device)) = (&t.kind, &t.device) {
+                self.wire
+                    .record(device, kind, Some(t.at.saturating_sub(t0)));
+            }
+        }
+        self.wire_seen = world.trace.len();
+    }
 }
 
 impl Default for Player {
@@ -126,6 +147,8 @@ impl Player {
                 runner: Runner::new(scenario, self.seed),
                 outcomes: BTreeMap::new(),
                 start: tokio::time::Instant::now(),
+                wire: wire::Wire::replay(),
+                wire_seen: 0,
             })
             .map_err(|e| e.to_string());
     }
@@ -198,7 +221,7 @@ impl Player {
             ui.ctx().request_repaint_after(every);
         }
         ui.separator();
-        let run = match &self.run {
+        let run = match &mut self.run {
             Ok(run) => run,
             Err(e) => {
                 ui.label(
@@ -210,12 +233,32 @@ impl Player {
             }
         };
         verdict_line(ui, &run.runner);
-        ui.columns(2, |cols| {
-            egui::ScrollArea::vertical()
-                .id_salt("script")
-                .show(&mut cols[0], |ui| script(ui, &self.source.1, run));
-            world(&mut cols[1], run);
-        });
+        run.feed_wire();
+        egui::Panel::bottom("player-wire")
+            .resizable(true)
+            .default_size(240.0)
+            .show(ui, |ui| {
+                let lanes: Vec<(String, String)> = run
+                    .runner
+                    .world()
+                    .devices()
+                    .iter()
+                    .map(|d| (d.name.clone(), d.name.clone()))
+                    .collect();
+                run.wire.ui(ui, &lanes);
+            });
+        let run = &*run;
+        // The rest of the space, above the wire panel.
+        egui::CentralPanel::default()
+            .frame(egui::Frame::NONE)
+            .show(ui, |ui| {
+                ui.columns(2, |cols| {
+                    egui::ScrollArea::vertical()
+                        .id_salt("script")
+                        .show(&mut cols[0], |ui| script(ui, &self.source.1, run));
+                    world(&mut cols[1], run);
+                });
+            });
     }
 
     fn controls(&mut self, ui: &mut egui::Ui) {
@@ -435,6 +478,40 @@ mod tests {
                 .count();
             assert!(held > 0, "{name}: every lesson checks something");
         }
+    }
+
+    #[test]
+    fn the_wire_view_shows_the_run_at_virtual_times() {
+        // Lesson 02: three taps under sync-with-push, 50 ms links.
+        let (name, text) = LESSONS[1];
+        let mut player = Player::new(name, text);
+        while player.step() {}
+        let run = player.run.as_mut().unwrap();
+        run.feed_wire();
+        let arrows: Vec<&wire::Arrow> = run.wire.arrows().collect();
+        assert!(!arrows.is_empty());
+        let devices: Vec<&str> = run
+            .runner
+            .world()
+            .devices()
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect();
+        assert!(arrows.iter().all(|a| devices.contains(&a.device.as_str())));
+        // Every arrow has a time, in order, and the first request leaves at time 0.
+        let times: Vec<Duration> = arrows.iter().map(|a| a.at.unwrap()).collect();
+        assert!(times.is_sorted(), "{times:?}");
+        let first_request = arrows.iter().find(|a| a.label.starts_with('#')).unwrap();
+        assert_eq!(
+            first_request.at,
+            Some(Duration::ZERO),
+            "{}",
+            first_request.label
+        );
+        // Fed again, nothing is added twice.
+        let n = arrows.len();
+        run.feed_wire();
+        assert_eq!(run.wire.arrows().count(), n);
     }
 
     #[test]

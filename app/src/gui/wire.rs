@@ -2,9 +2,11 @@
 //! frame an arrow labelled with what it carried, coloured by what the device made of it
 //! (ack applied, push, own echo, ignored as stale, follow-up, reject). Hover an arrow for
 //! the event as JSON. It is drawn from the devices' engine events, so it shows the same
-//! thing whether the devices run live or simulated.
+//! thing whether the devices run live or simulated. In the scenario player each arrow also
+//! shows its virtual time, so the diagram doubles as the run's timeline.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use eframe::egui::{self, Align2, Color32, FontId, Rect, Sense, Stroke, pos2, vec2};
 use sync_core::engine::EventKind;
@@ -31,6 +33,9 @@ pub struct Arrow {
     pub label: String,
     color: Color32,
     json: String,
+    /// When, on a clock all lanes share (the simulator's); `None` live, where each
+    /// device's engine counts from its own start.
+    pub at: Option<Duration>,
 }
 
 /// The diagram's state.
@@ -38,11 +43,22 @@ pub struct Arrow {
 pub struct Wire {
     arrows: VecDeque<Arrow>,
     paused: bool,
+    /// A replay's diagram (the scenario player's) has no pause or clear: the run is the
+    /// player's to pause and restart.
+    replay: bool,
 }
 
 impl Wire {
+    /// A diagram for the scenario player.
+    pub fn replay() -> Wire {
+        Wire {
+            replay: true,
+            ..Wire::default()
+        }
+    }
+
     /// Adds the arrow an engine event stands for (if it stands for a frame).
-    pub fn record(&mut self, device: &str, kind: &EventKind) {
+    pub fn record(&mut self, device: &str, kind: &EventKind, at: Option<Duration>) {
         if self.paused {
             return;
         }
@@ -55,6 +71,7 @@ impl Wire {
             label,
             color,
             json: serde_json::to_string_pretty(kind).unwrap_or_default(),
+            at,
         });
         if self.arrows.len() > KEEP {
             self.arrows.pop_front();
@@ -70,9 +87,11 @@ impl Wire {
     pub fn ui(&mut self, ui: &mut egui::Ui, devices: &[(String, String)]) {
         ui.horizontal(|ui| {
             ui.label(egui::RichText::new("wire").strong());
-            ui.checkbox(&mut self.paused, "pause");
-            if ui.button("clear").clicked() {
-                self.arrows.clear();
+            if !self.replay {
+                ui.checkbox(&mut self.paused, "pause");
+                if ui.button("clear").clicked() {
+                    self.arrows.clear();
+                }
             }
             for (color, what) in [
                 (ACK, "ack"),
@@ -120,6 +139,15 @@ impl Wire {
                         continue;
                     };
                     let y = rect.top() + ROW * (row as f32 + 0.5) + 6.0;
+                    if let Some(at) = a.at {
+                        painter.text(
+                            pos2(rect.left() + 4.0, y),
+                            Align2::LEFT_CENTER,
+                            format!("{:.3} s", at.as_secs_f64()),
+                            FontId::monospace(10.0),
+                            ui.visuals().weak_text_color(),
+                        );
+                    }
                     let (from, to) = match a.way {
                         Way::ToServer => (*dx, server_x),
                         Way::ToDevice => (server_x, *dx),
