@@ -18,8 +18,10 @@ pub struct Scenario {
     pub about: Vec<String>,
     /// `devices …`, with their setup.
     pub devices: Vec<DeviceSetup>,
-    /// `server set` statements of the setup (they arrive in `welcome`).
-    pub server_sets: Vec<(Key, Value)>,
+    /// The line of `devices`: a setup whose devices cannot connect fails there.
+    pub devices_line: usize,
+    /// `server set` statements of the setup (they arrive in `welcome`), with their lines.
+    pub server_sets: Vec<(usize, Key, Value)>,
     /// What runs from time 0.
     pub steps: Vec<Step>,
 }

@@ -31,9 +31,22 @@ pub struct ParseError {
 }
 
 /// Words that start statements: they cannot name a device.
-const KEYWORDS: [&str; 14] = [
-    "scenario", "devices", "strategy", "latency", "jitter", "loss", "server", "hold", "unhold",
-    "release", "drop", "wait", "settle", "expect",
+const KEYWORDS: [&str; 15] = [
+    "scenario",
+    "devices",
+    "strategy",
+    "latency",
+    "jitter",
+    "loss",
+    "server",
+    "hold",
+    "unhold",
+    "release",
+    "drop",
+    "wait",
+    "settle",
+    "expect",
+    "converged",
 ];
 
 /// Parses a scenario file's text. `file` is used in error messages only.
@@ -44,6 +57,7 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ParseError> {
             title: None,
             about: Vec::new(),
             devices: Vec::new(),
+            devices_line: 0,
             server_sets: Vec::new(),
             steps: Vec::new(),
         },
@@ -323,6 +337,7 @@ impl Parser<'_> {
         if line.words.len() < 2 {
             return self.err(line, 1, "expected one or more device names");
         }
+        self.scenario.devices_line = line.number;
         for i in 1..line.words.len() {
             let name = line.word(i).expect("in range");
             let word_like = name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -399,7 +414,7 @@ impl Parser<'_> {
                 if self.started {
                     self.step(line, Stmt::ServerSet(key, value));
                 } else {
-                    self.scenario.server_sets.push((key, value));
+                    self.scenario.server_sets.push((line.number, key, value));
                 }
                 Ok(())
             }

@@ -72,13 +72,15 @@ impl Runner {
             .collect();
         let mut world = World::new(seed, &specs);
         let mut verdict = None;
-        for (key, value) in &scenario.server_sets {
+        for (line, key, value) in &scenario.server_sets {
             if let Err(e) = world.server_set(key, value.clone()) {
-                verdict = Some(fail(0, format!("setup: server set {key}: {e}")));
+                verdict.get_or_insert(fail(*line, format!("server set {key}: {e}")));
             }
         }
+        // A link that loses everything, say.
         if let Err(e) = world.settle() {
-            verdict.get_or_insert(fail(0, format!("setup: the devices did not connect: {e}")));
+            let message = format!("the devices did not finish their handshake: {e}");
+            verdict.get_or_insert(fail(scenario.devices_line, message));
         }
         let t0 = world.now();
         let setup_trace = world.trace.len();

@@ -63,6 +63,16 @@ fn run_time_errors_fail_the_file_at_their_line() {
 }
 
 #[test]
+fn a_setup_whose_devices_cannot_connect_fails_at_the_devices_line() {
+    let text = "# A link that loses everything.\ndevices phone laptop\nloss phone 100%\nphone tap like/a\n";
+    let Verdict::Fail { line, message } = run(text) else {
+        panic!()
+    };
+    assert_eq!(line, 2);
+    assert!(message.contains("phone: reconnecting"), "{message}");
+}
+
+#[test]
 fn comments_titles_and_about_lines() {
     let s = parse(
         "t.scn",
@@ -98,6 +108,8 @@ fn parse_errors_give_file_line_column_and_what_was_expected() {
     );
     assert!(err("phone tap like/a\n").contains("no `devices` statement before this line"));
     assert!(err("devices server\n").starts_with("f.scn:1:9: `server` cannot name a device"));
+    // `expect converged` would not know a device from the statement.
+    assert!(err("devices a converged\n").starts_with("f.scn:1:11: `converged` cannot name"));
     assert!(err("devices a a\n").contains("listed twice"));
     assert!(err("devices a\nexpect a like/b == true\n").contains("expected `=` or `rev`"));
     assert!(err("devices a\na tap like/B\n").starts_with("f.scn:2:7: `like/B` is not a key"));

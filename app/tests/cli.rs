@@ -1,0 +1,113 @@
+//! `app run FILE...`, the headless scenario runner, as a user runs it: the real binary,
+//! its output and its exit code (SCENARIOS.md, "Running a file").
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A scenario file in a fresh temporary directory (removed with the directory).
+struct Files {
+    dir: PathBuf,
+}
+
+impl Files {
+    fn new(test: &str) -> Files {
+        let dir = std::env::temp_dir().join(format!("sync-lab-cli-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Files { dir }
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const PASSES: &str = "scenario \"Passes\"\ndevices phone laptop\nphone tap like/a\nsettle\nexpect laptop like/a = true\n";
+const FAILS: &str = "devices phone\nphone tap like/a\nsettle\nexpect phone like/a = false\nexpect phone like/a = true\n";
+const BROKEN: &str = "devices phone\nphone jump\n";
+
+fn run(args: &[&str], files: &[&Path]) -> (i32, String) {
+    let Output { status, stdout, .. } = Command::new(env!("CARGO_BIN_EXE_app"))
+        .arg("run")
+        .args(args)
+        .args(files)
+        .output()
+        .unwrap();
+    (
+        status.code().expect("exited"),
+        String::from_utf8(stdout).unwrap(),
+    )
+}
+
+#[test]
+fn a_passing_file_prints_its_trace_and_pass_and_exits_0() {
+    let f = Files::new("pass");
+    let pass = f.write("pass.scn", PASSES);
+    let (code, out) = run(&["--seed", "7"], &[&pass]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("== Passes (seed 7)\n"), "{out}");
+    assert!(out.contains("phone    intent like/a = true"), "{out}");
+    assert!(
+        out.ends_with(&format!("PASS {}\n", pass.display())),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_failing_expectation_names_the_file_and_line_exits_1_and_stops_the_file() {
+    let f = Files::new("fail");
+    let fails = f.write("fails.scn", FAILS);
+    let (code, out) = run(&["--quiet"], &[&fails]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        out,
+        format!(
+            "FAIL {}:4: expected phone like/a = false, got true\n",
+            fails.display()
+        )
+    );
+}
+
+#[test]
+fn every_file_runs_and_the_worst_exit_code_wins() {
+    let f = Files::new("worst");
+    let pass = f.write("pass.scn", PASSES);
+    let fails = f.write("fails.scn", FAILS);
+    let broken = f.write("broken.scn", BROKEN);
+    let missing = f.dir.join("missing.scn");
+    let (code, out) = run(&["--quiet"], &[&broken, &fails, &pass]);
+    assert_eq!(code, 2, "a parse error beats a failure:\n{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "one verdict per file, nothing else:\n{out}");
+    assert!(
+        lines[0].starts_with(&format!("ERROR {}:2:7: ", broken.display())),
+        "{out}"
+    );
+    assert!(lines[1].starts_with("FAIL "), "{out}");
+    assert!(lines[2].starts_with("PASS "), "{out}");
+    let (code, out) = run(&["--quiet"], &[&pass, &fails]);
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = run(&["--quiet"], &[&missing]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.starts_with("ERROR "), "{out}");
+    assert!(out.contains("cannot read"), "{out}");
+}
+
+#[test]
+fn a_bad_flag_is_refused_by_name() {
+    let Output { status, stderr, .. } = Command::new(env!("CARGO_BIN_EXE_app"))
+        .args(["run", "--seed", "seven", "x.scn"])
+        .output()
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
+    let stderr = String::from_utf8(stderr).unwrap();
+    assert!(stderr.contains("--seed"), "{stderr}");
+}
