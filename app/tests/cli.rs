@@ -31,7 +31,8 @@ impl Drop for Files {
 }
 
 const PASSES: &str = "scenario \"Passes\"\ndevices phone laptop\nphone tap like/a\nsettle\nexpect laptop like/a = true\n";
-const FAILS: &str = "devices phone\nphone tap like/a\nsettle\nexpect phone like/a = false\nexpect phone like/a = true\n";
+const FAILS: &str =
+    "devices phone\nphone tap like/a\nsettle\nexpect phone like/a = false\nphone tap like/b\n";
 const BROKEN: &str = "devices phone\nphone jump\n";
 
 fn run(args: &[&str], files: &[&Path]) -> (i32, String) {
@@ -73,6 +74,14 @@ fn a_failing_expectation_names_the_file_and_line_exits_1_and_stops_the_file() {
             "FAIL {}:4: expected phone like/a = false, got true\n",
             fails.display()
         )
+    );
+    // Without --quiet: the trace up to the failure, and nothing of line 5.
+    let (code, out) = run(&[], &[&fails]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("intent like/a"), "{out}");
+    assert!(
+        !out.contains("like/b"),
+        "the file stopped at line 4:\n{out}"
     );
 }
 

@@ -23,6 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde_json::Value;
 use sync_core::engine::{EventKind, Strategy};
 use sync_core::protocol::{ClientFrame, Key, ServerFrame};
 
@@ -63,6 +64,28 @@ fn ensure(holds: bool, number: u8, message: impl FnOnce() -> String) -> Result<(
     }
 }
 
+/// A user intent, as [`Checker::intent`] makes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intent<'a> {
+    /// `tap`: toggle a boolean key.
+    Tap,
+    /// `set`: a value.
+    Set(Value),
+    /// `comment`: add one with this text (the key is a `comments/<post>` key).
+    Comment(&'a str),
+}
+
+/// What one step did, read from the trace.
+#[derive(Default)]
+struct Step {
+    /// Devices that took a `welcome` with `reset`: they may forget revisions.
+    reset: BTreeSet<usize>,
+    /// Device and key of each push or ack ignored as stale.
+    stale: BTreeSet<(usize, Key)>,
+    /// Device and key of each event that may change the value shown.
+    changed: BTreeSet<(usize, Key)>,
+}
+
 /// What a checker remembers between steps.
 #[derive(Debug, Default)]
 pub struct Checker {
@@ -70,6 +93,8 @@ pub struct Checker {
     trace_seen: usize,
     /// The known revision per device and key, for 4.
     known: BTreeMap<(usize, Key), u64>,
+    /// The value shown per device and key, for 4: a stale frame must not change it.
+    shown: BTreeMap<(usize, Key), Value>,
     /// Per device and request id, the key and local revision of the frame last sent with
     /// that id (ids are unique per connection, and answers never cross connections).
     sent: BTreeMap<(usize, u64), (String, u64)>,
@@ -89,45 +114,72 @@ impl Checker {
         Checker::default()
     }
 
-    /// Runs an intent of device `d` on `key` (`run` makes it) and checks it:
-    /// - 1: the value shown is the intent's as soon as `run` returns, with no virtual time
-    ///   passing and no frame delivered;
+    /// Makes device `d`'s intent on `key` and checks it:
+    /// - 1: as soon as the intent returns, with no virtual time passing and no frame
+    ///   delivered, the device shows the intended value: a tap the opposite of what it
+    ///   showed, a set its value, a comment one more comment in the list (or, if the
+    ///   engine refused it because another comment on the post is pending, no change);
     /// - 3: under `sync` and `sync-with-push`, an intent made while a request for the key is
     ///   in flight sends no request of its own (so a burst costs one follow-up at most).
-    pub fn intent<T>(
+    ///
+    /// The outer `Result` is the check; the inner one is the world's answer to the intent
+    /// (a `tap` on a key that is not boolean is refused, and nothing is checked).
+    pub fn intent(
         &mut self,
         w: &mut World,
         d: usize,
         key: &Key,
-        run: impl FnOnce(&mut World) -> T,
-    ) -> Result<T, Violation> {
+        intent: Intent<'_>,
+    ) -> Result<Result<(), String>, Violation> {
         let engine = &w.devices()[d].engine;
         let bounded = engine.strategy() != Strategy::Naive;
         let was_in_flight = engine.in_flight(key).is_some();
+        let before = engine.shown(key);
         let requests_before = requests(w, d, key);
         let (now, frames, trace_len) = (w.now(), w.frames_delivered, w.trace.len());
-        let out = run(w);
+        let answer = match &intent {
+            Intent::Tap => w.tap(d, key),
+            Intent::Set(value) => w.set(d, key, value.clone()),
+            Intent::Comment(text) => {
+                w.comment(d, key, text);
+                Ok(())
+            }
+        };
+        if answer.is_err() {
+            return Ok(answer);
+        }
         let dev = &w.devices()[d];
         ensure(w.now() == now && w.frames_delivered == frames, 1, || {
             format!("{}'s intent on {key} waited for the network", dev.name)
         })?;
-        let written = w.trace[trace_len..]
-            .iter()
-            .rev()
-            .find_map(|t| match &t.kind {
-                TraceKind::Device(EventKind::OptimisticWrite { key: k, value, .. })
-                    if k == key && t.device.as_deref() == Some(&dev.name) =>
-                {
-                    Some(value)
-                }
-                _ => None,
-            });
-        if let Some(value) = written {
-            let shown = dev.engine.shown(key);
-            ensure(shown == *value, 1, || {
-                format!("{} wrote {key} = {value} but shows {shown}", dev.name)
-            })?;
-        }
+        let shown = dev.engine.shown(key);
+        let expected = match intent {
+            Intent::Tap => Value::Bool(!before.as_bool().unwrap_or(false)),
+            Intent::Set(value) => value,
+            Intent::Comment(_) => {
+                let written = w.trace[trace_len..].iter().any(|t| {
+                    t.device.as_deref() == Some(&dev.name)
+                        && matches!(&t.kind, TraceKind::Device(EventKind::OptimisticWrite { key: k, .. }) if k == key)
+                });
+                let len = |v: &Value| v.as_array().map_or(0, Vec::len);
+                let grew = len(&shown) == len(&before) + usize::from(written);
+                ensure(grew, 1, || {
+                    format!(
+                        "{}'s comment on {key}: {} comments shown before, {} after",
+                        dev.name,
+                        len(&before),
+                        len(&shown)
+                    )
+                })?;
+                shown.clone()
+            }
+        };
+        ensure(shown == expected, 1, || {
+            format!(
+                "{}'s intent on {key}: shows {shown}, expected {expected}",
+                dev.name
+            )
+        })?;
         let requests_after = requests(w, d, key);
         ensure(
             !bounded || !was_in_flight || requests_after == requests_before,
@@ -141,12 +193,12 @@ impl Checker {
             },
         )?;
         self.after_step(w)?;
-        Ok(out)
+        Ok(answer)
     }
 
     /// Checks 2, 4 and 6 after the world moved.
     pub fn after_step(&mut self, w: &World) -> Result<(), Violation> {
-        let reset = self.read_trace(w)?;
+        let step = self.read_trace(w)?;
         // 6: revisions are gap-free and never reused, across restarts (one user: its head
         // is the number of revisions assigned).
         let user = w.core().user(crate::core::DEMO_USER);
@@ -178,15 +230,30 @@ impl Checker {
                 }
             }
             if strategy == Strategy::SyncWithPush {
+                let reset = step.reset.contains(&d);
                 for view in dev.engine.keys() {
-                    let prev = self.known.insert((d, view.key.clone()), view.known_rev);
+                    let at = (d, view.key.clone());
+                    let prev = self.known.insert(at.clone(), view.known_rev);
                     if let Some(prev) = prev
-                        && !reset.contains(&d)
+                        && !reset
                     {
                         ensure(view.known_rev >= prev, 4, || {
                             format!(
                                 "{} knew {} rev {prev}, now rev {}",
                                 dev.name, view.key, view.known_rev
+                            )
+                        })?;
+                    }
+                    let prev = self.shown.insert(at.clone(), view.slot.shown.clone());
+                    if let Some(prev) = prev
+                        && step.stale.contains(&at)
+                        && !step.changed.contains(&at)
+                        && !reset
+                    {
+                        ensure(view.slot.shown == prev, 4, || {
+                            format!(
+                                "{} ignored a stale frame for {} but its value went {prev} → {}",
+                                dev.name, view.key, view.slot.shown
                             )
                         })?;
                     }
@@ -196,11 +263,10 @@ impl Checker {
         Ok(())
     }
 
-    /// Reads the trace since the last step: the frames sent and the acks received (6).
-    /// Returns the devices that took a `welcome` with `reset` (allowed to forget
-    /// revisions).
-    fn read_trace(&mut self, w: &World) -> Result<BTreeSet<usize>, Violation> {
-        let mut reset = BTreeSet::new();
+    /// Reads the trace since the last step: the frames sent and the acks received (6),
+    /// and what the step did to each device's keys (4).
+    fn read_trace(&mut self, w: &World) -> Result<Step, Violation> {
+        let mut step = Step::default();
         let new = &w.trace[self.trace_seen..];
         self.trace_seen = w.trace.len();
         for t in new {
@@ -209,7 +275,21 @@ impl Checker {
             };
             match &t.kind {
                 TraceKind::Device(EventKind::CaughtUp { reset: true, .. }) => {
-                    reset.insert(d);
+                    step.reset.insert(d);
+                }
+                TraceKind::Device(
+                    EventKind::PushStale { key, .. } | EventKind::ResponseStale { key, .. },
+                ) => {
+                    step.stale.insert((d, key.clone()));
+                }
+                TraceKind::Device(
+                    EventKind::OptimisticWrite { key, .. }
+                    | EventKind::ResponseApplied { key, .. }
+                    | EventKind::PushApplied { key, .. }
+                    | EventKind::PushTakenAsAck { key, .. }
+                    | EventKind::Rejected { key, .. },
+                ) => {
+                    step.changed.insert((d, key.clone()));
                 }
                 TraceKind::Up(
                     ClientFrame::Set {
@@ -244,7 +324,7 @@ impl Checker {
                 _ => {}
             }
         }
-        Ok(reset)
+        Ok(step)
     }
 
     /// Checks 5 and 7 for `sync-with-push` devices. Call it once the world is released,
@@ -264,7 +344,7 @@ impl Checker {
                 if view.slot.local_rev == 0 || matches!(view.key, Key::Comments(_)) {
                     continue;
                 }
-                if overtaken_since_last_intent(w, &dev.name, &view.key) {
+                if overtaken(w, &dev.name, &view.key, view.slot.local_rev) {
                     continue;
                 }
                 let mark = user
@@ -284,24 +364,45 @@ impl Checker {
     }
 }
 
-/// `true` when, after `device`'s last intent on `key`, the intent was rejected or
-/// superseded, or another device's change was applied over it.
-fn overtaken_since_last_intent(w: &World, device: &str, key: &Key) -> bool {
-    let mine = |t: &&crate::sim::Trace| t.device.as_deref() == Some(device);
-    let Some(last) = w.trace.iter().rposition(|t| {
-        mine(&t) && matches!(&t.kind, TraceKind::Device(EventKind::OptimisticWrite { key: k, .. }) if k == key)
-    }) else {
-        return true;
-    };
-    w.trace[last..].iter().filter(mine).any(|t| match &t.kind {
-        TraceKind::Device(
-            EventKind::Rejected { key: k, .. } | EventKind::Superseded { key: k },
-        ) => k == key,
-        TraceKind::Device(EventKind::PushApplied { key: k, from, .. }) => {
-            k == key && from != device
+/// `true` when `device`'s newest intent on `key` (local revision `newest`) had an answer
+/// other than being stored: the request that carried it was rejected, it was superseded
+/// after a reconnect, or another device's change was applied over it. A rejection of an
+/// older request does not count: the newest intent is then sent at once (DESIGN.md,
+/// improvement 5), and must reach the server.
+fn overtaken(w: &World, device: &str, key: &Key, newest: u64) -> bool {
+    let mut made = false;
+    let mut carried = None;
+    for t in w
+        .trace
+        .iter()
+        .filter(|t| t.device.as_deref() == Some(device))
+    {
+        let TraceKind::Device(event) = &t.kind else {
+            continue;
+        };
+        match event {
+            EventKind::OptimisticWrite {
+                key: k, local_rev, ..
+            } if k == key => {
+                made |= *local_rev == newest;
+            }
+            EventKind::RequestSent {
+                key: k, local_rev, ..
+            } if k == key => {
+                carried = Some(*local_rev);
+            }
+            EventKind::Rejected { key: k, .. } if k == key && made && carried == Some(newest) => {
+                return true;
+            }
+            EventKind::Superseded { key: k } if k == key && made => return true,
+            EventKind::PushApplied { key: k, from, .. } if k == key && made && from != device => {
+                return true;
+            }
+            _ => {}
         }
-        _ => false,
-    })
+    }
+    // No intent in the trace (a restored snapshot's, say): nothing to hold it to.
+    !made
 }
 
 /// Requests device `d` has sent for `key`.

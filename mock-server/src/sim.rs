@@ -242,6 +242,7 @@ impl World {
                 self.record(Some(i), TraceKind::Device(event.kind));
             }
         }
+        self.note_timers();
     }
 
     fn open(&mut self, i: usize) {
@@ -312,6 +313,7 @@ impl World {
                 self.pump(i);
             }
         }
+        self.note_timers();
     }
 
     fn deliver_up(&mut self, i: usize, frame: ClientFrame) {
@@ -345,8 +347,14 @@ impl World {
     }
 
     /// Gives each timer set or moved since the last look the next sequence number. It runs
-    /// before every event, so a timer set by one event is ordered after the frames that
-    /// event sent, and before anything a later event sends.
+    /// whenever an engine or the core has taken an input (the end of [`World::pump`] and
+    /// of [`World::apply_actions`]) and before every event, so a timer is ordered after the
+    /// frames sent by the same input, and before anything sent later.
+    ///
+    /// A slot is the earliest of its owner's deadlines (an engine's heartbeat and
+    /// liveness, every connection's at the server). When the earliest moves later and
+    /// another becomes the earliest, that one is numbered as if set then: an approximation
+    /// that matters only when it ties with a frame to the microsecond.
     fn note_timers(&mut self) {
         let n = self.devices.len();
         for i in 0..=n {

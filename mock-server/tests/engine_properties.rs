@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use mock_server::invariants::{Checker, Violation};
+use mock_server::invariants::{Checker, Intent, Violation};
 use mock_server::link::LinkConfig;
 use mock_server::sim::{DeviceSpec, Direction, TraceKind, World};
 use proptest::prelude::*;
@@ -74,7 +74,7 @@ fn dir(up: bool) -> Direction {
     if up { Direction::Up } else { Direction::Down }
 }
 
-/// What the checker remembers between steps.
+/// Three devices of these strategies, with jittery links, connected.
 fn world(strategies: &[DeviceStrategy], seed: u64) -> World {
     let names = ["phone", "laptop", "tablet"];
     let specs: Vec<DeviceSpec> = strategies
@@ -102,13 +102,13 @@ fn world(strategies: &[DeviceStrategy], seed: u64) -> World {
 /// followed by the per-step checks (2, 4 and 6).
 fn apply(w: &mut World, checker: &mut Checker, op: &Op) -> Result<(), Violation> {
     match *op {
-        Op::Tap(d, k) => checker.intent(w, d, &key(k), |w| w.tap(d, &key(k)).unwrap())?,
-        Op::Volume(d, v) => checker.intent(w, d, &Key::Volume, |w| {
-            w.set(d, &Key::Volume, json!(v)).unwrap()
-        })?,
+        Op::Tap(d, k) => checker.intent(w, d, &key(k), Intent::Tap)?.unwrap(),
+        Op::Volume(d, v) => checker
+            .intent(w, d, &Key::Volume, Intent::Set(json!(v)))?
+            .unwrap(),
         Op::Comment(d) => {
             let k = Key::parse("comments/a").unwrap();
-            checker.intent(w, d, &k, |w| w.comment(d, &k, "hi"))?
+            checker.intent(w, d, &k, Intent::Comment("hi"))?.unwrap()
         }
         Op::Wait(ms) => {
             let until = w.now() + Duration::from_millis(ms);

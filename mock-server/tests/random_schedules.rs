@@ -4,7 +4,8 @@
 //! rejections; then everything is released and settled. Each device is checked against
 //! the invariants its strategy owes (DESIGN.md; the table is in
 //! [`mock_server::invariants`]) around every intent and after every simulator event.
-//! Each seed gets at most [`VIRTUAL_TIME_CAP`] of virtual time.
+//! Each seed's virtual time is capped: its waits add up to 20 s at most, and its final
+//! settle fails after [`SETTLE_LIMIT`].
 //!
 //! Every action is recorded as a scenario line, so a failing seed (a broken invariant, a
 //! world that does not settle, or a panic) prints a scenario file that reproduces the
@@ -13,10 +14,10 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use mock_server::invariants::Checker;
+use mock_server::invariants::{Checker, Intent};
 use mock_server::link::LinkConfig;
 use mock_server::scenario::{Runner, Verdict, parse};
-use mock_server::sim::{DeviceSpec, Direction, World};
+use mock_server::sim::{DeviceSpec, Direction, SETTLE_LIMIT, World};
 use serde_json::json;
 use sync_core::engine::Strategy;
 use sync_core::protocol::Key;
@@ -26,9 +27,6 @@ const SEEDS: u64 = 2_000;
 const ACTIONS: usize = 40;
 const NAMES: [&str; 3] = ["phone", "laptop", "tablet"];
 const BOOL_KEYS: [&str; 3] = ["like/a", "like/b", "settings/dark_mode"];
-/// The most virtual time one seed may take: 40 actions wait at most 20 s in all, and the
-/// final settle gets the rest.
-const VIRTUAL_TIME_CAP: Duration = Duration::from_secs(120);
 
 /// Why a seed failed: a broken invariant, a world that would not settle, a panic.
 type Failure = Box<dyn std::error::Error>;
@@ -117,17 +115,17 @@ impl Recorder {
                 let key = *pick(&mut self.rng, &BOOL_KEYS);
                 lines.push(format!("{name} tap {key}"));
                 let key = Key::parse(key).unwrap();
-                checker.intent(w, d, &key, |w| w.tap(d, &key))??;
+                checker.intent(w, d, &key, Intent::Tap)??;
             }
             25..=34 => {
                 let v = self.rng.up_to(110) as i64 - 5;
                 lines.push(format!("{name} set settings/volume {v}"));
-                checker.intent(w, d, &Key::Volume, |w| w.set(d, &Key::Volume, json!(v)))??;
+                checker.intent(w, d, &Key::Volume, Intent::Set(json!(v)))??;
             }
             35..=37 => {
                 lines.push(format!("{name} comment p \"hi\""));
                 let key = Key::parse("comments/p").unwrap();
-                checker.intent(w, d, &key, |w| w.comment(d, &key, "hi"))?;
+                checker.intent(w, d, &key, Intent::Comment("hi"))??;
             }
             38..=59 => {
                 let ms = self.rng.up_to(500);
@@ -202,7 +200,9 @@ impl Recorder {
         }
         self.lines.push("settle".into());
         let w = &mut self.world;
-        while w.settle_step(VIRTUAL_TIME_CAP)? {
+        // The same limit as the reproducer's `settle`, so a seed fails the same way there.
+        let deadline = w.now() + SETTLE_LIMIT;
+        while w.settle_step(deadline)? {
             self.checker.after_step(w)?;
         }
         // What `at_rest` checks of convergence, as a line the replay checks too.

@@ -49,6 +49,8 @@ pub struct SyncLab {
     last_intent: Option<Instant>,
     converged_after: Option<Duration>,
     wire: wire::Wire,
+    /// The wire view's time 0.
+    started: Instant,
     /// What the main area shows.
     pub mode: Mode,
     player: player::Player,
@@ -91,6 +93,7 @@ impl SyncLab {
             last_intent: None,
             converged_after: None,
             wire: wire::Wire::default(),
+            started: Instant::now(),
             mode: Mode::Live,
             player: player::Player::default(),
         }
@@ -135,12 +138,13 @@ impl SyncLab {
             }
         }
         for pane in &mut self.panes {
-            for kind in pane.drain_events() {
+            for (at, kind) in pane.drain_events() {
                 if matches!(kind, sync_core::engine::EventKind::OptimisticWrite { .. }) {
                     self.last_intent = Some(Instant::now());
                     self.converged_after = None;
                 }
-                self.wire.record(&pane.name, &kind, None);
+                let since = at.saturating_duration_since(self.started);
+                self.wire.record(&pane.name, &kind, Some(since));
             }
         }
         let views = self.views();

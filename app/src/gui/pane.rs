@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eframe::egui::{self, Color32, RichText};
 use mock_server::link::LinkConfig;
@@ -161,13 +161,14 @@ impl Pane {
         }
     }
 
-    /// Takes the events that arrived since the last frame, and returns them.
-    pub fn drain_events(&mut self) -> Vec<EventKind> {
+    /// Takes the events that arrived since the last frame, and returns them with when
+    /// they happened on the wall clock.
+    pub fn drain_events(&mut self) -> Vec<(Instant, EventKind)> {
         let mut new = Vec::new();
         loop {
             match self.events.try_recv() {
                 Ok(e) => {
-                    new.push(e.kind.clone());
+                    new.push((self.handle.wall_time(&e), e.kind.clone()));
                     self.log.push_back(e);
                     if self.log.len() > LOG {
                         self.log.pop_front();
@@ -253,7 +254,7 @@ impl Pane {
             let (color, mut text) = connection_badge(&view.connection);
             if let Some(at) = view.next_try {
                 // Count down to the next attempt (repainting until it starts).
-                let left = at.saturating_duration_since(std::time::Instant::now());
+                let left = at.saturating_duration_since(Instant::now());
                 text = format!("{text}, next try in {:.1} s", left.as_secs_f64());
                 ui.ctx().request_repaint_after(Duration::from_millis(100));
             }

@@ -2,8 +2,9 @@
 //! frame an arrow labelled with what it carried, coloured by what the device made of it
 //! (ack applied, push, own echo, ignored as stale, follow-up, reject). Hover an arrow for
 //! the event as JSON. It is drawn from the devices' engine events, so it shows the same
-//! thing whether the devices run live or simulated. In the scenario player each arrow also
-//! shows its virtual time, so the diagram doubles as the run's timeline.
+//! thing whether the devices run live or simulated. Each arrow also shows when it happened
+//! (since the app started, or the scenario's virtual time), so the diagram doubles as a
+//! timeline.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -33,19 +34,31 @@ pub struct Arrow {
     pub label: String,
     color: Color32,
     json: String,
-    /// When, on a clock all lanes share (the simulator's); `None` live, where each
-    /// device's engine counts from its own start.
+    /// When: since the app started (live), or virtual time since the scenario's time 0
+    /// (player). `None` draws no time.
     pub at: Option<Duration>,
 }
 
 /// The diagram's state.
-#[derive(Default)]
 pub struct Wire {
     arrows: VecDeque<Arrow>,
     paused: bool,
     /// A replay's diagram (the scenario player's) has no pause or clear: the run is the
     /// player's to pause and restart.
     replay: bool,
+    /// Each arrow's time is drawn at the left.
+    times: bool,
+}
+
+impl Default for Wire {
+    fn default() -> Self {
+        Wire {
+            arrows: VecDeque::new(),
+            paused: false,
+            replay: false,
+            times: true,
+        }
+    }
 }
 
 impl Wire {
@@ -93,6 +106,8 @@ impl Wire {
                     self.arrows.clear();
                 }
             }
+            ui.checkbox(&mut self.times, "times")
+                .on_hover_text("When each frame was handled: seconds since the app started, or the scenario's virtual time");
             for (color, what) in [
                 (ACK, "ack"),
                 (PUSH, "push"),
@@ -139,7 +154,7 @@ impl Wire {
                         continue;
                     };
                     let y = rect.top() + ROW * (row as f32 + 0.5) + 6.0;
-                    if let Some(at) = a.at {
+                    if let Some(at) = a.at.filter(|_| self.times) {
                         painter.text(
                             pos2(rect.left() + 4.0, y),
                             Align2::LEFT_CENTER,

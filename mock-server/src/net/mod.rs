@@ -58,10 +58,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the core waits for a congested connection to drain before taking more input.
 pub const DRAIN_WAIT: Duration = Duration::from_secs(1);
 /// After its queue overflowed, how long a connection may take to finish the write it is
-/// stuck in and say goodbye (`error resync`, close 4009). A client that reads nothing for
-/// this long is dropped without one: its socket is full, and waiting longer would let a
-/// client that never reads hold a socket and a task for ever.
-pub const RESYNC_GRACE: Duration = Duration::from_secs(5);
+/// stuck in and say goodbye (`error resync`, close 4009), in all. A client that reads
+/// nothing for this long is dropped without one: its socket is full, and waiting longer
+/// would let a client that never reads hold a socket and a task for ever.
+pub const RESYNC_GRACE: Duration = Duration::from_secs(10);
 /// The most frames in one batch (one commit). Each write in it queues one push per
 /// connection, so a batch must fit in the half queue that the congestion check keeps free.
 pub const MAX_BATCH: usize = 128;
@@ -726,7 +726,7 @@ async fn connection<T>(
             killed = &mut kill_rx => {
                 // The sender dropped without firing: a server restart, no goodbye.
                 if killed.is_ok() {
-                    say_resync(&mut ws).await;
+                    say_resync(&mut ws, Instant::now() + RESYNC_GRACE).await;
                 }
                 break;
             }
@@ -780,28 +780,29 @@ async fn connection<T>(
         let goodbye = {
             let mut write = std::pin::pin!(write_out(&mut ws, released));
             tokio::select! {
-                written = &mut write => if written { continue } else { false },
+                written = &mut write => if written { continue } else { None },
                 killed = &mut kill_rx => {
-                    killed.is_ok()
-                        && matches!(tokio::time::timeout(RESYNC_GRACE, &mut write).await, Ok(true))
+                    let deadline = Instant::now() + RESYNC_GRACE;
+                    let finished = tokio::time::timeout_at(deadline, &mut write).await;
+                    (killed.is_ok() && matches!(finished, Ok(true))).then_some(deadline)
                 }
             }
         };
-        if goodbye {
-            say_resync(&mut ws).await;
+        if let Some(deadline) = goodbye {
+            say_resync(&mut ws, deadline).await;
         }
         break;
     }
     let _ = to_core.send(ToCore::Closed(id)).await;
 }
 
-/// Tells a client its queue overflowed: `error resync`, then close 4009. Bounded by
-/// [`RESYNC_GRACE`], as its socket may be full.
-async fn say_resync<T>(ws: &mut tokio_tungstenite::WebSocketStream<T>)
+/// Tells a client its queue overflowed: `error resync`, then close 4009. Given up at
+/// `deadline` (the end of [`RESYNC_GRACE`]), as its socket may be full.
+async fn say_resync<T>(ws: &mut tokio_tungstenite::WebSocketStream<T>, deadline: Instant)
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let _ = tokio::time::timeout(RESYNC_GRACE, async {
+    let _ = tokio::time::timeout_at(deadline, async {
         let error = error_json(
             ErrorCode::Resync,
             "outbound queue overflowed: reconnect and catch up",

@@ -134,6 +134,8 @@ pub struct DeviceHandle {
     /// Subscribed before the device started, for the first subscriber: it sees every
     /// event, the first ones included (a device may connect before anyone subscribes).
     from_start: Arc<std::sync::Mutex<Option<broadcast::Receiver<Event>>>>,
+    /// The wall-clock instant the engine's clock counts from.
+    start: Instant,
 }
 
 impl DeviceHandle {
@@ -165,6 +167,12 @@ impl DeviceHandle {
     /// A receiver that wakes on every new view.
     pub fn watch(&self) -> watch::Receiver<DeviceView> {
         self.view.clone()
+    }
+
+    /// When, on the wall clock, an event happened: the engine's clock counts from the
+    /// device's start, so events of different devices compare only through this.
+    pub fn wall_time(&self, event: &Event) -> std::time::Instant {
+        (self.start + event.at).into_std()
     }
 
     /// Engine events: the first subscriber gets every event since the device started
@@ -241,6 +249,7 @@ pub fn spawn(config: ClientConfig, on_change: Arc<dyn Fn() + Send + Sync>) -> De
         view,
         events,
         from_start: Arc::new(std::sync::Mutex::new(Some(from_start))),
+        start,
     }
 }
 
