@@ -140,7 +140,8 @@ impl SyncLab {
         for pane in &mut self.panes {
             for (at, kind) in pane.drain_events() {
                 if matches!(kind, sync_core::engine::EventKind::OptimisticWrite { .. }) {
-                    self.last_intent = Some(Instant::now());
+                    // When the device made it, not when this frame saw it.
+                    self.last_intent = Some(at);
                     self.converged_after = None;
                 }
                 let since = at.saturating_duration_since(self.started);
