@@ -137,16 +137,25 @@ impl SyncLab {
                 p.replace(handle);
             }
         }
+        // Every pane's new events, in the order they happened: the panes are drained one
+        // after the other, and the wire view shows their times.
+        let mut new = Vec::new();
         for pane in &mut self.panes {
-            for (at, kind) in pane.drain_events() {
-                if matches!(kind, sync_core::engine::EventKind::OptimisticWrite { .. }) {
-                    // When the device made it, not when this frame saw it.
-                    self.last_intent = Some(at);
-                    self.converged_after = None;
-                }
-                let since = at.saturating_duration_since(self.started);
-                self.wire.record(&pane.name, &kind, Some(since));
+            new.extend(
+                pane.drain_events()
+                    .into_iter()
+                    .map(|(at, kind)| (at, pane.name.clone(), kind)),
+            );
+        }
+        new.sort_by_key(|(at, _, _)| *at);
+        for (at, device, kind) in new {
+            if matches!(kind, sync_core::engine::EventKind::OptimisticWrite { .. }) {
+                // When the device made it, not when this frame saw it.
+                self.last_intent = Some(at);
+                self.converged_after = None;
             }
+            let since = at.saturating_duration_since(self.started);
+            self.wire.record(&device, &kind, Some(since));
         }
         let views = self.views();
         self.refresh_server(&views);
