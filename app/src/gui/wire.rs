@@ -263,10 +263,11 @@ fn arrow_of(kind: &EventKind) -> Option<(Way, Color32, String)> {
             value,
             rev,
             from,
+            local_rev,
         } => (
             Way::ToDevice,
             PUSH,
-            format!("push {key} = {value} rev {rev} from {from}"),
+            format!("push {key} = {value} rev {rev} from {from} lr{local_rev}"),
         ),
         PushStale { key, rev, known } => (
             Way::ToDevice,
@@ -278,10 +279,14 @@ fn arrow_of(kind: &EventKind) -> Option<(Way, Color32, String)> {
             QUIET,
             format!("push {key} rev {rev} (already seen)"),
         ),
-        PushTakenAsAck { key, rev } => (
+        PushTakenAsAck {
+            key,
+            rev,
+            local_rev,
+        } => (
             Way::ToDevice,
             QUIET,
-            format!("own echo {key} rev {rev} = ack"),
+            format!("own echo {key} rev {rev} = ack of lr{local_rev}"),
         ),
         OwnEchoIgnored { key, rev } => (
             Way::ToDevice,

@@ -88,6 +88,8 @@ pub enum EventKind {
         rev: u64,
         /// The writer.
         from: String,
+        /// The writer's local revision (0 for the server).
+        local_rev: u64,
     },
     /// A push (or catch-up change) older than the known revision was ignored.
     PushStale {
@@ -111,6 +113,8 @@ pub enum EventKind {
         key: Key,
         /// Its revision.
         rev: u64,
+        /// The local revision of the request it acknowledges.
+        local_rev: u64,
     },
     /// `sync` ignores its own echoes.
     OwnEchoIgnored {
@@ -225,14 +229,27 @@ impl fmt::Display for EventKind {
                 value,
                 rev,
                 from,
+                local_rev,
             } => {
-                write!(f, "push applied {key} = {value} rev {rev} from {from}")
+                write!(
+                    f,
+                    "push applied {key} = {value} rev {rev} from {from} (local_rev {local_rev})"
+                )
             }
             PushStale { key, rev, known } => {
                 write!(f, "push {key} rev {rev} stale (known {known})")
             }
             PushAlreadySeen { key, rev } => write!(f, "push {key} rev {rev} already seen"),
-            PushTakenAsAck { key, rev } => write!(f, "own echo {key} rev {rev} taken as ack"),
+            PushTakenAsAck {
+                key,
+                rev,
+                local_rev,
+            } => {
+                write!(
+                    f,
+                    "own echo {key} rev {rev} taken as ack of local_rev {local_rev}"
+                )
+            }
             OwnEchoIgnored { key, rev } => write!(f, "own echo {key} rev {rev} ignored"),
             Superseded { key } => write!(f, "intent for {key} superseded by another device"),
             Rejected { key, code, message } => write!(f, "rejected {key}: {code} ({message})"),

@@ -209,6 +209,7 @@ impl Engine {
                         self.state.emit(EventKind::PushTakenAsAck {
                             key: key.clone(),
                             rev: change.rev,
+                            local_rev: change.local_rev,
                         });
                         false
                     }
@@ -236,6 +237,7 @@ impl Engine {
                 value: change.value,
                 rev: change.rev,
                 from: change.device_id,
+                local_rev: change.local_rev,
             });
         }
     }
