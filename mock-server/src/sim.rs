@@ -349,7 +349,9 @@ impl World {
     /// Gives each timer set or moved since the last look the next sequence number. It runs
     /// whenever an engine or the core has taken an input (the end of [`World::pump`] and
     /// of [`World::apply_actions`]) and before every event, so a timer is ordered after the
-    /// frames sent by the same input, and before anything sent later.
+    /// frames sent by the same input, and before anything sent later. (One exception: when
+    /// a down frame is lost with its connection, the device's reset is pumped in the middle
+    /// of the server's answers, and the timers are numbered there.)
     ///
     /// A slot is the earliest of its owner's deadlines (an engine's heartbeat and
     /// liveness, every connection's at the server). When the earliest moves later and

@@ -302,9 +302,9 @@ async fn load_16_devices_150_writes_each_all_answered_gap_free_and_converged() {
 /// Six writers add long comments (every push carries the post's whole list) while the
 /// `stuck` devices, connected before them, read nothing: their socket buffers fill and
 /// then their 1024-frame queues overflow. Each writer stays under the rate limit's burst
-/// (400), reads everything it is sent, and stops once the server has forgotten every
-/// stuck device. Returns then, with the writers' tasks, each giving how many writes it
-/// made.
+/// (400) and reads everything it is sent. Once the server has forgotten every stuck
+/// device, each writer makes 10 more writes (the others go on) and stops. Returns then,
+/// with the writers' tasks, each giving how many writes it made.
 async fn overflow(s: &ServerHandle, stuck: &[&str]) -> Vec<tokio::task::JoinHandle<u64>> {
     let text = "c".repeat(280);
     let overflowed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -317,9 +317,13 @@ async fn overflow(s: &ServerHandle, stuck: &[&str]) -> Vec<tokio::task::JoinHand
             let mut ws = connect_async(url).await.unwrap().0;
             hello(&mut ws, "demo-token", &format!("w{w}"), 0).await;
             let mut written = 0;
+            let mut after_overflow = 0;
             for i in 1..=380u64 {
                 if overflowed.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
+                    after_overflow += 1;
+                    if after_overflow > 10 {
+                        break;
+                    }
                 }
                 let key = format!("comments/w{w}-{}", i % 4);
                 send(&mut ws, json!({"type":"command","id":i,"key":key,"name":"add_comment","args":{"text":text},"local_rev":i})).await;

@@ -73,6 +73,8 @@ impl SyncLab {
 
     /// The app with its devices as a layout describes them (as the user left them).
     pub fn with_layout(live: Live, layout: &Layout) -> SyncLab {
+        // Before the devices start: their first events come after time 0.
+        let started = Instant::now();
         let mut panes = Vec::new();
         for d in &layout.devices {
             let (pane, actions) = Pane::restore(d, live.device(&d.id, d.strategy, d.online));
@@ -93,7 +95,7 @@ impl SyncLab {
             last_intent: None,
             converged_after: None,
             wire: wire::Wire::default(),
-            started: Instant::now(),
+            started,
             mode: Mode::Live,
             player: player::Player::default(),
         }

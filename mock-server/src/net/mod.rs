@@ -781,11 +781,15 @@ async fn connection<T>(
             let mut write = std::pin::pin!(write_out(&mut ws, released));
             tokio::select! {
                 written = &mut write => if written { continue } else { None },
-                killed = &mut kill_rx => {
-                    let deadline = Instant::now() + RESYNC_GRACE;
-                    let finished = tokio::time::timeout_at(deadline, &mut write).await;
-                    (killed.is_ok() && matches!(finished, Ok(true))).then_some(deadline)
-                }
+                killed = &mut kill_rx => match killed {
+                    // Dropped without firing: a server restart, no goodbye and no waiting.
+                    Err(_) => None,
+                    Ok(()) => {
+                        let deadline = Instant::now() + RESYNC_GRACE;
+                        let finished = tokio::time::timeout_at(deadline, &mut write).await;
+                        matches!(finished, Ok(true)).then_some(deadline)
+                    }
+                },
             }
         };
         if let Some(deadline) = goodbye {

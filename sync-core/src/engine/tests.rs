@@ -237,7 +237,15 @@ fn own_echo_after_ack_is_already_seen_and_older_echo_is_an_ack() {
     d.writes();
     d.events();
     d.push(LIKE, json!(false), 2, "phone", 2);
-    assert!(matches!(d.events()[..], [EventKind::PushTakenAsAck { .. }]));
+    // It acknowledges the request of local revision 2; the follow-up carries 3.
+    assert!(matches!(
+        d.events()[..],
+        [EventKind::PushTakenAsAck {
+            rev: 2,
+            local_rev: 2,
+            ..
+        }]
+    ));
     assert_eq!(
         d.shown(LIKE),
         json!(true),
