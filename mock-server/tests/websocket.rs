@@ -412,6 +412,54 @@ async fn a_client_that_stops_reading_is_closed_with_4009_or_dropped_and_others_g
     s.shutdown().await;
 }
 
+/// A restart is a crash: every socket goes at once, even one stuck writing to a client
+/// that reads nothing (only a queue overflow gives such a client [`RESYNC_GRACE`]).
+///
+/// [`RESYNC_GRACE`]: mock_server::net::RESYNC_GRACE
+#[tokio::test]
+async fn a_restart_drops_a_connection_stuck_in_a_write_at_once() {
+    let s = server(&[]).await;
+    // A client with a 4 KiB receive buffer that reads nothing: long pushes soon fill it,
+    // and the server's write to it blocks, long before its queue could overflow.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(s.addr).await.unwrap();
+    let (mut stuck, _) = tokio_tungstenite::client_async(s.url(), MaybeTlsStream::Plain(stream))
+        .await
+        .unwrap();
+    hello(&mut stuck, "demo-token", "stuck", 0).await;
+    let mut writer = connect(&s).await;
+    hello(&mut writer, "demo-token", "writer", 0).await;
+    // Each push carries the post's whole list: 5 posts of 100 comments of 280 characters
+    // make about 7 MB of pushes, more than the server's socket buffer can take (4 MiB at
+    // most), in 500 frames (the queue holds 1024).
+    let text = "c".repeat(280);
+    for i in 1..=500u64 {
+        let key = format!("comments/p{}", i % 5);
+        send(&mut writer, json!({"type":"command","id":i,"key":key,"name":"add_comment","args":{"text":text},"local_rev":i})).await;
+        loop {
+            let f = recv(&mut writer).await;
+            if f["id"] == i {
+                assert_eq!(f["type"], "ack", "{f}");
+                break;
+            }
+        }
+    }
+    let state = s.inspect("demo").await;
+    assert!(state.devices.contains(&"stuck".to_string()), "no overflow");
+    s.restart().await.unwrap();
+    let deadline = tokio::time::Instant::now() + mock_server::net::RESYNC_GRACE / 2;
+    while s.open_connections() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} socket(s) still open after the restart",
+            s.open_connections()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_held_link_releases_frames_out_of_order() {
     let s = server(&[]).await;
