@@ -1,9 +1,9 @@
 //! DESIGN.md's invariants, checked on a running [`World`].
 //!
-//! A [`Checker`] watches one world: wrap each intent in [`Checker::intent`], call
-//! [`Checker::after_step`] after anything else that moves the world (one simulator event,
-//! a release, a restart), and [`Checker::at_rest`] once everything is released, online and
-//! settled. It reads the world's trace and the engines' state; it never changes the world,
+//! A [`Checker`] watches one world: make each intent through [`Checker::intent`], call
+//! [`Checker::after_step`] after anything that moves the world (an intent, one simulator
+//! event, a release, a restart), and [`Checker::at_rest`] once everything is released,
+//! online and settled. It reads the world's trace and the engines' state; it never changes the world,
 //! so a checked run is the same run as an unchecked one.
 //!
 //! Each device is held to what its strategy owes:
@@ -123,9 +123,10 @@ impl Checker {
     ///   in flight sends no request of its own (so a burst costs one follow-up at most).
     ///
     /// The outer `Result` is the check; the inner one is the world's answer to the intent
-    /// (a `tap` on a key that is not boolean is refused, and nothing is checked).
+    /// (a `tap` on a key that is not boolean is refused, and nothing is checked). Call
+    /// [`Checker::after_step`] after it, as after anything else that moves the world.
     pub fn intent(
-        &mut self,
+        &self,
         w: &mut World,
         d: usize,
         key: &Key,
@@ -192,7 +193,6 @@ impl Checker {
                 )
             },
         )?;
-        self.after_step(w)?;
         Ok(answer)
     }
 

@@ -282,14 +282,10 @@ pub async fn start<S: Store + Send + 'static>(
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
     let control = to_core.clone();
     let open = Arc::new(AtomicUsize::new(0));
-    let accepting = Accepting {
-        to_core,
-        admin_token,
-        open: open.clone(),
-    };
+    let counted = open.clone();
     let task = tokio::spawn(async move {
         let core_task = tokio::spawn(run_core(core, from_conns));
-        accept_loop(listener, accepting, shutdown_rx).await;
+        accept_loop(listener, to_core, admin_token, counted, shutdown_rx).await;
         let _ = core_task.await;
     });
     tracing::info!(%addr, "listening on ws://{addr}/sync");
@@ -326,24 +322,15 @@ pub enum StartError {
     Bind(SocketAddr, std::io::Error),
 }
 
-/// What the accept loop hands every connection, and the count it keeps.
-struct Accepting {
-    to_core: mpsc::Sender<ToCore>,
-    admin_token: Option<Arc<str>>,
-    /// Connection tasks not yet ended ([`ServerHandle::open_connections`]).
-    open: Arc<AtomicUsize>,
-}
-
+/// Accepts connections until shutdown, one task each; `open` counts the tasks not yet
+/// ended ([`ServerHandle::open_connections`]).
 async fn accept_loop(
     listener: TcpListener,
-    accepting: Accepting,
+    to_core: mpsc::Sender<ToCore>,
+    admin_token: Option<Arc<str>>,
+    open: Arc<AtomicUsize>,
     mut shutdown: oneshot::Receiver<()>,
 ) {
-    let Accepting {
-        to_core,
-        admin_token,
-        open,
-    } = accepting;
     let mut next_id = 1;
     let mut conns = tokio::task::JoinSet::new();
     loop {
