@@ -52,6 +52,16 @@ fn step_until(h: &mut Harness<'_, SyncLab>, what: &str, done: impl Fn(&SyncLab) 
     h.step();
 }
 
+/// Clicks the widget labelled `label` as a person would: the click lands in the next frame,
+/// then the pointer leaves. A pointer left resting on a button keeps its tooltip open, and
+/// a tooltip is a layer above the panes: the next click, aimed at a widget under it (the
+/// server panel's `restart` tooltip covers a pane's like button), would hit the tooltip.
+fn click(h: &mut Harness<'_, SyncLab>, label: &str) {
+    h.get_by_label(label).click();
+    h.step();
+    h.remove_cursor();
+}
+
 /// Steps until every device is connected.
 fn until_connected(h: &mut Harness<'_, SyncLab>) {
     step_until(h, "every device connected", |a| {
@@ -74,7 +84,7 @@ fn harness(app: SyncLab) -> Harness<'static, SyncLab> {
 fn a_like_clicked_in_one_pane_appears_in_the_other() {
     let mut h = harness(app(2, "like"));
     until_connected(&mut h);
-    h.get_by_label("phone like post-1").click();
+    click(&mut h, "phone like post-1");
     let like = Key::parse("like/post-1").unwrap();
     // The engine shows the intent in the step that handles it (optimistic); the UI sees
     // it once the device's thread has run.
@@ -121,9 +131,9 @@ fn a_like_clicked_in_one_pane_appears_in_the_other() {
 fn a_held_frame_is_listed_and_delivering_it_changes_the_pane() {
     let mut h = harness(app(2, "hold"));
     until_connected(&mut h);
-    h.get_by_label("laptop hold down").click();
+    click(&mut h, "laptop hold down");
     h.step();
-    h.get_by_label("phone like post-2").click();
+    click(&mut h, "phone like post-2");
     let like = Key::parse("like/post-2").unwrap();
     step_until(&mut h, "the push to be listed in the laptop's queue", |a| {
         a.panes()[1]
@@ -137,7 +147,7 @@ fn a_held_frame_is_listed_and_delivering_it_changes_the_pane() {
         json!(false),
         "held"
     );
-    h.get_by_label("laptop deliver down 1").click();
+    click(&mut h, "laptop deliver down 1");
     step_until(&mut h, "the laptop to show the like", |a| {
         a.panes()[1].handle.view().shown(&like) == json!(true)
     });
@@ -147,14 +157,14 @@ fn a_held_frame_is_listed_and_delivering_it_changes_the_pane() {
 fn the_strategy_selector_restarts_the_device_with_its_state() {
     let mut h = harness(app(2, "strategy"));
     until_connected(&mut h);
-    h.get_by_label("phone like post-3").click();
+    click(&mut h, "phone like post-3");
     let like = Key::parse("like/post-3").unwrap();
     step_until(&mut h, "the like to sync", |a| {
         a.agreement().is_ok() && a.server().is_some_and(|s| s.writes == 1)
     });
-    h.get_by_label("phone strategy").click();
+    click(&mut h, "phone strategy");
     h.run_steps(3); // the popup opens on a later frame
-    h.get_by_label("naive").click();
+    click(&mut h, "naive");
     step_until(&mut h, "the phone to run naive, connected", |a| {
         let v = a.panes()[0].handle.view();
         v.strategy == Strategy::Naive && v.connection == ConnectionState::Connected
@@ -174,7 +184,7 @@ fn a_slider_drag_of_30_steps_costs_at_most_two_requests() {
     until_connected(&mut h);
     // Hold the phone's uplink so the whole drag happens while the first request is in
     // flight, however fast loopback is.
-    h.get_by_label("phone hold up").click();
+    click(&mut h, "phone hold up");
     h.step();
     // Link commands take effect in order: a queue listing that arrives after the click
     // means the hold is in place.
@@ -205,7 +215,7 @@ fn a_slider_drag_of_30_steps_costs_at_most_two_requests() {
         1,
         "one request in flight; 29 intents coalesced"
     );
-    h.get_by_label("phone hold up").click();
+    click(&mut h, "phone hold up");
     step_until(&mut h, "everyone to agree on 80", |a| {
         a.agreement().is_ok() && a.panes()[1].handle.view().shown(&volume) == json!(80)
     });
@@ -218,11 +228,11 @@ fn a_slider_drag_of_30_steps_costs_at_most_two_requests() {
 fn the_server_restart_button_drops_the_devices_and_they_come_back() {
     let mut h = harness(app(2, "restart"));
     until_connected(&mut h);
-    h.get_by_label("phone like post-1").click();
+    click(&mut h, "phone like post-1");
     step_until(&mut h, "the like to sync", |a| {
         a.agreement().is_ok() && a.server().is_some_and(|s| s.writes == 1)
     });
-    h.get_by_label("restart").click();
+    click(&mut h, "restart");
     step_until(&mut h, "both devices to see the connection drop", |a| {
         a.panes().iter().all(|p| {
             p.log.iter().any(|e| {
@@ -236,7 +246,7 @@ fn the_server_restart_button_drops_the_devices_and_they_come_back() {
         })
     });
     // Back, with the acknowledged write read from the store, and writing again.
-    h.get_by_label("laptop like post-2").click();
+    click(&mut h, "laptop like post-2");
     step_until(&mut h, "the second like to sync after the restart", |a| {
         a.agreement().is_ok()
             && a.server()
@@ -249,7 +259,7 @@ fn devices_are_renamed_moved_removed_and_their_layout_comes_back() {
     let mut h = harness(app(3, "layout"));
     until_connected(&mut h);
     // Rename: the label changes, the device id does not.
-    h.get_by_label("laptop edit").click();
+    click(&mut h, "laptop edit");
     h.run_steps(3); // the menu opens on a later frame
     h.get_by_label("laptop label").focus();
     h.run_steps(1);
@@ -260,16 +270,16 @@ fn devices_are_renamed_moved_removed_and_their_layout_comes_back() {
     h.key_press(eframe::egui::Key::Escape);
     h.run_steps(2);
     // Move the tablet left of the laptop, and hold its downlink.
-    h.get_by_label("tablet edit").click();
+    click(&mut h, "tablet edit");
     h.run_steps(3);
-    h.get_by_label("tablet move left").click();
+    click(&mut h, "tablet move left");
     h.run_steps(2);
-    h.get_by_label("tablet hold down").click();
+    click(&mut h, "tablet hold down");
     h.run_steps(2);
     // Remove the phone: its pane goes, and so does its snapshot.
-    h.get_by_label("phone edit").click();
+    click(&mut h, "phone edit");
     h.run_steps(3);
-    h.get_by_label("phone remove").click();
+    click(&mut h, "phone remove");
     h.run_steps(2);
     let ids: Vec<&str> = h.state().panes().iter().map(|p| p.name.as_str()).collect();
     assert_eq!(ids, ["tablet", "laptop"]);
@@ -344,7 +354,7 @@ fn main_window_snapshot() {
     let times: Vec<Duration> = h.state().wire().arrows().filter_map(|a| a.at).collect();
     assert_eq!(times.len(), 2, "the two welcomes, with times");
     assert!(times.is_sorted() && times[0] > Duration::ZERO, "{times:?}");
-    h.get_by_label("clear").click();
+    click(&mut h, "clear");
     h.run_steps(2);
     assert_eq!(h.state().wire().arrows().count(), 0);
     h.snapshot("main-window");
@@ -357,16 +367,16 @@ fn the_scenario_player_plays_a_lesson_and_shows_each_expectation() {
     step_until(&mut h, "the live device to agree with the server", |a| {
         a.agreement().is_ok()
     });
-    h.get_by_label("scenario player").click();
+    click(&mut h, "scenario player");
     h.run_steps(2);
-    h.get_by_label("lesson").click();
+    click(&mut h, "lesson");
     h.run_steps(3);
-    h.get_by_label("05-stale-push.scn").click();
+    click(&mut h, "05-stale-push.scn");
     h.run_steps(2);
     // Play runs statements on its own (two a second by default); pause stops it.
     let next_line = |h: &Harness<'_, SyncLab>| h.state().player().next_line();
     let first = next_line(&h);
-    h.get_by_label("play").click();
+    click(&mut h, "play");
     let deadline = Instant::now() + Duration::from_secs(5);
     while next_line(&h) == first {
         assert!(Instant::now() < deadline, "play never ran a statement");
@@ -374,14 +384,14 @@ fn the_scenario_player_plays_a_lesson_and_shows_each_expectation() {
         std::thread::sleep(Duration::from_millis(20));
     }
     h.step(); // the button reads "pause" from the frame after the click
-    h.get_by_label("pause").click();
+    click(&mut h, "pause");
     h.run_steps(2);
     // One event at a time inside the `settle` on line 9: the statement stays running.
     while h.state().player().next_line() != Some(9) {
-        h.get_by_label("step").click();
+        click(&mut h, "step");
         h.run_steps(1);
     }
-    h.get_by_label("step event").click();
+    click(&mut h, "step event");
     h.run_steps(2);
     assert!(h.query_by_label("running line 9").is_some());
     // Step to the end, one statement at a time.
@@ -389,7 +399,7 @@ fn the_scenario_player_plays_a_lesson_and_shows_each_expectation() {
         if h.query_by_label("PASS").is_some() {
             break;
         }
-        h.get_by_label("step").click();
+        click(&mut h, "step");
         h.run_steps(1);
     }
     assert!(h.query_by_label("PASS").is_some(), "the lesson passes");
@@ -400,7 +410,7 @@ fn the_scenario_player_plays_a_lesson_and_shows_each_expectation() {
     // The simulator is deterministic: the finished lesson renders the same every run.
     h.snapshot("scenario-player");
     // Restart goes back to the beginning.
-    h.get_by_label("restart").click();
+    click(&mut h, "restart");
     h.run_steps(2);
     assert!(h.query_by_label("PASS").is_none());
 }
@@ -409,17 +419,17 @@ fn the_scenario_player_plays_a_lesson_and_shows_each_expectation() {
 fn a_lossy_uplink_set_by_hand_costs_the_device_its_connection() {
     let mut h = harness(app(2, "loss"));
     until_connected(&mut h);
-    h.get_by_label("phone link details").click();
+    click(&mut h, "phone link details");
     h.run_steps(2);
     // Every frame up from the phone is lost, and takes the connection with it.
-    h.get_by_label("phone up loss").click();
+    click(&mut h, "phone up loss");
     h.run_steps(1);
     h.get_by_label("phone up loss").type_text("100");
     h.key_press(eframe::egui::Key::Enter);
     h.run_steps(2);
     let links = &h.state().layout().devices[0].links;
     assert_eq!((links[0].loss, links[1].loss), (1.0, 0.0), "{links:?}");
-    h.get_by_label("phone like post-1").click();
+    click(&mut h, "phone like post-1");
     step_until(&mut h, "the phone to lose its connection", |a| {
         a.panes()[0].log.iter().any(|e| {
             matches!(

@@ -231,6 +231,9 @@ impl Pane {
 
     fn header(&mut self, ui: &mut egui::Ui, view: &DeviceView, actions: &mut Vec<PaneAction>) {
         // Wrapped: with many devices a pane is narrow, and nothing may spill into the next.
+        // What changes by the moment (the connection's state and countdown) is not on this
+        // line but on one of its own below, truncated: a status growing longer must never
+        // wrap this line and move every widget of the pane under the user's pointer.
         ui.horizontal_wrapped(|ui| {
             ui.heading(self.title());
             self.manage_menu(ui, actions);
@@ -251,14 +254,6 @@ impl Pane {
             if strategy != view.strategy {
                 actions.push(PaneAction::Strategy(strategy));
             }
-            let (color, mut text) = connection_badge(&view.connection);
-            if let Some(at) = view.next_try {
-                // Count down to the next attempt (repainting until it starts).
-                let left = at.saturating_duration_since(Instant::now());
-                text = format!("{text}, next try in {:.1} s", left.as_secs_f64());
-                ui.ctx().request_repaint_after(Duration::from_millis(100));
-            }
-            ui.label(RichText::new(text).color(color).strong());
             let mut online = view.connection != ConnectionState::Offline;
             let label = format!("{} online", self.name);
             let r = ui.checkbox(&mut online, "online");
@@ -269,6 +264,14 @@ impl Pane {
                 egui::WidgetInfo::selected(egui::Role::CheckBox, true, online, &label)
             });
         });
+        let (color, mut text) = connection_badge(&view.connection);
+        if let Some(at) = view.next_try {
+            // Count down to the next attempt (repainting until it starts).
+            let left = at.saturating_duration_since(Instant::now());
+            text = format!("{text}, next try in {:.1} s", left.as_secs_f64());
+            ui.ctx().request_repaint_after(Duration::from_millis(100));
+        }
+        ui.add(egui::Label::new(RichText::new(text).color(color).strong()).truncate());
     }
 
     /// Rename, move, remove.
