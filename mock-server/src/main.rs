@@ -8,18 +8,21 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mock_server::core::{DEMO_TOKEN, DEMO_USER};
-use mock_server::net::{ServerConfig, start};
+use mock_server::net::{ServerConfig, StartError, start};
 use mock_server::redb_store::RedbStore;
 
 /// The Sync Lab mock server: PROTOCOL.md over WebSocket at ws://ADDR/sync, with every
 /// acknowledged write kept in a redb store.
 ///
-/// With no --token it serves one user, `demo`, with token `demo-token`. Logs go to stderr;
-/// set RUST_LOG (e.g. RUST_LOG=debug) for more. Ctrl-C stops it cleanly.
+/// With no --token it serves one user, `demo`, with token `demo-token` (and then only on a
+/// loopback address). Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.
+/// Ctrl-C or SIGTERM stops it cleanly: every connection gets close 1001, pending commits
+/// finish, exit 0.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {
-    /// Address to listen on. Loopback by default: the server is for testing.
+    /// Address to listen on. Loopback by default: the server is for testing. Any other
+    /// address is logged as a risk, and refused with the default token.
     #[arg(long, default_value = "127.0.0.1:8787")]
     addr: SocketAddr,
     /// Directory of the store (created if missing). Default: $XDG_DATA_HOME/sync-lab/server
@@ -34,6 +37,18 @@ struct Cli {
     /// commands; see the README). Without it /admin does not exist.
     #[arg(long, value_name = "TOKEN")]
     admin_token: Option<String>,
+    /// A web page origin allowed to connect, exactly as browsers send it (e.g.
+    /// http://localhost:5173). Repeat for more. Requests with any other Origin header get
+    /// 403; native clients send none and are always allowed.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
+    /// Open connections at most; beyond, upgrades are answered 503.
+    #[arg(long, value_name = "N", default_value_t = mock_server::net::MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Failed token checks allowed per source address and minute (0: no limit, for QA
+    /// setups that test failures in bulk); past it, attempts get `too_many_attempts`.
+    #[arg(long, value_name = "N", default_value_t = mock_server::core::guard::MAX_AUTH_FAILURES)]
+    max_auth_failures: usize,
 }
 
 fn parse_token(s: &str) -> Result<(String, String), String> {
@@ -74,25 +89,45 @@ async fn main() -> ExitCode {
     if tokens.is_empty() {
         tracing::info!("no --token given: serving user `{DEMO_USER}` with token `{DEMO_TOKEN}`");
     }
-    let server = match start(
-        ServerConfig {
-            addr: cli.addr,
-            tokens,
-            admin_token: cli.admin_token,
-        },
-        store,
-    )
-    .await
-    {
+    let config = ServerConfig {
+        addr: cli.addr,
+        tokens,
+        admin_token: cli.admin_token,
+        allow_origins: cli.allow_origins,
+        max_connections: cli.max_connections,
+        max_auth_failures: cli.max_auth_failures,
+        ..ServerConfig::default()
+    };
+    let server = match start(config, store).await {
         Ok(server) => server,
+        Err(e @ StartError::DemoTokenExposed(_)) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             tracing::error!("{e}");
             return ExitCode::from(1);
         }
     };
     println!("listening on {} (store in {})", server.url(), dir.display());
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutting down");
+    let signal = stop_signal().await;
+    tracing::info!("{signal}: shutting down");
     server.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM, and names it.
+async fn stop_signal() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::warn!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
 }

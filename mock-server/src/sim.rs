@@ -202,6 +202,11 @@ impl World {
         DEMO_USER
     }
 
+    /// The next write to `key` (of the simulated user) is rejected with `forced`.
+    pub fn reject_next(&mut self, key: Key) {
+        self.core.reject_next(DEMO_USER, key);
+    }
+
     /// A device's link in one direction, to change its settings or hold it.
     pub fn set_link(&mut self, i: usize, dir: Direction, f: impl FnOnce(&mut LinkConfig)) {
         let d = &mut self.devices[i];

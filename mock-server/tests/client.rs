@@ -2,7 +2,6 @@
 //! live devices that converge, survive a server restart, coalesce offline intents, stop on
 //! a bad token, and keep unacknowledged intents across a device restart.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +29,7 @@ fn tempdir(name: &str) -> PathBuf {
 fn config(addr: &str) -> ServerConfig {
     ServerConfig {
         addr: addr.parse().unwrap(),
-        tokens: BTreeMap::new(),
-        admin_token: None,
+        ..ServerConfig::default()
     }
 }
 
@@ -304,7 +302,8 @@ async fn a_connection_lost_after_the_commit_but_before_the_ack_applies_the_write
     let (server, phone) = server_and_connected_phone().await;
     server
         .link("demo", "phone", LinkCommand::Hold(Direction::Down, true))
-        .await;
+        .await
+        .unwrap();
     phone.set(Key::Volume, json!(80));
     // The server commits and queues the ack and the echo on the held link.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -323,11 +322,13 @@ async fn a_connection_lost_after_the_commit_but_before_the_ack_applies_the_write
     // The ack is lost, and the connection with it.
     server
         .link("demo", "phone", LinkCommand::Drop(Direction::Down, 1))
-        .await;
+        .await
+        .unwrap();
     // Holds belong to the device and would hold its next connection too: lift it.
     server
         .link("demo", "phone", LinkCommand::Hold(Direction::Down, false))
-        .await;
+        .await
+        .unwrap();
     let state = converge(&server, &[&phone]).await;
     let view = phone.view();
     assert_eq!(state.writes, 1, "applied once");

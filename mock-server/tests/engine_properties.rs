@@ -139,7 +139,7 @@ fn apply(w: &mut World, checker: &mut Checker, op: &Op) -> Result<(), Violation>
         Op::Offline(d, off) => w.set_offline(d, off),
         Op::RestartDevice(d) => w.restart_device(d).unwrap(),
         Op::RestartServer => w.restart_server(),
-        Op::RejectNext(k) => w.core_mut().reject_next(key(k)),
+        Op::RejectNext(k) => w.reject_next(key(k)),
         Op::ServerSet(v) => w.server_set(&Key::Volume, json!(v)).unwrap(),
     }
     checker.after_step(w)

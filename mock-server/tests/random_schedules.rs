@@ -168,7 +168,7 @@ impl Recorder {
             88..=91 => {
                 let key = *pick(&mut self.rng, &["like/a", "settings/volume", "comments/p"]);
                 lines.push(format!("server reject {key}"));
-                w.core_mut().reject_next(Key::parse(key).unwrap());
+                w.reject_next(Key::parse(key).unwrap());
             }
             92..=93 => {
                 lines.push("server restart".into());

@@ -23,9 +23,8 @@ async fn server(tokens: &[(&str, &str)]) -> ServerHandle {
         .map(|(user, token)| (token.to_string(), user.to_string()))
         .collect();
     let config = ServerConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
         tokens,
-        admin_token: None,
+        ..ServerConfig::default()
     };
     start(config, MemoryStore::default()).await.unwrap()
 }
@@ -33,9 +32,8 @@ async fn server(tokens: &[(&str, &str)]) -> ServerHandle {
 /// A server for the demo user with the admin socket on, admin token `adm`.
 async fn server_with_admin() -> ServerHandle {
     let config = ServerConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        tokens: BTreeMap::new(),
         admin_token: Some("adm".into()),
+        ..ServerConfig::default()
     };
     start(config, MemoryStore::default()).await.unwrap()
 }
@@ -418,7 +416,12 @@ async fn a_client_that_stops_reading_is_closed_with_4009_or_dropped_and_others_g
 /// [`RESYNC_GRACE`]: mock_server::net::RESYNC_GRACE
 #[tokio::test]
 async fn a_restart_drops_a_connection_stuck_in_a_write_at_once() {
-    let s = server(&[]).await;
+    // A byte bound above the 7 MB sent: the socket is stuck, the queue not full.
+    let config = ServerConfig {
+        max_queue_bytes: 64 << 20,
+        ..ServerConfig::default()
+    };
+    let s = start(config, MemoryStore::default()).await.unwrap();
     // A client with a 4 KiB receive buffer that reads nothing: long pushes soon fill it,
     // and the server's write to it blocks, long before its queue could overflow.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -468,7 +471,8 @@ async fn a_held_link_releases_frames_out_of_order() {
     hello(&mut phone, "demo-token", "phone", 0).await;
     hello(&mut laptop, "demo-token", "laptop", 0).await;
     s.link("demo", "laptop", LinkCommand::Hold(Direction::Down, true))
-        .await;
+        .await
+        .unwrap();
     for (id, v) in [(1, true), (2, false)] {
         send(
             &mut phone,
@@ -480,10 +484,12 @@ async fn a_held_link_releases_frames_out_of_order() {
     }
     assert_eq!(s.queued("demo", "laptop").await, (0, 2));
     s.link("demo", "laptop", LinkCommand::Release(Direction::Down, 2))
-        .await;
+        .await
+        .unwrap();
     assert_eq!(recv(&mut laptop).await["rev"], 2, "the newer push first");
     s.link("demo", "laptop", LinkCommand::Hold(Direction::Down, false))
-        .await;
+        .await
+        .unwrap();
     assert_eq!(recv(&mut laptop).await["rev"], 1, "then the older one");
     s.shutdown().await;
 }
@@ -587,7 +593,8 @@ async fn link_settings_belong_to_the_device_and_survive_its_reconnects() {
     let mut phone = connect(&s).await;
     hello(&mut phone, "demo-token", "phone", 0).await;
     s.link("demo", "phone", LinkCommand::Hold(Direction::Down, true))
-        .await;
+        .await
+        .unwrap();
     drop(phone);
     let mut phone = connect(&s).await;
     send(
@@ -601,7 +608,8 @@ async fn link_settings_belong_to_the_device_and_survive_its_reconnects() {
         let q = s.queued_frames("demo", "phone").await;
         if q.down.first().is_some_and(|f| f.starts_with("welcome")) {
             s.link("demo", "phone", LinkCommand::Release(Direction::Down, 1))
-                .await;
+                .await
+                .unwrap();
         }
         if s.inspect("demo").await.devices == ["phone"] {
             break;

@@ -77,8 +77,7 @@ impl Live {
                     RedbStore::open(&config.data.join("server")).map_err(|e| e.to_string())?;
                 let server_config = ServerConfig {
                     addr: std::net::SocketAddr::from(([127, 0, 0, 1], config.port)),
-                    tokens: Default::default(),
-                    admin_token: None,
+                    ..ServerConfig::default()
                 };
                 let server = rt
                     .block_on(start(server_config, store))
@@ -243,7 +242,11 @@ impl Live {
     /// A fault on a device's link (embedded server only; kept across its reconnects).
     pub fn link(&self, device: &str, command: LinkCommand) {
         let device = device.to_string();
-        self.with_server(|server| async move { server.link(USER, &device, command).await });
+        self.with_server(|server| async move {
+            if let Err(e) = server.link(USER, &device, command).await {
+                tracing::warn!("{device}: {e}");
+            }
+        });
     }
 
     /// Asks for the frames waiting on a device's links (answered through
@@ -270,9 +273,9 @@ impl Live {
     /// Rejects the next write to a key (embedded server only).
     pub fn reject_next(&self, key: sync_core::protocol::Key) {
         self.with_server(|server| async move {
-            server
-                .control(mock_server::net::Control::RejectNext(key))
-                .await;
+            if let Err(e) = server.reject_next(Some(USER), key).await {
+                tracing::warn!("reject next: {e}");
+            }
         });
     }
 

@@ -140,7 +140,7 @@ async fn serve(kind: ServerKind, data: Option<PathBuf>, users: u32) -> Result<()
             let config = ServerConfig {
                 addr,
                 tokens: tokens.collect(),
-                admin_token: None,
+                ..ServerConfig::default()
             };
             let server = start(config, store).await.map_err(|e| e.to_string())?;
             let bound = server.addr;

@@ -10,6 +10,7 @@
 //! [`Store`] together (group commit), and their acks and pushes are released only after
 //! the commit returned.
 
+pub mod guard;
 pub mod rate;
 pub mod store;
 
@@ -17,6 +18,7 @@ pub mod store;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -26,18 +28,14 @@ use sync_core::protocol::{
     Problem, ServerFrame, ValueKind, close, decode_client_frame,
 };
 
-use rate::TokenBucket;
+use guard::AuthGuard;
+use rate::{Refusals, TokenBucket};
 use store::{Durable, Record, Store, StoreError, Stored};
 
 /// `hello` must arrive within this long of the upgrade.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection with no frame from the client for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Continuous rate limiting for this long closes the connection (1008).
-pub const LIMITED_CLOSE_AFTER: Duration = Duration::from_secs(5);
-/// A limiting episode ends after this long without a limited frame. (Under a flood the
-/// bucket's refill lets a frame through now and then; that does not end the flood.)
-pub const LIMITED_EPISODE_GAP: Duration = Duration::from_secs(1);
 /// The default user when no token is configured.
 pub const DEMO_USER: &str = "demo";
 /// The default token.
@@ -73,11 +71,13 @@ pub enum Inbound {
 #[derive(Debug, Clone)]
 struct Conn {
     opened: Duration,
+    /// When the latest frame from the client arrived (see [`Core::heard`]).
     last_frame: Duration,
+    /// The address it came from, for [`AuthGuard`] (none in the simulator).
+    source: Option<IpAddr>,
     auth: Option<(String, String)>,
     bucket: TokenBucket,
-    /// Start and latest frame of the current rate-limiting episode.
-    limited: Option<(Duration, Duration)>,
+    refusals: Refusals,
 }
 
 /// A write accepted in memory, waiting for the batch's commit.
@@ -100,7 +100,9 @@ pub struct Core<S: Store> {
     data: Durable,
     conns: BTreeMap<ConnId, Conn>,
     devices: HashMap<(String, String), ConnId>,
-    forced: BTreeSet<Key>,
+    /// Pending forced rejections: `(user, key)`.
+    forced: BTreeSet<(String, Key)>,
+    guard: AuthGuard,
     /// Set when a commit failed and the store could not be read back either: the state in
     /// memory may hold writes that were never stored, so nothing is served (every frame
     /// is answered with a 1011 close) until the server restarts.
@@ -124,8 +126,16 @@ impl<S: Store> Core<S> {
             conns: BTreeMap::new(),
             devices: HashMap::new(),
             forced: BTreeSet::new(),
+            guard: AuthGuard::new(guard::MAX_AUTH_FAILURES),
             broken: None,
         })
+    }
+
+    /// Allows `limit` failed token checks per source address within a minute instead of
+    /// [`guard::MAX_AUTH_FAILURES`] (0: no limit), for QA setups that test failures in bulk.
+    pub fn with_max_auth_failures(mut self, limit: usize) -> Self {
+        self.guard = AuthGuard::new(limit);
+        self
     }
 
     /// The server restarts: every connection is gone, forced rejections are forgotten, and
@@ -154,18 +164,53 @@ impl<S: Store> Core<S> {
         self.store
     }
 
-    /// A new connection (the WebSocket upgrade succeeded).
+    /// A new connection (the WebSocket upgrade succeeded), of unknown origin.
     pub fn connect(&mut self, id: ConnId, now: Duration) {
+        self.connect_from(id, None, now);
+    }
+
+    /// A new connection from `source`: failed token checks are counted per source address.
+    pub fn connect_from(&mut self, id: ConnId, source: Option<IpAddr>, now: Duration) {
         self.conns.insert(
             id,
             Conn {
                 opened: now,
                 last_frame: now,
+                source,
                 auth: None,
                 bucket: TokenBucket::full(now),
-                limited: None,
+                refusals: Refusals::default(),
             },
         );
+    }
+
+    /// Something arrived from the client at `at` (a frame, or a WebSocket-level ping).
+    ///
+    /// Idleness (4408) is judged by arrival: a shell whose core task falls behind reports
+    /// arrivals here before [`Core::on_timeout`], so a frame still waiting to be handled
+    /// never counts as silence. [`Core::handle`] counts each frame as heard at its `now`.
+    pub fn heard(&mut self, id: ConnId, at: Duration) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.last_frame = conn.last_frame.max(at);
+        }
+    }
+
+    /// An admin socket's token check from `source`: `Ok` when `ok` and the address may
+    /// still try; a wrong token counts as a failed check, like a wrong `hello` token.
+    pub fn admin_auth(
+        &mut self,
+        source: Option<IpAddr>,
+        ok: bool,
+        now: Duration,
+    ) -> Result<(), ErrorCode> {
+        if self.guard.blocked(source, now) {
+            return Err(ErrorCode::TooManyAttempts);
+        }
+        if !ok {
+            self.guard.failed(source, now);
+            return Err(ErrorCode::Unauthorized);
+        }
+        Ok(())
     }
 
     /// The connection is gone (closed by either side). Idempotent.
@@ -187,9 +232,9 @@ impl<S: Store> Core<S> {
             if !self.conns.contains_key(&id) {
                 continue;
             }
-            if self.broken.is_some() {
-                out.push(Action::Close(id, 1011, "store unavailable".into()));
-                self.disconnect(id);
+            if let Some(why) = &self.broken {
+                let message = format!("store unavailable: {why}");
+                self.store_failed(id, message, &mut out);
                 continue;
             }
             self.frame(id, frame, now, &mut out, &mut staged);
@@ -223,8 +268,7 @@ impl<S: Store> Core<S> {
                 .collect();
             out.retain(|a| !matches!(a, Action::Send(id, _) if tainted.contains(id)));
             for id in tainted {
-                out.push(Action::Close(id, 1011, format!("{e}")));
-                self.disconnect(id);
+                self.store_failed(id, e.to_string(), out);
             }
             match self.store.load() {
                 Ok(data) => self.data = data,
@@ -234,8 +278,7 @@ impl<S: Store> Core<S> {
                     let why = format!("{e}; then {reload}");
                     tracing::error!("the store failed twice, serving nothing: {why}");
                     for id in self.conns.keys().copied().collect::<Vec<_>>() {
-                        out.push(Action::Close(id, 1011, "store unavailable".into()));
-                        self.disconnect(id);
+                        self.store_failed(id, format!("store unavailable: {why}"), out);
                     }
                     self.broken = Some(why);
                 }
@@ -292,7 +335,7 @@ impl<S: Store> Core<S> {
         staged: &mut Vec<Staged>,
     ) {
         let conn = self.conns.get_mut(&id).expect("checked by the caller");
-        conn.last_frame = now;
+        conn.last_frame = conn.last_frame.max(now);
         let text = match frame {
             Inbound::TooLarge => {
                 return self.close_with(
@@ -327,16 +370,11 @@ impl<S: Store> Core<S> {
                 Ok(text) => text.clone(),
                 Err(frame) => frame.to_json(),
             };
-            let since = match conn.limited {
-                Some((since, last)) if now.saturating_sub(last) < LIMITED_EPISODE_GAP => since,
-                _ => now,
-            };
-            conn.limited = Some((since, now));
-            if now.saturating_sub(since) >= LIMITED_CLOSE_AFTER {
+            if conn.refusals.refused(now) {
                 return self.close_with(
                     id,
                     ErrorCode::RateLimited,
-                    "rate limited for 5 s",
+                    "refused frames in each of 5 consecutive seconds",
                     None,
                     close::POLICY,
                     out,
@@ -350,7 +388,7 @@ impl<S: Store> Core<S> {
             Err(frame) => Ok(frame),
         };
         let Some((user, device)) = conn.auth.clone() else {
-            return self.before_hello(id, decoded, out);
+            return self.before_hello(id, decoded, now, out);
         };
         let frame = match decoded {
             Ok(frame) => frame,
@@ -405,6 +443,7 @@ impl<S: Store> Core<S> {
         &mut self,
         id: ConnId,
         decoded: Result<ClientFrame, sync_core::protocol::DecodeError>,
+        now: Duration,
         out: &mut Vec<Action>,
     ) {
         let (protocol, token, device_id, since) = match decoded {
@@ -458,7 +497,19 @@ impl<S: Store> Core<S> {
                 out,
             );
         }
+        let source = self.conns.get(&id).and_then(|c| c.source);
+        if self.guard.blocked(source, now) {
+            return self.close_with(
+                id,
+                ErrorCode::TooManyAttempts,
+                "too many failed token checks from this address: try again in a minute",
+                None,
+                close::POLICY,
+                out,
+            );
+        }
         let Some(user) = self.tokens.get(&token).cloned() else {
+            self.guard.failed(source, now);
             return self.close_with(
                 id,
                 ErrorCode::Unauthorized,
@@ -578,7 +629,7 @@ impl<S: Store> Core<S> {
             }
         };
         // Step 6: fault injection.
-        if self.forced.remove(&key) {
+        if self.forced.remove(&(user.to_string(), key.clone())) {
             return out.push(refuse(
                 ErrorCode::Forced,
                 "rejected on purpose (fault injection)".into(),
@@ -635,6 +686,18 @@ impl<S: Store> Core<S> {
         out.push(error(id, code, message.to_string(), rid));
         out.push(Action::Close(id, close_code, code.to_string()));
         self.disconnect(id);
+    }
+
+    /// `error store_failed`, then close 1011.
+    fn store_failed(&mut self, id: ConnId, message: String, out: &mut Vec<Action>) {
+        self.close_with(
+            id,
+            ErrorCode::StoreFailed,
+            &message,
+            None,
+            close::STORE_FAILED,
+            out,
+        );
     }
 
     // ---- timers -------------------------------------------------------------------------
@@ -728,9 +791,9 @@ impl<S: Store> Core<S> {
         Ok(out)
     }
 
-    /// The next write to `key` (of any user) is rejected with `forced`.
-    pub fn reject_next(&mut self, key: Key) {
-        self.forced.insert(key);
+    /// The next write of `user` to `key` is rejected with `forced`.
+    pub fn reject_next(&mut self, user: &str, key: Key) {
+        self.forced.insert((user.to_string(), key));
     }
 
     /// Closes a device's connection (fault injection). Returns the actions, empty if the
@@ -775,14 +838,22 @@ impl<S: Store> Core<S> {
             .copied()
     }
 
-    /// Keys with a pending forced rejection.
-    pub fn forced(&self) -> impl Iterator<Item = &Key> {
-        self.forced.iter()
+    /// Keys of `user` with a pending forced rejection.
+    pub fn forced(&self, user: &str) -> impl Iterator<Item = &Key> {
+        self.forced
+            .iter()
+            .filter(move |(u, _)| u == user)
+            .map(|(_, k)| k)
     }
 
     /// The user a token belongs to.
     pub fn user_of_token(&self, token: &str) -> Option<&str> {
         self.tokens.get(token).map(String::as_str)
+    }
+
+    /// The users the server has tokens for.
+    pub fn users(&self) -> BTreeSet<&str> {
+        self.tokens.values().map(String::as_str).collect()
     }
 }
 

@@ -1,36 +1,48 @@
 //! The admin WebSocket at `/admin`: fault control for QA of any client, as JSON commands.
 //! Enabled only when the server has an admin token (`--admin-token`).
 //!
-//! The first frame authenticates: `{"cmd":"auth","token":"T"}`. Then each command gets one
-//! answer, `{"ok":true,…}` or `{"ok":false,"error":"…"}`:
+//! The first frame authenticates: `{"cmd":"auth","token":"T"}`. A wrong token is answered
+//! `{"ok":false,"error":"wrong admin token"}` and close 4401, and counts as a failed token
+//! check of its address (PROTOCOL.md, "Exposure"): past the limit, the answer is
+//! `{"ok":false,"error":"too_many_attempts: …"}` and close 1008. Then each command gets one
+//! answer, `{"ok":true,…}` or `{"ok":false,"error":"…"}`. Every command that names a
+//! `user` fails for a user the server has no token for.
 //!
 //! | command | fields | does |
 //! |---|---|---|
 //! | `link` | `user`, `device`, `dir` (`up`/`down`), `latency_ms`, `jitter_ms`, `loss` (0..=1) | sets one direction of the device's current connection |
 //! | `hold` | `user`, `device`, `dir`, `on` | manual mode on/off: frames wait in the queue |
-//! | `release` | `user`, `device`, `dir`, `n` | delivers the n-th queued frame now (1 = oldest) |
-//! | `drop` | `user`, `device`, `dir`, `n` | loses the n-th queued frame and the connection with it |
+//! | `release` | `user`, `device`, `dir`, `n` | delivers the n-th queued frame now (1 = oldest); an error if the device is not connected or has no such frame |
+//! | `drop` | `user`, `device`, `dir`, `n` | loses the n-th queued frame and the connection with it; errors as `release` |
 //! | `queued` | `user`, `device` | answers `up` and `down` (how many frames wait) and `frames` (one line each) |
-//! | `reject_next` | `key` | the next write to the key is rejected (`forced`) |
-//! | `disconnect` | `user`, `device` | closes the device's connection |
+//! | `reject_next` | `key`, `user` (optional while the server has one user) | the user's next write to the key is rejected (`forced`) |
+//! | `disconnect` | `user`, `device` | closes the device's connection (4000); an error if it is not connected |
 //! | `server_set` | `user`, `key`, `value` | a write by the server itself, pushed to every device |
 //! | `restart` | | the server restarts as after a crash: connections drop, the store is reloaded |
-//! | `inspect` | `user` | answers the user's `head`, `writes`, `devices` and `keys` |
+//! | `inspect` | `user` | answers the user's `head`, `writes` (revisions assigned to the user), `devices` and `keys` |
+//!
+//! `link` and `hold` are kept for the device's next connections too, so they may be given
+//! before it connects.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sync_core::protocol::Key;
+use sync_core::protocol::{ErrorCode, Key, close};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Control, LinkCommand, ToCore, close_with};
+use super::connection::close_with;
+use super::control::{Control, LinkCommand, Reply, ToCore};
 use crate::link::LinkConfig;
 use crate::sim::Direction;
+
+/// How long a new admin socket has to authenticate.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One admin command.
 #[derive(Debug, Deserialize)]
@@ -73,6 +85,8 @@ enum AdminCommand {
         device: String,
     },
     RejectNext {
+        #[serde(default)]
+        user: Option<String>,
         key: String,
     },
     Disconnect {
@@ -110,62 +124,70 @@ fn error(message: impl Into<String>) -> Value {
     json!({"ok": false, "error": message.into()})
 }
 
-/// The answer to a command the core carried out.
-fn answer(outcome: Result<Result<(), String>, oneshot::error::RecvError>) -> Value {
-    match outcome {
-        Ok(Ok(())) => json!({"ok": true}),
-        Ok(Err(e)) => error(e),
-        Err(_) => error("the server is stopping"),
-    }
-}
+const STOPPING: &str = "the server is stopping";
 
-/// Serves one admin connection until it closes.
-pub(super) async fn serve<T>(mut ws: WebSocketStream<T>, token: &str, to_core: mpsc::Sender<ToCore>)
-where
+/// Serves one admin connection until it closes, or the server stops (1001).
+pub(super) async fn serve<T>(
+    mut ws: WebSocketStream<T>,
+    token: &str,
+    source: IpAddr,
+    to_core: mpsc::Sender<ToCore>,
+    mut stopping: watch::Receiver<bool>,
+) where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let mut authed = false;
-    let first = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
-    let mut pending = match first {
-        Ok(Some(Ok(m))) => Some(m),
-        _ => {
-            let _ = close_with(&mut ws, 4400, "auth first").await;
-            return;
-        }
-    };
+    let deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
     loop {
-        let msg = match pending.take() {
-            Some(m) => m,
-            None => match ws.next().await {
-                Some(Ok(m)) => m,
-                _ => return,
-            },
+        let next = tokio::select! {
+            next = ws.next() => next,
+            _ = tokio::time::sleep_until(deadline), if !authed => {
+                let _ = close_with(&mut ws, 4400, "auth first").await;
+                return;
+            }
+            _ = async { stopping.wait_for(|stop| *stop).await.map(drop) } => {
+                let _ = close_with(&mut ws, close::GOING_AWAY, "going away").await;
+                return;
+            }
         };
-        let text = match msg {
-            Message::Text(t) => t.to_string(),
-            Message::Close(_) => return,
-            _ => continue,
+        let text = match next {
+            Some(Ok(Message::Text(t))) => t.to_string(),
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+            Some(Ok(_)) => continue,
         };
         let reply = match serde_json::from_str::<AdminCommand>(&text) {
             Err(e) => error(format!("bad command: {e}")),
             Ok(AdminCommand::Auth { token: given }) => {
-                authed = given == token;
-                if !authed {
-                    let _ = ws
-                        .send(Message::text(error("wrong admin token").to_string()))
-                        .await;
-                    let _ = close_with(&mut ws, 4401, "unauthorized").await;
+                let (reply, answer) = oneshot::channel();
+                let ok = given == token;
+                let check = ToCore::AdminAuth { source, ok, reply };
+                let verdict = match to_core.send(check).await {
+                    Ok(()) => answer.await.unwrap_or(Err(ErrorCode::Other)),
+                    Err(_) => Err(ErrorCode::Other),
+                };
+                let refusal = match verdict {
+                    Ok(()) => None,
+                    Err(ErrorCode::TooManyAttempts) => Some((
+                        "too_many_attempts: too many failed token checks from this address; try again in a minute",
+                        close::POLICY,
+                    )),
+                    Err(ErrorCode::Unauthorized) => {
+                        Some(("wrong admin token", close::UNAUTHORIZED))
+                    }
+                    Err(_) => Some((STOPPING, close::GOING_AWAY)),
+                };
+                if let Some((message, code)) = refusal {
+                    let _ = ws.send(Message::text(error(message).to_string())).await;
+                    let _ = close_with(&mut ws, code, "unauthorized").await;
                     return;
                 }
+                authed = true;
                 json!({"ok": true})
             }
             Ok(_) if !authed => {
-                let _ = ws
-                    .send(Message::text(
-                        error("send {\"cmd\":\"auth\",\"token\":…} first").to_string(),
-                    ))
-                    .await;
-                let _ = close_with(&mut ws, 4401, "unauthorized").await;
+                let first = error("send {\"cmd\":\"auth\",\"token\":…} first").to_string();
+                let _ = ws.send(Message::text(first)).await;
+                let _ = close_with(&mut ws, close::UNAUTHORIZED, "unauthorized").await;
                 return;
             }
             Ok(cmd) => run(cmd, &to_core).await,
@@ -176,30 +198,44 @@ where
     }
 }
 
-async fn control(to_core: &mpsc::Sender<ToCore>, c: Control) -> bool {
-    to_core.send(ToCore::Control(c)).await.is_ok()
+/// Sends a control to the core task and waits for its answer.
+async fn ask<T>(
+    to_core: &mpsc::Sender<ToCore>,
+    make: impl FnOnce(Reply<T>) -> Control,
+) -> Result<T, String> {
+    let (reply, answer) = oneshot::channel();
+    if to_core.send(ToCore::Control(make(reply))).await.is_err() {
+        return Err(STOPPING.into());
+    }
+    answer.await.unwrap_or_else(|_| Err(STOPPING.into()))
 }
 
+/// A link command for a device.
 async fn link(
     to_core: &mpsc::Sender<ToCore>,
     user: String,
     device_id: String,
     command: LinkCommand,
-) -> bool {
-    control(
-        to_core,
-        Control::Link {
-            user,
-            device_id,
-            command,
-        },
-    )
+) -> Result<(), String> {
+    ask(to_core, |reply| Control::Link {
+        user,
+        device_id,
+        command,
+        reply,
+    })
     .await
+}
+
+fn done(result: Result<(), String>) -> Value {
+    match result {
+        Ok(()) => json!({"ok": true}),
+        Err(e) => error(e),
+    }
 }
 
 async fn run(cmd: AdminCommand, to_core: &mpsc::Sender<ToCore>) -> Value {
     let key = |k: &str| Key::parse(k).map_err(|e| error(e.to_string()));
-    let sent = match cmd {
+    match cmd {
         AdminCommand::Auth { .. } => unreachable!("handled by the caller"),
         AdminCommand::Link {
             user,
@@ -217,88 +253,67 @@ async fn run(cmd: AdminCommand, to_core: &mpsc::Sender<ToCore>) -> Value {
                 jitter: Duration::from_millis(jitter_ms),
                 loss,
             };
-            link(
-                to_core,
-                user,
-                device,
-                LinkCommand::Configure(dir.into(), config),
-            )
-            .await
+            let command = LinkCommand::Configure(dir.into(), config);
+            done(link(to_core, user, device, command).await)
         }
         AdminCommand::Hold {
             user,
             device,
             dir,
             on,
-        } => link(to_core, user, device, LinkCommand::Hold(dir.into(), on)).await,
+        } => done(link(to_core, user, device, LinkCommand::Hold(dir.into(), on)).await),
         AdminCommand::Release {
             user,
             device,
             dir,
             n,
-        } => link(to_core, user, device, LinkCommand::Release(dir.into(), n)).await,
+        } => done(link(to_core, user, device, LinkCommand::Release(dir.into(), n)).await),
         AdminCommand::Drop {
             user,
             device,
             dir,
             n,
-        } => link(to_core, user, device, LinkCommand::Drop(dir.into(), n)).await,
+        } => done(link(to_core, user, device, LinkCommand::Drop(dir.into(), n)).await),
         AdminCommand::Queued { user, device } => {
-            let (reply, rx) = oneshot::channel();
-            link(to_core, user, device, LinkCommand::Queued(reply)).await;
-            // No answer: the device is not connected.
-            let q = tokio::time::timeout(Duration::from_secs(1), rx)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default();
-            return json!({"ok": true, "up": q.up.len(), "down": q.down.len(), "frames": {"up": q.up, "down": q.down}});
+            let (frames, answer) = oneshot::channel();
+            if let Err(e) = link(to_core, user, device, LinkCommand::Queued(frames)).await {
+                return error(e);
+            }
+            // No answer: the device is not connected, and nothing waits.
+            let q = answer.await.unwrap_or_default();
+            json!({"ok": true, "up": q.up.len(), "down": q.down.len(), "frames": {"up": q.up, "down": q.down}})
         }
-        AdminCommand::RejectNext { key: k } => match key(&k) {
-            Ok(k) => control(to_core, Control::RejectNext(k)).await,
-            Err(e) => return e,
+        AdminCommand::RejectNext { user, key: k } => match key(&k) {
+            Ok(key) => done(ask(to_core, |reply| Control::RejectNext { user, key, reply }).await),
+            Err(e) => e,
         },
-        AdminCommand::Disconnect { user, device } => {
-            control(
-                to_core,
-                Control::Disconnect {
-                    user,
-                    device_id: device,
-                },
-            )
-            .await
-        }
+        AdminCommand::Disconnect { user, device } => done(
+            ask(to_core, |reply| Control::Disconnect {
+                user,
+                device_id: device,
+                reply,
+            })
+            .await,
+        ),
         AdminCommand::ServerSet {
             user,
             key: k,
             value,
-        } => {
-            let k = match key(&k) {
-                Ok(k) => k,
-                Err(e) => return e,
-            };
-            let (reply, rx) = oneshot::channel();
-            control(
-                to_core,
-                Control::ServerSet {
+        } => match key(&k) {
+            Ok(key) => done(
+                ask(to_core, |reply| Control::ServerSet {
                     user,
-                    key: k,
+                    key,
                     value,
                     reply,
-                },
-            )
-            .await;
-            return answer(rx.await);
-        }
-        AdminCommand::Restart => {
-            let (reply, rx) = oneshot::channel();
-            control(to_core, Control::Restart { reply }).await;
-            return answer(rx.await);
-        }
+                })
+                .await,
+            ),
+            Err(e) => e,
+        },
+        AdminCommand::Restart => done(ask(to_core, |reply| Control::Restart { reply }).await),
         AdminCommand::Inspect { user } => {
-            let (reply, rx) = oneshot::channel();
-            control(to_core, Control::Inspect { user, reply }).await;
-            return match rx.await {
+            match ask(to_core, |reply| Control::Inspect { user, reply }).await {
                 Ok(i) => {
                     let keys: serde_json::Map<String, Value> = i
                         .data
@@ -313,13 +328,8 @@ async fn run(cmd: AdminCommand, to_core: &mpsc::Sender<ToCore>) -> Value {
                         .collect();
                     json!({"ok": true, "head": i.data.head, "writes": i.writes, "devices": i.devices, "keys": keys})
                 }
-                Err(_) => error("the server is stopping"),
-            };
+                Err(e) => error(e),
+            }
         }
-    };
-    if sent {
-        json!({"ok": true})
-    } else {
-        error("the server is stopping")
     }
 }

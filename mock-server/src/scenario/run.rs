@@ -239,7 +239,7 @@ impl Runner {
                     }
                 }
             }
-            Stmt::ServerReject(key) => w.core_mut().reject_next(key.clone()),
+            Stmt::ServerReject(key) => w.reject_next(key.clone()),
             Stmt::ServerRestart => w.restart_server(),
             Stmt::ServerSet(key, value) => w.server_set(key, value.clone())?,
             Stmt::Wait(d) => w.wait(*d),

@@ -37,6 +37,10 @@ pub enum ErrorCode {
     Resync,
     /// A newer connection of the same device took over (close 4010).
     Replaced,
+    /// Too many failed token checks from one source address (close 1008).
+    TooManyAttempts,
+    /// The server could not commit to its store (close 1011).
+    StoreFailed,
     /// A code this client does not know (sent by a newer server).
     #[serde(other)]
     Other,
@@ -59,6 +63,8 @@ impl ErrorCode {
             ErrorCode::IdleTimeout => "idle_timeout",
             ErrorCode::Resync => "resync",
             ErrorCode::Replaced => "replaced",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::StoreFailed => "store_failed",
             ErrorCode::Other => "other",
         }
     }
@@ -72,7 +78,11 @@ impl fmt::Display for ErrorCode {
 
 /// WebSocket close codes the server uses (PROTOCOL.md, "Errors and closes").
 pub mod close {
-    /// Rate limited continuously for 5 s.
+    /// The server shuts down (or `/sync` WebSockets are blocked): `going away`.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A text frame that is not UTF-8 (RFC 6455).
+    pub const INVALID_UTF8: u16 = 1007;
+    /// Refused frames in each of 5 consecutive seconds, or too many failed token checks.
     pub const POLICY: u16 = 1008;
     /// A frame over 64 KiB.
     pub const TOO_LARGE: u16 = 1009;
@@ -86,6 +96,8 @@ pub mod close {
     pub const RESYNC: u16 = 4009;
     /// A newer connection of the same device.
     pub const REPLACED: u16 = 4010;
+    /// The server could not commit to its store.
+    pub const STORE_FAILED: u16 = 1011;
 
     /// `true` for the closes after which a client must not reconnect by itself: the device
     /// shows why instead (PROTOCOL.md, "Heartbeat and reconnect").

@@ -1,0 +1,146 @@
+//! The running server's control API: what the app, the admin socket and tests may ask of
+//! it, and what the connection tasks tell the core task. Every control goes through the
+//! core task, in order with the frames, so a fault lands between two frames exactly.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use serde_json::Value;
+use sync_core::protocol::{ErrorCode, Key};
+use tokio::sync::{mpsc, oneshot};
+
+use super::outbound::QueueTx;
+use crate::core::{ConnId, Inbound};
+use crate::link::LinkConfig;
+use crate::sim::Direction;
+
+/// The answer to a control: `Err` says what was wrong, in words for a person.
+pub type Reply<T = ()> = oneshot::Sender<Result<T, String>>;
+
+/// What a connection task (or the server handle) sends to the core task.
+pub(super) enum ToCore {
+    /// A device socket was upgraded.
+    Open {
+        id: ConnId,
+        source: IpAddr,
+        out: QueueTx,
+        /// Fired when the queue overflowed: the connection task says `resync` and closes.
+        kill: oneshot::Sender<()>,
+        link: mpsc::UnboundedSender<LinkMessage>,
+        /// When something last arrived on the socket (µs since the server started).
+        activity: Arc<AtomicU64>,
+    },
+    /// A frame read (frames of a connection arrive in order).
+    Frame(ConnId, Inbound),
+    Closed(ConnId),
+    /// An admin socket's `auth`: may `source` try, and was the token right?
+    AdminAuth {
+        source: IpAddr,
+        ok: bool,
+        reply: oneshot::Sender<Result<(), ErrorCode>>,
+    },
+    Control(Control),
+    /// Every connection gets close 1001 after what is queued before it; then the reply.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A fault command for a connection's links, with the answer to send back.
+pub(super) type LinkMessage = (LinkCommand, Option<Reply>);
+
+/// A fault-injection command for one device's links (the same model the simulator uses,
+/// applied on real time).
+#[derive(Debug)]
+pub enum LinkCommand {
+    /// New latency / jitter / loss for one direction. Kept for the device's next
+    /// connections too.
+    Configure(Direction, LinkConfig),
+    /// Manual mode on (`true`) or off for one direction. Kept like `Configure`.
+    Hold(Direction, bool),
+    /// Deliver the n-th queued frame now (1 = oldest). An error if there is none.
+    Release(Direction, usize),
+    /// Lose the n-th queued frame, and the connection with it. An error if there is none.
+    Drop(Direction, usize),
+    /// The frames waiting in each direction, oldest first, one line each.
+    Queued(oneshot::Sender<QueuedFrames>),
+}
+
+/// The frames waiting on a connection's links, one line each (oldest first).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueuedFrames {
+    /// Device → server.
+    pub up: Vec<String>,
+    /// Server → device.
+    pub down: Vec<String>,
+}
+
+/// Controls of the running server (the admin API and the app use them). Each names a
+/// user: one the server has no token for is an error.
+pub enum Control {
+    /// The next write of the user to the key is rejected (`forced`). `user` may be left
+    /// out only while the server has one user.
+    RejectNext {
+        /// The user (optional with one user).
+        user: Option<String>,
+        /// The key.
+        key: Key,
+        /// The outcome.
+        reply: Reply,
+    },
+    /// A write by the server itself.
+    ServerSet {
+        /// The user.
+        user: String,
+        /// The key.
+        key: Key,
+        /// The value.
+        value: Value,
+        /// The outcome.
+        reply: Reply,
+    },
+    /// Close a device's connection.
+    Disconnect {
+        /// The user.
+        user: String,
+        /// The device.
+        device_id: String,
+        /// The outcome (an error if the device is not connected).
+        reply: Reply,
+    },
+    /// A fault on a device's links.
+    Link {
+        /// The user.
+        user: String,
+        /// The device.
+        device_id: String,
+        /// What to do.
+        command: LinkCommand,
+        /// The outcome.
+        reply: Reply,
+    },
+    /// The server restarts as after a crash: every connection drops without a close frame
+    /// (devices see a lost connection and reconnect), and the core reloads from the store.
+    /// Device link settings survive: they belong to the network, not the server.
+    Restart {
+        /// The outcome (an error if the store cannot be read back).
+        reply: Reply,
+    },
+    /// A snapshot of the server's state for a user.
+    Inspect {
+        /// The user.
+        user: String,
+        /// The answer.
+        reply: Reply<Inspection>,
+    },
+}
+
+/// The server's state for one user, as the server panel shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inspection {
+    /// What is stored.
+    pub data: crate::core::store::UserData,
+    /// Revisions assigned to the user's writes (theirs and the server's), across restarts.
+    pub writes: u64,
+    /// Connected devices of the user.
+    pub devices: Vec<String>,
+}

@@ -1,0 +1,406 @@
+//! The core task: the only owner of the [`Core`], and the only place protocol decisions
+//! happen. It takes every message waiting at a moment as one batch, so writes that arrive
+//! together share one store commit (group commit), and routes the core's answers onto the
+//! connections' outbound queues.
+//!
+//! It never waits for a client. Putting a frame on a queue either succeeds at once or is an
+//! overflow, which closes that connection (4009); so one client that stops reading costs
+//! the others nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sync_core::protocol::close;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::control::{Control, Inspection, LinkCommand, LinkMessage, Reply, ToCore};
+use super::outbound::{Outbound, QueueTx};
+use super::sleep_until_opt;
+use crate::core::store::Store;
+use crate::core::{Action, ConnId, Core, Inbound};
+use crate::link::LinkConfig;
+use crate::sim::Direction;
+
+/// The most frames in one batch (one commit): enough for group commit to pay, few enough
+/// that timers and controls are not kept waiting behind a long batch.
+pub const MAX_BATCH: usize = 128;
+
+/// A connection as the core task sees it.
+struct Out {
+    queue: QueueTx,
+    link: mpsc::UnboundedSender<LinkMessage>,
+    /// Fired when the queue overflows: the connection task closes with 4009.
+    kill: Option<oneshot::Sender<()>>,
+    /// When something last arrived (µs since the server started), stamped by the
+    /// connection task as it reads.
+    activity: Arc<AtomicU64>,
+    /// The device's link settings were applied to this connection (after its hello).
+    configured: bool,
+}
+
+type Outs = BTreeMap<ConnId, Out>;
+
+/// A device's link settings, kept across its connections (as the simulator keeps a
+/// device's links): latency, jitter, loss and holds per direction.
+#[derive(Debug, Clone, Copy, Default)]
+struct DeviceLinks {
+    config: [Option<LinkConfig>; 2],
+    hold: [bool; 2],
+}
+
+fn dir_index(d: Direction) -> usize {
+    match d {
+        Direction::Up => 0,
+        Direction::Down => 1,
+    }
+}
+
+const DIRECTIONS: [Direction; 2] = [Direction::Up, Direction::Down];
+
+/// The core task's state.
+struct Task<S: Store> {
+    core: Core<S>,
+    outs: Outs,
+    links: BTreeMap<(String, String), DeviceLinks>,
+    /// The server's clock: the core's `now` is the time since then.
+    epoch: Instant,
+    /// Shutting down: connections that open now are closed at once.
+    stopping: bool,
+}
+
+/// Runs the core until every sender of `rx` is gone.
+pub(super) async fn run<S: Store>(core: Core<S>, mut rx: mpsc::Receiver<ToCore>, epoch: Instant) {
+    let mut task = Task {
+        core,
+        outs: Outs::new(),
+        links: BTreeMap::new(),
+        epoch,
+        stopping: false,
+    };
+    loop {
+        let deadline = task.core.poll_timeout().map(|d| epoch + d);
+        let first = tokio::select! {
+            biased;
+            msg = rx.recv() => match msg {
+                Some(msg) => msg,
+                None => break,
+            },
+            _ = sleep_until_opt(deadline) => {
+                task.timeouts();
+                continue;
+            }
+        };
+        // Everything waiting now is one batch: its writes share one commit.
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                ToCore::Frame(id, inbound) => batch.push((id, inbound)),
+                other => {
+                    task.flush(&mut batch);
+                    task.remember_links(&other);
+                    task.handle(other);
+                }
+            }
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        task.flush(&mut batch);
+        // Under steady input the sleep above never wins: timers are checked here too.
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            task.timeouts();
+        }
+        task.configure_new_connections();
+    }
+}
+
+impl<S: Store> Task<S> {
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    fn flush(&mut self, batch: &mut Vec<(ConnId, Inbound)>) {
+        if batch.is_empty() {
+            return;
+        }
+        let actions = self.core.handle(std::mem::take(batch), self.now());
+        self.route(actions);
+    }
+
+    /// Closes the connections whose `hello` or next frame is overdue, judged by when
+    /// their frames arrived, not by when this task got round to them.
+    fn timeouts(&mut self) {
+        for (id, out) in &self.outs {
+            let at = Duration::from_micros(out.activity.load(Ordering::Relaxed));
+            self.core.heard(*id, at);
+        }
+        let actions = self.core.on_timeout(self.now());
+        self.route(actions);
+    }
+
+    /// Puts the core's actions on the connections' queues. One that does not fit closes
+    /// that connection with 4009: the client reconnects and catches up.
+    fn route(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            let (id, item) = match action {
+                Action::Send(id, frame) => {
+                    let heartbeat = matches!(frame, sync_core::protocol::ServerFrame::Pong { .. });
+                    (id, Outbound::Frame(frame.to_json(), heartbeat))
+                }
+                Action::Close(id, code, reason) => (id, Outbound::Close(code, reason)),
+            };
+            self.queue(id, item);
+        }
+    }
+
+    fn queue(&mut self, id: ConnId, item: Outbound) {
+        let Some(out) = self.outs.get_mut(&id) else {
+            return;
+        };
+        if out.queue.push(item).is_err() {
+            if let Some(kill) = out.kill.take() {
+                tracing::warn!(id = id.0, "outbound queue overflowed: closing with 4009");
+                let _ = kill.send(());
+            }
+            self.core.disconnect(id);
+        }
+    }
+
+    /// Records link settings given for a device, so its next connections get them too.
+    fn remember_links(&mut self, msg: &ToCore) {
+        if let ToCore::Control(Control::Link {
+            user,
+            device_id,
+            command,
+            ..
+        }) = msg
+            && self.core.users().contains(user.as_str())
+        {
+            let entry = self
+                .links
+                .entry((user.clone(), device_id.clone()))
+                .or_default();
+            match command {
+                LinkCommand::Configure(d, c) => entry.config[dir_index(*d)] = Some(*c),
+                LinkCommand::Hold(d, on) => entry.hold[dir_index(*d)] = *on,
+                _ => {}
+            }
+        }
+    }
+
+    /// Gives each newly authenticated connection its device's link settings.
+    fn configure_new_connections(&mut self) {
+        if self.outs.values().all(|o| o.configured) {
+            return;
+        }
+        for (user, device) in self.core.devices() {
+            let Some(out) = self
+                .core
+                .conn_of(&user, &device)
+                .and_then(|id| self.outs.get_mut(&id))
+            else {
+                continue;
+            };
+            if out.configured {
+                continue;
+            }
+            out.configured = true;
+            let Some(settings) = self.links.get(&(user, device)) else {
+                continue;
+            };
+            for d in DIRECTIONS {
+                if let Some(c) = settings.config[dir_index(d)] {
+                    let _ = out.link.send((LinkCommand::Configure(d, c), None));
+                }
+                if settings.hold[dir_index(d)] {
+                    let _ = out.link.send((LinkCommand::Hold(d, true), None));
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: ToCore) {
+        match msg {
+            ToCore::Open {
+                id,
+                source,
+                out,
+                kill,
+                link,
+                activity,
+            } => {
+                self.core.connect_from(id, Some(source), self.now());
+                self.outs.insert(
+                    id,
+                    Out {
+                        queue: out,
+                        link,
+                        kill: Some(kill),
+                        activity,
+                        configured: false,
+                    },
+                );
+                if self.stopping {
+                    self.going_away(id);
+                }
+            }
+            ToCore::Closed(id) => {
+                self.core.disconnect(id);
+                self.outs.remove(&id);
+            }
+            ToCore::Frame(..) => unreachable!("frames are batched"),
+            ToCore::AdminAuth { source, ok, reply } => {
+                let now = self.now();
+                let _ = reply.send(self.core.admin_auth(Some(source), ok, now));
+            }
+            ToCore::Shutdown(reply) => {
+                self.stopping = true;
+                let ids: Vec<ConnId> = self.outs.keys().copied().collect();
+                for id in ids {
+                    self.going_away(id);
+                }
+                let _ = reply.send(());
+            }
+            ToCore::Control(c) => self.control(c),
+        }
+    }
+
+    /// Close 1001, after what is queued for the connection.
+    fn going_away(&mut self, id: ConnId) {
+        self.core.disconnect(id);
+        self.queue(id, Outbound::Close(close::GOING_AWAY, "going away".into()));
+    }
+
+    /// `Ok` when the server has a token for `user`.
+    fn known(&self, user: &str) -> Result<(), String> {
+        if self.core.users().contains(user) {
+            Ok(())
+        } else {
+            Err(format!(
+                "unknown user `{user}` (the server has no token for it)"
+            ))
+        }
+    }
+
+    fn control(&mut self, c: Control) {
+        match c {
+            Control::RejectNext { user, key, reply } => {
+                let user = match user {
+                    Some(user) => self.known(&user).map(|()| user),
+                    None => {
+                        let users = self.core.users();
+                        match users.iter().next() {
+                            Some(only) if users.len() == 1 => Ok(only.to_string()),
+                            _ => Err(format!(
+                                "name the `user`: the server has {} users",
+                                users.len()
+                            )),
+                        }
+                    }
+                };
+                let _ = reply.send(user.map(|user| self.core.reject_next(&user, key)));
+            }
+            Control::ServerSet {
+                user,
+                key,
+                value,
+                reply,
+            } => {
+                let result = self
+                    .known(&user)
+                    .and_then(|()| self.core.server_set(&user, &key, value))
+                    .map(|actions| self.route(actions));
+                let _ = reply.send(result);
+            }
+            Control::Disconnect {
+                user,
+                device_id,
+                reply,
+            } => {
+                let result = self.known(&user).and_then(|()| {
+                    let actions =
+                        self.core
+                            .kick(&user, &device_id, 4000, "disconnected by the admin");
+                    if actions.is_empty() {
+                        return Err(format!("`{device_id}` of `{user}` is not connected"));
+                    }
+                    self.route(actions);
+                    Ok(())
+                });
+                let _ = reply.send(result);
+            }
+            Control::Link {
+                user,
+                device_id,
+                command,
+                reply,
+            } => self.link(&user, &device_id, command, reply),
+            Control::Restart { reply } => {
+                // Dropping a connection's queue and kill switch ends its task, which drops
+                // the socket: a crash, not a goodbye.
+                self.outs.clear();
+                let result = self.core.restart().map_err(|e| e.to_string());
+                if let Err(e) = &result {
+                    tracing::error!("restart: {e}");
+                }
+                let _ = reply.send(result);
+            }
+            Control::Inspect { user, reply } => {
+                let result = self.known(&user).map(|()| self.inspect(&user));
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn link(&mut self, user: &str, device_id: &str, command: LinkCommand, reply: Reply) {
+        if let Err(e) = self.known(user) {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let out = self
+            .core
+            .conn_of(user, device_id)
+            .and_then(|id| self.outs.get(&id));
+        match (command, out) {
+            // Kept for the device's next connection (see `remember_links`).
+            (command @ (LinkCommand::Configure(..) | LinkCommand::Hold(..)), out) => {
+                if let Some(out) = out {
+                    let _ = out.link.send((command, None));
+                }
+                let _ = reply.send(Ok(()));
+            }
+            // Not connected: no queue (the answer's sender is dropped: empty).
+            (LinkCommand::Queued(_), None) => {
+                let _ = reply.send(Ok(()));
+            }
+            (command, Some(out)) => {
+                // The connection task answers (is there such a frame?).
+                let _ = out.link.send((command, Some(reply)));
+            }
+            (_, None) => {
+                let _ = reply.send(Err(format!("`{device_id}` of `{user}` is not connected")));
+            }
+        }
+    }
+
+    fn inspect(&self, user: &str) -> Inspection {
+        let mut devices: Vec<String> = self
+            .core
+            .devices()
+            .into_iter()
+            .filter(|(u, _)| u == user)
+            .map(|(_, d)| d)
+            .collect();
+        devices.sort();
+        let data = self.core.user(user).cloned().unwrap_or_default();
+        Inspection {
+            writes: data.head,
+            data,
+            devices,
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! A connection's two fault-injection links (device → server and server → device), the
+//! simulator's [`Link`] model on real time: latency, jitter, loss, hold, release and drop,
+//! applied by the connection task to the frames it moves.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::control::{LinkCommand, QueuedFrames};
+use super::outbound::Outbound;
+use crate::core::Inbound;
+use crate::link::{Link, LinkConfig};
+use crate::sim::Direction;
+use sync_core::rng::Rng;
+
+/// What a link command did to the connection.
+pub(super) enum Outcome {
+    /// Done; the connection goes on.
+    Done,
+    /// A frame was dropped, and the connection goes with it.
+    Dropped,
+    /// There was no such frame: the error, for whoever asked.
+    NoSuchFrame(String),
+}
+
+/// A connection's two links, on real time (measured from the connection's start).
+pub(super) struct Links {
+    start: Instant,
+    pub(super) up: Link<Inbound>,
+    pub(super) down: Link<Outbound>,
+    /// Frames released by hand, to hand over now (ahead of the queue).
+    pub(super) released_down: Vec<Outbound>,
+    pub(super) released_up: Vec<Inbound>,
+}
+
+impl Links {
+    pub(super) fn new() -> Self {
+        // No delay until someone asks for one: a live connection is as fast as its socket.
+        let config = LinkConfig {
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+            loss: 0.0,
+        };
+        let seed = Instant::now().elapsed().subsec_nanos() as u64;
+        Links {
+            start: Instant::now(),
+            up: Link::new(config, Rng::new(seed)),
+            down: Link::new(config, Rng::new(seed ^ 1)),
+            released_down: Vec::new(),
+            released_up: Vec::new(),
+        }
+    }
+
+    pub(super) fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// When the next queued frame falls due, if one waits.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        let up = self.up.peek().map(|q| q.due);
+        let down = self.down.peek().map(|q| q.due);
+        up.into_iter().chain(down).min().map(|d| self.start + d)
+    }
+
+    /// Carries out a fault command.
+    pub(super) fn command(&mut self, command: LinkCommand) -> Outcome {
+        match command {
+            LinkCommand::Configure(Direction::Up, c) => self.up.config = c,
+            LinkCommand::Configure(Direction::Down, c) => self.down.config = c,
+            LinkCommand::Hold(Direction::Up, on) => set_hold(&mut self.up, on),
+            LinkCommand::Hold(Direction::Down, on) => set_hold(&mut self.down, on),
+            LinkCommand::Release(Direction::Up, n) => match self.up.release(n) {
+                Some(inbound) => self.released_up.push(inbound),
+                None => return no_such_frame(Direction::Up, n, self.up.len()),
+            },
+            LinkCommand::Release(Direction::Down, n) => match self.down.release(n) {
+                Some(out) => self.released_down.push(out),
+                None => return no_such_frame(Direction::Down, n, self.down.len()),
+            },
+            LinkCommand::Drop(Direction::Up, n) => {
+                return match self.up.drop_nth(n) {
+                    Some(_) => Outcome::Dropped,
+                    None => no_such_frame(Direction::Up, n, self.up.len()),
+                };
+            }
+            LinkCommand::Drop(Direction::Down, n) => {
+                return match self.down.drop_nth(n) {
+                    Some(_) => Outcome::Dropped,
+                    None => no_such_frame(Direction::Down, n, self.down.len()),
+                };
+            }
+            LinkCommand::Queued(reply) => {
+                let up = self.up.queued().map(|q| summary_up(&q.frame)).collect();
+                let down = self.down.queued().map(|q| summary_down(&q.frame)).collect();
+                let _ = reply.send(QueuedFrames { up, down });
+            }
+        }
+        Outcome::Done
+    }
+}
+
+fn no_such_frame(d: Direction, n: usize, len: usize) -> Outcome {
+    let dir = match d {
+        Direction::Up => "up",
+        Direction::Down => "down",
+    };
+    Outcome::NoSuchFrame(format!(
+        "there is no frame {n} in the {dir} queue ({len} queued)"
+    ))
+}
+
+fn set_hold<F>(link: &mut Link<F>, on: bool) {
+    if on { link.hold() } else { link.unhold() }
+}
+
+fn summary_up(inbound: &Inbound) -> String {
+    match inbound {
+        Inbound::Text(t) => sync_core::protocol::decode_client_frame(t)
+            .map_or_else(|_| "(malformed frame)".to_string(), |f| f.to_string()),
+        Inbound::Decoded(f) => f.to_string(),
+        Inbound::Binary => "(binary frame)".into(),
+        Inbound::TooLarge => "(oversize frame)".into(),
+    }
+}
+
+fn summary_down(out: &Outbound) -> String {
+    match out {
+        Outbound::Frame(json, _) => sync_core::protocol::decode_server_frame(json)
+            .map_or_else(|_| json.clone(), |f| f.to_string()),
+        Outbound::Close(code, reason) => format!("close {code} {reason}"),
+    }
+}
+
+/// A client `ping` (heartbeats are never held or lost).
+pub(super) fn is_ping(text: &str) -> bool {
+    serde_json::from_str::<Value>(text).is_ok_and(|v| v["type"] == "ping")
+}
