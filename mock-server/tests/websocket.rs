@@ -11,79 +11,11 @@ use mock_server::core::store::MemoryStore;
 use mock_server::net::{LinkCommand, ServerConfig, ServerHandle, start};
 use mock_server::sim::Direction;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use tokio_tungstenite::{MaybeTlsStream, connect_async};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-async fn server(tokens: &[(&str, &str)]) -> ServerHandle {
-    let tokens: BTreeMap<String, String> = tokens
-        .iter()
-        .map(|(user, token)| (token.to_string(), user.to_string()))
-        .collect();
-    let config = ServerConfig {
-        tokens,
-        ..ServerConfig::default()
-    };
-    start(config, MemoryStore::default()).await.unwrap()
-}
-
-/// A server for the demo user with the admin socket on, admin token `adm`.
-async fn server_with_admin() -> ServerHandle {
-    let config = ServerConfig {
-        admin_token: Some("adm".into()),
-        ..ServerConfig::default()
-    };
-    start(config, MemoryStore::default()).await.unwrap()
-}
-
-async fn connect(s: &ServerHandle) -> Ws {
-    connect_async(s.url()).await.unwrap().0
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::text(v.to_string())).await.unwrap();
-}
-
-/// The next text frame, as JSON (5 s deadline: a missing frame fails, never hangs).
-async fn recv(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a frame within 5 s")
-            .expect("the connection is open")
-            .expect("a valid frame");
-        match msg {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Close(c) => panic!("closed: {c:?}"),
-            _ => continue,
-        }
-    }
-}
-
-/// Reads until the close frame and returns its code (5 s deadline).
-async fn close_code(ws: &mut Ws) -> u16 {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a close within 5 s");
-        match msg {
-            Some(Ok(Message::Close(Some(c)))) => return c.code.into(),
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
-}
-
-async fn hello(ws: &mut Ws, token: &str, device: &str, since: u64) -> Value {
-    send(
-        ws,
-        json!({"type":"hello","protocol":1,"token":token,"device_id":device,"since":since}),
-    )
-    .await;
-    recv(ws).await
-}
+mod support;
+use support::*;
 
 #[tokio::test]
 async fn handshake_write_ack_before_echo_and_push_to_the_other_device() {
@@ -964,10 +896,29 @@ async fn catch_up_since_a_cursor_and_reset_when_the_cursor_is_ahead() {
 }
 
 #[tokio::test]
-async fn a_silent_connection_is_closed_after_30_s_with_4408() {
+async fn a_silent_connection_is_closed_after_30_s_with_4408_one_that_pings_is_not() {
     let s = server(&[]).await;
     let mut ws = connect(&s).await;
     hello(&mut ws, "demo-token", "phone", 0).await;
+    // WebSocket-level pings are activity too (PROTOCOL.md, "Errors and closes"): a
+    // client that sends nothing else outlives the idle timeout.
+    let mut pinging = connect(&s).await;
+    hello(&mut pinging, "demo-token", "laptop", 0).await;
+    let pinger = tokio::spawn(async move {
+        let until = tokio::time::Instant::now() + Duration::from_secs(36);
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        while tokio::time::Instant::now() < until {
+            tokio::select! {
+                _ = tick.tick() => pinging.send(Message::Ping(b"here".to_vec().into())).await.unwrap(),
+                msg = pinging.next() => match msg {
+                    Some(Ok(Message::Pong(_))) => {}
+                    other => panic!("only pongs expected, got {other:?}"),
+                },
+            }
+        }
+        send(&mut pinging, json!({"type":"ping","id":1})).await;
+        assert_eq!(recv(&mut pinging).await, json!({"type":"pong","id":1}));
+    });
     let started = std::time::Instant::now();
     let v = tokio::time::timeout(Duration::from_secs(40), ws.next())
         .await
@@ -982,5 +933,6 @@ async fn a_silent_connection_is_closed_after_30_s_with_4408() {
         "not before 30 s of silence ({:?})",
         started.elapsed()
     );
+    pinger.await.unwrap();
     s.shutdown().await;
 }

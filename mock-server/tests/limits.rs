@@ -1,0 +1,430 @@
+//! PROTOCOL.md's "Exposure and resource limits", over real sockets on 127.0.0.1: one
+//! client never stalls another, idleness by arrival, the byte bound, the connection cap,
+//! `Origin`, guessing tokens, a malformed upgrade, invalid UTF-8, the rate limit's burst
+//! side, and shutdown.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use mock_server::core::store::MemoryStore;
+use mock_server::net::{ServerConfig, ServerHandle, StartError, start};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, connect_async};
+
+mod support;
+use support::*;
+
+async fn server_with(config: ServerConfig) -> ServerHandle {
+    start(config, MemoryStore::default()).await.unwrap()
+}
+
+fn users(list: &[(&str, &str)]) -> ServerConfig {
+    ServerConfig {
+        tokens: list
+            .iter()
+            .map(|(user, token)| (token.to_string(), user.to_string()))
+            .collect(),
+        ..ServerConfig::default()
+    }
+}
+
+/// A client whose kernel buffer takes 4 KiB and which reads nothing after its `welcome`.
+async fn stuck_client(s: &ServerHandle, token: &str, device: &str) -> Ws {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(s.addr).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(s.url(), MaybeTlsStream::Plain(stream))
+        .await
+        .unwrap();
+    hello(&mut ws, token, device, 0).await;
+    ws
+}
+
+/// Ana's third device reads nothing while her other two post long comments (each push
+/// carries the post's whole list, up to ~30 KB): the stuck device's socket fills, then its
+/// queue passes its byte bound (1 MiB here, in far fewer than 1024 frames) and it is
+/// closed. All the while Bo, another user, pings: every round trip stays short. (Before,
+/// the core waited up to a second for any congested queue, and everyone's pings with it.)
+#[tokio::test]
+async fn a_client_that_stops_reading_never_slows_another_users_pings() {
+    let s = server_with(ServerConfig {
+        max_queue_bytes: 1 << 20,
+        ..users(&[("ana", "ta"), ("bo", "tb")])
+    })
+    .await;
+    let _stuck = stuck_client(&s, "ta", "stuck").await;
+    let mut bo = connect(&s).await;
+    hello(&mut bo, "tb", "bo-phone", 0).await;
+    let writers: Vec<_> = ["w1", "w2"]
+        .into_iter()
+        .map(|device| {
+            let url = s.url();
+            tokio::spawn(async move {
+                let mut ws = connect_async(url).await.unwrap().0;
+                hello(&mut ws, "ta", device, 0).await;
+                let text = "c".repeat(280);
+                for i in 1..=300u64 {
+                    let key = format!("comments/{device}-{}", i % 3);
+                    send(&mut ws, json!({"type":"command","id":i,"key":key,"name":"add_comment","args":{"text":text},"local_rev":i})).await;
+                    loop {
+                        let f = recv(&mut ws).await;
+                        if f["id"] == i {
+                            assert_eq!(f["type"], "ack", "{f}");
+                            break;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut round_trips = Vec::new();
+    let mut id = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut closed = false;
+    while !writers.iter().all(|w| w.is_finished()) || !closed {
+        assert!(
+            Instant::now() < deadline,
+            "the stuck device was never closed"
+        );
+        id += 1;
+        let sent = Instant::now();
+        send(&mut bo, json!({"type":"ping","id":id})).await;
+        assert_eq!(recv(&mut bo).await, json!({"type":"pong","id":id}));
+        round_trips.push(sent.elapsed());
+        closed = !s
+            .inspect("ana")
+            .await
+            .devices
+            .contains(&"stuck".to_string());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    round_trips.sort();
+    let p99 = round_trips[round_trips.len() * 99 / 100];
+    eprintln!(
+        "{} pings while ana's device was stuck: p50 {:?}, p99 {p99:?}, max {:?}",
+        round_trips.len(),
+        round_trips[round_trips.len() / 2],
+        round_trips.last().unwrap()
+    );
+    assert!(round_trips.len() >= 20, "{round_trips:?}");
+    assert!(p99 < Duration::from_millis(100), "p99 {p99:?}");
+    assert_eq!(
+        s.inspect("ana").await.writes,
+        600,
+        "every write of ana's was served"
+    );
+    s.shutdown().await;
+}
+
+/// 200 connections — 20 users of 10 devices — each sending 100 writes at once, and
+/// reading everything they are sent (each write is pushed to the user's 10 devices):
+/// every write is answered and no connection is closed, in particular none as idle
+/// (4408) while the core was busy with the others. (Before, the core's waits for congested
+/// queues left frames unread for seconds, and idleness was judged by when the core got
+/// round to them.)
+#[tokio::test]
+async fn two_hundred_connections_writing_at_once_are_all_answered_none_idles_out() {
+    const USERS: usize = 20;
+    const DEVICES: usize = 10;
+    const WRITES: u64 = 100;
+    let names: Vec<(String, String)> = (0..USERS)
+        .map(|u| (format!("u{u}"), format!("t{u}")))
+        .collect();
+    let list: Vec<(&str, &str)> = names
+        .iter()
+        .map(|(u, t)| (u.as_str(), t.as_str()))
+        .collect();
+    let s = server_with(users(&list)).await;
+    let mut clients = Vec::new();
+    for (_, token) in &names {
+        for d in 0..DEVICES {
+            let mut ws = connect(&s).await;
+            hello(&mut ws, token, &format!("d{d}"), 0).await;
+            clients.push(ws);
+        }
+    }
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|ws| {
+            tokio::spawn(async move {
+                let (mut tx, mut rx) = ws.split();
+                let frames: Vec<Message> = (1..=WRITES)
+                    .map(|i| {
+                        let v = json!({"type":"set","id":i,"key":format!("like/p{}", i % 10),"value":i % 2 == 0,"local_rev":i});
+                        Message::text(v.to_string())
+                    })
+                    .collect();
+                let mut answered = 0;
+                let mut pushes = 0;
+                let reading = async {
+                    while answered < WRITES || pushes < WRITES * DEVICES as u64 {
+                        let msg = tokio::time::timeout(Duration::from_secs(30), rx.next())
+                            .await
+                            .expect("a frame within 30 s");
+                        match msg {
+                            Some(Ok(Message::Text(t))) => {
+                                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                                match v["type"].as_str() {
+                                    Some("ack") => answered += 1,
+                                    Some("reject") if v["code"] == "rate_limited" => answered += 1,
+                                    Some("push") => pushes += 1,
+                                    _ => panic!("unexpected {v}"),
+                                }
+                            }
+                            Some(Ok(Message::Close(c))) => panic!("closed: {c:?}"),
+                            Some(Ok(_)) => {}
+                            other => panic!("ended: {other:?}"),
+                        }
+                    }
+                };
+                let writing = async {
+                    for f in frames {
+                        tx.feed(f).await.unwrap();
+                    }
+                    tx.flush().await.unwrap();
+                };
+                tokio::join!(reading, writing);
+                (tx, rx)
+            })
+        })
+        .collect();
+    // The sockets stay open (the halves are kept) until every device has been checked.
+    let mut kept = Vec::new();
+    for t in tasks {
+        kept.push(t.await.unwrap());
+    }
+    for (user, _) in &names {
+        assert_eq!(
+            s.inspect(user).await.devices.len(),
+            DEVICES,
+            "{user}'s devices still connected"
+        );
+    }
+    drop(kept);
+    s.shutdown().await;
+}
+
+/// Sockets past `--max-connections` are answered 503; once one closes, there is room.
+#[tokio::test]
+async fn upgrades_beyond_the_connection_cap_get_503() {
+    let s = server_with(ServerConfig {
+        max_connections: 3,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(connect(&s).await);
+    }
+    match connect_async(s.url()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("expected 503, got {other:?}"),
+    }
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.open_connections() >= 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the closed socket was not counted out"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut ws = connect(&s).await;
+    hello(&mut ws, "demo-token", "p", 0).await;
+    s.shutdown().await;
+}
+
+/// A browser page's `Origin` must be allowed; native clients send none.
+#[tokio::test]
+async fn an_origin_not_allowed_gets_403_and_no_connection() {
+    let s = server_with(ServerConfig {
+        allow_origins: vec!["http://localhost:5173".into()],
+        admin_token: Some("adm".into()),
+        ..ServerConfig::default()
+    })
+    .await;
+    let with_origin = |path: &str, origin: &str| {
+        let mut req = format!("ws://{}{path}", s.addr)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("Origin", HeaderValue::from_str(origin).unwrap());
+        req
+    };
+    for path in ["/sync", "/admin"] {
+        match connect_async(with_origin(path, "http://evil.example")).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+                assert_eq!(r.status(), 403, "{path}")
+            }
+            other => panic!("{path}: expected 403, got {other:?}"),
+        }
+    }
+    let (mut ws, _) = connect_async(with_origin("/sync", "http://localhost:5173"))
+        .await
+        .unwrap();
+    hello(&mut ws, "demo-token", "web", 0).await;
+    let mut native = connect(&s).await;
+    hello(&mut native, "demo-token", "native", 0).await;
+    s.shutdown().await;
+}
+
+/// Guessing: past the limit, an address's `hello` — even with the right token — and its
+/// admin `auth` are answered `too_many_attempts` and closed 1008.
+#[tokio::test]
+async fn too_many_failed_token_checks_close_1008_without_checking() {
+    let s = server_with(ServerConfig {
+        max_auth_failures: 3,
+        admin_token: Some("adm".into()),
+        ..ServerConfig::default()
+    })
+    .await;
+    for _ in 0..3 {
+        let mut ws = connect(&s).await;
+        assert_eq!(
+            hello(&mut ws, "guess", "p", 0).await["code"],
+            "unauthorized"
+        );
+        assert_eq!(close_code(&mut ws).await, 4401);
+    }
+    let mut ws = connect(&s).await;
+    assert_eq!(
+        hello(&mut ws, "demo-token", "p", 0).await["code"],
+        "too_many_attempts"
+    );
+    assert_eq!(close_code(&mut ws).await, 1008);
+    let (mut admin, _) = connect_async(format!("ws://{}/admin", s.addr))
+        .await
+        .unwrap();
+    send(&mut admin, json!({"cmd":"auth","token":"adm"})).await;
+    let answer = recv(&mut admin).await;
+    assert_eq!(answer["ok"], false);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("too_many_attempts"),
+        "{answer}"
+    );
+    assert_eq!(close_code(&mut admin).await, 1008);
+    s.shutdown().await;
+}
+
+/// An HTTP request that is not a WebSocket upgrade is answered 400, not hung up on.
+#[tokio::test]
+async fn a_malformed_upgrade_request_is_answered_400() {
+    let s = server_with(ServerConfig::default()).await;
+    let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    tcp.write_all(b"GET /sync HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut answer))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    s.shutdown().await;
+}
+
+/// A text frame that is not UTF-8: `error bad_message`, then close 1007.
+#[tokio::test]
+async fn invalid_utf8_gets_an_error_frame_then_1007() {
+    let s = server_with(ServerConfig::default()).await;
+    let mut ws = connect(&s).await;
+    hello(&mut ws, "demo-token", "p", 0).await;
+    // A hand-made frame under tungstenite's feet (which would refuse to send it): FIN and
+    // the text opcode, masked as a client's must be, two bytes that are not UTF-8.
+    let mask = [1u8, 2, 3, 4];
+    let payload = [0xffu8, 0xfe];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    ws.get_mut().write_all(&frame).await.unwrap();
+    let error = recv(&mut ws).await;
+    assert_eq!(error["code"], "bad_message", "{error}");
+    assert_eq!(close_code(&mut ws).await, 1007);
+    s.shutdown().await;
+}
+
+/// The rate limit's other side: a burst of 600 frames every 2 s is refused in part, but
+/// never in 5 consecutive seconds, so the connection is never closed.
+#[tokio::test]
+async fn bursts_two_seconds_apart_are_limited_but_never_closed() {
+    let s = server_with(ServerConfig::default()).await;
+    let mut ws = connect(&s).await;
+    hello(&mut ws, "demo-token", "p", 0).await;
+    let mut limited = 0;
+    for burst in 0..5u64 {
+        for i in 0..600u64 {
+            let id = burst * 1000 + i;
+            ws.feed(Message::text(json!({"type":"ping","id":id}).to_string()))
+                .await
+                .unwrap();
+        }
+        ws.flush().await.unwrap();
+        for _ in 0..600 {
+            let f = recv(&mut ws).await;
+            match f["type"].as_str() {
+                Some("pong") => {}
+                Some("error") if f["code"] == "rate_limited" => limited += 1,
+                _ => panic!("unexpected {f}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert!(limited >= 500, "each burst was refused in part ({limited})");
+    send(&mut ws, json!({"type":"ping","id":1})).await;
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type":"pong","id":1}),
+        "still open"
+    );
+    s.shutdown().await;
+}
+
+/// Shutdown: a write sent just before is answered, then every connection gets 1001.
+#[tokio::test]
+async fn shutdown_answers_what_was_sent_then_closes_1001() {
+    let s = server_with(ServerConfig::default()).await;
+    let mut phone = connect(&s).await;
+    hello(&mut phone, "demo-token", "phone", 0).await;
+    let mut laptop = connect(&s).await;
+    hello(&mut laptop, "demo-token", "laptop", 0).await;
+    send(
+        &mut phone,
+        json!({"type":"set","id":1,"key":"like/a","value":true,"local_rev":1}),
+    )
+    .await;
+    // The frame is read before the shutdown starts; its commit is answered.
+    assert_eq!(recv(&mut laptop).await["type"], "push");
+    let stopping = tokio::spawn(s.shutdown());
+    assert_eq!(recv(&mut phone).await["type"], "ack");
+    assert_eq!(recv(&mut phone).await["type"], "push");
+    assert_eq!(close_code(&mut phone).await, 1001);
+    assert_eq!(close_code(&mut laptop).await, 1001);
+    stopping.await.unwrap();
+}
+
+/// Beyond loopback the demo token, which anyone can guess, is refused.
+#[tokio::test]
+async fn the_demo_token_is_refused_beyond_loopback() {
+    let config = ServerConfig {
+        addr: "0.0.0.0:0".parse().unwrap(),
+        ..ServerConfig::default()
+    };
+    match start(config, MemoryStore::default()).await {
+        Err(e @ StartError::DemoTokenExposed(_)) => {
+            assert!(e.to_string().contains("--token"), "{e}")
+        }
+        Ok(_) => panic!("started on 0.0.0.0 with the demo token"),
+        Err(e) => panic!("{e}"),
+    }
+}

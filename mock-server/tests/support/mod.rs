@@ -1,0 +1,85 @@
+//! What the socket tests share: a server on 127.0.0.1, a client, and frames read with a
+//! deadline (a missing frame fails the test, never hangs it).
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use mock_server::core::store::MemoryStore;
+use mock_server::net::{ServerConfig, ServerHandle, start};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub async fn server(tokens: &[(&str, &str)]) -> ServerHandle {
+    let tokens: BTreeMap<String, String> = tokens
+        .iter()
+        .map(|(user, token)| (token.to_string(), user.to_string()))
+        .collect();
+    let config = ServerConfig {
+        tokens,
+        ..ServerConfig::default()
+    };
+    start(config, MemoryStore::default()).await.unwrap()
+}
+
+/// A server for the demo user with the admin socket on, admin token `adm`.
+pub async fn server_with_admin() -> ServerHandle {
+    let config = ServerConfig {
+        admin_token: Some("adm".into()),
+        ..ServerConfig::default()
+    };
+    start(config, MemoryStore::default()).await.unwrap()
+}
+
+pub async fn connect(s: &ServerHandle) -> Ws {
+    connect_async(s.url()).await.unwrap().0
+}
+
+pub async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+/// The next text frame, as JSON (5 s deadline: a missing frame fails, never hangs).
+pub async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("the connection is open")
+            .expect("a valid frame");
+        match msg {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Close(c) => panic!("closed: {c:?}"),
+            _ => continue,
+        }
+    }
+}
+
+/// Reads until the close frame and returns its code (5 s deadline).
+pub async fn close_code(ws: &mut Ws) -> u16 {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a close within 5 s");
+        match msg {
+            Some(Ok(Message::Close(Some(c)))) => return c.code.into(),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+pub async fn hello(ws: &mut Ws, token: &str, device: &str, since: u64) -> Value {
+    send(
+        ws,
+        json!({"type":"hello","protocol":1,"token":token,"device_id":device,"since":since}),
+    )
+    .await;
+    recv(ws).await
+}
