@@ -108,7 +108,7 @@ async fn a_client_that_stops_reading_never_slows_another_users_pings() {
     }
     round_trips.sort();
     let p99 = round_trips[round_trips.len() * 99 / 100];
-    eprintln!(
+    println!(
         "{} pings while ana's device was stuck: p50 {:?}, p99 {p99:?}, max {:?}",
         round_trips.len(),
         round_trips[round_trips.len() / 2],
