@@ -67,7 +67,7 @@ pub enum Problem {
 
 /// Decodes a frame a device sent, as strictly as PROTOCOL.md requires.
 pub fn decode_client_frame(text: &str) -> Result<ClientFrame, DecodeError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| DecodeError {
+    let value: Value = super::strict_json::parse(text).map_err(|e| DecodeError {
         id: None,
         in_hello: false,
         problem: Problem::NotJson(e.to_string()),
@@ -322,6 +322,26 @@ mod tests {
         let e = err(r#"{"type":"sett","id":4}"#);
         assert_eq!(e.problem, Problem::UnknownType("sett".into()));
         assert_eq!(e.id, Some(4), "the id is echoed even for a bad frame");
+    }
+
+    /// Step 2 as PROTOCOL.md writes it: a repeated key (last-one-wins would turn this
+    /// `ping` into a `set`), nesting over 64, a number beyond f64, a lone surrogate.
+    #[test]
+    fn repeated_keys_deep_nesting_huge_numbers_and_lone_surrogates_are_not_json() {
+        let deep = format!(
+            r#"{{"type":"set","id":1,"key":"like/a","value":{}true{},"local_rev":1}}"#,
+            "[".repeat(64),
+            "]".repeat(64)
+        );
+        for text in [
+            r#"{"type":"ping","id":1,"type":"set","key":"like/a","value":true,"local_rev":1}"#,
+            deep.as_str(),
+            r#"{"type":"set","id":1,"key":"settings/volume","value":1e999,"local_rev":1}"#,
+            r#"{"type":"set","id":1,"key":"settings/display_name","value":"\udead","local_rev":1}"#,
+        ] {
+            let e = err(text);
+            assert!(matches!(e.problem, Problem::NotJson(_)), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod codes;
 pub mod decode;
 pub mod frames;
 pub mod model;
+pub mod strict_json;
 
 pub use codes::{ErrorCode, close};
 pub use decode::{DecodeError, Problem, decode_client_frame, decode_server_frame};
