@@ -36,17 +36,38 @@ fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
 }
 
 impl RedbStore {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens the store in `dir`, or creates one if the directory has no store file. A
+    /// file that is there but empty, truncated or corrupt is an error naming it: never
+    /// taken for a new store (that would start revisions again at 1 under devices that
+    /// know later ones).
     pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| err(dir, "cannot create the data directory", e))?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(|e| {
-            err(
+        let existing = match std::fs::metadata(&path) {
+            Ok(meta) => Some(meta.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(err(&path, "cannot read the store file", e)),
+        };
+        if existing == Some(0) {
+            return Err(err(
                 &path,
-                "cannot open the store (is it a Sync Lab data directory?)",
-                e,
-            )
+                "corrupt store",
+                "the file is empty (0 bytes), so it holds no store; move it away to start a new one",
+            ));
+        }
+        let db = guarded(&path, || {
+            let db = match existing {
+                Some(_) => Database::open(&path),
+                None => Database::create(&path),
+            };
+            db.map_err(|e| {
+                err(
+                    &path,
+                    "cannot open the store (is it a Sync Lab data directory?)",
+                    e,
+                )
+            })
         })?;
         let txn = db
             .begin_write()
@@ -71,6 +92,23 @@ impl RedbStore {
     }
 }
 
+/// Runs `f`, turning a panic inside redb into a corrupt-store error: some damaged files
+/// make redb 4 panic ("entered unreachable code" in its B-tree cursor) instead of failing.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(err(
+            path,
+            "corrupt store",
+            format!("the store library failed while reading it ({why})"),
+        ))
+    })
+}
+
 fn split(composite: &str, parts: usize) -> Option<Vec<&str>> {
     let v: Vec<&str> = composite.split('\0').collect();
     (v.len() == parts).then_some(v)
@@ -78,6 +116,18 @@ fn split(composite: &str, parts: usize) -> Option<Vec<&str>> {
 
 impl Store for RedbStore {
     fn load(&mut self) -> Result<Durable, StoreError> {
+        let path = self.path.clone();
+        guarded(&path, || self.load_unguarded())
+    }
+
+    fn commit(&mut self, batch: &[Record]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        guarded(&path, || self.commit_unguarded(batch))
+    }
+}
+
+impl RedbStore {
+    fn load_unguarded(&mut self) -> Result<Durable, StoreError> {
         let p = &self.path;
         let txn = self.db.begin_read().map_err(|e| err(p, "cannot read", e))?;
         let mut data = Durable::default();
@@ -147,7 +197,7 @@ impl Store for RedbStore {
         Ok(data)
     }
 
-    fn commit(&mut self, batch: &[Record]) -> Result<(), StoreError> {
+    fn commit_unguarded(&mut self, batch: &[Record]) -> Result<(), StoreError> {
         let p = &self.path;
         let txn = self
             .db
@@ -256,6 +306,63 @@ mod tests {
         .unwrap();
         let e = RedbStore::open(&dir).err().expect("refused");
         assert!(e.to_string().contains(FILE_NAME), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Damaged copies of a real store, made here: empty, truncated at several points,
+    /// pages garbled, ranges zeroed. Each is refused with an error naming the file, or
+    /// read back whole; never a panic, never a fresh or an older store in its place.
+    #[test]
+    fn damaged_store_files_are_refused_by_name_never_a_panic_nor_a_fresh_store() {
+        let dir = tempdir("redb-damage");
+        let mut expected = Durable::default();
+        {
+            let mut store = RedbStore::open(&dir).unwrap();
+            for rev in 1..=300u64 {
+                let r = record("ana", &format!("like/p{}", rev % 40), rev, "phone", rev);
+                store.commit(std::slice::from_ref(&r)).unwrap();
+                expected.apply(&r);
+            }
+        }
+        let good = std::fs::read(dir.join(FILE_NAME)).unwrap();
+        let len = good.len();
+        let mut corpus: Vec<(String, Vec<u8>)> = vec![("empty".into(), Vec::new())];
+        for cut in [
+            1,
+            16,
+            512,
+            4096,
+            4097,
+            len / 3,
+            len / 2,
+            len - 4096,
+            len - 1,
+        ] {
+            corpus.push((format!("truncated at {cut}"), good[..cut].to_vec()));
+        }
+        for at in (0..len).step_by(4096).chain([len / 2]) {
+            let mut garbled = good.clone();
+            let end = (at + 4096).min(len);
+            garbled[at..end].iter_mut().for_each(|b| *b ^= 0xa5);
+            corpus.push((format!("page at {at} garbled"), garbled));
+            let mut zeroed = good.clone();
+            zeroed[at..(at + 512).min(len)].fill(0);
+            corpus.push((format!("512 bytes at {at} zeroed"), zeroed));
+        }
+        let mut refused = 0;
+        for (what, bytes) in &corpus {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(FILE_NAME), bytes).unwrap();
+            match RedbStore::open(&dir).and_then(|mut s| s.load()) {
+                Err(e) => {
+                    assert!(e.to_string().contains(FILE_NAME), "{what}: {e}");
+                    refused += 1;
+                }
+                Ok(loaded) => assert!(loaded == expected, "{what}: read back, but not whole"),
+            }
+        }
+        assert!(refused >= 10, "{refused} of {} refused", corpus.len());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
