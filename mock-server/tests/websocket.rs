@@ -442,7 +442,48 @@ async fn the_admin_socket_controls_faults_for_any_client() {
     let mut phone = connect(&s).await;
     hello(&mut phone, "demo-token", "phone", 0).await;
 
-    // Forced rejection.
+    // What does not exist is an error, not a silent `ok`: a user without a token, a
+    // device not connected, a frame not queued.
+    for (cmd, says) in [
+        (
+            json!({"cmd":"inspect","user":"nobody"}),
+            "unknown user `nobody`",
+        ),
+        (
+            json!({"cmd":"server_set","user":"nobody","key":"like/a","value":true}),
+            "unknown user",
+        ),
+        (
+            json!({"cmd":"reject_next","user":"nobody","key":"like/a"}),
+            "unknown user",
+        ),
+        (
+            json!({"cmd":"disconnect","user":"demo","device":"tablet"}),
+            "not connected",
+        ),
+        (
+            json!({"cmd":"release","user":"demo","device":"tablet","dir":"down","n":1}),
+            "not connected",
+        ),
+        (
+            json!({"cmd":"release","user":"demo","device":"phone","dir":"down","n":1}),
+            "no frame 1 in the down queue (0 queued)",
+        ),
+        (
+            json!({"cmd":"drop","user":"demo","device":"phone","dir":"up","n":3}),
+            "no frame 3 in the up queue",
+        ),
+    ] {
+        send(&mut admin, cmd.clone()).await;
+        let answer = recv(&mut admin).await;
+        assert_eq!(answer["ok"], false, "{cmd}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(says),
+            "{cmd}: {answer}"
+        );
+    }
+
+    // Forced rejection (`user` may be left out: the server has one user).
     send(&mut admin, json!({"cmd":"reject_next","key":"like/a"})).await;
     assert_eq!(recv(&mut admin).await["ok"], true);
     send(
