@@ -186,3 +186,73 @@ where
         }
     }
 }
+
+/// SIGTERM: the binary closes every connection with 1001, then exits 0.
+#[tokio::test]
+async fn sigterm_closes_every_connection_1001_and_exits_0() {
+    let dir = std::env::temp_dir().join(format!("sync-lab-sigterm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (mut child, url) = start(&dir);
+    let mut ws = connect_async(&url).await.unwrap().0;
+    let hello = json!({"type":"hello","protocol":1,"token":"demo-token","device_id":"p","since":0});
+    ws.send(Message::text(hello.to_string())).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "welcome");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let close = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(c)))) => return u16::from(c.code),
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a close within 5 s");
+    assert_eq!(close, 1001);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 10 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(code, Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An empty store file is refused by name (exit 1), and so is the demo token beyond
+/// loopback (exit 2).
+#[test]
+fn an_empty_store_file_exits_1_and_the_demo_token_beyond_loopback_exits_2() {
+    let dir = std::env::temp_dir().join(format!("sync-lab-empty-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(mock_server::redb_store::FILE_NAME), b"").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mock-server"))
+        .args(["--addr", "127.0.0.1:0", "--data"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(mock_server::redb_store::FILE_NAME) && stderr.contains("empty"),
+        "{stderr}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_mock-server"))
+        .args(["--addr", "0.0.0.0:0", "--data"])
+        .arg(dir.join("other"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
