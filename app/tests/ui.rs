@@ -53,9 +53,9 @@ fn step_until(h: &mut Harness<'_, SyncLab>, what: &str, done: impl Fn(&SyncLab) 
 }
 
 /// Clicks the widget labelled `label` as a person would: the click lands in the next frame,
-/// then the pointer leaves. A pointer left resting on a button keeps its tooltip open, and
-/// a tooltip is a layer above the panes: the next click, aimed at a widget under it (the
-/// server panel's `restart` tooltip covers a pane's like button), would hit the tooltip.
+/// then the pointer leaves. A pointer left resting on a widget keeps it hovered: its
+/// highlight would show in later snapshots, and its tooltip would open over whatever
+/// lies beneath.
 fn click(h: &mut Harness<'_, SyncLab>, label: &str) {
     h.get_by_label(label).click();
     h.step();

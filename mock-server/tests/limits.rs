@@ -11,10 +11,10 @@ use mock_server::net::{ServerConfig, ServerHandle, StartError, start};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
+use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::{MaybeTlsStream, connect_async};
 
 mod support;
 use support::*;
@@ -31,18 +31,6 @@ fn users(list: &[(&str, &str)]) -> ServerConfig {
             .collect(),
         ..ServerConfig::default()
     }
-}
-
-/// A client whose kernel buffer takes 4 KiB and which reads nothing after its `welcome`.
-async fn stuck_client(s: &ServerHandle, token: &str, device: &str) -> Ws {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(s.addr).await.unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async(s.url(), MaybeTlsStream::Plain(stream))
-        .await
-        .unwrap();
-    hello(&mut ws, token, device, 0).await;
-    ws
 }
 
 /// Ana's third device reads nothing while her other two post long comments (each push
@@ -69,15 +57,7 @@ async fn a_client_that_stops_reading_never_slows_another_users_pings() {
                 hello(&mut ws, "ta", device, 0).await;
                 let text = "c".repeat(280);
                 for i in 1..=300u64 {
-                    let key = format!("comments/{device}-{}", i % 3);
-                    send(&mut ws, json!({"type":"command","id":i,"key":key,"name":"add_comment","args":{"text":text},"local_rev":i})).await;
-                    loop {
-                        let f = recv(&mut ws).await;
-                        if f["id"] == i {
-                            assert_eq!(f["type"], "ack", "{f}");
-                            break;
-                        }
-                    }
+                    add_comment(&mut ws, i, &format!("comments/{device}-{}", i % 3), &text).await;
                 }
             })
         })

@@ -11,8 +11,8 @@ use mock_server::core::store::MemoryStore;
 use mock_server::net::{LinkCommand, ServerConfig, ServerHandle, start};
 use mock_server::sim::Direction;
 use serde_json::{Value, json};
+use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, connect_async};
 
 mod support;
 use support::*;
@@ -255,15 +255,7 @@ async fn overflow(s: &ServerHandle, stuck: &[&str]) -> Vec<tokio::task::JoinHand
                         break;
                     }
                 }
-                let key = format!("comments/w{w}-{}", i % 4);
-                send(&mut ws, json!({"type":"command","id":i,"key":key,"name":"add_comment","args":{"text":text},"local_rev":i})).await;
-                loop {
-                    let f = recv(&mut ws).await;
-                    if f["type"] == "ack" && f["id"] == i {
-                        break;
-                    }
-                    assert_eq!(f["type"], "push", "{f}");
-                }
+                add_comment(&mut ws, i, &format!("comments/w{w}-{}", i % 4), &text).await;
                 written = i;
             }
             written
@@ -354,15 +346,9 @@ async fn a_restart_drops_a_connection_stuck_in_a_write_at_once() {
         ..ServerConfig::default()
     };
     let s = start(config, MemoryStore::default()).await.unwrap();
-    // A client with a 4 KiB receive buffer that reads nothing: long pushes soon fill it,
-    // and the server's write to it blocks, long before its queue could overflow.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(s.addr).await.unwrap();
-    let (mut stuck, _) = tokio_tungstenite::client_async(s.url(), MaybeTlsStream::Plain(stream))
-        .await
-        .unwrap();
-    hello(&mut stuck, "demo-token", "stuck", 0).await;
+    // A client that reads nothing: long pushes soon fill its socket, and the server's
+    // write to it blocks, long before its queue could overflow.
+    let _stuck = stuck_client(&s, "demo-token", "stuck").await;
     let mut writer = connect(&s).await;
     hello(&mut writer, "demo-token", "writer", 0).await;
     // Each push carries the post's whole list: 5 posts of 100 comments of 280 characters
@@ -370,15 +356,7 @@ async fn a_restart_drops_a_connection_stuck_in_a_write_at_once() {
     // most), in 500 frames (the queue holds 1024).
     let text = "c".repeat(280);
     for i in 1..=500u64 {
-        let key = format!("comments/p{}", i % 5);
-        send(&mut writer, json!({"type":"command","id":i,"key":key,"name":"add_comment","args":{"text":text},"local_rev":i})).await;
-        loop {
-            let f = recv(&mut writer).await;
-            if f["id"] == i {
-                assert_eq!(f["type"], "ack", "{f}");
-                break;
-            }
-        }
+        add_comment(&mut writer, i, &format!("comments/p{}", i % 5), &text).await;
     }
     let state = s.inspect("demo").await;
     assert!(state.devices.contains(&"stuck".to_string()), "no overflow");

@@ -83,3 +83,29 @@ pub async fn hello(ws: &mut Ws, token: &str, device: &str, since: u64) -> Value 
     .await;
     recv(ws).await
 }
+
+/// A client whose kernel buffer takes 4 KiB and which reads nothing after its `welcome`:
+/// long pushes soon fill its socket, and the server's writes to it block.
+pub async fn stuck_client(s: &ServerHandle, token: &str, device: &str) -> Ws {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(s.addr).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(s.url(), MaybeTlsStream::Plain(stream))
+        .await
+        .unwrap();
+    hello(&mut ws, token, device, 0).await;
+    ws
+}
+
+/// Posts a comment (`id` doubles as `local_rev`) and waits for its `ack`; the frames
+/// before it must be pushes.
+pub async fn add_comment(ws: &mut Ws, id: u64, key: &str, text: &str) {
+    send(ws, json!({"type":"command","id":id,"key":key,"name":"add_comment","args":{"text":text},"local_rev":id})).await;
+    loop {
+        let f = recv(ws).await;
+        if f["type"] == "ack" && f["id"] == id {
+            return;
+        }
+        assert_eq!(f["type"], "push", "{f}");
+    }
+}
