@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mock_server::core::{DEMO_TOKEN, DEMO_USER};
-use mock_server::net::{ServerConfig, StartError, start};
+use mock_server::net::{ServerConfig, check_exposure, start};
 use mock_server::redb_store::RedbStore;
 
 /// The Sync Lab mock server: PROTOCOL.md over WebSocket at ws://ADDR/sync, with every
@@ -76,6 +76,20 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    let config = ServerConfig {
+        addr: cli.addr,
+        tokens,
+        admin_token: cli.admin_token,
+        allow_origins: cli.allow_origins,
+        max_connections: cli.max_connections,
+        max_auth_failures: cli.max_auth_failures,
+        ..ServerConfig::default()
+    };
+    // Before anything is opened: a refused address leaves no store behind.
+    if let Err(e) = check_exposure(&config) {
+        tracing::error!("{e}");
+        return ExitCode::from(2);
+    }
     let dir = cli
         .data
         .unwrap_or_else(|| mock_server::paths::data_home().join("server"));
@@ -86,24 +100,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if tokens.is_empty() {
+    if config.tokens.is_empty() {
         tracing::info!("no --token given: serving user `{DEMO_USER}` with token `{DEMO_TOKEN}`");
     }
-    let config = ServerConfig {
-        addr: cli.addr,
-        tokens,
-        admin_token: cli.admin_token,
-        allow_origins: cli.allow_origins,
-        max_connections: cli.max_connections,
-        max_auth_failures: cli.max_auth_failures,
-        ..ServerConfig::default()
-    };
     let server = match start(config, store).await {
         Ok(server) => server,
-        Err(e @ StartError::DemoTokenExposed(_)) => {
-            tracing::error!("{e}");
-            return ExitCode::from(2);
-        }
         Err(e) => {
             tracing::error!("{e}");
             return ExitCode::from(1);

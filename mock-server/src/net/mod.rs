@@ -222,16 +222,7 @@ pub async fn start<S: Store + Send + 'static>(
     config: ServerConfig,
     store: S,
 ) -> Result<ServerHandle, StartError> {
-    if !config.addr.ip().is_loopback() {
-        if config.tokens.is_empty() {
-            return Err(StartError::DemoTokenExposed(config.addr));
-        }
-        tracing::warn!(
-            addr = %config.addr,
-            "listening beyond loopback: anyone who can reach {} can try tokens and, with the admin token, control the server",
-            config.addr
-        );
-    }
+    check_exposure(&config)?;
     let core = Core::new(config.tokens, store)?.with_max_auth_failures(config.max_auth_failures);
     let listener = bind(config.addr).map_err(|e| StartError::Bind(config.addr, e))?;
     let addr = listener
@@ -263,6 +254,24 @@ pub async fn start<S: Store + Send + 'static>(
         task,
         open,
     })
+}
+
+/// PROTOCOL.md's "Address" rule, which [`start`] applies: beyond loopback a warning, and
+/// with the demo token (no token given) a refusal. Public so that a binary can check
+/// before it opens anything.
+pub fn check_exposure(config: &ServerConfig) -> Result<(), StartError> {
+    if config.addr.ip().is_loopback() {
+        return Ok(());
+    }
+    if config.tokens.is_empty() {
+        return Err(StartError::DemoTokenExposed(config.addr));
+    }
+    tracing::warn!(
+        addr = %config.addr,
+        "listening beyond loopback: anyone who can reach {} can try tokens and, with the admin token, control the server",
+        config.addr
+    );
+    Ok(())
 }
 
 /// Binds with `SO_REUSEADDR`, so a restarted server gets its port back at once (the
