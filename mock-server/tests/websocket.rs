@@ -154,6 +154,7 @@ async fn idempotent_resend_over_a_new_connection_and_isolation() {
 async fn load_16_devices_150_writes_each_all_answered_gap_free_and_converged() {
     const DEVICES: usize = 16;
     const WRITES: u64 = 150;
+    const WINDOW: usize = 8;
     const TOTAL: u64 = DEVICES as u64 * WRITES;
     let s = server(&[]).await;
     let mut tasks = Vec::new();
@@ -164,9 +165,15 @@ async fn load_16_devices_150_writes_each_all_answered_gap_free_and_converged() {
             hello(&mut ws, "demo-token", &format!("dev{d}"), 0).await;
             let (mut sink, mut stream) = ws.split();
             // Write while reading, as a real client does: a client that stops reading is
-            // closed with 4009 by design.
+            // closed with 4009 by design. And with at most WINDOW writes unanswered, as a
+            // device has (one per key): a client that sends without bound while its user's
+            // other devices do the same is sent more than any queue holds, and the server
+            // no longer pauses everyone to let it catch up (PROTOCOL.md, "Isolation").
+            let window = std::sync::Arc::new(tokio::sync::Semaphore::new(WINDOW));
+            let credit = window.clone();
             let writer = tokio::spawn(async move {
                 for i in 1..=WRITES {
+                    credit.acquire().await.unwrap().forget();
                     let key = format!("like/k{}", i % 8);
                     let v = json!({"type":"set","id":i,"key":key,"value":(i + d as u64).is_multiple_of(2),"local_rev":i});
                     sink.send(Message::text(v.to_string())).await.unwrap();
@@ -187,7 +194,10 @@ async fn load_16_devices_150_writes_each_all_answered_gap_free_and_converged() {
                 let Message::Text(t) = msg else { continue };
                 let f: Value = serde_json::from_str(&t).unwrap();
                 match f["type"].as_str().unwrap() {
-                    "ack" => assert!(acks.insert(f["rev"].as_u64().unwrap())),
+                    "ack" => {
+                        assert!(acks.insert(f["rev"].as_u64().unwrap()));
+                        window.add_permits(1);
+                    }
                     "push" => {
                         let rev = f["rev"].as_u64().unwrap();
                         assert!(rev > last_push, "pushes in revision order");

@@ -13,6 +13,13 @@
 //! 3. **Latency.** 100 devices at 1,000 writes/s in all, on a fixed schedule (open loop):
 //!    ack latency measured from each write's *scheduled* time, so a stalled server cannot
 //!    hide its stall (no coordinated omission).
+//! 4. **Slow readers.** The latency phase again, while another user's K devices read
+//!    nothing and a writer of theirs posts long comments (every push carries the post's
+//!    whole list): their queues fill to the byte bound and they are closed. The others' ack
+//!    latency should not notice (PROTOCOL.md, "Isolation of load"); the server's memory
+//!    stays within its bounds and falls back once they are gone.
+//! 5. **Idle devices.** N devices connect, say `hello` and then nothing: the server's
+//!    memory per idle connection.
 //!
 //! Frames are classified by their `type` alone: answers (`ack`, `reject`, or the echo)
 //! come back in the order the writes were sent on a connection, so no id needs matching.
@@ -60,6 +67,13 @@ struct Cli {
     /// Writes per second in all in the latency phase.
     #[arg(long, default_value_t = 1000.0, value_parser = positive)]
     latency_rate: f64,
+    /// Connections that read nothing in the slow-readers phase.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    slow_readers: u32,
+    /// Idle devices in the last phase (each takes a file descriptor here and one in the
+    /// server: raise `ulimit -n` above it).
+    #[arg(long, default_value_t = 8000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    idle_devices: u32,
 }
 
 #[derive(Subcommand, Debug)]
@@ -326,11 +340,175 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
     println!("echo latency  the same load: {}", e.latency_summary());
     println!(
         "server RSS    peak {:.1} MiB under throughput, {:.1} MiB peak / {:.1} MiB after the latency phase",
-        peak as f64 / 1024.0,
-        peak2 as f64 / 1024.0,
-        now as f64 / 1024.0
+        mib(peak),
+        mib(peak2),
+        mib(now)
+    );
+    slow_readers(cli, dir, &latency, &l).await?;
+    idle_devices(cli, dir).await
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Phase 4: the latency load beside a user whose devices read nothing.
+async fn slow_readers(
+    cli: &Cli,
+    dir: &std::path::Path,
+    latency: &Load,
+    without: &Tally,
+) -> Result<(), String> {
+    // The slow user is the one after the latency phase's users.
+    let slow_user = latency.users;
+    let sync = ServerProcess::spawn("sync", &dir.join("slow"), slow_user + 1)?;
+    let (_, before) = sync.rss_kib().unwrap_or_default();
+    let url = format!("ws://{}/sync", sync.addr);
+    let mut stuck = Vec::new();
+    for d in 0..cli.slow_readers {
+        stuck.push(stuck_device(&url, slow_user, d).await?);
+    }
+    let filler = tokio::spawn(post_long_comments(
+        url.clone(),
+        slow_user,
+        Instant::now() + latency.length,
+    ));
+    let with = latency.run(&sync.addr, true).await?;
+    let (peak, during) = sync.rss_kib().unwrap_or_default();
+    let posted = filler.await.map_err(|e| e.to_string())??;
+    drop(stuck);
+    // Past the resync grace, every one of them is gone from the server, whatever it was
+    // doing when its client left.
+    let settle = mock_server::net::RESYNC_GRACE + Duration::from_secs(2);
+    tokio::time::sleep(settle).await;
+    let (_, after) = sync.rss_kib().unwrap_or_default();
+    drop(sync);
+    let p99 = |t: &Tally| t.quantile(0.99).as_secs_f64() * 1000.0;
+    println!(
+        "slow readers  {} devices reading nothing, {posted} long comments pushed to them: ack latency of the others {}; p99 {:.2} ms vs {:.2} ms without = {:.2}x",
+        cli.slow_readers,
+        with.latency_summary(),
+        p99(&with),
+        p99(without),
+        p99(&with) / p99(without)
+    );
+    let bound = f64::from(cli.slow_readers) * mock_server::net::OUTBOUND_BYTES as f64 / 1048576.0;
+    println!(
+        "              server RSS {:.1} MiB before, peak {:.1} MiB (queue bounds: {bound:.0} MiB), {:.1} MiB at the end, {:.1} MiB {} s after they left",
+        mib(before),
+        mib(peak),
+        mib(during),
+        mib(after),
+        settle.as_secs()
     );
     Ok(())
+}
+
+/// A device of `user` whose kernel buffer takes 4 KiB and which reads nothing after its
+/// `welcome`.
+async fn stuck_device(url: &str, user: u32, d: u32) -> Result<Ws, String> {
+    let addr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/sync")
+        .parse()
+        .map_err(|e| format!("{url}: {e}"))?;
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket
+        .set_recv_buffer_size(4096)
+        .map_err(|e| e.to_string())?;
+    let stream = socket.connect(addr).await.map_err(|e| e.to_string())?;
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    hello(&mut ws, user, &format!("slow{d}")).await?;
+    Ok(ws)
+}
+
+/// Posts 280-character comments as `user` until `end`, 150 a second (under the rate
+/// limit), 100 to a post and then the next post; returns how many it posted.
+async fn post_long_comments(url: String, user: u32, end: Instant) -> Result<u64, String> {
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&url, Some(ws_config()), true)
+        .await
+        .map_err(|e| e.to_string())?;
+    hello(&mut ws, user, "writer").await?;
+    let text = "c".repeat(280);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / 150.0));
+    let mut posted = 0u64;
+    while Instant::now() < end {
+        tick.tick().await;
+        posted += 1;
+        let frame = format!(
+            r#"{{"type":"command","id":{posted},"key":"comments/p{}","name":"add_comment","args":{{"text":"{text}"}},"local_rev":{posted}}}"#,
+            posted / 100
+        );
+        ws.send(Message::text(frame))
+            .await
+            .map_err(|e| e.to_string())?;
+        // Its answer, after its echo of the last post (pushes of its own user).
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.contains(r#""type":"ack""#) => break,
+                Some(Ok(Message::Text(t))) if t.contains(r#""type":"reject""#) => {
+                    return Err(format!("a long comment was rejected: {t}"));
+                }
+                Some(Ok(_)) => {}
+                other => return Err(format!("the writer's connection ended: {other:?}")),
+            }
+        }
+    }
+    Ok(posted)
+}
+
+/// Phase 5: memory per idle connection.
+async fn idle_devices(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
+    let sync = ServerProcess::spawn("sync", &dir.join("idle"), 1)?;
+    let url = format!("ws://{}/sync", sync.addr);
+    let (_, before) = sync.rss_kib().unwrap_or_default();
+    let started = Instant::now();
+    let mut devices = Vec::with_capacity(cli.idle_devices as usize);
+    for d in 0..cli.idle_devices {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_with_config(&url, Some(ws_config()), true)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "idle device {d}: {e} (each takes a file descriptor: raise `ulimit -n`)"
+                    )
+                })?;
+        hello(&mut ws, 0, &format!("idle{d}")).await?;
+        devices.push(ws);
+    }
+    let connected = started.elapsed();
+    let (_, with) = sync.rss_kib().unwrap_or_default();
+    drop(devices);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, after) = sync.rss_kib().unwrap_or_default();
+    drop(sync);
+    let per = (with.saturating_sub(before)) as f64 / f64::from(cli.idle_devices);
+    println!(
+        "idle devices  {} connected in {:.1} s: server RSS {:.1} MiB before, {:.1} MiB with them = {per:.1} KiB per idle connection; {:.1} MiB 2 s after they left",
+        cli.idle_devices,
+        connected.as_secs_f64(),
+        mib(before),
+        mib(with),
+        mib(after)
+    );
+    Ok(())
+}
+
+/// `hello` as device `device` of user `u{user}`, and its `welcome`.
+async fn hello(ws: &mut Ws, user: u32, device: &str) -> Result<(), String> {
+    let hello = format!(
+        r#"{{"type":"hello","protocol":1,"token":"t{user}","device_id":"{device}","since":0}}"#
+    );
+    ws.send(Message::text(hello))
+        .await
+        .map_err(|e| e.to_string())?;
+    match ws.next().await {
+        Some(Ok(Message::Text(t))) if t.contains(r#""type":"welcome""#) => Ok(()),
+        other => Err(format!("expected welcome, got {other:?}")),
+    }
 }
 
 /// One phase's load.
@@ -356,20 +534,25 @@ struct Tally {
 }
 
 impl Tally {
-    /// p50, p99 and max of the answers' latencies.
-    fn latency_summary(&self) -> String {
+    /// The `q`-quantile of the answers' latencies (zero with none).
+    fn quantile(&self, q: f64) -> Duration {
         let mut sorted = self.latencies.clone();
         sorted.sort_unstable();
-        let ms = |q: f64| match sorted.len() {
-            0 => f64::NAN,
-            n => sorted[((n - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0,
-        };
+        match sorted.len() {
+            0 => Duration::ZERO,
+            n => sorted[((n - 1) as f64 * q).round() as usize],
+        }
+    }
+
+    /// p50, p99 and max of the answers' latencies.
+    fn latency_summary(&self) -> String {
+        let ms = |q: f64| self.quantile(q).as_secs_f64() * 1000.0;
         format!(
             "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n = {})",
             ms(0.5),
             ms(0.99),
             ms(1.0),
-            sorted.len()
+            self.latencies.len()
         )
     }
 }
@@ -386,16 +569,7 @@ impl Load {
                         .await
                         .map_err(|e| format!("connect to {url}: {e}"))?;
                 if sync {
-                    let hello = format!(
-                        r#"{{"type":"hello","protocol":1,"token":"t{u}","device_id":"d{d}","since":0}}"#
-                    );
-                    ws.send(Message::text(hello))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    match ws.next().await {
-                        Some(Ok(Message::Text(t))) if t.contains(r#""type":"welcome""#) => {}
-                        other => return Err(format!("expected welcome, got {other:?}")),
-                    }
+                    hello(&mut ws, u, &format!("d{d}")).await?;
                 }
                 sockets.push((d, ws));
             }

@@ -10,12 +10,11 @@
 //! bound, such as a big `welcome`, still goes out when the queue is empty.
 //!
 //! A connection whose queue is more than half full stops reading its own client until it
-//! drained below half: a device that cannot take what it is sent should not send more,
-//! and when every device falls behind at once (a machine short of CPU) the writers slow
-//! down through TCP instead of overflowing the readers. This pauses only that connection:
-//! the core task and every other connection go on. The core task's input channel is
-//! short ([`INPUT_QUEUE`](super::INPUT_QUEUE)), so what was read before the pause cannot
-//! fill the other half on its own.
+//! drained below half: a device that cannot take what it is sent should not send more.
+//! This pauses only that connection: the core task and every other connection go on. It
+//! cannot save a reader from the fan-out of *other* devices' writes: a user whose devices
+//! all send without bound is sent more than any queue holds, and the ones that fall behind
+//! are closed 4009 and catch up, as PROTOCOL.md says.
 //!
 //! The channel itself is unbounded; the two counters bound it. The core task is the only
 //! producer, so its check-then-add cannot race another producer; the connection task only
@@ -41,11 +40,12 @@ pub(super) enum Outbound {
 }
 
 impl Outbound {
-    /// What the frame weighs against the byte bound.
+    /// What the frame weighs against the byte bound: the memory its text holds, which
+    /// serialization may leave up to twice its length.
     fn bytes(&self) -> usize {
         match self {
-            Outbound::Frame(json, _) => json.len(),
-            Outbound::Close(_, reason) => reason.len(),
+            Outbound::Frame(json, _) => json.capacity(),
+            Outbound::Close(_, reason) => reason.capacity(),
         }
     }
 }
