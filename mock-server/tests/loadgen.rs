@@ -7,6 +7,14 @@ fn loadgen_reports_every_figure_on_a_tiny_load() {
     let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["--seconds", "1", "--users", "2", "--devices-per-user", "2"])
         .args(["--latency-devices", "2", "--latency-rate", "20"])
+        .args([
+            "--slow-readers",
+            "1",
+            "--idle-devices",
+            "10",
+            "--settle",
+            "0",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -18,6 +26,9 @@ fn loadgen_reports_every_figure_on_a_tiny_load() {
         "ack latency",
         "echo latency",
         "server RSS",
+        "slow readers",
+        "idle devices",
+        "KiB per idle connection",
     ] {
         assert!(text.contains(line), "no `{line}` in:\n{text}");
     }

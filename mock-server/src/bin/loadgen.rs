@@ -74,6 +74,11 @@ struct Cli {
     /// server: raise `ulimit -n` above it).
     #[arg(long, default_value_t = 8000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     idle_devices: u32,
+    /// Seconds to wait after the slow readers and the idle devices left, before reading the
+    /// server's memory again. The default outlasts the resync grace (10 s), after which no
+    /// connection of theirs can be left.
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(0..=600))]
+    settle: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -377,9 +382,7 @@ async fn slow_readers(
     let (peak, during) = sync.rss_kib().unwrap_or_default();
     let posted = filler.await.map_err(|e| e.to_string())??;
     drop(stuck);
-    // Past the resync grace, every one of them is gone from the server, whatever it was
-    // doing when its client left.
-    let settle = mock_server::net::RESYNC_GRACE + Duration::from_secs(2);
+    let settle = Duration::from_secs(cli.settle);
     tokio::time::sleep(settle).await;
     let (_, after) = sync.rss_kib().unwrap_or_default();
     drop(sync);
@@ -482,17 +485,19 @@ async fn idle_devices(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
     let connected = started.elapsed();
     let (_, with) = sync.rss_kib().unwrap_or_default();
     drop(devices);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let settle = Duration::from_secs(cli.settle);
+    tokio::time::sleep(settle).await;
     let (_, after) = sync.rss_kib().unwrap_or_default();
     drop(sync);
     let per = (with.saturating_sub(before)) as f64 / f64::from(cli.idle_devices);
     println!(
-        "idle devices  {} connected in {:.1} s: server RSS {:.1} MiB before, {:.1} MiB with them = {per:.1} KiB per idle connection; {:.1} MiB 2 s after they left",
+        "idle devices  {} connected in {:.1} s: server RSS {:.1} MiB before, {:.1} MiB with them = {per:.1} KiB per idle connection; {:.1} MiB {} s after they left",
         cli.idle_devices,
         connected.as_secs_f64(),
         mib(before),
         mib(with),
-        mib(after)
+        mib(after),
+        settle.as_secs()
     );
     Ok(())
 }
