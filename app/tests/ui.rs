@@ -122,7 +122,7 @@ fn a_like_clicked_in_one_pane_appears_in_the_other() {
         "{labels:?}"
     );
     assert!(
-        h.query_by_label_contains("all devices agree with the server")
+        h.query_by_label_contains("all 2 devices agree with the server")
             .is_some()
     );
 }
@@ -440,4 +440,42 @@ fn a_lossy_uplink_set_by_hand_costs_the_device_its_connection() {
             )
         })
     });
+}
+
+/// The top bar counts every device: one offline with an unsent tap does not agree, and the
+/// time is taken when the last device comes to agree.
+#[test]
+fn an_offline_device_with_an_unsent_tap_keeps_the_devices_from_agreeing() {
+    let mut h = harness(app(2, "convergence"));
+    until_connected(&mut h);
+    step_until(&mut h, "both devices to agree", |a| a.agreement().is_ok());
+    click(&mut h, "phone online");
+    step_until(&mut h, "the phone to go offline", |a| {
+        a.panes()[0].handle.view().connection == ConnectionState::Offline
+    });
+    click(&mut h, "phone like post-1");
+    step_until(&mut h, "the tap to show", |a| {
+        a.panes()[0]
+            .handle
+            .view()
+            .shown(&Key::parse("like/post-1").unwrap())
+            == json!(true)
+    });
+    step_until(&mut h, "the bar to name the phone", |a| {
+        a.agreement().err().as_deref() == Some("1 of 2 agree · phone offline, 1 key unconfirmed")
+    });
+    assert!(
+        h.query_by_label("1 of 2 agree · phone offline, 1 key unconfirmed")
+            .is_some(),
+        "the top bar says so"
+    );
+    click(&mut h, "phone online");
+    step_until(&mut h, "the phone to sync its tap and both to agree", |a| {
+        a.agreement().is_ok() && a.server().is_some_and(|s| s.writes == 1)
+    });
+    assert!(
+        h.query_by_label_contains("all 2 devices agree with the server,")
+            .is_some(),
+        "with the time after the last intent"
+    );
 }

@@ -10,6 +10,7 @@
 //! | [`server_panel`] | the server's authoritative table and fault controls |
 //! | [`wire`] | the live sequence diagram of frames between devices and server |
 
+pub mod convergence;
 pub mod layout;
 pub mod live;
 pub mod pane;
@@ -24,6 +25,7 @@ use mock_server::net::Inspection;
 use sync_core::client::DeviceView;
 use sync_core::engine::Strategy;
 
+use convergence::Agreement;
 use layout::{DeviceLayout, Layout};
 use live::Live;
 use pane::{Pane, PaneAction};
@@ -162,7 +164,8 @@ impl SyncLab {
         let views = self.views();
         self.refresh_server(&views);
         let agreement = self.agreement_of(&views);
-        if agreement.is_ok()
+        // Every device counts, so this is when the last of them came to agree.
+        if agreement.as_ref().is_ok_and(Agreement::all)
             && self.converged_after.is_none()
             && let Some(t) = self.last_intent
         {
@@ -173,6 +176,10 @@ impl SyncLab {
                 ui.heading("Sync Lab");
                 ui.selectable_value(&mut self.mode, Mode::Live, "live devices");
                 ui.selectable_value(&mut self.mode, Mode::Player, "scenario player");
+                if self.mode == Mode::Player {
+                    // The player speaks for its simulated world, beside its script.
+                    return;
+                }
                 ui.separator();
                 let n = self.panes.len();
                 let devices = if n == 1 { "device" } else { "devices" };
@@ -189,16 +196,19 @@ impl SyncLab {
                     self.panes.push(Pane::restore(&DeviceLayout::new(id), handle).0);
                 }
                 ui.separator();
+                let green = egui::Color32::from_rgb(0x30, 0xa0, 0x50);
+                let amber = egui::Color32::from_rgb(0xd0, 0x8c, 0x20);
                 let (color, text) = match (&agreement, self.converged_after) {
-                    (Ok(()), Some(after)) => (
-                        egui::Color32::from_rgb(0x30, 0xa0, 0x50),
-                        format!("all devices agree with the server, {:.2} s after the last intent", after.as_secs_f64()),
+                    (Ok(a), Some(after)) if a.all() => (
+                        green,
+                        format!("{}, {:.2} s after the last intent", a.summary(), after.as_secs_f64()),
                     ),
-                    (Ok(()), None) => (egui::Color32::from_rgb(0x30, 0xa0, 0x50), "all devices agree with the server".into()),
-                    (Err(why), _) => (egui::Color32::from_rgb(0xd0, 0x8c, 0x20), why.clone()),
+                    (Ok(a), _) if a.all() => (green, a.summary()),
+                    (Ok(a), _) => (amber, a.summary()),
+                    (Err(why), _) => (amber, why.clone()),
                 };
                 ui.label(egui::RichText::new(text).color(color).strong())
-                    .on_hover_text("Convergence: every connected device shows the server's value and knows its revision for every key, with nothing in flight");
+                    .on_hover_text("Convergence: a device agrees when it is connected, has nothing in flight, and shows the server's value and knows its revision for every key. An offline or reconnecting device never agrees: it cannot know what it missed");
             });
         });
         if self.mode == Mode::Player {
@@ -304,10 +314,13 @@ impl SyncLab {
         ctx.request_repaint_after(QUEUE_REFRESH);
     }
 
-    /// `Ok` when every connected device agrees with the server (value and revision of
-    /// every stored key, nothing in flight); else which device and key still differ.
+    /// `Ok` when every device agrees with the server (see [`convergence`]); else the top
+    /// bar's text, which says how many agree and why the first one that does not.
     pub fn agreement(&self) -> Result<(), String> {
-        self.agreement_of(&self.views())
+        match self.agreement_of(&self.views())? {
+            a if a.all() => Ok(()),
+            a => Err(a.summary()),
+        }
     }
 
     /// Every device's view, taken once per frame (each is a copy of the device's state).
@@ -315,28 +328,13 @@ impl SyncLab {
         self.panes.iter().map(|p| p.handle.view()).collect()
     }
 
-    fn agreement_of(&self, views: &[DeviceView]) -> Result<(), String> {
-        use sync_core::engine::connection::ConnectionState;
+    /// Every device judged against the server's state; `Err` until that state arrived.
+    fn agreement_of(&self, views: &[DeviceView]) -> Result<Agreement, String> {
         let Some(server) = &self.server else {
             return Err("waiting for the server's state".into());
         };
-        for (pane, view) in self.panes.iter().zip(views) {
-            if view.connection != ConnectionState::Connected {
-                continue;
-            }
-            if view.has_pending() {
-                return Err(format!("{} has a request in flight", pane.name));
-            }
-            for (key, stored) in &server.data.keys {
-                let (shown, rev) = view.key(key).map_or((key.default_value(), 0), |k| {
-                    (k.slot.shown.clone(), k.known_rev)
-                });
-                if shown != stored.value || rev != stored.rev {
-                    return Err(format!("{} differs on {key}", pane.name));
-                }
-            }
-        }
-        Ok(())
+        let names = self.panes.iter().map(|p| p.title());
+        Ok(convergence::judge(&server.data, names.zip(views)))
     }
 
     /// Asks the server for its state when a device's counters or connection moved (so an
