@@ -16,6 +16,7 @@
 //! | [`scenario`] | the scenario language of SCENARIOS.md: parser and runner |
 //! | [`invariants`] | DESIGN.md's invariants, checked on a running simulated world (each device against what its strategy owes) |
 //! | [`paths`] | default locations of data |
+//! | [`memory`] | jemalloc's background purging, which the binaries turn on so that memory freed when connections close goes back to the system |
 //! | [`fuzz`] | one fuzz input through the decoder and the core, with its checks (the cargo-fuzz target's body) |
 //!
 //! The `mock-server` binary (`src/main.rs`) runs the live server standalone; `--help`
@@ -25,6 +26,7 @@ pub mod core;
 pub mod fuzz;
 pub mod invariants;
 pub mod link;
+pub mod memory;
 pub mod net;
 pub mod paths;
 pub mod redb_store;

@@ -1,6 +1,13 @@
 //! `mock-server`: the Sync Lab server, standalone, for QA of any client that speaks
 //! PROTOCOL.md (the app's devices, a script, a real mobile app).
 
+/// jemalloc, not glibc's allocator: after a burst of slow readers or thousands of idle
+/// devices leave, glibc kept every byte of the peak in its arenas; jemalloc (with its
+/// background purging, [`mock_server::memory`]) gives it back within seconds, and was
+/// 1.26–1.37× as fast in `loadgen` (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -69,6 +76,7 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    mock_server::memory::give_back_freed_memory();
     let mut tokens = BTreeMap::new();
     for (user, token) in &cli.tokens {
         if let Some(other) = tokens.insert(token.clone(), user.clone()) {

@@ -24,6 +24,10 @@
 //! Frames are classified by their `type` alone: answers (`ack`, `reject`, or the echo)
 //! come back in the order the writes were sent on a connection, so no id needs matching.
 
+/// The server's allocator, as in the `mock-server` binary (see its docs).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -149,6 +153,7 @@ fn fail(message: &str) -> ExitCode {
 // The child: a server that lives until its parent closes stdin.
 
 async fn serve(kind: ServerKind, data: Option<PathBuf>, users: u32) -> Result<(), String> {
+    mock_server::memory::give_back_freed_memory();
     let addr: std::net::SocketAddr = "127.0.0.1:0".parse().expect("a literal address");
     let mut stop_sync = None;
     let bound = match kind {
