@@ -206,6 +206,11 @@ impl Engine {
                         false
                     }
                     PushOutcome::TakenAsAck => {
+                        // Not shown (a newer intent is), but it is what the server stores
+                        // at that revision: the confirmed pair must be one it had.
+                        let slot = self.state.slot(&key);
+                        slot.confirmed = change.value.clone();
+                        slot.known_rev = slot.known_rev.max(change.rev);
                         self.state.emit(EventKind::PushTakenAsAck {
                             key: key.clone(),
                             rev: change.rev,

@@ -251,6 +251,10 @@ fn own_echo_after_ack_is_already_seen_and_older_echo_is_an_ack() {
         json!(true),
         "the newer intent stays on screen"
     );
+    // What the server confirmed is the echo's value at the echo's revision: a pair the
+    // server had (before, the older value stood beside the newer revision).
+    let view = d.e.keys().into_iter().find(|k| k.key == key(LIKE)).unwrap();
+    assert_eq!((view.slot.confirmed, view.known_rev), (json!(false), 2));
 }
 
 #[test]
