@@ -730,6 +730,10 @@ pub fn explain(kind: &EventKind) -> (Color32, &'static str) {
             Color32::from_rgb(0xd0, 0x40, 0x40),
             "Stale: its revision is lower than one already known, so it is ignored",
         ),
+        PushApplied { own: true, .. } => (
+            grey,
+            "This device's own write, echoed by the server with a revision newer than any it knew (it came before the ack): applied like any push",
+        ),
         PushApplied { .. } => (
             Color32::from_rgb(0x30, 0xa0, 0x50),
             "A newer revision from the server is applied at once, even while a request is in flight",

@@ -262,8 +262,21 @@ fn arrow_of(kind: &EventKind) -> Option<(Way, Color32, String)> {
             key,
             value,
             rev,
+            local_rev,
+            own: true,
+            ..
+        } => (
+            Way::ToDevice,
+            QUIET,
+            format!("own echo {key} = {value} rev {rev} lr{local_rev} (applied)"),
+        ),
+        PushApplied {
+            key,
+            value,
+            rev,
             from,
             local_rev,
+            own: false,
         } => (
             Way::ToDevice,
             PUSH,

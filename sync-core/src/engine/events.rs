@@ -90,6 +90,9 @@ pub enum EventKind {
         from: String,
         /// The writer's local revision (0 for the server).
         local_rev: u64,
+        /// The writer is this device: its own echo, applied (under `sync-with-push`, it
+        /// arrived before its ack; `naive` applies every echo).
+        own: bool,
     },
     /// A push (or catch-up change) older than the known revision was ignored.
     PushStale {
@@ -228,8 +231,22 @@ impl fmt::Display for EventKind {
                 key,
                 value,
                 rev,
+                local_rev,
+                own: true,
+                ..
+            } => {
+                write!(
+                    f,
+                    "own echo applied {key} = {value} rev {rev} (local_rev {local_rev})"
+                )
+            }
+            PushApplied {
+                key,
+                value,
+                rev,
                 from,
                 local_rev,
+                own: false,
             } => {
                 write!(
                     f,

@@ -243,6 +243,7 @@ impl Engine {
                 rev: change.rev,
                 from: change.device_id,
                 local_rev: change.local_rev,
+                own: !from_other,
             });
         }
     }

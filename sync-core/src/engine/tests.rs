@@ -257,6 +257,34 @@ fn own_echo_after_ack_is_already_seen_and_older_echo_is_an_ack() {
     assert_eq!((view.slot.confirmed, view.known_rev), (json!(false), 2));
 }
 
+/// The echo of the only request in flight, arriving before its ack, is applied (its
+/// revision is new) and says it is the device's own echo, not another device's push.
+#[test]
+fn an_own_echo_before_its_ack_is_applied_and_named_as_an_own_echo() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    d.tap(LIKE);
+    d.writes();
+    d.events();
+    d.push(LIKE, json!(true), 1, "phone", 1);
+    let events = d.events();
+    assert!(
+        matches!(
+            events[..],
+            [EventKind::PushApplied {
+                own: true,
+                rev: 1,
+                ..
+            }]
+        ),
+        "{events:?}"
+    );
+    assert_eq!(
+        events[0].to_string(),
+        "own echo applied like/p1 = true rev 1 (local_rev 1)"
+    );
+}
+
 #[test]
 fn newer_push_while_in_flight_wins_and_the_ack_is_stale() {
     let mut d = Dev::new(Strategy::SyncWithPush);
