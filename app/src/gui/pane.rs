@@ -667,7 +667,7 @@ pub fn counters(ui: &mut egui::Ui, view: &DeviceView) {
             (
                 "saved",
                 c.saved_by_coalescing(),
-                "Intents that needed no request of their own (coalesced)",
+                "Intents a request carried beside its newest one (coalesced), counted when that request goes out",
             ),
             (
                 "stale",

@@ -189,6 +189,7 @@ pub fn send_kind_name(k: SendKind) -> &'static str {
         SendKind::FollowUp => "follow-up",
         SendKind::Resend => "resend",
         SendKind::AfterFailure => "after-failure",
+        SendKind::Queued => "queued",
     }
 }
 

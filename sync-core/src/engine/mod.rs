@@ -32,7 +32,7 @@ pub mod state;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -194,6 +194,10 @@ pub struct Engine {
     heartbeat: Heartbeat,
     attempt: u32,
     requests: HashMap<u64, Request>,
+    /// Keys whose open write or command was opened while no connection was up (one is
+    /// open per key at a time): its first send is labelled [`SendKind::Queued`]. Not kept
+    /// across a restart of the device, where "resend" is the safe word.
+    never_sent: BTreeSet<Key>,
     next_id: u64,
     cursor: Cursor,
     user: Option<String>,
@@ -218,6 +222,7 @@ impl Engine {
             heartbeat: Heartbeat::opened(now),
             attempt: 0,
             requests: HashMap::new(),
+            never_sent: BTreeSet::new(),
             next_id: 1,
             cursor: Cursor::new(0),
             user: None,
@@ -271,6 +276,7 @@ impl Engine {
         slot.superseded_by = None;
         let local_rev = slot.local_rev;
         self.state.counters.intents += 1;
+        *self.state.unsent.entry(key.clone()).or_default() += 1;
         self.state.emit(EventKind::OptimisticWrite {
             key: key.clone(),
             value: value.clone(),
@@ -317,6 +323,7 @@ impl Engine {
         let local_rev = slot.local_rev;
         let mut list = crate::protocol::model::comments_from_value(&slot.shown);
         self.state.counters.intents += 1;
+        *self.state.unsent.entry(key.clone()).or_default() += 1;
         list.push(Comment {
             id: format!("pending-{local_rev}"),
             text: text.trim().to_string(),
@@ -481,10 +488,9 @@ impl Engine {
     /// Hands a write to the link if connected; otherwise it waits for the next `welcome`
     /// (the strategy keeps it open).
     fn send_write(&mut self, key: Key, value: Value, local_rev: u64, kind: SendKind) {
-        if self.conn != ConnectionState::Connected {
-            self.state.emit(EventKind::RequestQueued { key });
+        let Some(kind) = self.on_the_wire(&key, kind) else {
             return;
-        }
+        };
         let id = self.take_id();
         self.count_request(&key);
         self.state.emit(EventKind::RequestSent {
@@ -510,7 +516,9 @@ impl Engine {
     }
 
     fn count_request(&mut self, key: &Key) {
+        let carried = self.state.unsent.remove(key).unwrap_or(0);
         let c = &mut self.state.counters;
+        c.saved += carried.saturating_sub(1);
         c.requests += 1;
         match c.requests_by_key.get_mut(key) {
             Some(n) => *n += 1,
@@ -531,15 +539,32 @@ impl Engine {
         self.send_write(key, value, local_rev, SendKind::First);
     }
 
+    /// Whether a request can go out now, and as what: `None` (and `RequestQueued`) while
+    /// no connection is up; a "resend" or "follow-up" of a request that never went out is
+    /// `Queued`.
+    fn on_the_wire(&mut self, key: &Key, kind: SendKind) -> Option<SendKind> {
+        if self.conn != ConnectionState::Connected {
+            self.never_sent.insert(key.clone());
+            self.state
+                .emit(EventKind::RequestQueued { key: key.clone() });
+            return None;
+        }
+        // The strategy sees the open request as unanswered, and sends it (or the newest
+        // intent, as a follow-up) after `welcome`; but it never reached the wire.
+        let never_sent = self.never_sent.remove(key);
+        Some(match kind {
+            SendKind::Resend | SendKind::FollowUp if never_sent => SendKind::Queued,
+            kind => kind,
+        })
+    }
+
     fn send_command(&mut self, key: &Key, kind: SendKind) {
         let Some(cmd) = self.commands.get(key).cloned() else {
             return;
         };
-        if self.conn != ConnectionState::Connected {
-            self.state
-                .emit(EventKind::RequestQueued { key: key.clone() });
+        let Some(kind) = self.on_the_wire(key, kind) else {
             return;
-        }
+        };
         let id = self.take_id();
         self.count_request(key);
         let value = self

@@ -54,12 +54,17 @@ pub struct Counters {
     pub stale: u64,
     /// Optimistic changes rolled back after a rejection.
     pub rollbacks: u64,
+    /// Intents a request carried beside its newest one: coalesced, never sent on their
+    /// own. Counted when that request goes out, so it never goes down. (Intents minus
+    /// requests went down when a follow-up was sent, and counted resends against it.)
+    #[serde(default)]
+    pub saved: u64,
 }
 
 impl Counters {
     /// Intents that did not need a request of their own (coalesced).
     pub fn saved_by_coalescing(&self) -> u64 {
-        self.intents.saturating_sub(self.requests)
+        self.saved
     }
 }
 
@@ -71,6 +76,8 @@ pub struct DeviceState {
     pub keys: BTreeMap<Key, KeySlot>,
     /// The counters.
     pub counters: Counters,
+    /// Per key, intents made since its last request (what the next one will carry).
+    pub(crate) unsent: BTreeMap<Key, u64>,
     /// Events of the current step, in order.
     pub(crate) events: Vec<EventKind>,
 }

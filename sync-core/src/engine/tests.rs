@@ -173,6 +173,11 @@ fn intent_is_shown_at_once_and_one_request_is_in_flight() {
     assert_eq!(w.len(), 1, "one request in flight per key");
     assert_eq!(w[0].3, 1);
     assert!(d.e.keys()[0].follow_up_pending);
+    assert_eq!(
+        d.e.counters().saved_by_coalescing(),
+        0,
+        "nothing is saved until the follow-up carries the two waiting taps"
+    );
     d.ack(w[0].0, LIKE, json!(true), 1);
     // Follow-up by revision: the final value equals the one sent, yet it goes out.
     let w2 = d.writes();
@@ -425,6 +430,23 @@ fn offline_intents_coalesce_into_one_request() {
     let w = d.writes();
     assert_eq!(w.len(), 1);
     assert_eq!((w[0].2.clone(), w[0].3), (json!(true), 3));
+    assert_eq!(
+        sent_kinds(&mut d),
+        [SendKind::Queued],
+        "never on the wire before: queued, not a resend"
+    );
+    assert_eq!(d.e.counters().saved_by_coalescing(), 2, "3 taps, 1 request");
+}
+
+/// The kinds of the requests sent since the events were last read.
+fn sent_kinds(d: &mut Dev) -> Vec<SendKind> {
+    d.events()
+        .into_iter()
+        .filter_map(|e| match e {
+            EventKind::RequestSent { kind, .. } => Some(kind),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
@@ -446,6 +468,11 @@ fn lost_ack_is_resent_unchanged_after_welcome() {
     );
     let w2 = d.writes();
     assert_eq!(w2.len(), 1, "resent");
+    assert_eq!(
+        sent_kinds(&mut d).last(),
+        Some(&SendKind::Resend),
+        "it was on the wire"
+    );
     assert_eq!(
         (w2[0].2.clone(), w2[0].3),
         (w[0].2.clone(), w[0].3),

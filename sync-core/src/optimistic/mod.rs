@@ -76,6 +76,10 @@ pub enum SendKind {
     Resend,
     /// A newer intent, sent at once after the cycle's request failed.
     AfterFailure,
+    /// Made while no connection was up, and sent for the first time after `welcome`. (The
+    /// strategies see it as a resend of an open request; the device engine knows it
+    /// never reached the wire.)
+    Queued,
 }
 
 /// What the completion hook (`on_finish`) is told about the cycle that ended.
