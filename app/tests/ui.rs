@@ -479,3 +479,27 @@ fn an_offline_device_with_an_unsent_tap_keeps_the_devices_from_agreeing() {
         "with the time after the last intent"
     );
 }
+
+/// "reject next write" shows the rejection armed until a write fires it: the device that
+/// wrote rolls back, and the armed line goes.
+#[test]
+fn a_rejection_is_shown_armed_until_a_write_fires_it() {
+    let mut h = harness(app(2, "reject"));
+    until_connected(&mut h);
+    let armed = "armed: the next write to like/post-1 will be rejected";
+    click(&mut h, "reject next write");
+    step_until(&mut h, "the rejection to show armed", |a| {
+        a.server().is_some_and(|s| !s.forced.is_empty())
+    });
+    assert!(h.query_by_label(armed).is_some());
+    click(&mut h, "phone like post-1");
+    step_until(
+        &mut h,
+        "the phone to roll back and the rejection to be spent",
+        |a| {
+            a.panes()[0].handle.view().counters.rollbacks == 1
+                && a.server().is_some_and(|s| s.forced.is_empty())
+        },
+    );
+    assert!(h.query_by_label(armed).is_none());
+}

@@ -271,11 +271,16 @@ impl Live {
     }
 
     /// Rejects the next write to a key (embedded server only).
+    /// The server's state follows, so the panel shows the rejection armed at once.
     pub fn reject_next(&self, key: sync_core::protocol::Key) {
+        let tx = self.inspections.0.clone();
+        let repaint = self.repaint.clone();
         self.with_server(|server| async move {
             if let Err(e) = server.reject_next(Some(USER), key).await {
                 tracing::warn!("reject next: {e}");
             }
+            let _ = tx.send(server.inspect(USER).await);
+            repaint();
         });
     }
 

@@ -45,7 +45,7 @@ pub struct SyncLab {
     server: Option<Inspection>,
     /// The sum of the devices' counters when the server was last asked for its state.
     seen: u64,
-    reject_key: String,
+    reject_key: sync_core::protocol::Key,
     queue_listed: Option<Instant>,
     /// When the last intent happened, and when everyone agreed again after it.
     last_intent: Option<Instant>,
@@ -92,7 +92,7 @@ impl SyncLab {
             panes,
             server: None,
             seen: u64::MAX,
-            reject_key: "like/post-1".into(),
+            reject_key: sync_core::protocol::Key::Like("post-1".into()),
             queue_listed: None,
             last_intent: None,
             converged_after: None,

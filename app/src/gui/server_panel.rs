@@ -9,7 +9,7 @@ use sync_core::protocol::Key;
 use super::live::Live;
 
 /// Draws the panel.
-pub fn ui(ui: &mut egui::Ui, live: &Live, state: Option<&Inspection>, reject_key: &mut String) {
+pub fn ui(ui: &mut egui::Ui, live: &Live, state: Option<&Inspection>, reject_key: &mut Key) {
     ui.heading("Server");
     if !live.embedded() {
         ui.label("External server: its table is not shown here.");
@@ -41,17 +41,48 @@ pub fn ui(ui: &mut egui::Ui, live: &Live, state: Option<&Inspection>, reject_key
     ui.separator();
     ui.label(RichText::new("fault injection").strong());
     ui.horizontal(|ui| {
-        let label = ui.label("key");
-        ui.add(egui::TextEdit::singleline(reject_key).desired_width(150.0))
-            .labelled_by(label.id);
-        let parsed = Key::parse(reject_key.trim());
-        let button = ui.add_enabled(parsed.is_ok(), egui::Button::new("reject next write"));
-        if button.clicked()
-            && let Ok(key) = parsed
-        {
-            live.reject_next(key);
+        egui::ComboBox::from_id_salt("reject-key")
+            .selected_text(RichText::new(reject_key.to_string()).monospace())
+            .show_ui(ui, |ui| {
+                for key in keys_in_use(&state.data) {
+                    let text = key.to_string();
+                    ui.selectable_value(reject_key, key, text);
+                }
+            })
+            .response
+            .widget_info(|| egui::WidgetInfo::labeled(egui::Role::ComboBox, true, "reject key"));
+        let button = ui.button("reject next write").on_hover_text(
+            "The server refuses the next write to this key (code `forced`, step 6 of the \
+             pipeline), whichever device makes it: that device rolls back to the server's value",
+        );
+        if button.clicked() {
+            live.reject_next(reject_key.clone());
         }
     });
+    for key in &state.forced {
+        ui.label(
+            RichText::new(format!("armed: the next write to {key} will be rejected"))
+                .color(egui::Color32::from_rgb(0xd0, 0x8c, 0x20)),
+        );
+    }
+}
+
+/// The keys a rejection can be aimed at: every key the panes write, and any other the
+/// server stores.
+fn keys_in_use(data: &UserData) -> Vec<Key> {
+    let mut keys: Vec<Key> = super::pane::POSTS
+        .iter()
+        .flat_map(|post| [format!("like/{post}"), format!("comments/{post}")])
+        .chain(
+            ["dark_mode", "notifications", "volume", "display_name"]
+                .map(|s| format!("settings/{s}")),
+        )
+        .filter_map(|k| Key::parse(&k).ok())
+        .chain(data.keys.keys().cloned())
+        .collect();
+    keys.sort_by_key(Key::to_string);
+    keys.dedup();
+    keys
 }
 
 /// The authoritative table, newest write first: key, value, revision, writer (local rev).

@@ -19,7 +19,7 @@
 //! | `disconnect` | `user`, `device` | closes the device's connection (4000); an error if it is not connected |
 //! | `server_set` | `user`, `key`, `value` | a write by the server itself, pushed to every device |
 //! | `restart` | | the server restarts as after a crash: connections drop, the store is reloaded |
-//! | `inspect` | `user` | answers the user's `head`, `writes` (revisions assigned to the user), `devices` and `keys` |
+//! | `inspect` | `user` | answers the user's `head`, `writes` (revisions assigned to the user), `devices`, `keys` and `forced` (keys whose next write will be rejected) |
 //!
 //! `link` and `hold` are kept for the device's next connections too, so they may be given
 //! before it connects.
@@ -326,7 +326,8 @@ async fn run(cmd: AdminCommand, to_core: &mpsc::Sender<ToCore>) -> Value {
                             )
                         })
                         .collect();
-                    json!({"ok": true, "head": i.data.head, "writes": i.writes, "devices": i.devices, "keys": keys})
+                    let forced: Vec<String> = i.forced.iter().map(Key::to_string).collect();
+                    json!({"ok": true, "head": i.data.head, "writes": i.writes, "devices": i.devices, "keys": keys, "forced": forced})
                 }
                 Err(e) => error(e),
             }

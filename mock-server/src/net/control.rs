@@ -143,4 +143,6 @@ pub struct Inspection {
     pub writes: u64,
     /// Connected devices of the user.
     pub devices: Vec<String>,
+    /// Keys whose next write of the user is to be rejected (`forced`): armed, not yet fired.
+    pub forced: Vec<Key>,
 }

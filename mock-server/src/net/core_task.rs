@@ -417,6 +417,7 @@ impl<S: Store> Task<S> {
             writes: data.head,
             data,
             devices,
+            forced: self.core.forced(user).cloned().collect(),
         }
     }
 }
