@@ -502,4 +502,16 @@ fn a_rejection_is_shown_armed_until_a_write_fires_it() {
         },
     );
     assert!(h.query_by_label(armed).is_none());
+    // The rollback shows beside the like button, though it came at once, and stays until
+    // the next tap on that key.
+    let like = Key::parse("like/post-1").unwrap();
+    step_until(&mut h, "the pane to take the rollback", |a| {
+        a.panes()[0].rolled_back(&like) == Some("true -> false")
+    });
+    assert!(h.query_by_label("rolled back true -> false").is_some());
+    click(&mut h, "phone like post-1");
+    step_until(&mut h, "the next tap to clear it", |a| {
+        a.panes()[0].rolled_back(&like).is_none()
+    });
+    assert!(h.query_by_label("rolled back true -> false").is_none());
 }

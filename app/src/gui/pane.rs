@@ -2,7 +2,7 @@
 //! every key — what is shown, what the server confirmed, what is in flight — with the
 //! counters and the device's recent events.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,10 @@ pub struct Pane {
     /// The volume the user set, and the local revision the device reaches once it has
     /// taken that intent.
     volume_pending: Option<(i64, u64)>,
+    /// Keys whose last change on this device was a rollback, with its "from → to": shown
+    /// beside the key's control until the next intent or push on it, so a rollback is seen
+    /// even when it comes a millisecond after the tap.
+    rolled_back: BTreeMap<Key, String>,
 }
 
 /// Network presets: Chrome DevTools' added round-trip latency, split half each way.
@@ -158,6 +162,7 @@ impl Pane {
             queue: QueuedFrames::default(),
             queue_listings: 0,
             volume_pending: None,
+            rolled_back: BTreeMap::new(),
         }
     }
 
@@ -168,6 +173,17 @@ impl Pane {
         loop {
             match self.events.try_recv() {
                 Ok(e) => {
+                    match &e.kind {
+                        EventKind::RolledBack { key, from, to } => {
+                            self.rolled_back
+                                .insert(key.clone(), format!("{from} -> {to}"));
+                        }
+                        EventKind::OptimisticWrite { key, .. }
+                        | EventKind::PushApplied { key, .. } => {
+                            self.rolled_back.remove(key);
+                        }
+                        _ => {}
+                    }
                     new.push((self.handle.wall_time(&e), e.kind.clone()));
                     self.log.push_back(e);
                     if self.log.len() > LOG {
@@ -185,6 +201,27 @@ impl Pane {
     pub fn replace(&mut self, handle: DeviceHandle) {
         self.events = handle.subscribe();
         self.handle = handle;
+    }
+
+    /// The rollback that was `key`'s last change on this device ("from -> to"), if it was.
+    pub fn rolled_back(&self, key: &Key) -> Option<&str> {
+        self.rolled_back.get(key).map(String::as_str)
+    }
+
+    /// What is happening to `key` beside its control: a request in flight, a follow-up,
+    /// or the rollback that was the key's last change.
+    fn key_badge(&self, ui: &mut egui::Ui, view: &DeviceView, key: &Key) {
+        key_badge(ui, view, key);
+        if let Some(change) = self.rolled_back.get(key) {
+            ui.label(
+                RichText::new(format!("rolled back {change}"))
+                    .strong()
+                    .color(Color32::from_rgb(0xd0, 0x40, 0x40)),
+            )
+            .on_hover_text(
+                "The server refused the write, and this device still showed the value it had sent: it went back to the server's value",
+            );
+        }
     }
 
     /// `true` while one of the device's links is held (its queue is worth listing).
@@ -334,7 +371,7 @@ impl Pane {
                 if button.clicked() {
                     self.handle.tap(like.clone());
                 }
-                key_badge(ui, view, &like);
+                self.key_badge(ui, view, &like);
             });
             let comments = Key::Comments((*post).into());
             if let Value::Array(list) = view.shown(&comments) {
@@ -418,7 +455,7 @@ impl Pane {
                 self.volume_pending = Some((volume, expected));
                 self.handle.set(Key::Volume, json!(volume));
             }
-            key_badge(ui, view, &Key::Volume);
+            self.key_badge(ui, view, &Key::Volume);
         });
         ui.horizontal(|ui| {
             ui.label("name");
