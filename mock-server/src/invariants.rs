@@ -230,6 +230,11 @@ impl Checker {
                 }
             }
             if strategy == Strategy::SyncWithPush {
+                // 4: the screen never goes back to an older answer or revision.
+                let regressions = dev.engine.counters().regressions;
+                ensure(regressions == 0, 4, || {
+                    format!("{}'s screen went back {regressions} time(s)", dev.name)
+                })?;
                 let reset = step.reset.contains(&d);
                 for view in dev.engine.keys() {
                     let at = (d, view.key.clone());

@@ -37,6 +37,8 @@ pub struct Arrow {
     /// When: since the app started (live), or virtual time since the scenario's time 0
     /// (player). `None` draws no time.
     pub at: Option<Duration>,
+    /// Applying this frame took the device's screen back (a regression, SCENARIOS.md).
+    pub regressed: bool,
 }
 
 /// The diagram's state.
@@ -75,6 +77,14 @@ impl Wire {
         if self.paused {
             return;
         }
+        if let EventKind::Regressed { .. } = kind {
+            // Said right after the frame that caused it: mark that frame's arrow.
+            if let Some(a) = self.arrows.iter_mut().rev().find(|a| a.device == device) {
+                a.regressed = true;
+                a.label.push_str("  << SCREEN WENT BACK");
+            }
+            return;
+        }
         let Some((way, color, label)) = arrow_of(kind) else {
             return;
         };
@@ -85,6 +95,7 @@ impl Wire {
             color,
             json: serde_json::to_string_pretty(kind).unwrap_or_default(),
             at,
+            regressed: false,
         });
         if self.arrows.len() > KEEP {
             self.arrows.pop_front();
@@ -167,7 +178,9 @@ impl Wire {
                         Way::ToServer => (*dx, server_x),
                         Way::ToDevice => (server_x, *dx),
                     };
-                    let stroke = Stroke::new(1.5, a.color);
+                    // A regression is drawn thick, so the flicker's cause stands out.
+                    let width = if a.regressed { 3.5 } else { 1.5 };
+                    let stroke = Stroke::new(width, a.color);
                     painter.line_segment([pos2(from, y), pos2(to, y)], stroke);
                     // A fixed-size head (egui's `arrow` scales it with the length).
                     let back = if to > from { -7.0 } else { 7.0 };
@@ -222,10 +235,11 @@ fn arrow_of(kind: &EventKind) -> Option<(Way, Color32, String)> {
     Some(match kind {
         RequestSent {
             key,
-            id,
+            number,
             value,
             local_rev,
             kind,
+            ..
         } => {
             let what = if matches!(key, sync_core::protocol::Key::Comments(_)) {
                 "command".to_string()
@@ -241,7 +255,7 @@ fn arrow_of(kind: &EventKind) -> Option<(Way, Color32, String)> {
             (
                 Way::ToServer,
                 color,
-                format!("#{id} {key} {what} lr{local_rev} ({kind})"),
+                format!("req {number} {key} {what} lr{local_rev} ({kind})"),
             )
         }
         ResponseApplied { key, value, rev } => {

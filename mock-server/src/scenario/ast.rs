@@ -122,6 +122,8 @@ pub enum Expect {
     Stale(usize, u64),
     /// `expect DEVICE rollbacks = N`.
     Rollbacks(usize, u64),
+    /// `expect DEVICE regressions = N`.
+    Regressions(usize, u64),
     /// `expect DEVICE inflight KEY = true|false`.
     Inflight(usize, Key, bool),
     /// `expect DEVICE queued up|down = N`.

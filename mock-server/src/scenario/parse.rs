@@ -536,20 +536,20 @@ impl Parser<'_> {
         match self.need(
             line,
             2,
-            "a key, `converged`, `requests`, `stale`, `rollbacks`, `inflight` or `queued`",
+            "a key, `converged`, `requests`, `stale`, `rollbacks`, `regressions`, `inflight` or `queued`",
         )? {
             "converged" => {
                 self.end(line, 3)?;
                 Ok(Expect::DeviceConverged(d))
             }
-            "stale" | "rollbacks" => {
+            counter @ ("stale" | "rollbacks" | "regressions") => {
                 self.equals(line, 3)?;
                 let n = self.number(line, 4)?;
                 self.end(line, 5)?;
-                Ok(if line.word(2) == Some("stale") {
-                    Expect::Stale(d, n)
-                } else {
-                    Expect::Rollbacks(d, n)
+                Ok(match counter {
+                    "stale" => Expect::Stale(d, n),
+                    "rollbacks" => Expect::Rollbacks(d, n),
+                    _ => Expect::Regressions(d, n),
                 })
             }
             "requests" => {

@@ -294,6 +294,11 @@ impl Runner {
                 n.to_string(),
                 engine(d).counters().rollbacks.to_string(),
             ),
+            Expect::Regressions(d, n) => check(
+                format!("{} regressions", name(d)),
+                n.to_string(),
+                engine(d).counters().regressions.to_string(),
+            ),
             Expect::Inflight(d, key, b) => check(
                 format!("{} inflight {key}", name(d)),
                 b.to_string(),

@@ -38,8 +38,10 @@ pub enum EventKind {
     RequestSent {
         /// The key.
         key: Key,
-        /// The request id.
+        /// The frame id (shared with `hello` and `ping`, so it runs ahead of `number`).
         id: u64,
+        /// The device's request count with this one: the `requests` counter's value.
+        number: u64,
         /// The value sent (for a command: the optimistic list).
         value: Value,
         /// Its local revision.
@@ -150,6 +152,17 @@ pub enum EventKind {
         /// The value shown now.
         to: Value,
     },
+    /// The screen went back: the answer or change just applied was older than what the
+    /// device already had (an older request than its newest intent, or a revision lower
+    /// than the known one), and it changed the value shown.
+    Regressed {
+        /// The key.
+        key: Key,
+        /// The value shown before.
+        from: Value,
+        /// The older value shown now.
+        to: Value,
+    },
     /// A comment was refused because another comment on the post is pending.
     CommandRefused {
         /// The key.
@@ -207,12 +220,13 @@ impl fmt::Display for EventKind {
             RequestSent {
                 key,
                 id,
+                number,
                 value,
                 local_rev,
                 kind,
             } => write!(
                 f,
-                "request #{id} {key} = {value} (local_rev {local_rev}, {})",
+                "request {number} {key} = {value} (local_rev {local_rev}, {}, frame id {id})",
                 send_kind_name(*kind)
             ),
             RequestQueued { key } => write!(f, "request for {key} waits for the connection"),
@@ -272,6 +286,12 @@ impl fmt::Display for EventKind {
             Superseded { key } => write!(f, "intent for {key} superseded by another device"),
             Rejected { key, code, message } => write!(f, "rejected {key}: {code} ({message})"),
             RolledBack { key, from, to } => write!(f, "rolled back {key}: {from} -> {to}"),
+            Regressed { key, from, to } => {
+                write!(
+                    f,
+                    "screen went back {key}: {from} -> {to} (older answer applied)"
+                )
+            }
             CommandRefused { key } => write!(f, "comment refused: another on {key} is pending"),
             Error {
                 code: Some(code),

@@ -79,26 +79,15 @@ impl Engine {
             return;
         };
         match request {
-            Request::Write { key, local_rev } => match &mut self.machine {
-                Machine::WithPush(m) => {
-                    let answer = Answer {
-                        response: Some(value),
-                        rev: Some(rev as i64),
-                    };
-                    let fx = m.on_response(&mut self.state, &key, Ok(answer));
-                    self.run_push_effects(fx, rev);
-                }
-                Machine::Sync(m) => {
-                    let fx = m.on_response(&mut self.state, &key, Ok(Some((value, rev))));
-                    self.run_sync_effects(fx, rev);
-                }
-                Machine::Naive(n) => {
-                    n.answered(&key, local_rev);
-                    self.state.confirm(&key, value.clone(), rev);
-                    self.state
-                        .emit(EventKind::ResponseApplied { key, value, rev });
-                }
-            },
+            Request::Write { key, local_rev } => {
+                let before = self.state.before(&key);
+                self.apply_ack(&key, local_rev, value, rev);
+                // An answer to an older request than the newest intent, or with a
+                // revision older than the known one, took the screen back.
+                self.state.regressed_if(&key, before, |b| {
+                    local_rev < b.newest_intent || rev < b.known_rev
+                });
+            }
             Request::Command { key } => {
                 let fx = self
                     .comments
@@ -106,6 +95,31 @@ impl Engine {
                 self.run_command_effects(fx);
             }
             Request::Ping => {}
+        }
+    }
+
+    /// An ack of a write, by the rules of the device's strategy.
+    fn apply_ack(&mut self, key: &Key, local_rev: u64, value: Value, rev: u64) {
+        let key = key.clone();
+        match &mut self.machine {
+            Machine::WithPush(m) => {
+                let answer = Answer {
+                    response: Some(value),
+                    rev: Some(rev as i64),
+                };
+                let fx = m.on_response(&mut self.state, &key, Ok(answer));
+                self.run_push_effects(fx, rev);
+            }
+            Machine::Sync(m) => {
+                let fx = m.on_response(&mut self.state, &key, Ok(Some((value, rev))));
+                self.run_sync_effects(fx, rev);
+            }
+            Machine::Naive(n) => {
+                n.answered(&key, local_rev);
+                self.state.confirm(&key, value.clone(), rev);
+                self.state
+                    .emit(EventKind::ResponseApplied { key, value, rev });
+            }
         }
     }
 
@@ -182,6 +196,8 @@ impl Engine {
             }
         };
         let from_other = change.device_id != self.device_id;
+        let before = self.state.before(&key);
+        let rev = change.rev;
         let applied = match &mut self.machine {
             Machine::WithPush(m) => {
                 let meta = PushMeta {
@@ -238,13 +254,16 @@ impl Engine {
                 self.state.slot(&key).superseded_by = Some(change.rev);
             }
             self.state.emit(EventKind::PushApplied {
-                key,
+                key: key.clone(),
                 value: change.value,
                 rev: change.rev,
                 from: change.device_id,
                 local_rev: change.local_rev,
                 own: !from_other,
             });
+            // A revision lower than the known one took the screen back (`sync` and
+            // `naive` apply it; `sync-with-push` calls it stale).
+            self.state.regressed_if(&key, before, |b| rev < b.known_rev);
         }
     }
 

@@ -492,10 +492,11 @@ impl Engine {
             return;
         };
         let id = self.take_id();
-        self.count_request(&key);
+        let number = self.count_request(&key);
         self.state.emit(EventKind::RequestSent {
             key: key.clone(),
             id,
+            number,
             value: value.clone(),
             local_rev,
             kind,
@@ -515,7 +516,8 @@ impl Engine {
         });
     }
 
-    fn count_request(&mut self, key: &Key) {
+    /// Counts a request going out; returns its number (the `requests` counter with it).
+    fn count_request(&mut self, key: &Key) -> u64 {
         let carried = self.state.unsent.remove(key).unwrap_or(0);
         let c = &mut self.state.counters;
         c.saved += carried.saturating_sub(1);
@@ -526,6 +528,7 @@ impl Engine {
                 c.requests_by_key.insert(key.clone(), 1);
             }
         }
+        c.requests
     }
 
     fn send_naive(&mut self, key: Key, value: Value, local_rev: u64) {
@@ -566,7 +569,7 @@ impl Engine {
             return;
         };
         let id = self.take_id();
-        self.count_request(key);
+        let number = self.count_request(key);
         let value = self
             .comments
             .running(key)
@@ -574,6 +577,7 @@ impl Engine {
         self.state.emit(EventKind::RequestSent {
             key: key.clone(),
             id,
+            number,
             value,
             local_rev: cmd.local_rev,
             kind,

@@ -59,6 +59,12 @@ pub struct Counters {
     /// requests went down when a follow-up was sent, and counted resends against it.)
     #[serde(default)]
     pub saved: u64,
+    /// Times the screen went back (SCENARIOS.md, `regressions`): a key's shown value
+    /// changed to an answer to an older request than the newest intent, or to a change
+    /// with a lower revision than the one known. `naive` and `sync` do it; never
+    /// `sync-with-push`.
+    #[serde(default)]
+    pub regressions: u64,
 }
 
 impl Counters {
@@ -122,6 +128,45 @@ impl DeviceState {
         self.counters.stale += 1;
         self.emit(kind);
     }
+
+    /// What `key` shows and knows before an answer or change is applied, for
+    /// [`DeviceState::regressed_if`].
+    pub(crate) fn before(&mut self, key: &Key) -> Before {
+        let slot = self.slot(key);
+        Before {
+            shown: slot.shown.clone(),
+            newest_intent: slot.local_rev,
+            known_rev: slot.known_rev,
+        }
+    }
+
+    /// Counts a regression (and says so) when what was just applied changed the value
+    /// shown and was `older` than what the device had, as [`Before`] recorded it.
+    pub(crate) fn regressed_if(
+        &mut self,
+        key: &Key,
+        before: Before,
+        older: impl Fn(&Before) -> bool,
+    ) {
+        let now = self.slot(key).shown.clone();
+        if now != before.shown && older(&before) {
+            self.counters.regressions += 1;
+            self.emit(EventKind::Regressed {
+                key: key.clone(),
+                from: before.shown,
+                to: now,
+            });
+        }
+    }
+}
+
+/// A key as it was before an answer or change was applied.
+pub(crate) struct Before {
+    shown: Value,
+    /// The local revision of the newest intent.
+    pub(crate) newest_intent: u64,
+    /// The newest server revision known.
+    pub(crate) known_rev: u64,
 }
 
 /// Moves the step's events, timestamped, to the engine's event queue.

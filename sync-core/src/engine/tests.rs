@@ -680,10 +680,37 @@ fn naive_sends_every_change_and_applies_every_answer() {
         json!(true),
         "flicker: the old answer overwrites the intent"
     );
+    assert_eq!(d.e.counters().regressions, 1, "the screen went back once");
+    assert!(d.events().contains(&EventKind::Regressed {
+        key: key(LIKE),
+        from: json!(false),
+        to: json!(true),
+    }));
     d.push(LIKE, json!(true), 1, "phone", 1);
     d.ack(w[1].0, LIKE, json!(false), 2);
     assert_eq!(d.shown(LIKE), json!(false));
     assert!(!d.e.has_pending());
+    assert_eq!(
+        d.e.counters().regressions,
+        1,
+        "the answer to the newest intent is no regression"
+    );
+}
+
+#[test]
+fn sync_with_push_never_regresses_on_the_same_frames() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    d.tap(LIKE);
+    d.tap(LIKE);
+    let w = d.writes();
+    d.ack(w[0].0, LIKE, json!(true), 1);
+    assert_eq!(d.shown(LIKE), json!(false), "the intent stays on screen");
+    d.push(LIKE, json!(true), 1, "phone", 1);
+    d.push(LIKE, json!(false), 3, "laptop", 1);
+    d.push(LIKE, json!(true), 2, "laptop", 1);
+    assert_eq!(d.shown(LIKE), json!(false), "the late push is stale");
+    assert_eq!(d.e.counters().regressions, 0);
 }
 
 #[test]
@@ -701,6 +728,7 @@ fn sync_applies_other_pushes_without_revision_check_and_ignores_own_echoes() {
         5,
         "…but the known revision is the highest seen"
     );
+    assert_eq!(d.e.counters().regressions, 1, "counted as a regression");
     d.push(LIKE, json!(true), 9, "phone", 4);
     assert_eq!(d.shown(LIKE), json!(false), "own echo ignored");
     assert_eq!(d.e.counters().stale, 0);
