@@ -113,7 +113,7 @@ fn a_like_clicked_in_one_pane_appears_in_the_other() {
             .any(|(d, l)| d == device && l.starts_with(start))
     };
     assert!(
-        has("phone", "#1 like/post-1 = true lr1 (first)"),
+        has("phone", "req 1 like/post-1 = true lr1 (first)"),
         "{labels:?}"
     );
     assert!(has("phone", "ack like/post-1 = true rev 1"), "{labels:?}");
@@ -369,10 +369,19 @@ fn the_scenario_player_plays_a_lesson_and_shows_each_expectation() {
     });
     click(&mut h, "scenario player");
     h.run_steps(2);
+    // The list shows titles; the buttons after it stay where they are whichever is chosen.
+    let step_at = h.get_by_label("step").rect();
     click(&mut h, "lesson");
     h.run_steps(3);
-    click(&mut h, "05-stale-push.scn");
+    let stale_push = app::gui::player::lesson_title(4);
+    assert!(stale_push.starts_with("05  A "), "{stale_push}");
+    click(&mut h, &stale_push);
     h.run_steps(2);
+    assert_eq!(
+        h.get_by_label("step").rect(),
+        step_at,
+        "the buttons did not move"
+    );
     // Play runs statements on its own (two a second by default); pause stops it.
     let next_line = |h: &Harness<'_, SyncLab>| h.state().player().next_line();
     let first = next_line(&h);
@@ -514,4 +523,101 @@ fn a_rejection_is_shown_armed_until_a_write_fires_it() {
         a.panes()[0].rolled_back(&like).is_none()
     });
     assert!(h.query_by_label("rolled back true -> false").is_none());
+}
+
+/// `naive` applies an answer to an older request over a newer intent: the pane counts the
+/// regression, and the wire view marks the ack that caused it.
+#[test]
+fn a_naive_regression_is_counted_and_marked_on_the_wire() {
+    let mut layout = app::gui::layout::Layout::first(2);
+    layout.devices[0].strategy = Strategy::Naive;
+    let mut h = harness(SyncLab::with_layout(live("regression"), &layout));
+    until_connected(&mut h);
+    click(&mut h, "phone hold down");
+    let listed = h.state().panes()[0].queue_listings;
+    step_until(&mut h, "the hold to take effect", |a| {
+        a.panes()[0].queue_listings > listed
+    });
+    click(&mut h, "phone like post-1");
+    click(&mut h, "phone like post-1");
+    step_until(&mut h, "both answers and echoes to be held", |a| {
+        let down = &a.panes()[0].queue.down;
+        down.len() == 4 && down[0].starts_with("ack")
+    });
+    assert_eq!(h.query_all_by_label("regressions 0").count(), 2);
+    click(&mut h, "phone deliver down 1");
+    step_until(&mut h, "the old ack to take the screen back", |a| {
+        a.panes()[0].handle.view().counters.regressions == 1
+    });
+    assert!(
+        h.query_by_label("regressions 1").is_some(),
+        "the pane says so"
+    );
+    step_until(&mut h, "the wire view to mark the ack", |a| {
+        a.wire().arrows().any(|w| {
+            w.regressed && w.device == "phone" && w.label.starts_with("ack like/post-1 = true")
+        })
+    });
+    click(&mut h, "phone hold down");
+    step_until(&mut h, "everyone to agree on false", |a| {
+        a.agreement().is_ok() && a.server().is_some_and(|s| s.writes == 2)
+    });
+    assert_eq!(h.state().panes()[0].handle.view().counters.regressions, 1);
+}
+
+/// A device added with "+ device" starts on the default latency, and its link really has
+/// it (the server delays its frames): a tap's answer comes a round trip later.
+#[test]
+fn a_new_device_starts_with_a_latency_that_shows_coalescing() {
+    let mut h = harness(app(1, "add-device"));
+    until_connected(&mut h);
+    click(&mut h, "+ device");
+    step_until(&mut h, "the laptop to connect", |a| {
+        a.panes().len() == 2 && a.panes()[1].handle.view().connection == ConnectionState::Connected
+    });
+    let links = h.state().layout().devices[1].links;
+    assert_eq!(links, [app::gui::pane::Preset::DEFAULT.link(); 2]);
+    click(&mut h, "laptop like post-1");
+    step_until(&mut h, "the laptop's like to be acknowledged", |a| {
+        a.wire()
+            .arrows()
+            .any(|w| w.device == "laptop" && w.label.starts_with("ack like/post-1"))
+    });
+    let at = |start: &str| {
+        h.state()
+            .wire()
+            .arrows()
+            .find(|w| w.device == "laptop" && w.label.starts_with(start))
+            .and_then(|w| w.at)
+            .unwrap()
+    };
+    let round_trip = at("ack like/post-1") - at("req 1 like/post-1");
+    assert!(
+        round_trip >= Duration::from_millis(560),
+        "the link delays each way: {round_trip:?}"
+    );
+}
+
+/// Broadcast taps the same key on every ticked device; a burst repeats it; an unticked
+/// device is left out.
+#[test]
+fn broadcast_taps_every_ticked_device_and_a_burst_repeats_it() {
+    let mut h = harness(app(2, "broadcast"));
+    until_connected(&mut h);
+    let like = Key::parse("like/post-3").unwrap();
+    let intents = |a: &SyncLab, i: usize| a.panes()[i].handle.view().counters.intents;
+    click(&mut h, "broadcast like post-3");
+    step_until(&mut h, "both devices to tap", |a| {
+        intents(a, 0) == 1 && intents(a, 1) == 1
+    });
+    click(&mut h, "3 taps");
+    click(&mut h, "broadcast to laptop");
+    click(&mut h, "broadcast like post-3");
+    step_until(&mut h, "the phone's burst of three", |a| intents(a, 0) == 4);
+    step_until(&mut h, "everyone to agree", |a| a.agreement().is_ok());
+    assert_eq!(intents(h.state(), 1), 1, "the laptop was left out");
+    assert!(
+        h.state().panes()[0].handle.view().counters.requests_by_key[&like] < 4,
+        "a burst at human speed coalesces"
+    );
 }

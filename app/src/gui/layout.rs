@@ -42,13 +42,14 @@ pub struct DeviceLayout {
 }
 
 impl DeviceLayout {
-    /// A new device as it starts: labelled with its id, `sync-with-push`, no faults.
+    /// A new device as it starts: labelled with its id, `sync-with-push`, on
+    /// [`Preset::DEFAULT`]'s latency and no other fault.
     pub fn new(id: &str) -> DeviceLayout {
         DeviceLayout {
             id: id.to_string(),
             label: id.to_string(),
             strategy: Strategy::SyncWithPush,
-            links: [Preset::None.link(); 2],
+            links: [Preset::DEFAULT.link(); 2],
             held: [false; 2],
             online: true,
         }

@@ -3,6 +3,8 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`broadcast`] | one intent on every ticked device at once, or a burst of them |
+//! | [`convergence`] | whether every device agrees with the server, in the top bar's words |
 //! | [`layout`] | what the app remembers between runs: panes, labels, strategies, links |
 //! | [`live`] | the embedded server and the devices' client runtimes |
 //! | [`pane`] | one device pane |
@@ -10,6 +12,7 @@
 //! | [`server_panel`] | the server's authoritative table and fault controls |
 //! | [`wire`] | the live sequence diagram of frames between devices and server |
 
+pub mod broadcast;
 pub mod convergence;
 pub mod layout;
 pub mod live;
@@ -23,7 +26,6 @@ use std::time::{Duration, Instant};
 use eframe::egui;
 use mock_server::net::Inspection;
 use sync_core::client::DeviceView;
-use sync_core::engine::Strategy;
 
 use convergence::Agreement;
 use layout::{DeviceLayout, Layout};
@@ -56,6 +58,7 @@ pub struct SyncLab {
     /// What the main area shows.
     pub mode: Mode,
     player: player::Player,
+    broadcast: broadcast::Broadcast,
 }
 
 /// The main area: the live devices, or the scenario player.
@@ -77,19 +80,9 @@ impl SyncLab {
     pub fn with_layout(live: Live, layout: &Layout) -> SyncLab {
         // Before the devices start: their first events come after time 0.
         let started = Instant::now();
-        let mut panes = Vec::new();
-        for d in &layout.devices {
-            let (pane, actions) = Pane::restore(d, live.device(&d.id, d.strategy, d.online));
-            for action in actions {
-                if let PaneAction::Link(command) = action {
-                    live.link(&d.id, command);
-                }
-            }
-            panes.push(pane);
-        }
-        SyncLab {
+        let mut app = SyncLab {
             live,
-            panes,
+            panes: Vec::new(),
             server: None,
             seen: u64::MAX,
             reject_key: sync_core::protocol::Key::Like("post-1".into()),
@@ -100,7 +93,25 @@ impl SyncLab {
             started,
             mode: Mode::Live,
             player: player::Player::default(),
+            broadcast: broadcast::Broadcast::default(),
+        };
+        for d in &layout.devices {
+            app.add_device(d);
         }
+        app
+    }
+
+    /// Starts a device as `layout` describes it, its links set up as they say, and adds
+    /// its pane on the right.
+    fn add_device(&mut self, layout: &DeviceLayout) {
+        let handle = self.live.device(&layout.id, layout.strategy, layout.online);
+        let (pane, actions) = Pane::restore(layout, handle);
+        for action in actions {
+            if let PaneAction::Link(command) = action {
+                self.live.link(&layout.id, command);
+            }
+        }
+        self.panes.push(pane);
     }
 
     /// The devices as they are now, to be restored next time.
@@ -192,8 +203,7 @@ impl SyncLab {
                 if add.clicked()
                     && let Some(id) = free
                 {
-                    let handle = self.live.device(id, Strategy::SyncWithPush, true);
-                    self.panes.push(Pane::restore(&DeviceLayout::new(id), handle).0);
+                    self.add_device(&DeviceLayout::new(id));
                 }
                 ui.separator();
                 let green = egui::Color32::from_rgb(0x30, 0xa0, 0x50);
@@ -231,6 +241,8 @@ impl SyncLab {
             });
         let mut actions: Vec<(String, PaneAction)> = Vec::new();
         egui::CentralPanel::default().show(ui, |ui| {
+            self.broadcast.ui(ui, &self.panes);
+            ui.separator();
             egui::ScrollArea::both().show(ui, |ui| {
                 let n = self.panes.len();
                 ui.columns(n, |cols| {
@@ -348,9 +360,12 @@ impl SyncLab {
         for v in views {
             let connected =
                 v.connection == sync_core::engine::connection::ConnectionState::Connected;
+            // Rollbacks too: a rejection changes no other counter, and the server panel
+            // must see the forced rejection spent.
             (
                 v.counters.intents,
                 v.counters.requests,
+                v.counters.rollbacks,
                 v.cursor,
                 v.keys.len(),
                 connected,

@@ -71,6 +71,12 @@ pub enum Preset {
 }
 
 impl Preset {
+    /// New devices start here: at 562.5 ms round trip, taps at human speed (several a
+    /// second) land while a request is in flight, so coalescing and follow-ups show. On
+    /// loopback with no added latency every tap is answered before the next, and the
+    /// rules that make the strategies differ never come into play.
+    pub const DEFAULT: Preset = Preset::Slow4G;
+
     const ALL: [Preset; 4] = [Preset::None, Preset::Fast4G, Preset::Slow4G, Preset::ThreeG];
 
     fn name(self) -> &'static str {
@@ -716,6 +722,11 @@ pub fn counters(ui: &mut egui::Ui, view: &DeviceView) {
                 c.rollbacks,
                 "Optimistic changes undone after the server refused them",
             ),
+            (
+                "regressions",
+                c.regressions,
+                "Times the screen went back to an older value: an answer to an older request, or a lower revision, applied over a newer one (the wire view marks the frame)",
+            ),
         ] {
             ui.label(RichText::new(format!("{label} {n}")).small())
                 .on_hover_text(why);
@@ -791,6 +802,10 @@ pub fn explain(kind: &EventKind) -> (Color32, &'static str) {
         Rejected { .. } | RolledBack { .. } => (
             Color32::from_rgb(0xd0, 0x40, 0x40),
             "The server refused the write: the screen goes back to the server's value if it still shows the refused one",
+        ),
+        Regressed { .. } => (
+            Color32::from_rgb(0xd0, 0x40, 0x40),
+            "The screen went back: an answer to an older request than the newest intent, or a revision lower than the known one, was applied over what the user saw (naive's flicker; sync's late push). sync-with-push never does this",
         ),
         CommandRefused { .. } => (
             grey,

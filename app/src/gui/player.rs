@@ -56,6 +56,22 @@ pub const LESSONS: &[(&str, &str)] = &[
     lesson!("23-offline-superseded.scn"),
 ];
 
+/// How a lesson is listed: its number and its `scenario` title (the file name if it has
+/// none).
+pub fn lesson_title(index: usize) -> String {
+    let (file, text) = LESSONS[index];
+    let title = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("scenario "))
+        .map(|t| t.trim().trim_matches('"').to_string())
+        .unwrap_or_else(|| file.to_string());
+    format!("{:02}  {title}", index + 1)
+}
+
+/// The lesson list's width: fixed, so the buttons after it never move when another
+/// lesson (a longer title) is chosen.
+const LESSON_LIST_WIDTH: f32 = 330.0;
+
 /// Text from a scenario or the trace, drawable with the app's fonts (the terminal's
 /// arrows and cross have no glyph in egui's default fonts).
 fn drawable(text: &str) -> String {
@@ -265,15 +281,22 @@ impl Player {
         ui.horizontal_wrapped(|ui| {
             let label = ui.label("lesson");
             let before = self.lesson;
-            egui::ComboBox::from_id_salt("lesson")
-                .selected_text(LESSONS[self.lesson].0)
+            let combo = egui::ComboBox::from_id_salt("lesson")
+                .width(LESSON_LIST_WIDTH)
+                .truncate()
+                .selected_text(lesson_title(self.lesson))
                 .show_ui(ui, |ui| {
-                    for (i, (name, _)) in LESSONS.iter().enumerate() {
-                        ui.selectable_value(&mut self.lesson, i, *name);
+                    for (i, (file, _)) in LESSONS.iter().enumerate() {
+                        ui.selectable_value(&mut self.lesson, i, lesson_title(i))
+                            .on_hover_text(*file);
                     }
                 })
                 .response
                 .labelled_by(label.id);
+            combo.on_hover_text(format!(
+                "assets/scenarios/{}",
+                LESSONS[self.lesson].0
+            ));
             if self.lesson != before {
                 let (name, text) = LESSONS[self.lesson];
                 self.source = (name.to_string(), text.to_string());
@@ -501,7 +524,7 @@ mod tests {
         // Every arrow has a time, in order, and the first request leaves at time 0.
         let times: Vec<Duration> = arrows.iter().map(|a| a.at.unwrap()).collect();
         assert!(times.is_sorted(), "{times:?}");
-        let first_request = arrows.iter().find(|a| a.label.starts_with('#')).unwrap();
+        let first_request = arrows.iter().find(|a| a.label.starts_with("req ")).unwrap();
         assert_eq!(
             first_request.at,
             Some(Duration::ZERO),
