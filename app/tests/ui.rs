@@ -314,8 +314,10 @@ fn devices_are_renamed_moved_removed_and_their_layout_comes_back() {
 /// `tests/snapshots/main-window.png`; `UPDATE_SNAPSHOTS=1 cargo test` rewrites it after an
 /// intended change. The state is chosen to render the same every run: three devices in
 /// three different states, no intent (so no timings), the server on a fixed port.
-#[test]
-fn main_window_snapshot() {
+/// The snapshots' app: three devices (one naive on Slow 4G and renamed, one offline with
+/// its downlink held) in a window of this size, with the server on a fixed port (the top
+/// bar shows it), stepped until its state no longer changes from run to run.
+fn snapshot_app(port: u16, size: eframe::egui::Vec2) -> Harness<'static, SyncLab> {
     use app::gui::layout::{DeviceLayout, Layout};
     use app::gui::pane::Preset;
     let mut laptop = DeviceLayout::new("laptop");
@@ -328,8 +330,11 @@ fn main_window_snapshot() {
     let layout = Layout {
         devices: vec![DeviceLayout::new("phone"), laptop, tablet],
     };
-    let app = SyncLab::with_layout(live_on("snapshot", 47_911), &layout);
-    let mut h = harness(app);
+    let app = SyncLab::with_layout(live_on(&format!("snapshot-{port}"), port), &layout);
+    let mut h = Harness::builder()
+        .with_size(size)
+        .build_ui_state(|ui, app: &mut SyncLab| app.ui_root(ui), app);
+    h.ctx.set_theme(eframe::egui::Theme::Light);
     step_until(&mut h, "phone and laptop connected, tablet offline", |a| {
         let states: Vec<ConnectionState> = a
             .panes()
@@ -357,7 +362,78 @@ fn main_window_snapshot() {
     click(&mut h, "clear");
     h.run_steps(2);
     assert_eq!(h.state().wire().arrows().count(), 0);
-    h.snapshot("main-window");
+    h
+}
+
+#[test]
+fn main_window_snapshot() {
+    snapshot_app(47_911, eframe::egui::vec2(1400.0, 900.0)).snapshot("main-window");
+}
+
+/// A laptop's screen: nothing cut off without a scroll bar, nothing overlapping.
+#[test]
+fn main_window_snapshot_at_1280x720() {
+    snapshot_app(47_914, eframe::egui::vec2(1280.0, 720.0)).snapshot("main-window-1280x720");
+}
+
+/// A projector's.
+#[test]
+fn main_window_snapshot_at_1600x1000() {
+    snapshot_app(47_915, eframe::egui::vec2(1600.0, 1000.0)).snapshot("main-window-1600x1000");
+}
+
+/// Each section starts at the same height in every pane, however tall the others' are,
+/// and folds in every pane at once.
+#[test]
+fn the_sections_line_up_across_four_panes_and_fold_together() {
+    let mut h = harness(app(4, "sections"));
+    until_connected(&mut h);
+    click(&mut h, "phone hold down");
+    click(&mut h, "laptop like post-1");
+    step_until(&mut h, "the push to be listed in the phone's queue", |a| {
+        !a.panes()[0].queue.down.is_empty()
+    });
+    h.run_steps(2);
+    let top = |h: &Harness<'_, SyncLab>, label: &str| h.get_by_label(label).rect().top();
+    let phone = top(&h, "phone sync state");
+    for device in ["laptop", "tablet", "watch"] {
+        assert_eq!(top(&h, &format!("{device} sync state")), phone, "{device}");
+    }
+    assert!(h.query_by_label("watch hold up").is_some());
+    click(&mut h, "watch network");
+    h.run_steps(2);
+    for device in ["phone", "laptop", "tablet", "watch"] {
+        assert!(
+            h.query_by_label(&format!("{device} hold up")).is_none(),
+            "{device}'s network is folded too"
+        );
+    }
+    assert_eq!(
+        top(&h, "tablet sync state"),
+        top(&h, "phone sync state"),
+        "still aligned, folded"
+    );
+    click(&mut h, "phone network");
+    h.run_steps(2);
+    assert!(h.query_by_label("watch hold up").is_some(), "unfolded");
+}
+
+/// The zoom control in the top bar zooms, and says how far.
+#[test]
+fn the_zoom_control_zooms_and_shows_the_size() {
+    let mut h = harness(app(1, "zoom"));
+    click(&mut h, "zoom in");
+    h.run_steps(2);
+    assert!(
+        (h.ctx.zoom_factor() - 1.1).abs() < 1e-4,
+        "{}",
+        h.ctx.zoom_factor()
+    );
+    assert!(h.query_by_label("zoom 100 %").is_none());
+    click(&mut h, "zoom 110 %");
+    h.run_steps(2);
+    assert_eq!(h.ctx.zoom_factor(), 1.0);
+    assert!(h.query_by_label("zoom 100 %").is_some());
 }
 
 #[test]
@@ -418,6 +494,11 @@ fn the_scenario_player_plays_a_lesson_and_shows_each_expectation() {
     );
     // The simulator is deterministic: the finished lesson renders the same every run.
     h.snapshot("scenario-player");
+    h.set_size(eframe::egui::vec2(1280.0, 720.0));
+    h.run_steps(3);
+    h.snapshot("scenario-player-1280x720");
+    h.set_size(eframe::egui::vec2(1400.0, 900.0));
+    h.run_steps(3);
     // Restart goes back to the beginning.
     click(&mut h, "restart");
     h.run_steps(2);

@@ -9,7 +9,9 @@
 //! | [`live`] | the embedded server and the devices' client runtimes |
 //! | [`pane`] | one device pane |
 //! | [`player`] | the scenario player: lessons and files on the simulator, step by step |
+//! | [`sections`] | a pane's sections: folded together, aligned across panes |
 //! | [`server_panel`] | the server's authoritative table and fault controls |
+//! | [`style`] | text sizes and the palette every view shares |
 //! | [`wire`] | the live sequence diagram of frames between devices and server |
 
 pub mod broadcast;
@@ -18,7 +20,9 @@ pub mod layout;
 pub mod live;
 pub mod pane;
 pub mod player;
+pub mod sections;
 pub mod server_panel;
+pub mod style;
 pub mod wire;
 
 use std::time::{Duration, Instant};
@@ -59,6 +63,7 @@ pub struct SyncLab {
     pub mode: Mode,
     player: player::Player,
     broadcast: broadcast::Broadcast,
+    sections: sections::Sections,
 }
 
 /// The main area: the live devices, or the scenario player.
@@ -94,6 +99,7 @@ impl SyncLab {
             mode: Mode::Live,
             player: player::Player::default(),
             broadcast: broadcast::Broadcast::default(),
+            sections: sections::Sections::default(),
         };
         for d in &layout.devices {
             app.add_device(d);
@@ -147,6 +153,7 @@ impl SyncLab {
 
     /// Draws everything.
     pub fn ui_root(&mut self, ui: &mut egui::Ui) {
+        style::install(ui.ctx());
         for (name, handle) in self.live.poll_restarted() {
             if let Some(p) = self.panes.iter_mut().find(|p| p.name == name) {
                 p.replace(handle);
@@ -187,6 +194,8 @@ impl SyncLab {
                 ui.heading("Sync Lab");
                 ui.selectable_value(&mut self.mode, Mode::Live, "live devices");
                 ui.selectable_value(&mut self.mode, Mode::Player, "scenario player");
+                ui.separator();
+                style::zoom_control(ui);
                 if self.mode == Mode::Player {
                     // The player speaks for its simulated world, beside its script.
                     return;
@@ -206,8 +215,8 @@ impl SyncLab {
                     self.add_device(&DeviceLayout::new(id));
                 }
                 ui.separator();
-                let green = egui::Color32::from_rgb(0x30, 0xa0, 0x50);
-                let amber = egui::Color32::from_rgb(0xd0, 0x8c, 0x20);
+                let green = style::GREEN;
+                let amber = style::AMBER;
                 let (color, text) = match (&agreement, self.converged_after) {
                     (Ok(a), Some(after)) if a.all() => (
                         green,
@@ -228,9 +237,12 @@ impl SyncLab {
         egui::Panel::right("server").min_size(280.0).show(ui, |ui| {
             server_panel::ui(ui, &self.live, self.server.as_ref(), &mut self.reject_key);
         });
+        // A quarter of the window at most by default: on a 720 px screen the panes need
+        // the room.
+        let wire_height = (ui.available_height() * 0.25).clamp(140.0, 260.0);
         egui::Panel::bottom("wire")
             .resizable(true)
-            .default_size(260.0)
+            .default_size(wire_height)
             .show(ui, |ui| {
                 let lanes: Vec<(String, String)> = self
                     .panes
@@ -243,19 +255,24 @@ impl SyncLab {
         egui::CentralPanel::default().show(ui, |ui| {
             self.broadcast.ui(ui, &self.panes);
             ui.separator();
-            egui::ScrollArea::both().show(ui, |ui| {
-                let n = self.panes.len();
-                ui.columns(n, |cols| {
-                    for ((pane, view), col) in
-                        self.panes.iter_mut().zip(&views).zip(cols.iter_mut())
-                    {
-                        let mut mine = Vec::new();
-                        pane.ui(col, view, &mut mine);
-                        actions.extend(mine.into_iter().map(|a| (pane.name.clone(), a)));
-                    }
+            // Scroll bars always shown: on a small screen the panes go on below the fold,
+            // and a floating bar that appears only on hover hides that.
+            egui::ScrollArea::both()
+                .scroll_bar_visibility(egui::scroll_area::ScrollBarVisibility::AlwaysVisible)
+                .show(ui, |ui| {
+                    let n = self.panes.len();
+                    ui.columns(n, |cols| {
+                        for ((pane, view), col) in
+                            self.panes.iter_mut().zip(&views).zip(cols.iter_mut())
+                        {
+                            let mut mine = Vec::new();
+                            pane.ui(col, view, &mut self.sections, &mut mine);
+                            actions.extend(mine.into_iter().map(|a| (pane.name.clone(), a)));
+                        }
+                    });
                 });
-            });
         });
+        self.sections.end_frame(ui.ctx());
         // Commands go out after the frame; a changed link is listed again at once.
         let acted = !actions.is_empty();
         for (device, action) in actions {

@@ -18,6 +18,8 @@ use sync_core::protocol::Key;
 use tokio::sync::broadcast;
 
 use super::layout::DeviceLayout;
+use super::sections::{Section, Sections};
+use super::style;
 
 /// Both directions of a link, up first.
 const DIRECTIONS: [Direction; 2] = [Direction::Up, Direction::Down];
@@ -222,7 +224,7 @@ impl Pane {
             ui.label(
                 RichText::new(format!("rolled back {change}"))
                     .strong()
-                    .color(Color32::from_rgb(0xd0, 0x40, 0x40)),
+                    .color(style::RED),
             )
             .on_hover_text(
                 "The server refused the write, and this device still showed the value it had sent: it went back to the server's value",
@@ -235,8 +237,15 @@ impl Pane {
         self.held.contains(&true)
     }
 
-    /// Draws the pane; what it asks of the app goes into `actions`.
-    pub fn ui(&mut self, ui: &mut egui::Ui, view: &DeviceView, actions: &mut Vec<PaneAction>) {
+    /// Draws the pane, section by section (each aligned with the other panes' and folded
+    /// with them); what it asks of the app goes into `actions`.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        view: &DeviceView,
+        sections: &mut Sections,
+        actions: &mut Vec<PaneAction>,
+    ) {
         let dark = view.shown(&Key::DarkMode) == json!(true);
         // The pane renders in its own synced theme.
         ui.scope(|ui| {
@@ -256,18 +265,20 @@ impl Pane {
                 .fill(ui.visuals().panel_fill)
                 .show(ui, |ui| {
                     ui.set_min_width(ui.available_width());
-                    self.header(ui, view, actions);
-                    ui.separator();
-                    self.feed(ui, view);
-                    ui.separator();
-                    self.settings(ui, view);
-                    ui.separator();
-                    self.network(ui, actions);
-                    ui.separator();
-                    sync_table(ui, &self.name, view);
-                    counters(ui, view);
-                    ui.separator();
-                    self.recent(ui);
+                    let name = self.name.clone();
+                    sections.show(ui, &name, Section::Header, |ui| {
+                        self.header(ui, view, actions);
+                    });
+                    sections.show(ui, &name, Section::Feed, |ui| self.feed(ui, view));
+                    sections.show(ui, &name, Section::Settings, |ui| self.settings(ui, view));
+                    sections.show(ui, &name, Section::Network, |ui| {
+                        self.network(ui, actions);
+                    });
+                    sections.show(ui, &name, Section::SyncState, |ui| {
+                        sync_table(ui, &name, view);
+                        counters(ui, view);
+                    });
+                    sections.show(ui, &name, Section::Events, |ui| self.recent(ui));
                 });
         });
     }
@@ -366,7 +377,8 @@ impl Pane {
         for (i, post) in POSTS.iter().enumerate() {
             let like = Key::Like((*post).into());
             let liked = view.shown(&like) == json!(true);
-            ui.horizontal(|ui| {
+            // Wrapped: a badge beside the button must never be cut off in a narrow pane.
+            ui.horizontal_wrapped(|ui| {
                 ui.label(RichText::new(*post).strong());
                 let text = if liked { "Liked" } else { "Like" };
                 let button = ui
@@ -635,7 +647,6 @@ impl Pane {
     }
 
     fn recent(&self, ui: &mut egui::Ui) {
-        ui.label(RichText::new("recent events").small().weak());
         for e in self.log.iter().rev().take(6) {
             let (color, why) = explain(&e.kind);
             ui.label(RichText::new(e.kind.to_string()).small().color(color))
@@ -658,11 +669,11 @@ fn key_badge(ui: &mut egui::Ui, view: &DeviceView, key: &Key) {
         ui.label(
             RichText::new(format!("sending {shown} (local rev {local_rev})"))
                 .small()
-                .color(Color32::from_rgb(0xd0, 0x8c, 0x20)),
+                .color(style::AMBER),
         )
         .on_hover_text("A request is in flight with this value and local revision");
         if kv.follow_up_pending {
-            ui.label(RichText::new("+ follow-up").small().color(Color32::from_rgb(0xb0, 0x60, 0xd0)))
+            ui.label(RichText::new("+ follow-up").small().color(style::PURPLE))
                 .on_hover_text("The user acted after the request went out: the newest intent follows when the answer arrives");
         }
     }
@@ -680,11 +691,11 @@ pub fn sync_table(ui: &mut egui::Ui, name: &str, view: &DeviceView) {
             ui.label(RichText::new("local rev").small().strong());
             ui.end_row();
             for kv in view.keys.iter().filter(|k| !matches!(k.key, Key::Comments(_))) {
-                ui.label(RichText::new(kv.key.to_string()).font(egui::FontId::monospace(11.0)));
+                ui.label(RichText::new(kv.key.to_string()).font(style::mono()));
                 let differs = kv.slot.shown != kv.slot.confirmed;
                 let mut shown = RichText::new(kv.slot.shown.to_string()).small();
                 if differs {
-                    shown = shown.color(Color32::from_rgb(0xd0, 0x8c, 0x20));
+                    shown = shown.color(style::AMBER);
                 }
                 ui.label(shown).on_hover_text("The value on screen (optimistic)");
                 ui.label(RichText::new(format!("{} ({})", kv.slot.confirmed, kv.known_rev)).small())
@@ -736,12 +747,12 @@ pub fn counters(ui: &mut egui::Ui, view: &DeviceView) {
 
 /// The connection state's colour and words.
 pub fn connection_badge(state: &ConnectionState) -> (Color32, String) {
-    let green = Color32::from_rgb(0x30, 0xa0, 0x50);
-    let amber = Color32::from_rgb(0xd0, 0x8c, 0x20);
-    let red = Color32::from_rgb(0xd0, 0x40, 0x40);
+    let green = style::GREEN;
+    let amber = style::AMBER;
+    let red = style::RED;
     match state {
         ConnectionState::Connected => (green, "connected".into()),
-        ConnectionState::Offline => (Color32::GRAY, "offline".into()),
+        ConnectionState::Offline => (style::QUIET, "offline".into()),
         ConnectionState::AuthFailed | ConnectionState::ClosedByServer { .. } => {
             (red, format!("{state}"))
         }
@@ -752,14 +763,14 @@ pub fn connection_badge(state: &ConnectionState) -> (Color32, String) {
 /// A colour and the rule behind an event, for the log's tooltips.
 pub fn explain(kind: &EventKind) -> (Color32, &'static str) {
     use EventKind::*;
-    let grey = Color32::GRAY;
+    let grey = style::QUIET;
     match kind {
         OptimisticWrite { .. } => (
-            Color32::from_rgb(0x40, 0x80, 0xd0),
+            style::BLUE,
             "Optimistic: the screen changes at once, before any I/O",
         ),
         RequestSent { .. } => (
-            Color32::from_rgb(0xd0, 0x8c, 0x20),
+            style::AMBER,
             "One request per key in flight; later taps wait for its answer",
         ),
         RequestQueued { .. } => (
@@ -767,15 +778,15 @@ pub fn explain(kind: &EventKind) -> (Color32, &'static str) {
             "Not connected: the intent is kept and sent after the next welcome",
         ),
         FollowUpDecided { .. } => (
-            Color32::from_rgb(0xb0, 0x60, 0xd0),
+            style::PURPLE,
             "The user acted after the request went out: its answer is dropped and one follow-up carries the newest intent",
         ),
         ResponseApplied { .. } => (
-            Color32::from_rgb(0x30, 0xa0, 0x50),
+            style::GREEN,
             "The server's answer is applied once the key is stable (its value may be normalised)",
         ),
         ResponseStale { .. } | PushStale { .. } => (
-            Color32::from_rgb(0xd0, 0x40, 0x40),
+            style::RED,
             "Stale: its revision is lower than one already known, so it is ignored",
         ),
         PushApplied { own: true, .. } => (
@@ -783,7 +794,7 @@ pub fn explain(kind: &EventKind) -> (Color32, &'static str) {
             "This device's own write, echoed by the server with a revision newer than any it knew (it came before the ack): applied like any push",
         ),
         PushApplied { .. } => (
-            Color32::from_rgb(0x30, 0xa0, 0x50),
+            style::GREEN,
             "A newer revision from the server is applied at once, even while a request is in flight",
         ),
         PushAlreadySeen { .. } => (
@@ -796,25 +807,22 @@ pub fn explain(kind: &EventKind) -> (Color32, &'static str) {
         ),
         OwnEchoIgnored { .. } => (grey, "sync ignores its own echoes"),
         Superseded { .. } => (
-            Color32::from_rgb(0xb0, 0x60, 0xd0),
+            style::PURPLE,
             "Another device's newer change won: the unanswered intent is not resent",
         ),
         Rejected { .. } | RolledBack { .. } => (
-            Color32::from_rgb(0xd0, 0x40, 0x40),
+            style::RED,
             "The server refused the write: the screen goes back to the server's value if it still shows the refused one",
         ),
         Regressed { .. } => (
-            Color32::from_rgb(0xd0, 0x40, 0x40),
+            style::RED,
             "The screen went back: an answer to an older request than the newest intent, or a revision lower than the known one, was applied over what the user saw (naive's flicker; sync's late push). sync-with-push never does this",
         ),
         CommandRefused { .. } => (
             grey,
             "Comments are non-reentrant per post: wait for the pending one",
         ),
-        Error { .. } => (
-            Color32::from_rgb(0xd0, 0x40, 0x40),
-            "Something could not be handled",
-        ),
+        Error { .. } => (style::RED, "Something could not be handled"),
         Connection { .. } | CaughtUp { .. } => (
             grey,
             "Connection: reconnects with backoff; a welcome brings every change since the cursor",

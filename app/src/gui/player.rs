@@ -10,14 +10,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use eframe::egui::{self, Color32, RichText};
+use eframe::egui::{self, RichText};
 use mock_server::core::DEMO_USER;
 use mock_server::scenario::run::format_trace;
 use mock_server::scenario::{Runner, StepOutcome, Verdict, parse};
 use mock_server::sim::TraceKind;
 use sync_core::client::DeviceView;
 
-use super::{pane, server_panel, wire};
+use super::{pane, server_panel, style, wire};
 
 /// A lesson shipped with the app: its file name and text.
 macro_rules! lesson {
@@ -80,7 +80,7 @@ fn drawable(text: &str) -> String {
 
 /// The script's and the trace's font: columns line up.
 fn mono() -> egui::FontId {
-    egui::FontId::monospace(11.5)
+    style::mono()
 }
 
 /// Trace lines shown (the newest).
@@ -240,19 +240,16 @@ impl Player {
         let run = match &mut self.run {
             Ok(run) => run,
             Err(e) => {
-                ui.label(
-                    RichText::new(drawable(e))
-                        .color(Color32::from_rgb(0xd0, 0x40, 0x40))
-                        .monospace(),
-                );
+                ui.label(RichText::new(drawable(e)).color(style::RED).monospace());
                 return;
             }
         };
         verdict_line(ui, &run.runner);
         run.feed_wire();
+        let wire_height = (ui.available_height() * 0.3).clamp(140.0, 240.0);
         egui::Panel::bottom("player-wire")
             .resizable(true)
-            .default_size(240.0)
+            .default_size(wire_height)
             .show(ui, |ui| {
                 let lanes: Vec<(String, String)> = run
                     .runner
@@ -269,10 +266,16 @@ impl Player {
             .frame(egui::Frame::NONE)
             .show(ui, |ui| {
                 ui.columns(2, |cols| {
-                    egui::ScrollArea::vertical()
+                    // Both ways: a long line scrolls inside its column instead of running
+                    // into the devices beside it.
+                    egui::ScrollArea::both()
                         .id_salt("script")
+                        .auto_shrink([false, false])
                         .show(&mut cols[0], |ui| script(ui, &self.source.1, run));
-                    world(&mut cols[1], run);
+                    egui::ScrollArea::vertical()
+                        .id_salt("world")
+                        .auto_shrink([false, false])
+                        .show(&mut cols[1], |ui| world(ui, run));
                 });
             });
     }
@@ -281,17 +284,26 @@ impl Player {
         ui.horizontal_wrapped(|ui| {
             let label = ui.label("lesson");
             let before = self.lesson;
-            let combo = egui::ComboBox::from_id_salt("lesson")
-                .width(LESSON_LIST_WIDTH)
-                .truncate()
-                .selected_text(lesson_title(self.lesson))
-                .show_ui(ui, |ui| {
-                    for (i, (file, _)) in LESSONS.iter().enumerate() {
-                        ui.selectable_value(&mut self.lesson, i, lesson_title(i))
-                            .on_hover_text(*file);
-                    }
+            // An exact space for the list: a long title is truncated inside it.
+            let (space, _) = ui.allocate_exact_size(
+                egui::vec2(LESSON_LIST_WIDTH, ui.spacing().interact_size.y),
+                egui::Sense::hover(),
+            );
+            let combo = ui
+                .scope_builder(egui::UiBuilder::new().max_rect(space), |ui| {
+                    egui::ComboBox::from_id_salt("lesson")
+                        .width(LESSON_LIST_WIDTH)
+                        .truncate()
+                        .selected_text(lesson_title(self.lesson))
+                        .show_ui(ui, |ui| {
+                            for (i, (file, _)) in LESSONS.iter().enumerate() {
+                                ui.selectable_value(&mut self.lesson, i, lesson_title(i))
+                                    .on_hover_text(*file);
+                            }
+                        })
+                        .response
                 })
-                .response
+                .inner
                 .labelled_by(label.id);
             combo.on_hover_text(format!(
                 "assets/scenarios/{}",
@@ -306,7 +318,7 @@ impl Player {
             ui.add(
                 egui::TextEdit::singleline(&mut self.path)
                     .hint_text("path/to/scenario.scn")
-                    .desired_width(180.0),
+                    .desired_width(150.0),
             )
             .labelled_by(label.id);
             if ui
@@ -352,6 +364,7 @@ impl Player {
                 self.last_step = None;
             }
             let label = ui.label("speed");
+            ui.spacing_mut().slider_width = 90.0;
             ui.add(
                 egui::Slider::new(&mut self.speed, 0.5..=20.0)
                     .logarithmic(true)
@@ -365,13 +378,13 @@ impl Player {
 fn verdict_line(ui: &mut egui::Ui, runner: &Runner) {
     let title = runner.scenario().title.clone().unwrap_or_default();
     let (color, text) = match runner.verdict() {
-        Some(Verdict::Pass) => (Color32::from_rgb(0x30, 0xa0, 0x50), "PASS".to_string()),
+        Some(Verdict::Pass) => (style::GREEN, "PASS".to_string()),
         Some(Verdict::Fail { line, message }) => (
-            Color32::from_rgb(0xd0, 0x40, 0x40),
+            style::RED,
             drawable(&format!("FAIL at line {line}: {message}")),
         ),
         None => (
-            Color32::GRAY,
+            style::QUIET,
             match runner.next_step() {
                 Some(step) if runner.in_progress() => format!("running line {}", step.line),
                 Some(step) => format!("next: line {}", step.line),
@@ -403,13 +416,8 @@ fn script(ui: &mut egui::Ui, text: &str, run: &Run) {
             ui.label(rt);
             ui.end_row();
             let (text, color) = match run.outcomes.get(&n) {
-                Some(StepOutcome::Held(what)) => {
-                    (format!("held: {what}"), Color32::from_rgb(0x30, 0xa0, 0x50))
-                }
-                Some(StepOutcome::Failed(why)) => (
-                    format!("FAILED: {why}"),
-                    Color32::from_rgb(0xd0, 0x40, 0x40),
-                ),
+                Some(StepOutcome::Held(what)) => (format!("held: {what}"), style::GREEN),
+                Some(StepOutcome::Failed(why)) => (format!("FAILED: {why}"), style::RED),
                 _ => continue,
             };
             ui.label("");
@@ -432,7 +440,8 @@ fn world(ui: &mut egui::Ui, run: &Run) {
         .iter()
         .map(|d| DeviceView::of(&d.engine, run.start))
         .collect();
-    ui.horizontal_wrapped(|ui| {
+    // One under another: side by side, a narrow window cut the last ones off.
+    ui.vertical(|ui| {
         for view in &views {
             egui::Frame::group(ui.style()).show(ui, |ui| {
                 ui.vertical(|ui| {

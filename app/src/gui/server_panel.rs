@@ -7,6 +7,7 @@ use mock_server::net::Inspection;
 use sync_core::protocol::Key;
 
 use super::live::Live;
+use super::style;
 
 /// Draws the panel.
 pub fn ui(ui: &mut egui::Ui, live: &Live, state: Option<&Inspection>, reject_key: &mut Key) {
@@ -62,7 +63,7 @@ pub fn ui(ui: &mut egui::Ui, live: &Live, state: Option<&Inspection>, reject_key
     for key in &state.forced {
         ui.label(
             RichText::new(format!("armed: the next write to {key} will be rejected"))
-                .color(egui::Color32::from_rgb(0xd0, 0x8c, 0x20)),
+                .color(style::AMBER),
         );
     }
 }
@@ -98,7 +99,7 @@ pub fn table(ui: &mut egui::Ui, data: &UserData) {
             let mut rows: Vec<_> = data.keys.iter().collect();
             rows.sort_by_key(|(_, s)| std::cmp::Reverse(s.rev));
             for (key, s) in rows {
-                ui.label(RichText::new(key.to_string()).font(egui::FontId::monospace(11.0)));
+                ui.label(RichText::new(key.to_string()).font(style::mono()));
                 let value = match &s.value {
                     serde_json::Value::Array(a) => format!("[{} comments]", a.len()),
                     v => v.to_string(),

@@ -9,13 +9,14 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::style;
 use eframe::egui::{self, Align2, Color32, FontId, Rect, Sense, Stroke, pos2, vec2};
 use sync_core::engine::EventKind;
 
 /// Arrows kept.
 const KEEP: usize = 400;
 /// Height of one arrow's row.
-const ROW: f32 = 22.0;
+const ROW: f32 = 28.0;
 
 /// Which way an arrow points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +139,7 @@ impl Wire {
                 pos2(x, header.center().y),
                 Align2::CENTER_CENTER,
                 name,
-                FontId::proportional(13.0),
+                FontId::proportional(15.0),
                 ui.visuals().strong_text_color(),
             );
         }
@@ -155,7 +156,7 @@ impl Wire {
                 for (x, _) in &lanes {
                     painter.line_segment(
                         [pos2(*x, rect.top()), pos2(*x, rect.bottom())],
-                        Stroke::new(1.0, Color32::from_gray(170)),
+                        Stroke::new(1.0, style::LANE),
                     );
                 }
                 let server_x = lanes[0].0;
@@ -170,7 +171,7 @@ impl Wire {
                             pos2(rect.left() + 4.0, y),
                             Align2::LEFT_CENTER,
                             format!("{:.3} s", at.as_secs_f64()),
-                            FontId::monospace(10.0),
+                            style::mono(),
                             ui.visuals().weak_text_color(),
                         );
                     }
@@ -190,7 +191,7 @@ impl Wire {
                         pos2((from + to) / 2.0, y - 2.0),
                         Align2::CENTER_BOTTOM,
                         &a.label,
-                        FontId::monospace(10.0),
+                        style::mono(),
                         a.color,
                     );
                     let hit = Rect::from_two_pos(
@@ -221,13 +222,13 @@ fn lanes(rect: Rect, devices: &[(String, String)]) -> Vec<(f32, (&str, &str))> {
         .collect()
 }
 
-const ACK: Color32 = Color32::from_rgb(0x30, 0xa0, 0x50);
-const PUSH: Color32 = Color32::from_rgb(0x40, 0x80, 0xd0);
-const QUIET: Color32 = Color32::from_gray(140);
-const STALE: Color32 = Color32::from_rgb(0xd0, 0x40, 0x40);
-const FOLLOW: Color32 = Color32::from_rgb(0xb0, 0x60, 0xd0);
-const REJECT: Color32 = Color32::from_rgb(0xc0, 0x30, 0x30);
-const REQUEST: Color32 = Color32::from_rgb(0xd0, 0x8c, 0x20);
+const ACK: Color32 = style::GREEN;
+const PUSH: Color32 = style::BLUE;
+const QUIET: Color32 = style::QUIET;
+const STALE: Color32 = style::RED;
+const FOLLOW: Color32 = style::PURPLE;
+const REJECT: Color32 = style::REJECT;
+const REQUEST: Color32 = style::AMBER;
 
 /// The arrow an event stands for: direction, colour and label.
 fn arrow_of(kind: &EventKind) -> Option<(Way, Color32, String)> {
