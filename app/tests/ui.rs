@@ -702,3 +702,28 @@ fn broadcast_taps_every_ticked_device_and_a_burst_repeats_it() {
         "a burst at human speed coalesces"
     );
 }
+
+/// Three quick taps make one burst on the device's chart: its time to agree, and its
+/// requests per intent (fewer than one: they coalesced).
+#[test]
+fn a_burst_of_taps_becomes_a_point_on_the_device_chart() {
+    let mut h = harness(app(2, "chart"));
+    until_connected(&mut h);
+    assert!(h.query_by_label("seconds to agree").is_none());
+    for _ in 0..3 {
+        click(&mut h, "phone like post-1");
+    }
+    step_until(&mut h, "the burst to end in agreement", |a| {
+        a.panes()[0].chart.bursts().len() == 1
+    });
+    let [_, took, per_intent] = h.state().panes()[0].chart.bursts()[0];
+    assert!(took >= 0.56, "at least a round trip: {took}");
+    assert!(per_intent < 1.0, "coalesced: {per_intent}");
+    assert!(
+        h.state().panes()[1].chart.bursts().is_empty(),
+        "the laptop made no intent"
+    );
+    h.run_steps(2);
+    assert!(h.query_by_label("seconds to agree").is_some());
+    assert!(h.query_by_label("requests per intent").is_some());
+}

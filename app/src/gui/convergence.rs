@@ -59,6 +59,11 @@ pub fn judge<'a>(
     agreement
 }
 
+/// Whether one device agrees with the server.
+pub fn agrees(server: &UserData, view: &DeviceView) -> bool {
+    problem(server, "", view).is_none()
+}
+
 /// Why `view` does not agree with the server, if it does not.
 fn problem(server: &UserData, name: &str, view: &DeviceView) -> Option<String> {
     if view.connection != ConnectionState::Connected {

@@ -4,6 +4,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`broadcast`] | one intent on every ticked device at once, or a burst of them |
+//! | [`chart`] | a device's bursts of intents: seconds to agree, requests per intent |
 //! | [`convergence`] | whether every device agrees with the server, in the top bar's words |
 //! | [`layout`] | what the app remembers between runs: panes, labels, strategies, links |
 //! | [`live`] | the embedded server and the devices' client runtimes |
@@ -15,6 +16,7 @@
 //! | [`wire`] | the live sequence diagram of frames between devices and server |
 
 pub mod broadcast;
+pub mod chart;
 pub mod convergence;
 pub mod layout;
 pub mod live;
@@ -111,7 +113,8 @@ impl SyncLab {
     /// its pane on the right.
     fn add_device(&mut self, layout: &DeviceLayout) {
         let handle = self.live.device(&layout.id, layout.strategy, layout.online);
-        let (pane, actions) = Pane::restore(layout, handle);
+        let (mut pane, actions) = Pane::restore(layout, handle);
+        pane.chart = chart::Chart::new(self.started);
         for action in actions {
             if let PaneAction::Link(command) = action {
                 self.live.link(&layout.id, command);
@@ -182,6 +185,14 @@ impl SyncLab {
         let views = self.views();
         self.refresh_server(&views);
         let agreement = self.agreement_of(&views);
+        if let Some(server) = &self.server {
+            let now = Instant::now();
+            for (pane, view) in self.panes.iter_mut().zip(&views) {
+                if convergence::agrees(&server.data, view) {
+                    pane.chart.agreed(now);
+                }
+            }
+        }
         // Every device counts, so this is when the last of them came to agree.
         if agreement.as_ref().is_ok_and(Agreement::all)
             && self.converged_after.is_none()

@@ -17,6 +17,7 @@ use sync_core::engine::{Event, EventKind, Strategy};
 use sync_core::protocol::Key;
 use tokio::sync::broadcast;
 
+use super::chart::Chart;
 use super::layout::DeviceLayout;
 use super::sections::{Section, Sections};
 use super::style;
@@ -57,6 +58,8 @@ pub struct Pane {
     /// beside the key's control until the next intent or push on it, so a rollback is seen
     /// even when it comes a millisecond after the tap.
     rolled_back: BTreeMap<Key, String>,
+    /// The device's bursts of intents, charted.
+    pub chart: Chart,
 }
 
 /// Network presets: Chrome DevTools' added round-trip latency, split half each way.
@@ -171,6 +174,7 @@ impl Pane {
             queue_listings: 0,
             volume_pending: None,
             rolled_back: BTreeMap::new(),
+            chart: Chart::new(Instant::now()),
         }
     }
 
@@ -192,7 +196,9 @@ impl Pane {
                         }
                         _ => {}
                     }
-                    new.push((self.handle.wall_time(&e), e.kind.clone()));
+                    let at = self.handle.wall_time(&e);
+                    self.chart.event(&e.kind, at);
+                    new.push((at, e.kind.clone()));
                     self.log.push_back(e);
                     if self.log.len() > LOG {
                         self.log.pop_front();
@@ -277,6 +283,9 @@ impl Pane {
                     sections.show(ui, &name, Section::SyncState, |ui| {
                         sync_table(ui, &name, view);
                         counters(ui, view);
+                    });
+                    sections.show(ui, &name, Section::Charts, |ui| {
+                        self.chart.ui(ui, &name);
                     });
                     sections.show(ui, &name, Section::Events, |ui| self.recent(ui));
                 });

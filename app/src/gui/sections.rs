@@ -19,11 +19,13 @@ pub enum Section {
     Network,
     /// The per-key table and the counters.
     SyncState,
+    /// The device's bursts as charts.
+    Charts,
     /// The device's latest events.
     Events,
 }
 
-const COUNT: usize = 6;
+const COUNT: usize = 7;
 
 impl Section {
     /// What its fold header says; `None` for the header, which does not fold.
@@ -34,6 +36,7 @@ impl Section {
             Section::Settings => Some("settings"),
             Section::Network => Some("network"),
             Section::SyncState => Some("sync state"),
+            Section::Charts => Some("charts"),
             Section::Events => Some("recent events"),
         }
     }
