@@ -727,3 +727,77 @@ fn a_burst_of_taps_becomes_a_point_on_the_device_chart() {
     assert!(h.query_by_label("seconds to agree").is_some());
     assert!(h.query_by_label("requests per intent").is_some());
 }
+
+/// Runs the chosen recipe to its end, through the recipe bar.
+fn run_recipe(h: &mut Harness<'_, SyncLab>, name: &str) {
+    click(h, "recipe");
+    h.run_steps(3);
+    click(h, name);
+    h.run_steps(2);
+    click(h, "run recipe");
+    let done = format!("{name}: done");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while h.query_by_label(&done).is_none() {
+        assert!(
+            h.query_by_label_contains("gave up").is_none(),
+            "{name} gave up"
+        );
+        assert!(Instant::now() < deadline, "{name} did not finish");
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Each recipe makes its edge case on the live devices, through the controls: the counters
+/// show what the lesson teaches.
+#[test]
+fn the_recipes_make_their_edge_cases_on_the_live_devices() {
+    let mut h = harness(app(2, "recipes"));
+    until_connected(&mut h);
+    let view = |h: &Harness<'_, SyncLab>, i: usize| h.state().panes()[i].handle.view();
+    let like = Key::parse("like/post-1").unwrap();
+
+    run_recipe(&mut h, "make a stale push");
+    assert_eq!(view(&h, 1).counters.stale, 1, "the older push was stale");
+    assert_eq!(view(&h, 1).shown(&like), json!(false));
+
+    run_recipe(&mut h, "own echo as ack");
+    let taken_as_ack = h.state().panes()[0]
+        .log
+        .iter()
+        .any(|e| matches!(e.kind, sync_core::engine::EventKind::PushTakenAsAck { .. }));
+    assert!(taken_as_ack, "the echo was taken as an ack");
+    assert_eq!(
+        view(&h, 0).shown(&like),
+        json!(false),
+        "the newer intent stayed"
+    );
+
+    run_recipe(&mut h, "lose an ack");
+    assert_eq!(
+        view(&h, 0).counters.requests_by_key[&Key::Volume],
+        2,
+        "resent once after the lost ack"
+    );
+    step_until(&mut h, "the server to show one volume write", |a| {
+        a.server().is_some_and(|s| {
+            s.data
+                .keys
+                .get(&Key::Volume)
+                .is_some_and(|k| k.value == json!(80))
+        })
+    });
+
+    run_recipe(&mut h, "reject and roll back");
+    assert_eq!(view(&h, 0).counters.rollbacks, 1);
+    // The hold boxes are as the recipes left them: unticked.
+    assert!(!h.state().panes().iter().any(|p| p.holding()));
+    // Each recipe links to its lesson.
+    click(&mut h, "lesson 09");
+    h.run_steps(2);
+    assert_eq!(h.state().mode, app::gui::Mode::Player);
+    assert!(
+        h.query_by_label("A rejected like rolls back").is_some(),
+        "the player shows lesson 09's title"
+    );
+}

@@ -10,6 +10,7 @@
 //! | [`live`] | the embedded server and the devices' client runtimes |
 //! | [`pane`] | one device pane |
 //! | [`player`] | the scenario player: lessons and files on the simulator, step by step |
+//! | [`recipes`] | one-click recipes: an edge case made on the live devices, step by step |
 //! | [`sections`] | a pane's sections: folded together, aligned across panes |
 //! | [`server_panel`] | the server's authoritative table and fault controls |
 //! | [`style`] | text sizes and the palette every view shares |
@@ -22,6 +23,7 @@ pub mod layout;
 pub mod live;
 pub mod pane;
 pub mod player;
+pub mod recipes;
 pub mod sections;
 pub mod server_panel;
 pub mod style;
@@ -66,6 +68,7 @@ pub struct SyncLab {
     player: player::Player,
     broadcast: broadcast::Broadcast,
     sections: sections::Sections,
+    recipes: recipes::Recipes,
 }
 
 /// The main area: the live devices, or the scenario player.
@@ -102,6 +105,7 @@ impl SyncLab {
             player: player::Player::default(),
             broadcast: broadcast::Broadcast::default(),
             sections: sections::Sections::default(),
+            recipes: recipes::Recipes::default(),
         };
         for d in &layout.devices {
             app.add_device(d);
@@ -263,8 +267,10 @@ impl SyncLab {
                 self.wire.ui(ui, &lanes);
             });
         let mut actions: Vec<(String, PaneAction)> = Vec::new();
+        let mut recipe_actions = Vec::new();
         egui::CentralPanel::default().show(ui, |ui| {
             self.broadcast.ui(ui, &self.panes);
+            recipe_actions = self.recipes.ui(ui, &self.panes, &views);
             ui.separator();
             // Scroll bars always shown: on a small screen the panes go on below the fold,
             // and a floating bar that appears only on hover hides that.
@@ -285,7 +291,8 @@ impl SyncLab {
         });
         self.sections.end_frame(ui.ctx());
         // Commands go out after the frame; a changed link is listed again at once.
-        let acted = !actions.is_empty();
+        let acted = !actions.is_empty() || !recipe_actions.is_empty();
+        self.run_recipe(recipe_actions);
         for (device, action) in actions {
             match action {
                 PaneAction::Link(command) => self.live.link(&device, command),
@@ -318,6 +325,42 @@ impl SyncLab {
             }
         }
         self.refresh_queues(ui.ctx(), acted);
+    }
+
+    /// Does what a recipe step asks, through the same paths the controls take.
+    fn run_recipe(&mut self, actions: Vec<recipes::RecipeAction>) {
+        use recipes::RecipeAction;
+        for action in actions {
+            let pane =
+                |panes: &mut Vec<Pane>, name: &str| panes.iter_mut().position(|p| p.name == name);
+            match action {
+                RecipeAction::Hold(device, dir, on) => {
+                    if let Some(i) = pane(&mut self.panes, &device) {
+                        let command = self.panes[i].hold(dir, on);
+                        self.live.link(&device, command);
+                    }
+                }
+                RecipeAction::Link(device, command) => self.live.link(&device, command),
+                RecipeAction::Tap(device, key) => {
+                    if let Some(i) = pane(&mut self.panes, &device) {
+                        self.panes[i].handle.tap(key);
+                    }
+                }
+                RecipeAction::Set(device, key, value) => {
+                    if let Some(i) = pane(&mut self.panes, &device) {
+                        self.panes[i].handle.set(key, value);
+                    }
+                }
+                RecipeAction::RejectNext(key) => {
+                    self.reject_key = key.clone();
+                    self.live.reject_next(key);
+                }
+                RecipeAction::OpenLesson(i) => {
+                    self.player.open_lesson(i);
+                    self.mode = Mode::Player;
+                }
+            }
+        }
     }
 
     /// Lists the held queues: while a hold is on, every [`QUEUE_REFRESH`] (and right

@@ -238,6 +238,12 @@ impl Pane {
         }
     }
 
+    /// Ticks or unticks a hold box, as a click would; returns the command to send.
+    pub fn hold(&mut self, d: Direction, on: bool) -> LinkCommand {
+        self.held[usize::from(d == Direction::Down)] = on;
+        LinkCommand::Hold(d, on)
+    }
+
     /// `true` while one of the device's links is held (its queue is worth listing).
     pub fn holding(&self) -> bool {
         self.held.contains(&true)

@@ -169,6 +169,16 @@ impl Player {
             .map_err(|e| e.to_string());
     }
 
+    /// Loads one of the built-in lessons, from its start.
+    pub fn open_lesson(&mut self, index: usize) {
+        let Some((name, text)) = LESSONS.get(index) else {
+            return;
+        };
+        self.lesson = index;
+        self.source = (name.to_string(), text.to_string());
+        self.restart();
+    }
+
     /// Runs the next statement; `false` when the run is over.
     pub fn step(&mut self) -> bool {
         let Ok(run) = &mut self.run else {
@@ -310,9 +320,7 @@ impl Player {
                 LESSONS[self.lesson].0
             ));
             if self.lesson != before {
-                let (name, text) = LESSONS[self.lesson];
-                self.source = (name.to_string(), text.to_string());
-                self.restart();
+                self.open_lesson(self.lesson);
             }
             let label = ui.label("or a file");
             ui.add(
