@@ -25,6 +25,17 @@ struct Cli {
     /// Use this server (ws://HOST:PORT/sync) instead of the embedded one.
     #[arg(long, value_name = "URL")]
     server: Option<String>,
+    /// With --server: the user the devices sign in as.
+    #[arg(long, requires = "server", default_value = "demo")]
+    user: String,
+    /// With --server: that user's token.
+    #[arg(long, requires = "server", default_value = "demo-token")]
+    token: String,
+    /// With --server: the server's admin token (its --admin-token). The holds, link
+    /// settings, held frames, restart, reject next and the server's table go through its
+    /// admin socket; without it they are shown off, saying why.
+    #[arg(long, requires = "server", value_name = "TOKEN")]
+    admin_token: Option<String>,
     /// The embedded server's port on 127.0.0.1 (default: any free port), so other clients
     /// and test tools can reach it at a known address.
     #[arg(long, default_value_t = 0, conflicts_with = "server")]
@@ -86,7 +97,12 @@ fn main() -> ExitCode {
     };
     let config = gui::live::LiveConfig {
         data,
-        server: cli.server,
+        server: cli.server.map(|url| gui::live::External {
+            url,
+            user: cli.user,
+            token: cli.token,
+            admin_token: cli.admin_token,
+        }),
         port: cli.port,
     };
     let devices = cli.devices.map(usize::from);

@@ -1,10 +1,11 @@
 //! UI tests with egui_kittest: the real app (embedded server, live devices over WebSockets
 //! on 127.0.0.1) driven through its widgets.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use app::gui::SyncLab;
-use app::gui::live::{Live, LiveConfig};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use serde_json::json;
@@ -12,73 +13,7 @@ use sync_core::engine::Strategy;
 use sync_core::engine::connection::ConnectionState;
 use sync_core::protocol::Key;
 
-/// A data directory of this test process.
-fn data_dir(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("sync-lab-ui-{name}-{}", std::process::id()))
-}
-
-/// An embedded server and a runtime for devices, on a fresh data directory.
-fn live(name: &str) -> Live {
-    live_on(name, 0)
-}
-
-/// The same, with the embedded server on a given port (0: any free one).
-fn live_on(name: &str, port: u16) -> Live {
-    let data = data_dir(name);
-    let _ = std::fs::remove_dir_all(&data);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let config = LiveConfig {
-        data,
-        server: None,
-        port,
-    };
-    Live::start(rt, &config, std::sync::Arc::new(|| {})).unwrap()
-}
-
-fn app(devices: usize, name: &str) -> SyncLab {
-    SyncLab::new(live(name), devices)
-}
-
-/// Steps the UI until `done` holds (the devices run on other threads). The deadline is
-/// generous: a reconnect after a server restart backs off with jitter, and CI renders the
-/// snapshot tests on the CPU at the same time.
-fn step_until(h: &mut Harness<'_, SyncLab>, what: &str, done: impl Fn(&SyncLab) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done(h.state()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        h.step();
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    h.step();
-}
-
-/// Clicks the widget labelled `label` as a person would: the click lands in the next frame,
-/// then the pointer leaves. A pointer left resting on a widget keeps it hovered: its
-/// highlight would show in later snapshots, and its tooltip would open over whatever
-/// lies beneath.
-fn click(h: &mut Harness<'_, SyncLab>, label: &str) {
-    h.get_by_label(label).click();
-    h.step();
-    h.remove_cursor();
-}
-
-/// Steps until every device is connected.
-fn until_connected(h: &mut Harness<'_, SyncLab>) {
-    step_until(h, "every device connected", |a| {
-        a.panes()
-            .iter()
-            .all(|p| p.handle.view().connection == ConnectionState::Connected)
-    });
-}
-
-/// The app in a 1400×900 window, in the light theme `main` gives it.
-fn harness(app: SyncLab) -> Harness<'static, SyncLab> {
-    let h = Harness::builder()
-        .with_size(eframe::egui::vec2(1400.0, 900.0))
-        .build_ui_state(|ui, app: &mut SyncLab| app.ui_root(ui), app);
-    h.ctx.set_theme(eframe::egui::Theme::Light);
-    h
-}
+use support::{app, click, data_dir, harness, live, live_on, step_until, until_connected};
 
 #[test]
 fn a_like_clicked_in_one_pane_appears_in_the_other() {

@@ -1,6 +1,10 @@
 //! The live backend: the embedded server (or an external one) and one client runtime per
 //! device, on the tokio runtime's threads. The UI thread only sends commands and reads
 //! snapshots; it never awaits.
+//!
+//! The fault controls reach the embedded server through its handle, and an external one
+//! through its admin socket ([`Remote`]) when the app was given its admin token; without
+//! one, [`Live::controls`] says why the controls are off.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -10,15 +14,14 @@ use std::time::Duration;
 use mock_server::link::LinkConfig;
 use mock_server::sim::Direction;
 
+use mock_server::core::{DEMO_TOKEN, DEMO_USER};
 use mock_server::net::{Inspection, LinkCommand, QueuedFrames, ServerConfig, ServerHandle, start};
 use mock_server::redb_store::RedbStore;
 use sync_core::client::{ClientConfig, DeviceHandle, spawn};
 use sync_core::engine::{EngineConfig, Strategy};
+use sync_core::protocol::Key;
 
-/// The user every demo device belongs to.
-pub const USER: &str = "demo";
-/// Its token.
-pub const TOKEN: &str = "demo-token";
+use super::remote::Remote;
 
 /// Where things live and which server to use.
 #[derive(Debug, Clone)]
@@ -26,9 +29,66 @@ pub struct LiveConfig {
     /// The app's data directory (server store, device snapshots).
     pub data: PathBuf,
     /// An external server instead of the embedded one.
-    pub server: Option<String>,
+    pub server: Option<External>,
     /// The embedded server's port on 127.0.0.1; 0 for any free one.
     pub port: u16,
+}
+
+/// An external server, and who the devices are on it.
+#[derive(Debug, Clone)]
+pub struct External {
+    /// Its sync endpoint, `ws://HOST:PORT/sync`.
+    pub url: String,
+    /// The user the devices sign in as.
+    pub user: String,
+    /// That user's token.
+    pub token: String,
+    /// The server's admin token, for the fault controls; `None` turns them off.
+    pub admin_token: Option<String>,
+}
+
+/// Where the fault controls go.
+#[derive(Clone)]
+enum Server {
+    Embedded(Arc<ServerHandle>),
+    Remote(Arc<Remote>),
+}
+
+impl Server {
+    async fn inspect(&self, user: &str) -> Result<Inspection, String> {
+        match self {
+            Server::Embedded(s) => Ok(s.inspect(user).await),
+            Server::Remote(r) => r.inspect(user).await,
+        }
+    }
+
+    async fn link(&self, user: &str, device: &str, command: LinkCommand) -> Result<(), String> {
+        match self {
+            Server::Embedded(s) => s.link(user, device, command).await,
+            Server::Remote(r) => r.link(user, device, command).await,
+        }
+    }
+
+    async fn queued_frames(&self, user: &str, device: &str) -> Result<QueuedFrames, String> {
+        match self {
+            Server::Embedded(s) => Ok(s.queued_frames(user, device).await),
+            Server::Remote(r) => r.queued_frames(user, device).await,
+        }
+    }
+
+    async fn reject_next(&self, user: &str, key: &Key) -> Result<(), String> {
+        match self {
+            Server::Embedded(s) => s.reject_next(Some(user), key.clone()).await,
+            Server::Remote(r) => r.reject_next(user, key).await,
+        }
+    }
+
+    async fn restart(&self) -> Result<(), String> {
+        match self {
+            Server::Embedded(s) => s.restart().await,
+            Server::Remote(r) => r.restart().await,
+        }
+    }
 }
 
 /// The live world: server and devices.
@@ -36,12 +96,18 @@ pub struct Live {
     /// The runtime the server and devices run on; dropped (and its tasks with it) when
     /// the app closes.
     rt: tokio::runtime::Runtime,
-    server: Option<Arc<ServerHandle>>,
+    /// Where the fault controls go; `None` for an external server without an admin token.
+    server: Option<Server>,
     url: String,
+    user: String,
+    token: String,
     data: PathBuf,
     repaint: Arc<dyn Fn() + Send + Sync>,
-    inspections: (mpsc::Sender<Inspection>, mpsc::Receiver<Inspection>),
+    inspections: (mpsc::Sender<Inspected>, mpsc::Receiver<Inspected>),
     inspecting: bool,
+    /// Why the server's state could not be read last time (an external server's admin
+    /// socket), until it can.
+    inspect_error: Option<String>,
     queues: (mpsc::Sender<QueueListing>, mpsc::Receiver<QueueListing>),
     restarted: (mpsc::Sender<Restarted>, mpsc::Receiver<Restarted>),
     /// Ids of devices being removed (until their snapshot is deleted).
@@ -55,6 +121,9 @@ fn lock(set: &Mutex<BTreeSet<String>>) -> MutexGuard<'_, BTreeSet<String>> {
     set.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// The server's state, or why it could not be read.
+type Inspected = Result<Inspection, String>;
 
 /// A device restarted with a new handle.
 type Restarted = (String, DeviceHandle);
@@ -70,8 +139,22 @@ impl Live {
         config: &LiveConfig,
         repaint: Arc<dyn Fn() + Send + Sync>,
     ) -> Result<Live, String> {
-        let (server, url) = match &config.server {
-            Some(url) => (None, url.clone()),
+        let (server, url, user, token) = match &config.server {
+            Some(external) => {
+                let remote = match &external.admin_token {
+                    Some(admin) => Some(Server::Remote(Arc::new(Remote::new(
+                        &external.url,
+                        admin.clone(),
+                    )?))),
+                    None => None,
+                };
+                (
+                    remote,
+                    external.url.clone(),
+                    external.user.clone(),
+                    external.token.clone(),
+                )
+            }
             None => {
                 let store =
                     RedbStore::open(&config.data.join("server")).map_err(|e| e.to_string())?;
@@ -83,7 +166,12 @@ impl Live {
                     .block_on(start(server_config, store))
                     .map_err(|e| e.to_string())?;
                 let url = server.url();
-                (Some(Arc::new(server)), url)
+                (
+                    Some(Server::Embedded(Arc::new(server))),
+                    url,
+                    DEMO_USER.to_string(),
+                    DEMO_TOKEN.to_string(),
+                )
             }
         };
         tracing::info!("devices connect to {url}");
@@ -91,10 +179,13 @@ impl Live {
             rt,
             server,
             url,
+            user,
+            token,
             data: config.data.clone(),
             repaint,
             inspections: mpsc::channel(),
             inspecting: false,
+            inspect_error: None,
             queues: mpsc::channel(),
             restarted: mpsc::channel(),
             removing: Default::default(),
@@ -107,12 +198,17 @@ impl Live {
         &self.url
     }
 
+    /// The user the devices sign in as.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
     fn client_config(&self, name: &str, strategy: Strategy, online: bool) -> ClientConfig {
         ClientConfig {
             url: self.url.clone(),
             engine: EngineConfig {
                 device_id: name.to_string(),
-                token: TOKEN.to_string(),
+                token: self.token.clone(),
                 strategy,
                 seed: name.bytes().map(u64::from).sum(),
             },
@@ -208,8 +304,9 @@ impl Live {
         self.inspecting = true;
         let tx = self.inspections.0.clone();
         let repaint = self.repaint.clone();
+        let user = self.user.clone();
         self.rt.spawn(async move {
-            let _ = tx.send(server.inspect(USER).await);
+            let _ = tx.send(server.inspect(&user).await);
             repaint();
         });
     }
@@ -217,20 +314,37 @@ impl Live {
     /// The newest answer to [`Live::request_inspection`], if one arrived.
     pub fn poll_inspection(&mut self) -> Option<Inspection> {
         let mut latest = None;
-        while let Ok(i) = self.inspections.1.try_recv() {
-            latest = Some(i);
+        while let Ok(answer) = self.inspections.1.try_recv() {
             self.inspecting = false;
+            match answer {
+                Ok(i) => {
+                    latest = Some(i);
+                    self.inspect_error = None;
+                }
+                Err(e) => self.inspect_error = Some(e),
+            }
         }
         latest
     }
 
-    /// Whether the server runs inside the app.
-    pub fn embedded(&self) -> bool {
-        self.server.is_some()
+    /// Why the server's state could not be read the last time, if it could not.
+    pub fn inspect_error(&self) -> Option<&str> {
+        self.inspect_error.as_deref()
     }
 
-    /// Runs `job` on the embedded server in the background; nothing with an external one.
-    fn with_server<F>(&self, job: impl FnOnce(Arc<ServerHandle>) -> F)
+    /// Whether the fault controls and the server's table work: `Err` says why not (an
+    /// external server without its admin token).
+    pub fn controls(&self) -> Result<(), &'static str> {
+        match self.server {
+            Some(_) => Ok(()),
+            None => Err(
+                "Needs the server's admin token (--admin-token): an external server's fault controls and table are on its admin socket",
+            ),
+        }
+    }
+
+    /// Runs `job` on the server's controls in the background; nothing without them.
+    fn with_server<F>(&self, job: impl FnOnce(Server) -> F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -239,11 +353,12 @@ impl Live {
         }
     }
 
-    /// A fault on a device's link (embedded server only; kept across its reconnects).
+    /// A fault on a device's link (kept across its reconnects).
     pub fn link(&self, device: &str, command: LinkCommand) {
         let device = device.to_string();
+        let user = self.user.clone();
         self.with_server(|server| async move {
-            if let Err(e) = server.link(USER, &device, command).await {
+            if let Err(e) = server.link(&user, &device, command).await {
                 tracing::warn!("{device}: {e}");
             }
         });
@@ -256,11 +371,16 @@ impl Live {
             return;
         };
         let device = device.to_string();
+        let user = self.user.clone();
         let tx = self.queues.0.clone();
         let repaint = self.repaint.clone();
         self.rt.spawn(async move {
-            let frames = server.queued_frames(USER, &device).await;
-            let _ = tx.send((device, frames));
+            match server.queued_frames(&user, &device).await {
+                Ok(frames) => {
+                    let _ = tx.send((device, frames));
+                }
+                Err(e) => tracing::warn!("{device}: {e}"),
+            }
             repaint();
         });
     }
@@ -270,16 +390,17 @@ impl Live {
         self.queues.1.try_iter().collect()
     }
 
-    /// Rejects the next write to a key (embedded server only).
-    /// The server's state follows, so the panel shows the rejection armed at once.
-    pub fn reject_next(&self, key: sync_core::protocol::Key) {
+    /// Rejects the next write to a key. The server's state follows, so the panel shows
+    /// the rejection armed at once.
+    pub fn reject_next(&self, key: Key) {
         let tx = self.inspections.0.clone();
         let repaint = self.repaint.clone();
+        let user = self.user.clone();
         self.with_server(|server| async move {
-            if let Err(e) = server.reject_next(Some(USER), key).await {
+            if let Err(e) = server.reject_next(&user, &key).await {
                 tracing::warn!("reject next: {e}");
             }
-            let _ = tx.send(server.inspect(USER).await);
+            let _ = tx.send(server.inspect(&user).await);
             repaint();
         });
     }

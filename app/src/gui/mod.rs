@@ -11,6 +11,7 @@
 //! | [`pane`] | one device pane |
 //! | [`player`] | the scenario player: lessons and files on the simulator, step by step |
 //! | [`recipes`] | one-click recipes: an edge case made on the live devices, step by step |
+//! | [`remote`] | an external server's fault controls, through its admin socket |
 //! | [`sections`] | a pane's sections: folded together, aligned across panes |
 //! | [`server_panel`] | the server's authoritative table and fault controls |
 //! | [`style`] | text sizes and the palette every view shares |
@@ -24,6 +25,7 @@ pub mod live;
 pub mod pane;
 pub mod player;
 pub mod recipes;
+pub mod remote;
 pub mod sections;
 pub mod server_panel;
 pub mod style;
@@ -117,8 +119,15 @@ impl SyncLab {
     /// its pane on the right.
     fn add_device(&mut self, layout: &DeviceLayout) {
         let handle = self.live.device(&layout.id, layout.strategy, layout.online);
-        let (mut pane, actions) = Pane::restore(layout, handle);
+        let mut layout = layout.clone();
+        if self.live.controls().is_err() {
+            // Nothing can set the server's links: show them as they are, with no fault.
+            layout.links = [pane::Preset::None.link(); 2];
+            layout.held = [false; 2];
+        }
+        let (mut pane, actions) = Pane::restore(&layout, handle);
         pane.chart = chart::Chart::new(self.started);
+        pane.controls_off = self.live.controls().err();
         for action in actions {
             if let PaneAction::Link(command) = action {
                 self.live.link(&layout.id, command);
@@ -218,7 +227,11 @@ impl SyncLab {
                 ui.separator();
                 let n = self.panes.len();
                 let devices = if n == 1 { "device" } else { "devices" };
-                ui.label(format!("{n} {devices} · server {}", self.live.url()));
+                ui.label(format!(
+                    "{n} {devices} · server {} · user {}",
+                    self.live.url(),
+                    self.live.user()
+                ));
                 // A device being removed keeps its id until its snapshot is gone.
                 let free = NAMES.iter().copied().find(|id| {
                     self.panes.iter().all(|p| p.name != *id) && !self.live.is_removing(id)
@@ -270,7 +283,9 @@ impl SyncLab {
         let mut recipe_actions = Vec::new();
         egui::CentralPanel::default().show(ui, |ui| {
             self.broadcast.ui(ui, &self.panes);
-            recipe_actions = self.recipes.ui(ui, &self.panes, &views);
+            recipe_actions = self
+                .recipes
+                .ui(ui, &self.panes, &views, self.live.controls());
             ui.separator();
             // Scroll bars always shown: on a small screen the panes go on below the fold,
             // and a floating bar that appears only on hover hides that.

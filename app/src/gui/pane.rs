@@ -60,6 +60,8 @@ pub struct Pane {
     rolled_back: BTreeMap<Key, String>,
     /// The device's bursts of intents, charted.
     pub chart: Chart,
+    /// Why the network controls are off (an external server without its admin token).
+    pub controls_off: Option<&'static str>,
 }
 
 /// Network presets: Chrome DevTools' added round-trip latency, split half each way.
@@ -175,6 +177,7 @@ impl Pane {
             volume_pending: None,
             rolled_back: BTreeMap::new(),
             chart: Chart::new(Instant::now()),
+            controls_off: None,
         }
     }
 
@@ -586,7 +589,23 @@ impl Pane {
             .widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
     }
 
+    /// The network controls, or the same controls off and the reason why.
     fn network(&mut self, ui: &mut egui::Ui, actions: &mut Vec<PaneAction>) {
+        match self.controls_off {
+            None => self.network_controls(ui, actions),
+            Some(why) => {
+                ui.label(
+                    RichText::new("off: needs the admin token")
+                        .small()
+                        .color(style::AMBER),
+                )
+                .on_hover_text(why);
+                ui.add_enabled_ui(false, |ui| self.network_controls(ui, actions));
+            }
+        }
+    }
+
+    fn network_controls(&mut self, ui: &mut egui::Ui, actions: &mut Vec<PaneAction>) {
         ui.horizontal_wrapped(|ui| {
             let label = ui.label(RichText::new("network").strong());
             // The preset whose settings both directions have, if any.

@@ -245,17 +245,14 @@ impl Default for Recipes {
 }
 
 impl Recipes {
-    /// `true` while a recipe runs.
-    pub fn running(&self) -> bool {
-        self.running.is_some()
-    }
-
     /// Draws the bar, and runs the current step; what the app must do is returned.
+    /// `controls` is `Err(why)` while the fault controls the recipes use are off.
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
         panes: &[Pane],
         views: &[DeviceView],
+        controls: Result<(), &'static str>,
     ) -> Vec<RecipeAction> {
         let all = recipes();
         let mut actions = Vec::new();
@@ -304,9 +301,13 @@ impl Recipes {
                     self.ended = Some(Err("stopped".into()));
                 }
             } else {
-                let run = ui
-                    .add_enabled(two, egui::Button::new("run recipe"))
-                    .on_disabled_hover_text("A recipe needs two different devices");
+                let why = controls
+                    .err()
+                    .or((!two).then_some("A recipe needs two different devices"));
+                let mut run = ui.add_enabled(why.is_none(), egui::Button::new("run recipe"));
+                if let Some(why) = why {
+                    run = run.on_disabled_hover_text(why);
+                }
                 if run.clicked() {
                     self.ended = None;
                     self.running = Some(Running {

@@ -12,12 +12,21 @@ use super::style;
 /// Draws the panel.
 pub fn ui(ui: &mut egui::Ui, live: &Live, state: Option<&Inspection>, reject_key: &mut Key) {
     ui.heading("Server");
-    if !live.embedded() {
-        ui.label("External server: its table is not shown here.");
+    if let Err(why) = live.controls() {
+        // The controls stay in view, off, saying what would turn them on.
+        ui.label(RichText::new("no admin token: table and faults off").color(style::AMBER))
+            .on_hover_text(why);
+        ui.add_enabled(false, egui::Button::new("restart"))
+            .on_disabled_hover_text(why);
+        ui.add_enabled(false, egui::Button::new("reject next write"))
+            .on_disabled_hover_text(why);
         return;
     }
+    if let Some(e) = live.inspect_error() {
+        ui.label(RichText::new(e).color(style::RED));
+    }
     let Some(state) = state else {
-        ui.label("…");
+        ui.label("waiting for the server's state");
         return;
     };
     ui.horizontal(|ui| {
