@@ -68,9 +68,9 @@ fn main() {
     ctx.set_theme(egui::Theme::Light);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !app
-        .panes()
+        .views()
         .iter()
-        .all(|p| p.handle.view().connection == ConnectionState::Connected)
+        .all(|v| v.connection == ConnectionState::Connected)
     {
         assert!(Instant::now() < deadline, "devices did not connect");
         frame(&ctx, &mut app);
@@ -79,9 +79,11 @@ fn main() {
     // Fill the wire view: every device likes every post a few times.
     let posts = ["post-1", "post-2", "post-3"];
     while app.wire().arrows().count() < 400 {
-        for p in app.panes() {
+        let names: Vec<String> = app.panes().iter().map(|p| p.name.clone()).collect();
+        for name in &names {
             for post in posts {
-                p.handle.tap(sync_core::protocol::Key::Like(post.into()));
+                let like = sync_core::protocol::Key::Like(post.into());
+                app.act(name, app::gui::pane::PaneAction::Tap(like));
             }
         }
         for _ in 0..5 {

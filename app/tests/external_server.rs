@@ -59,13 +59,10 @@ fn every_control_works_against_the_standalone_server_through_its_admin_socket() 
             .iter()
             .any(|f| f.starts_with("push like/post-2"))
     });
-    assert_eq!(
-        h.state().panes()[1].handle.view().shown(&like),
-        json!(false)
-    );
+    assert_eq!(h.state().view(1).shown(&like), json!(false));
     click(&mut h, "laptop deliver down 1");
     step_until(&mut h, "the laptop to take the push", |a| {
-        a.panes()[1].handle.view().shown(&like) == json!(true)
+        a.view(1).shown(&like) == json!(true)
     });
     click(&mut h, "laptop hold down");
     // Reject next write: armed, then spent by the phone's tap, which rolls back.
@@ -75,7 +72,7 @@ fn every_control_works_against_the_standalone_server_through_its_admin_socket() 
     });
     click(&mut h, "phone like post-1");
     step_until(&mut h, "the phone to roll back", |a| {
-        a.panes()[0].handle.view().counters.rollbacks == 1
+        a.view(0).counters.rollbacks == 1
     });
     // Restart: both devices lose the connection and come back; the write is still there.
     click(&mut h, "restart");
@@ -126,6 +123,6 @@ fn without_the_admin_token_the_controls_are_off_and_say_why() {
     click(&mut h, "phone like post-3");
     let like = Key::parse("like/post-3").unwrap();
     step_until(&mut h, "the laptop to see the like", |a| {
-        a.panes()[1].handle.view().shown(&like) == json!(true)
+        a.view(1).shown(&like) == json!(true)
     });
 }

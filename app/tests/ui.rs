@@ -24,10 +24,10 @@ fn a_like_clicked_in_one_pane_appears_in_the_other() {
     // The engine shows the intent in the step that handles it (optimistic); the UI sees
     // it once the device's thread has run.
     step_until(&mut h, "the phone to show its like", |a| {
-        a.panes()[0].handle.view().shown(&like) == json!(true)
+        a.view(0).shown(&like) == json!(true)
     });
     step_until(&mut h, "the laptop to show the like", |a| {
-        a.panes()[1].handle.view().shown(&like) == json!(true)
+        a.view(1).shown(&like) == json!(true)
     });
     step_until(&mut h, "the server panel to show the write", |a| {
         a.server().is_some_and(|s| s.writes == 1)
@@ -77,14 +77,10 @@ fn a_held_frame_is_listed_and_delivering_it_changes_the_pane() {
             .iter()
             .any(|f| f.starts_with("push like/post-2"))
     });
-    assert_eq!(
-        h.state().panes()[1].handle.view().shown(&like),
-        json!(false),
-        "held"
-    );
+    assert_eq!(h.state().view(1).shown(&like), json!(false), "held");
     click(&mut h, "laptop deliver down 1");
     step_until(&mut h, "the laptop to show the like", |a| {
-        a.panes()[1].handle.view().shown(&like) == json!(true)
+        a.view(1).shown(&like) == json!(true)
     });
 }
 
@@ -101,10 +97,10 @@ fn the_strategy_selector_restarts_the_device_with_its_state() {
     h.run_steps(3); // the popup opens on a later frame
     click(&mut h, "naive");
     step_until(&mut h, "the phone to run naive, connected", |a| {
-        let v = a.panes()[0].handle.view();
+        let v = a.view(0);
         v.strategy == Strategy::Naive && v.connection == ConnectionState::Connected
     });
-    let view = h.state().panes()[0].handle.view();
+    let view = h.state().view(0);
     assert_eq!(
         view.shown(&like),
         json!(true),
@@ -133,12 +129,10 @@ fn a_slider_drag_of_30_steps_costs_at_most_two_requests() {
     }
     let volume = Key::Volume;
     step_until(&mut h, "the drag to be shown", |a| {
-        a.panes()[0].handle.view().shown(&volume) == json!(80)
+        a.view(0).shown(&volume) == json!(80)
     });
     let requests = |a: &SyncLab| {
-        a.panes()[0]
-            .handle
-            .view()
+        a.view(0)
             .counters
             .requests_by_key
             .get(&Key::Volume)
@@ -152,11 +146,11 @@ fn a_slider_drag_of_30_steps_costs_at_most_two_requests() {
     );
     click(&mut h, "phone hold up");
     step_until(&mut h, "everyone to agree on 80", |a| {
-        a.agreement().is_ok() && a.panes()[1].handle.view().shown(&volume) == json!(80)
+        a.agreement().is_ok() && a.view(1).shown(&volume) == json!(80)
     });
     let n = requests(h.state());
     assert!(n <= 2, "30 steps cost {n} requests");
-    assert_eq!(h.state().panes()[0].handle.view().counters.intents, 30);
+    assert_eq!(h.state().view(0).counters.intents, 30);
 }
 
 #[test]
@@ -271,11 +265,7 @@ fn snapshot_app(port: u16, size: eframe::egui::Vec2) -> Harness<'static, SyncLab
         .build_ui_state(|ui, app: &mut SyncLab| app.ui_root(ui), app);
     h.ctx.set_theme(eframe::egui::Theme::Light);
     step_until(&mut h, "phone and laptop connected, tablet offline", |a| {
-        let states: Vec<ConnectionState> = a
-            .panes()
-            .iter()
-            .map(|p| p.handle.view().connection)
-            .collect();
+        let states: Vec<ConnectionState> = a.views().iter().map(|v| v.connection.clone()).collect();
         states
             == [
                 ConnectionState::Connected,
@@ -348,9 +338,14 @@ fn the_sections_line_up_across_four_panes_and_fold_together() {
         top(&h, "phone sync state"),
         "still aligned, folded"
     );
+    let header = h.get_by_label("phone network").rect();
     click(&mut h, "phone network");
     h.run_steps(2);
-    assert!(h.query_by_label("watch hold up").is_some(), "unfolded");
+    assert!(
+        h.query_by_label("watch hold up").is_some(),
+        "unfolded (the phone's network header was at {header:?}, now at {:?})",
+        h.get_by_label("phone network").rect()
+    );
 }
 
 /// The zoom control in the top bar zooms, and says how far.
@@ -476,15 +471,11 @@ fn an_offline_device_with_an_unsent_tap_keeps_the_devices_from_agreeing() {
     step_until(&mut h, "both devices to agree", |a| a.agreement().is_ok());
     click(&mut h, "phone online");
     step_until(&mut h, "the phone to go offline", |a| {
-        a.panes()[0].handle.view().connection == ConnectionState::Offline
+        a.view(0).connection == ConnectionState::Offline
     });
     click(&mut h, "phone like post-1");
     step_until(&mut h, "the tap to show", |a| {
-        a.panes()[0]
-            .handle
-            .view()
-            .shown(&Key::parse("like/post-1").unwrap())
-            == json!(true)
+        a.view(0).shown(&Key::parse("like/post-1").unwrap()) == json!(true)
     });
     step_until(&mut h, "the bar to name the phone", |a| {
         a.agreement().err().as_deref() == Some("1 of 2 agree · phone offline, 1 key unconfirmed")
@@ -521,10 +512,7 @@ fn a_rejection_is_shown_armed_until_a_write_fires_it() {
     step_until(
         &mut h,
         "the phone to roll back and the rejection to be spent",
-        |a| {
-            a.panes()[0].handle.view().counters.rollbacks == 1
-                && a.server().is_some_and(|s| s.forced.is_empty())
-        },
+        |a| a.view(0).counters.rollbacks == 1 && a.server().is_some_and(|s| s.forced.is_empty()),
     );
     assert!(h.query_by_label(armed).is_none());
     // The rollback shows beside the like button, though it came at once, and stays until
@@ -563,7 +551,7 @@ fn a_naive_regression_is_counted_and_marked_on_the_wire() {
     assert_eq!(h.query_all_by_label("regressions 0").count(), 2);
     click(&mut h, "phone deliver down 1");
     step_until(&mut h, "the old ack to take the screen back", |a| {
-        a.panes()[0].handle.view().counters.regressions == 1
+        a.view(0).counters.regressions == 1
     });
     assert!(
         h.query_by_label("regressions 1").is_some(),
@@ -578,7 +566,7 @@ fn a_naive_regression_is_counted_and_marked_on_the_wire() {
     step_until(&mut h, "everyone to agree on false", |a| {
         a.agreement().is_ok() && a.server().is_some_and(|s| s.writes == 2)
     });
-    assert_eq!(h.state().panes()[0].handle.view().counters.regressions, 1);
+    assert_eq!(h.state().view(0).counters.regressions, 1);
 }
 
 /// A device added with "+ device" starts on the default latency, and its link really has
@@ -589,7 +577,7 @@ fn a_new_device_starts_with_a_latency_that_shows_coalescing() {
     until_connected(&mut h);
     click(&mut h, "+ device");
     step_until(&mut h, "the laptop to connect", |a| {
-        a.panes().len() == 2 && a.panes()[1].handle.view().connection == ConnectionState::Connected
+        a.panes().len() == 2 && a.view(1).connection == ConnectionState::Connected
     });
     let links = h.state().layout().devices[1].links;
     assert_eq!(links, [app::gui::pane::Preset::DEFAULT.link(); 2]);
@@ -621,7 +609,7 @@ fn broadcast_taps_every_ticked_device_and_a_burst_repeats_it() {
     let mut h = harness(app(2, "broadcast"));
     until_connected(&mut h);
     let like = Key::parse("like/post-3").unwrap();
-    let intents = |a: &SyncLab, i: usize| a.panes()[i].handle.view().counters.intents;
+    let intents = |a: &SyncLab, i: usize| a.view(i).counters.intents;
     click(&mut h, "broadcast like post-3");
     step_until(&mut h, "both devices to tap", |a| {
         intents(a, 0) == 1 && intents(a, 1) == 1
@@ -633,7 +621,7 @@ fn broadcast_taps_every_ticked_device_and_a_burst_repeats_it() {
     step_until(&mut h, "everyone to agree", |a| a.agreement().is_ok());
     assert_eq!(intents(h.state(), 1), 1, "the laptop was left out");
     assert!(
-        h.state().panes()[0].handle.view().counters.requests_by_key[&like] < 4,
+        h.state().view(0).counters.requests_by_key[&like] < 4,
         "a burst at human speed coalesces"
     );
 }
@@ -689,7 +677,7 @@ fn run_recipe(h: &mut Harness<'_, SyncLab>, name: &str) {
 fn the_recipes_make_their_edge_cases_on_the_live_devices() {
     let mut h = harness(app(2, "recipes"));
     until_connected(&mut h);
-    let view = |h: &Harness<'_, SyncLab>, i: usize| h.state().panes()[i].handle.view();
+    let view = |h: &Harness<'_, SyncLab>, i: usize| h.state().view(i);
     let like = Key::parse("like/post-1").unwrap();
 
     run_recipe(&mut h, "make a stale push");
@@ -734,5 +722,47 @@ fn the_recipes_make_their_edge_cases_on_the_live_devices() {
     assert!(
         h.query_by_label("A rejected like rolls back").is_some(),
         "the player shows lesson 09's title"
+    );
+}
+
+/// The player shows the simulated devices in the live demo's panes, and a learner can act
+/// in them mid-lesson: a tap and a hold enter the simulator at the current virtual time
+/// and show on the wire like any statement's.
+#[test]
+fn a_learner_taps_and_holds_a_simulated_device_mid_lesson() {
+    let mut h = harness(app(1, "player-panes"));
+    click(&mut h, "scenario player");
+    h.run_steps(2);
+    click(&mut h, "step");
+    click(&mut h, "step");
+    h.run_steps(1);
+    // The same pane as live: the feed, the settings, the network controls.
+    assert!(h.query_by_label("laptop like post-3").is_some());
+    assert!(h.query_by_label("laptop volume").is_some());
+    assert!(
+        h.query_by_label("laptop strategy").is_none(),
+        "the script's strategy"
+    );
+    click(&mut h, "laptop like post-3");
+    h.run_steps(2);
+    let arrows: Vec<String> = h
+        .state()
+        .player()
+        .wire_labels()
+        .into_iter()
+        .filter(|(d, _)| d == "laptop")
+        .map(|(_, l)| l)
+        .collect();
+    assert!(
+        arrows
+            .iter()
+            .any(|l| l.starts_with("req 1 like/post-3 = true")),
+        "{arrows:?}"
+    );
+    click(&mut h, "laptop hold down");
+    h.run_steps(2);
+    assert!(
+        h.state().player().held("laptop"),
+        "the world's link is held"
     );
 }

@@ -623,6 +623,23 @@ impl World {
         }
     }
 
+    /// The frames waiting on a device's links, one line each (oldest first), as the live
+    /// server lists them: a pane shows a simulated device's queue like a live one's.
+    pub fn queued_frames(&self, i: usize) -> crate::net::QueuedFrames {
+        let d = &self.devices[i];
+        crate::net::QueuedFrames {
+            up: d.up.queued().map(|q| q.frame.item.to_string()).collect(),
+            down: d
+                .down
+                .queued()
+                .map(|q| match &q.frame.item {
+                    Down::Frame(f) => f.to_string(),
+                    Down::Close(code, reason) => format!("close {code} {reason}"),
+                })
+                .collect(),
+        }
+    }
+
     /// Delivers the `n`-th queued frame now (out of order). `Err` if there is none.
     pub fn release(&mut self, i: usize, dir: Direction, n: usize) -> Result<(), String> {
         let len = self.queued(i, dir);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use eframe::egui;
 use sync_core::protocol::Key;
 
-use super::pane::{POSTS, Pane};
+use super::pane::{POSTS, Pane, PaneAction};
 
 /// Between two taps of a burst: a quick human double-tap.
 const BURST_GAP: Duration = Duration::from_millis(150);
@@ -38,8 +38,9 @@ impl Default for Broadcast {
 }
 
 impl Broadcast {
-    /// Draws the bar, and makes the taps that are due on the panes' devices.
-    pub fn ui(&mut self, ui: &mut egui::Ui, panes: &[Pane]) {
+    /// Draws the bar; returns the taps that are due, each on all its devices in the same
+    /// frame, as the devices' panes would ask for them.
+    pub fn ui(&mut self, ui: &mut egui::Ui, panes: &[Pane]) -> Vec<(String, PaneAction)> {
         ui.horizontal_wrapped(|ui| {
             ui.label(egui::RichText::new("broadcast").strong())
                 .on_hover_text("The same intent on every ticked device at the same moment: compare strategies on the same input");
@@ -81,7 +82,7 @@ impl Broadcast {
                     .on_hover_text("Taps per press, 150 ms apart: a burst at human speed");
             }
         });
-        self.fire(ui.ctx(), panes);
+        self.fire(ui.ctx())
     }
 
     /// Schedules a burst of taps on `key` on the ticked devices, the first now.
@@ -98,17 +99,21 @@ impl Broadcast {
         }
     }
 
-    /// Makes the taps that are due, each on all its devices in the same frame.
-    fn fire(&mut self, ctx: &egui::Context, panes: &[Pane]) {
+    /// The taps that are due, each on all its devices.
+    fn fire(&mut self, ctx: &egui::Context) -> Vec<(String, PaneAction)> {
+        let mut taps = Vec::new();
         while let Some((at, devices, key)) = self.due.front() {
             if *at > Instant::now() {
                 ctx.request_repaint_after(at.saturating_duration_since(Instant::now()));
-                return;
+                break;
             }
-            for pane in panes.iter().filter(|p| devices.contains(&p.name)) {
-                pane.handle.tap(key.clone());
-            }
+            taps.extend(
+                devices
+                    .iter()
+                    .map(|d| (d.clone(), PaneAction::Tap(key.clone()))),
+            );
             self.due.pop_front();
         }
+        taps
     }
 }

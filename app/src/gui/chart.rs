@@ -6,7 +6,7 @@
 //! every intent and request after it, and ends when the device agrees with the server (as
 //! the top bar judges it, [`super::convergence`]).
 
-use std::time::Instant;
+use std::time::Duration;
 
 use eframe::egui;
 use egui_plot::{Plot, Points};
@@ -17,33 +17,24 @@ use super::style;
 /// Bursts kept per device (the oldest go).
 const KEEP: usize = 200;
 
-/// One device's bursts.
+/// One device's bursts. Times count from the session's time 0 (the app's start, or the
+/// scenario's), as the wire view's do.
+#[derive(Default)]
 pub struct Chart {
-    /// Time 0 of the charts' x axis (the app's start, as the wire view's).
-    t0: Instant,
     open: Option<Burst>,
-    /// Finished bursts: start (s since `t0`), seconds to agree, requests per intent.
+    /// Finished bursts: start (s), seconds to agree, requests per intent.
     done: Vec<[f64; 3]>,
 }
 
 struct Burst {
-    started: Instant,
+    started: Duration,
     intents: u64,
     requests: u64,
 }
 
 impl Chart {
-    /// An empty chart whose x axis counts from `t0`.
-    pub fn new(t0: Instant) -> Chart {
-        Chart {
-            t0,
-            open: None,
-            done: Vec::new(),
-        }
-    }
-
-    /// Takes one of the device's events, at the wall-clock time it happened.
-    pub fn event(&mut self, kind: &EventKind, at: Instant) {
+    /// Takes one of the device's events, at the time it happened.
+    pub fn event(&mut self, kind: &EventKind, at: Duration) {
         match kind {
             EventKind::OptimisticWrite { .. } => {
                 self.open
@@ -64,12 +55,12 @@ impl Chart {
     }
 
     /// The device agrees with the server now: an open burst ends.
-    pub fn agreed(&mut self, now: Instant) {
+    pub fn agreed(&mut self, now: Duration) {
         let Some(b) = self.open.take() else {
             return;
         };
-        let start = b.started.saturating_duration_since(self.t0).as_secs_f64();
-        let took = now.saturating_duration_since(b.started).as_secs_f64();
+        let start = b.started.as_secs_f64();
+        let took = now.saturating_sub(b.started).as_secs_f64();
         self.done
             .push([start, took, b.requests as f64 / b.intents.max(1) as f64]);
         if self.done.len() > KEEP {
@@ -120,8 +111,6 @@ impl Chart {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use serde_json::json;
     use sync_core::optimistic::SendKind;
     use sync_core::protocol::Key;
@@ -149,9 +138,8 @@ mod tests {
 
     #[test]
     fn a_burst_runs_from_its_first_intent_to_agreement() {
-        let t0 = Instant::now();
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let mut chart = Chart::new(t0);
+        let at = Duration::from_millis;
+        let mut chart = Chart::default();
         chart.agreed(at(10));
         assert!(chart.bursts().is_empty(), "no intent, no burst");
         for ms in [1000, 1150, 1300] {

@@ -7,7 +7,7 @@
 //! while a phone held two unsent taps.)
 
 use mock_server::core::store::UserData;
-use sync_core::client::DeviceView;
+use sync_core::engine::DeviceView;
 use sync_core::engine::connection::ConnectionState;
 
 /// How many devices agree, and why the first one that does not.
@@ -114,7 +114,7 @@ mod tests {
             keys,
             counters: Counters::default(),
             cursor: 0,
-            next_try: None,
+            next_try_at: None,
         }
     }
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mock_server::link::LinkConfig;
 use mock_server::sim::Direction;
@@ -18,9 +18,12 @@ use mock_server::core::{DEMO_TOKEN, DEMO_USER};
 use mock_server::net::{Inspection, LinkCommand, QueuedFrames, ServerConfig, ServerHandle, start};
 use mock_server::redb_store::RedbStore;
 use sync_core::client::{ClientConfig, DeviceHandle, spawn};
+use sync_core::engine::{DeviceView, Event};
 use sync_core::engine::{EngineConfig, Strategy};
 use sync_core::protocol::Key;
+use tokio::sync::broadcast;
 
+use super::pane::PaneAction;
 use super::remote::Remote;
 
 /// Where things live and which server to use.
@@ -120,6 +123,59 @@ pub struct Live {
 fn lock(set: &Mutex<BTreeSet<String>>) -> MutexGuard<'_, BTreeSet<String>> {
     set.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A live device: its client runtime, and its events as they come. The live driver of a
+/// pane: it takes the pane's intents and gives the view and events the pane shows.
+pub struct LiveDevice {
+    handle: DeviceHandle,
+    events: broadcast::Receiver<Event>,
+}
+
+impl LiveDevice {
+    /// Follows a running device.
+    pub fn new(handle: DeviceHandle) -> LiveDevice {
+        LiveDevice {
+            events: handle.subscribe(),
+            handle,
+        }
+    }
+
+    /// Its client runtime.
+    pub fn handle(&self) -> &DeviceHandle {
+        &self.handle
+    }
+
+    /// The device as a pane shows it.
+    pub fn view(&self) -> DeviceView {
+        self.handle.view()
+    }
+
+    /// The events since the last call, each with when it happened on the wall clock
+    /// (devices' engine clocks start at different moments: only this compares them).
+    pub fn drain(&mut self) -> Vec<(Instant, Event)> {
+        let mut new = Vec::new();
+        loop {
+            match self.events.try_recv() {
+                Ok(e) => new.push((self.handle.wall_time(&e), e)),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(_) => return new,
+            }
+        }
+    }
+
+    /// Does an intent or an online switch a pane asked for; `false` for any other action
+    /// (link faults and the rest are the app's).
+    pub fn act(&self, action: &PaneAction) -> bool {
+        match action {
+            PaneAction::Tap(key) => self.handle.tap(key.clone()),
+            PaneAction::Set(key, value) => self.handle.set(key.clone(), value.clone()),
+            PaneAction::Comment(key, text) => self.handle.comment(key.clone(), text.clone()),
+            PaneAction::Online(on) => self.handle.set_online(*on),
+            _ => return false,
+        }
+        true
+    }
 }
 
 /// The server's state, or why it could not be read.

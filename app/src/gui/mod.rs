@@ -35,11 +35,11 @@ use std::time::{Duration, Instant};
 
 use eframe::egui;
 use mock_server::net::Inspection;
-use sync_core::client::DeviceView;
+use sync_core::engine::DeviceView;
 
 use convergence::Agreement;
 use layout::{DeviceLayout, Layout};
-use live::Live;
+use live::{Live, LiveDevice};
 use pane::{Pane, PaneAction};
 
 /// How often a held queue is listed again while a hold is on.
@@ -53,7 +53,10 @@ pub const NAMES: [&str; 8] = [
 /// The app.
 pub struct SyncLab {
     live: Live,
+    /// The panes, left to right, and the live device behind each, in the same order
+    /// (only [`SyncLab::add_device`] and the move/remove actions change either).
     panes: Vec<Pane>,
+    devices: Vec<LiveDevice>,
     server: Option<Inspection>,
     /// The sum of the devices' counters when the server was last asked for its state.
     seen: u64,
@@ -95,6 +98,7 @@ impl SyncLab {
         let mut app = SyncLab {
             live,
             panes: Vec::new(),
+            devices: Vec::new(),
             server: None,
             seen: u64::MAX,
             reject_key: sync_core::protocol::Key::Like("post-1".into()),
@@ -119,14 +123,14 @@ impl SyncLab {
     /// its pane on the right.
     fn add_device(&mut self, layout: &DeviceLayout) {
         let handle = self.live.device(&layout.id, layout.strategy, layout.online);
+        let device = LiveDevice::new(handle);
         let mut layout = layout.clone();
         if self.live.controls().is_err() {
             // Nothing can set the server's links: show them as they are, with no fault.
             layout.links = [pane::Preset::None.link(); 2];
             layout.held = [false; 2];
         }
-        let (mut pane, actions) = Pane::restore(&layout, handle);
-        pane.chart = chart::Chart::new(self.started);
+        let (mut pane, actions) = Pane::restore(&layout);
         pane.controls_off = self.live.controls().err();
         for action in actions {
             if let PaneAction::Link(command) = action {
@@ -134,6 +138,7 @@ impl SyncLab {
             }
         }
         self.panes.push(pane);
+        self.devices.push(device);
     }
 
     /// The devices as they are now, to be restored next time.
@@ -142,7 +147,8 @@ impl SyncLab {
             devices: self
                 .panes
                 .iter()
-                .map(|p| p.layout(&p.handle.view()))
+                .zip(&self.devices)
+                .map(|(p, d)| p.layout(&d.view()))
                 .collect(),
         }
     }
@@ -155,6 +161,11 @@ impl SyncLab {
     /// The panes (for tests).
     pub fn panes(&self) -> &[Pane] {
         &self.panes
+    }
+
+    /// The view of the `i`-th device (for tests).
+    pub fn view(&self, i: usize) -> DeviceView {
+        self.devices[i].view()
     }
 
     /// The wire view.
@@ -171,18 +182,22 @@ impl SyncLab {
     pub fn ui_root(&mut self, ui: &mut egui::Ui) {
         style::install(ui.ctx());
         for (name, handle) in self.live.poll_restarted() {
-            if let Some(p) = self.panes.iter_mut().find(|p| p.name == name) {
-                p.replace(handle);
+            if let Some(i) = self.panes.iter().position(|p| p.name == name) {
+                self.devices[i] = LiveDevice::new(handle);
             }
         }
-        // Every pane's new events, in the order they happened: the panes are drained one
-        // after the other, and the wire view shows their times.
+        // Every device's new events, to its pane, and to the wire view in the order they
+        // happened (the devices are drained one after the other).
         let mut new = Vec::new();
-        for pane in &mut self.panes {
+        let started = self.started;
+        for (pane, device) in self.panes.iter_mut().zip(&mut self.devices) {
+            let events = device.drain();
+            let since = |at: Instant| at.saturating_duration_since(started);
+            pane.take_events(events.iter().map(|(at, e)| (since(*at), e.clone())));
             new.extend(
-                pane.drain_events()
+                events
                     .into_iter()
-                    .map(|(at, kind)| (at, pane.name.clone(), kind)),
+                    .map(|(at, e)| (at, pane.name.clone(), e.kind)),
             );
         }
         new.sort_by_key(|(at, _, _)| *at);
@@ -199,7 +214,7 @@ impl SyncLab {
         self.refresh_server(&views);
         let agreement = self.agreement_of(&views);
         if let Some(server) = &self.server {
-            let now = Instant::now();
+            let now = self.started.elapsed();
             for (pane, view) in self.panes.iter_mut().zip(&views) {
                 if convergence::agrees(&server.data, view) {
                     pane.chart.agreed(now);
@@ -282,7 +297,7 @@ impl SyncLab {
         let mut actions: Vec<(String, PaneAction)> = Vec::new();
         let mut recipe_actions = Vec::new();
         egui::CentralPanel::default().show(ui, |ui| {
-            self.broadcast.ui(ui, &self.panes);
+            actions.extend(self.broadcast.ui(ui, &self.panes));
             recipe_actions = self
                 .recipes
                 .ui(ui, &self.panes, &views, self.live.controls());
@@ -294,11 +309,16 @@ impl SyncLab {
                 .show(ui, |ui| {
                     let n = self.panes.len();
                     ui.columns(n, |cols| {
-                        for ((pane, view), col) in
-                            self.panes.iter_mut().zip(&views).zip(cols.iter_mut())
+                        for (((pane, device), view), col) in self
+                            .panes
+                            .iter_mut()
+                            .zip(&self.devices)
+                            .zip(&views)
+                            .zip(cols.iter_mut())
                         {
                             let mut mine = Vec::new();
-                            pane.ui(col, view, &mut self.sections, &mut mine);
+                            let clock = device.handle().clock();
+                            pane.ui(col, view, clock, &mut self.sections, &mut mine);
                             actions.extend(mine.into_iter().map(|a| (pane.name.clone(), a)));
                         }
                     });
@@ -307,74 +327,67 @@ impl SyncLab {
         self.sections.end_frame(ui.ctx());
         // Commands go out after the frame; a changed link is listed again at once.
         let acted = !actions.is_empty() || !recipe_actions.is_empty();
-        self.run_recipe(recipe_actions);
-        for (device, action) in actions {
+        for action in recipe_actions {
             match action {
-                PaneAction::Link(command) => self.live.link(&device, command),
-                PaneAction::Strategy(strategy) => {
-                    if let Some(p) = self.panes.iter().find(|p| p.name == device) {
-                        // The device comes back as the user left it: offline stays offline.
-                        let online = p.handle.view().connection
-                            != sync_core::engine::connection::ConnectionState::Offline;
-                        self.live
-                            .restart_device(p.handle.clone(), &device, strategy, online);
-                    }
-                }
-                PaneAction::Move(step) => {
-                    if let Some(i) = self.panes.iter().position(|p| p.name == device) {
-                        let j = i.saturating_add_signed(step).min(self.panes.len() - 1);
-                        self.panes.swap(i, j);
-                    }
-                }
-                PaneAction::Remove => {
-                    // Not the last device, and not one whose strategy restart is under
-                    // way (its new handle would outlive the removal).
-                    if self.panes.len() > 1
-                        && !self.live.is_restarting(&device)
-                        && let Some(i) = self.panes.iter().position(|p| p.name == device)
-                    {
-                        let pane = self.panes.remove(i);
-                        self.live.remove_device(pane.handle, &device);
-                    }
-                }
-            }
-        }
-        self.refresh_queues(ui.ctx(), acted);
-    }
-
-    /// Does what a recipe step asks, through the same paths the controls take.
-    fn run_recipe(&mut self, actions: Vec<recipes::RecipeAction>) {
-        use recipes::RecipeAction;
-        for action in actions {
-            let pane =
-                |panes: &mut Vec<Pane>, name: &str| panes.iter_mut().position(|p| p.name == name);
-            match action {
-                RecipeAction::Hold(device, dir, on) => {
-                    if let Some(i) = pane(&mut self.panes, &device) {
-                        let command = self.panes[i].hold(dir, on);
+                recipes::RecipeAction::Pane(device, action) => actions.push((device, action)),
+                recipes::RecipeAction::Hold(device, dir, on) => {
+                    // As a click on the hold box: the box ticks, the command goes out.
+                    if let Some(p) = self.panes.iter_mut().find(|p| p.name == device) {
+                        let command = p.hold(dir, on);
                         self.live.link(&device, command);
                     }
                 }
-                RecipeAction::Link(device, command) => self.live.link(&device, command),
-                RecipeAction::Tap(device, key) => {
-                    if let Some(i) = pane(&mut self.panes, &device) {
-                        self.panes[i].handle.tap(key);
-                    }
-                }
-                RecipeAction::Set(device, key, value) => {
-                    if let Some(i) = pane(&mut self.panes, &device) {
-                        self.panes[i].handle.set(key, value);
-                    }
-                }
-                RecipeAction::RejectNext(key) => {
+                recipes::RecipeAction::RejectNext(key) => {
                     self.reject_key = key.clone();
                     self.live.reject_next(key);
                 }
-                RecipeAction::OpenLesson(i) => {
+                recipes::RecipeAction::OpenLesson(i) => {
                     self.player.open_lesson(i);
                     self.mode = Mode::Player;
                 }
             }
+        }
+        for (device, action) in actions {
+            self.act(&device, action);
+        }
+        self.refresh_queues(ui.ctx(), acted);
+    }
+
+    /// Does what a pane (or the broadcast bar, or a recipe) asked of a device.
+    pub fn act(&mut self, device: &str, action: PaneAction) {
+        let Some(i) = self.panes.iter().position(|p| p.name == device) else {
+            return;
+        };
+        if self.devices[i].act(&action) {
+            return;
+        }
+        match action {
+            PaneAction::Link(command) => self.live.link(device, command),
+            PaneAction::Strategy(strategy) => {
+                // The device comes back as the user left it: offline stays offline.
+                let handle = self.devices[i].handle().clone();
+                let online = handle.view().connection
+                    != sync_core::engine::connection::ConnectionState::Offline;
+                self.live.restart_device(handle, device, strategy, online);
+            }
+            PaneAction::Move(step) => {
+                let j = i.saturating_add_signed(step).min(self.panes.len() - 1);
+                self.panes.swap(i, j);
+                self.devices.swap(i, j);
+            }
+            PaneAction::Remove => {
+                // Not the last device, and not one whose strategy restart is under way
+                // (its new handle would outlive the removal).
+                if self.panes.len() > 1 && !self.live.is_restarting(device) {
+                    self.panes.remove(i);
+                    let gone = self.devices.remove(i);
+                    self.live.remove_device(gone.handle().clone(), device);
+                }
+            }
+            PaneAction::Tap(_)
+            | PaneAction::Set(..)
+            | PaneAction::Comment(..)
+            | PaneAction::Online(_) => {}
         }
     }
 
@@ -422,8 +435,8 @@ impl SyncLab {
     }
 
     /// Every device's view, taken once per frame (each is a copy of the device's state).
-    fn views(&self) -> Vec<DeviceView> {
-        self.panes.iter().map(|p| p.handle.view()).collect()
+    pub fn views(&self) -> Vec<DeviceView> {
+        self.devices.iter().map(LiveDevice::view).collect()
     }
 
     /// Every device judged against the server's state; `Err` until that state arrived.

@@ -4,18 +4,16 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use eframe::egui::{self, Color32, RichText};
 use mock_server::link::LinkConfig;
 use mock_server::net::{LinkCommand, QueuedFrames};
 use mock_server::sim::Direction;
 use serde_json::{Value, json};
-use sync_core::client::{DeviceHandle, DeviceView};
 use sync_core::engine::connection::ConnectionState;
-use sync_core::engine::{Event, EventKind, Strategy};
+use sync_core::engine::{DeviceView, Event, EventKind, Strategy};
 use sync_core::protocol::Key;
-use tokio::sync::broadcast;
 
 use super::chart::Chart;
 use super::layout::DeviceLayout;
@@ -36,9 +34,6 @@ pub struct Pane {
     pub name: String,
     /// The name shown for it, which the user may change.
     pub label: String,
-    /// The running device.
-    pub handle: DeviceHandle,
-    events: broadcast::Receiver<Event>,
     /// Recent events, newest last.
     pub log: VecDeque<Event>,
     comment_drafts: [String; 3],
@@ -62,6 +57,12 @@ pub struct Pane {
     pub chart: Chart,
     /// Why the network controls are off (an external server without its admin token).
     pub controls_off: Option<&'static str>,
+    /// A simulated device (the scenario player's): its name, strategy and place belong
+    /// to the script, so the edit menu and the strategy box are not offered.
+    pub simulated: bool,
+    /// Whether the device's network is down, when its driver says so (the simulator's
+    /// `offline`); `None`: read from the connection state (a live device switched off).
+    pub network_down: Option<bool>,
 }
 
 /// Network presets: Chrome DevTools' added round-trip latency, split half each way.
@@ -111,8 +112,18 @@ impl Preset {
     }
 }
 
-/// What a pane asks the app to do after the frame.
+/// What a pane asks of whatever drives its device (the live client runtime, or the
+/// simulator), after the frame: the pane itself never touches the device.
+#[derive(Debug)]
 pub enum PaneAction {
+    /// Toggle a boolean key.
+    Tap(Key),
+    /// Set a key.
+    Set(Key, Value),
+    /// Add a comment to a `comments/<post>` key.
+    Comment(Key, String),
+    /// Take the device's network down (`false`) or back up.
+    Online(bool),
     /// A fault on this device's link.
     Link(LinkCommand),
     /// Restart the device with this strategy.
@@ -126,8 +137,8 @@ pub enum PaneAction {
 impl Pane {
     /// A pane for a running device, as the user left it: its label, and its network
     /// settings, returned as link commands for the app to send.
-    pub fn restore(layout: &DeviceLayout, handle: DeviceHandle) -> (Pane, Vec<PaneAction>) {
-        let mut pane = Pane::new(&layout.id, handle);
+    pub fn restore(layout: &DeviceLayout) -> (Pane, Vec<PaneAction>) {
+        let mut pane = Pane::new(&layout.id);
         pane.label = layout.label.clone();
         pane.links = layout.links;
         pane.held = layout.held;
@@ -160,13 +171,10 @@ impl Pane {
     }
 
     /// A pane for a running device.
-    pub fn new(name: &str, handle: DeviceHandle) -> Pane {
-        let events = handle.subscribe();
+    pub fn new(name: &str) -> Pane {
         Pane {
             name: name.to_string(),
             label: name.to_string(),
-            handle,
-            events,
             log: VecDeque::new(),
             comment_drafts: Default::default(),
             name_draft: String::new(),
@@ -176,48 +184,33 @@ impl Pane {
             queue_listings: 0,
             volume_pending: None,
             rolled_back: BTreeMap::new(),
-            chart: Chart::new(Instant::now()),
+            chart: Chart::default(),
             controls_off: None,
+            simulated: false,
+            network_down: None,
         }
     }
 
-    /// Takes the events that arrived since the last frame, and returns them with when
-    /// they happened on the wall clock.
-    pub fn drain_events(&mut self) -> Vec<(Instant, EventKind)> {
-        let mut new = Vec::new();
-        loop {
-            match self.events.try_recv() {
-                Ok(e) => {
-                    match &e.kind {
-                        EventKind::RolledBack { key, from, to } => {
-                            self.rolled_back
-                                .insert(key.clone(), format!("{from} -> {to}"));
-                        }
-                        EventKind::OptimisticWrite { key, .. }
-                        | EventKind::PushApplied { key, .. } => {
-                            self.rolled_back.remove(key);
-                        }
-                        _ => {}
-                    }
-                    let at = self.handle.wall_time(&e);
-                    self.chart.event(&e.kind, at);
-                    new.push((at, e.kind.clone()));
-                    self.log.push_back(e);
-                    if self.log.len() > LOG {
-                        self.log.pop_front();
-                    }
+    /// Takes the device's new events, each with when it happened since the session's
+    /// time 0 (the app's start, or the scenario's).
+    pub fn take_events(&mut self, events: impl IntoIterator<Item = (Duration, Event)>) {
+        for (at, e) in events {
+            match &e.kind {
+                EventKind::RolledBack { key, from, to } => {
+                    self.rolled_back
+                        .insert(key.clone(), format!("{from} -> {to}"));
                 }
-                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
-                Err(_) => break,
+                EventKind::OptimisticWrite { key, .. } | EventKind::PushApplied { key, .. } => {
+                    self.rolled_back.remove(key);
+                }
+                _ => {}
+            }
+            self.chart.event(&e.kind, at);
+            self.log.push_back(e);
+            if self.log.len() > LOG {
+                self.log.pop_front();
             }
         }
-        new
-    }
-
-    /// The device restarted: follow its new handle.
-    pub fn replace(&mut self, handle: DeviceHandle) {
-        self.events = handle.subscribe();
-        self.handle = handle;
     }
 
     /// The rollback that was `key`'s last change on this device ("from -> to"), if it was.
@@ -247,6 +240,13 @@ impl Pane {
         LinkCommand::Hold(d, on)
     }
 
+    /// Shows the links as the driver has them (a script's holds and latencies), so the
+    /// pane's controls start from the truth.
+    pub fn show_links(&mut self, links: [LinkConfig; 2], held: [bool; 2]) {
+        self.links = links;
+        self.held = held;
+    }
+
     /// `true` while one of the device's links is held (its queue is worth listing).
     pub fn holding(&self) -> bool {
         self.held.contains(&true)
@@ -254,10 +254,12 @@ impl Pane {
 
     /// Draws the pane, section by section (each aligned with the other panes' and folded
     /// with them); what it asks of the app goes into `actions`.
+    /// `clock` is the device's engine clock now (for the reconnect countdown).
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
         view: &DeviceView,
+        clock: Duration,
         sections: &mut Sections,
         actions: &mut Vec<PaneAction>,
     ) {
@@ -282,10 +284,12 @@ impl Pane {
                     ui.set_min_width(ui.available_width());
                     let name = self.name.clone();
                     sections.show(ui, &name, Section::Header, |ui| {
-                        self.header(ui, view, actions);
+                        self.header(ui, view, clock, actions);
                     });
-                    sections.show(ui, &name, Section::Feed, |ui| self.feed(ui, view));
-                    sections.show(ui, &name, Section::Settings, |ui| self.settings(ui, view));
+                    sections.show(ui, &name, Section::Feed, |ui| self.feed(ui, view, actions));
+                    sections.show(ui, &name, Section::Settings, |ui| {
+                        self.settings(ui, view, actions);
+                    });
                     sections.show(ui, &name, Section::Network, |ui| {
                         self.network(ui, actions);
                     });
@@ -301,49 +305,68 @@ impl Pane {
         });
     }
 
-    fn header(&mut self, ui: &mut egui::Ui, view: &DeviceView, actions: &mut Vec<PaneAction>) {
+    fn header(
+        &mut self,
+        ui: &mut egui::Ui,
+        view: &DeviceView,
+        clock: Duration,
+        actions: &mut Vec<PaneAction>,
+    ) {
         // Wrapped: with many devices a pane is narrow, and nothing may spill into the next.
         // What changes by the moment (the connection's state and countdown) is not on this
         // line but on one of its own below, truncated: a status growing longer must never
         // wrap this line and move every widget of the pane under the user's pointer.
         ui.horizontal_wrapped(|ui| {
             ui.heading(self.title());
-            self.manage_menu(ui, actions);
-            let mut strategy = view.strategy;
-            let combo = egui::ComboBox::from_id_salt(format!("{}-strategy", self.name))
-                .selected_text(RichText::new(strategy.name()).monospace())
-                .show_ui(ui, |ui| {
-                    for s in Strategy::ALL {
-                        ui.selectable_value(&mut strategy, s, s.name());
-                    }
-                })
-                .response
-                .on_hover_text(
-                    "How this device syncs values. Changing it restarts the device from its snapshot: compare the same actions side by side",
-                );
-            let label = format!("{} strategy", self.name);
-            combo.widget_info(|| egui::WidgetInfo::labeled(egui::Role::ComboBox, true, &label));
-            if strategy != view.strategy {
-                actions.push(PaneAction::Strategy(strategy));
+            if self.simulated {
+                // The script's device: its strategy is shown, not offered.
+                ui.label(RichText::new(view.strategy.name()).monospace());
+            } else {
+                self.manage_menu(ui, actions);
+                self.strategy_box(ui, view, actions);
             }
-            let mut online = view.connection != ConnectionState::Offline;
+            let mut online = match self.network_down {
+                Some(down) => !down,
+                None => view.connection != ConnectionState::Offline,
+            };
             let label = format!("{} online", self.name);
             let r = ui.checkbox(&mut online, "online");
             if r.changed() {
-                self.handle.set_online(online);
+                actions.push(PaneAction::Online(online));
             }
             r.widget_info(|| {
                 egui::WidgetInfo::selected(egui::Role::CheckBox, true, online, &label)
             });
         });
         let (color, mut text) = connection_badge(&view.connection);
-        if let Some(at) = view.next_try {
+        if let Some(at) = view.next_try_at {
             // Count down to the next attempt (repainting until it starts).
-            let left = at.saturating_duration_since(Instant::now());
+            let left = at.saturating_sub(clock);
             text = format!("{text}, next try in {:.1} s", left.as_secs_f64());
             ui.ctx().request_repaint_after(Duration::from_millis(100));
         }
         ui.add(egui::Label::new(RichText::new(text).color(color).strong()).truncate());
+    }
+
+    /// The strategy box: changing it restarts the device with the new strategy.
+    fn strategy_box(&self, ui: &mut egui::Ui, view: &DeviceView, actions: &mut Vec<PaneAction>) {
+        let mut strategy = view.strategy;
+        let combo = egui::ComboBox::from_id_salt(format!("{}-strategy", self.name))
+            .selected_text(RichText::new(strategy.name()).monospace())
+            .show_ui(ui, |ui| {
+                for s in Strategy::ALL {
+                    ui.selectable_value(&mut strategy, s, s.name());
+                }
+            })
+            .response
+            .on_hover_text(
+                "How this device syncs values. Changing it restarts the device from its snapshot: compare the same actions side by side",
+            );
+        let label = format!("{} strategy", self.name);
+        combo.widget_info(|| egui::WidgetInfo::labeled(egui::Role::ComboBox, true, &label));
+        if strategy != view.strategy {
+            actions.push(PaneAction::Strategy(strategy));
+        }
     }
 
     /// Rename, move, remove.
@@ -391,7 +414,7 @@ impl Pane {
             .widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
     }
 
-    fn feed(&mut self, ui: &mut egui::Ui, view: &DeviceView) {
+    fn feed(&mut self, ui: &mut egui::Ui, view: &DeviceView, actions: &mut Vec<PaneAction>) {
         for (i, post) in POSTS.iter().enumerate() {
             let like = Key::Like((*post).into());
             let liked = view.shown(&like) == json!(true);
@@ -405,7 +428,7 @@ impl Pane {
                 let label = format!("{} like {post}", self.name);
                 button.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
                 if button.clicked() {
-                    self.handle.tap(like.clone());
+                    actions.push(PaneAction::Tap(like.clone()));
                 }
                 self.key_badge(ui, view, &like);
             });
@@ -440,16 +463,16 @@ impl Pane {
                 });
                 let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 if (send.clicked() || enter) && !self.comment_drafts[i].trim().is_empty() {
-                    self.handle.comment(
+                    actions.push(PaneAction::Comment(
                         comments.clone(),
                         std::mem::take(&mut self.comment_drafts[i]),
-                    );
+                    ));
                 }
             });
         }
     }
 
-    fn settings(&mut self, ui: &mut egui::Ui, view: &DeviceView) {
+    fn settings(&mut self, ui: &mut egui::Ui, view: &DeviceView, actions: &mut Vec<PaneAction>) {
         ui.horizontal_wrapped(|ui| {
             for (key, text) in [
                 (Key::DarkMode, "dark mode"),
@@ -462,7 +485,7 @@ impl Pane {
                     egui::WidgetInfo::selected(egui::Role::CheckBox, true, on, &label)
                 });
                 if r.changed() {
-                    self.handle.tap(key.clone());
+                    actions.push(PaneAction::Tap(key.clone()));
                 }
             }
         });
@@ -489,7 +512,7 @@ impl Pane {
                 // Every step of a drag is an intent: watch them coalesce.
                 let expected = self.volume_pending.map_or(local_rev, |(_, e)| e) + 1;
                 self.volume_pending = Some((volume, expected));
-                self.handle.set(Key::Volume, json!(volume));
+                actions.push(PaneAction::Set(Key::Volume, json!(volume)));
             }
             self.key_badge(ui, view, &Key::Volume);
         });
@@ -511,10 +534,10 @@ impl Pane {
             if save.clicked()
                 || (edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)))
             {
-                self.handle.set(
+                actions.push(PaneAction::Set(
                     Key::DisplayName,
                     json!(std::mem::take(&mut self.name_draft)),
-                );
+                ));
             }
             ui.label(
                 RichText::new(

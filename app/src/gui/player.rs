@@ -12,12 +12,15 @@ use std::time::{Duration, Instant};
 
 use eframe::egui::{self, RichText};
 use mock_server::core::DEMO_USER;
+use mock_server::net::LinkCommand;
 use mock_server::scenario::run::format_trace;
 use mock_server::scenario::{Runner, StepOutcome, Verdict, parse};
 use mock_server::sim::TraceKind;
-use sync_core::client::DeviceView;
+use sync_core::engine::{DeviceView, Event};
 
-use super::{pane, server_panel, style, wire};
+use super::pane::{Pane, PaneAction};
+use super::sections::Sections;
+use super::{server_panel, style, wire};
 
 /// A lesson shipped with the app: its file name and text.
 macro_rules! lesson {
@@ -107,27 +110,101 @@ struct Run {
     runner: Runner,
     /// What each statement did, by line.
     outcomes: BTreeMap<usize, StepOutcome>,
-    /// The wall-clock start that device views count from.
-    start: tokio::time::Instant,
     /// The sequence diagram of the run, with virtual times.
     wire: wire::Wire,
-    /// How much of the world's trace the wire view has taken.
-    wire_seen: usize,
+    /// The simulated devices' panes: the live demo's, driven by the simulator.
+    panes: Vec<Pane>,
+    sections: Sections,
+    /// How much of the world's trace the wire view and the panes have taken.
+    seen: usize,
+    /// Why the last thing a learner did in a pane was refused (e.g. a frame no longer held).
+    notice: Option<String>,
 }
 
 impl Run {
-    /// Gives the wire view the engine events the world traced since the last frame, each
-    /// at its virtual time (the scenario's time 0 is the end of the handshake).
-    fn feed_wire(&mut self) {
+    fn new(runner: Runner) -> Run {
+        let panes = runner
+            .world()
+            .devices()
+            .iter()
+            .map(|d| {
+                let mut pane = Pane::new(&d.name);
+                pane.simulated = true;
+                pane
+            })
+            .collect();
+        Run {
+            runner,
+            outcomes: BTreeMap::new(),
+            wire: wire::Wire::replay(),
+            panes,
+            sections: Sections::default(),
+            seen: 0,
+            notice: None,
+        }
+    }
+
+    /// Gives the wire view and the panes the engine events the world traced since the
+    /// last frame, each at its virtual time (the scenario's time 0 is the end of the
+    /// handshake), and the panes their links as the world has them.
+    fn feed(&mut self) {
         let world = self.runner.world();
         let t0 = self.runner.t0();
-        for t in &world.trace[self.wire_seen..] {
+        for t in &world.trace[self.seen..] {
             if let (TraceKind::Device(kind), Some(device)) = (&t.kind, &t.device) {
-                self.wire
-                    .record(device, kind, Some(t.at.saturating_sub(t0)));
+                let since = t.at.saturating_sub(t0);
+                self.wire.record(device, kind, Some(since));
+                if let Some(i) = world.index(device) {
+                    let event = Event {
+                        at: t.at,
+                        kind: kind.clone(),
+                    };
+                    self.panes[i].take_events([(since, event)]);
+                }
             }
         }
-        self.wire_seen = world.trace.len();
+        self.seen = world.trace.len();
+        for (i, (pane, d)) in self.panes.iter_mut().zip(world.devices()).enumerate() {
+            pane.show_links(
+                [d.up.config, d.down.config],
+                [d.up.is_held(), d.down.is_held()],
+            );
+            pane.network_down = Some(d.offline);
+            pane.queue = world.queued_frames(i);
+        }
+    }
+
+    /// Does what a simulated device's pane asked, in the world at the current virtual
+    /// time, as the matching statement would; a refusal (no such frame) is said.
+    fn act(&mut self, i: usize, action: PaneAction) -> Result<(), String> {
+        let world = self.runner.world_mut();
+        match action {
+            PaneAction::Tap(key) => world.tap(i, &key),
+            PaneAction::Set(key, value) => world.set(i, &key, value),
+            PaneAction::Comment(key, text) => {
+                world.comment(i, &key, &text);
+                Ok(())
+            }
+            PaneAction::Online(on) => {
+                world.set_offline(i, !on);
+                Ok(())
+            }
+            PaneAction::Link(LinkCommand::Configure(dir, config)) => {
+                world.set_link(i, dir, |c| *c = config);
+                Ok(())
+            }
+            PaneAction::Link(LinkCommand::Hold(dir, on)) => {
+                world.hold(i, Some(dir), on);
+                Ok(())
+            }
+            PaneAction::Link(LinkCommand::Release(dir, n)) => world.release(i, dir, n),
+            PaneAction::Link(LinkCommand::Drop(dir, n)) => world.drop_frame(i, dir, n),
+            // Not offered for a simulated device: the script owns its strategy and place.
+            PaneAction::Link(LinkCommand::Queued(_))
+            | PaneAction::Strategy(_)
+            | PaneAction::Move(_)
+            | PaneAction::Remove => Ok(()),
+        }
     }
 }
 
@@ -159,13 +236,7 @@ impl Player {
     pub fn restart(&mut self) {
         self.playing = false;
         self.run = parse(&self.source.0, &self.source.1)
-            .map(|scenario| Run {
-                runner: Runner::new(scenario, self.seed),
-                outcomes: BTreeMap::new(),
-                start: tokio::time::Instant::now(),
-                wire: wire::Wire::replay(),
-                wire_seen: 0,
-            })
+            .map(|scenario| Run::new(Runner::new(scenario, self.seed)))
             .map_err(|e| e.to_string());
     }
 
@@ -215,6 +286,27 @@ impl Player {
         self.run.as_ref().ok()?.runner.next_step().map(|s| s.line)
     }
 
+    /// The wire view's arrows as `(device, label)` (for tests).
+    pub fn wire_labels(&self) -> Vec<(String, String)> {
+        self.run.as_ref().map_or_else(
+            |_| Vec::new(),
+            |r| {
+                r.wire
+                    .arrows()
+                    .map(|a| (a.device.clone(), a.label.clone()))
+                    .collect()
+            },
+        )
+    }
+
+    /// Whether a simulated device's downlink is held (for tests).
+    pub fn held(&self, device: &str) -> bool {
+        self.run.as_ref().ok().is_some_and(|r| {
+            let world = r.runner.world();
+            world.device(device).is_some_and(|d| d.down.is_held())
+        })
+    }
+
     /// The verdict, once the run ended.
     pub fn verdict(&self) -> Option<&Verdict> {
         self.run.as_ref().ok().and_then(|r| r.runner.verdict())
@@ -255,7 +347,7 @@ impl Player {
             }
         };
         verdict_line(ui, &run.runner);
-        run.feed_wire();
+        run.feed();
         let wire_height = (ui.available_height() * 0.3).clamp(140.0, 240.0);
         egui::Panel::bottom("player-wire")
             .resizable(true)
@@ -270,23 +362,29 @@ impl Player {
                     .collect();
                 run.wire.ui(ui, &lanes);
             });
-        let run = &*run;
-        // The rest of the space, above the wire panel.
+        // The script on the left (resizable), the world beside it, above the wire panel.
+        let script_width = (ui.available_width() * 0.36).clamp(300.0, 560.0);
+        egui::Panel::left("player-script")
+            .resizable(true)
+            .default_size(script_width)
+            .show(ui, |ui| {
+                // Both ways: a long line scrolls inside its panel instead of running into
+                // the devices beside it.
+                egui::ScrollArea::both()
+                    .id_salt("script")
+                    .auto_shrink([false, false])
+                    .show(ui, |ui| script(ui, &self.source.1, run));
+            });
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE)
             .show(ui, |ui| {
-                ui.columns(2, |cols| {
-                    // Both ways: a long line scrolls inside its column instead of running
-                    // into the devices beside it.
-                    egui::ScrollArea::both()
-                        .id_salt("script")
-                        .auto_shrink([false, false])
-                        .show(&mut cols[0], |ui| script(ui, &self.source.1, run));
-                    egui::ScrollArea::vertical()
-                        .id_salt("world")
-                        .auto_shrink([false, false])
-                        .show(&mut cols[1], |ui| world(ui, run));
-                });
+                if let Some(notice) = &run.notice {
+                    ui.label(RichText::new(drawable(notice)).color(style::RED));
+                }
+                egui::ScrollArea::both()
+                    .id_salt("world")
+                    .auto_shrink([false, false])
+                    .show(ui, |ui| world(ui, run));
             });
     }
 
@@ -371,12 +469,14 @@ impl Player {
                 self.playing = !self.playing;
                 self.last_step = None;
             }
-            let label = ui.label("speed");
+            let label = ui
+                .label("speed")
+                .on_hover_text("Statements per second while playing");
             ui.spacing_mut().slider_width = 90.0;
             ui.add(
                 egui::Slider::new(&mut self.speed, 0.5..=20.0)
                     .logarithmic(true)
-                    .suffix(" statements/s"),
+                    .suffix(" /s"),
             )
             .labelled_by(label.id);
         });
@@ -440,31 +540,36 @@ fn script(ui: &mut egui::Ui, text: &str, run: &Run) {
     });
 }
 
-/// The simulated devices, the server, and the trace so far.
-fn world(ui: &mut egui::Ui, run: &Run) {
-    let world = run.runner.world();
-    let views: Vec<DeviceView> = world
+/// The simulated devices in the live demo's panes, the server, and the trace so far.
+/// What a learner does in a pane goes into the world at once.
+fn world(ui: &mut egui::Ui, run: &mut Run) {
+    let views: Vec<DeviceView> = run
+        .runner
+        .world()
         .devices()
         .iter()
-        .map(|d| DeviceView::of(&d.engine, run.start))
+        .map(|d| d.engine.view())
         .collect();
-    // One under another: side by side, a narrow window cut the last ones off.
-    ui.vertical(|ui| {
-        for view in &views {
-            egui::Frame::group(ui.style()).show(ui, |ui| {
-                ui.vertical(|ui| {
-                    ui.horizontal(|ui| {
-                        ui.strong(&view.device_id);
-                        ui.label(RichText::new(view.strategy.name()).monospace().small());
-                        let (color, text) = pane::connection_badge(&view.connection);
-                        ui.label(RichText::new(text).color(color).small());
-                    });
-                    pane::sync_table(ui, &format!("sim-{}", view.device_id), view);
-                    pane::counters(ui, view);
-                });
-            });
+    let clock = run.runner.world().now();
+    let mut actions = Vec::new();
+    ui.columns(run.panes.len().max(1), |cols| {
+        for (i, ((pane, view), col)) in run
+            .panes
+            .iter_mut()
+            .zip(&views)
+            .zip(cols.iter_mut())
+            .enumerate()
+        {
+            let mut mine = Vec::new();
+            pane.ui(col, view, clock, &mut run.sections, &mut mine);
+            actions.extend(mine.into_iter().map(|a| (i, a)));
         }
     });
+    run.sections.end_frame(ui.ctx());
+    for (i, action) in actions {
+        run.notice = run.act(i, action).err();
+    }
+    let world = run.runner.world();
     egui::Frame::group(ui.style()).show(ui, |ui| {
         let data = world.core().user(DEMO_USER).cloned().unwrap_or_default();
         ui.strong(format!(
@@ -475,16 +580,11 @@ fn world(ui: &mut egui::Ui, run: &Run) {
         server_panel::table(ui, &data);
     });
     ui.label(RichText::new("trace").strong());
-    egui::ScrollArea::vertical()
-        .id_salt("trace")
-        .stick_to_bottom(true)
-        .show(ui, |ui| {
-            let t0 = run.runner.t0();
-            let skip = world.trace.len().saturating_sub(TRACE_SHOWN);
-            for t in &world.trace[skip..] {
-                ui.label(RichText::new(drawable(&format_trace(t, t0))).font(mono()));
-            }
-        });
+    let t0 = run.runner.t0();
+    let skip = world.trace.len().saturating_sub(TRACE_SHOWN);
+    for t in &world.trace[skip..] {
+        ui.label(RichText::new(drawable(&format_trace(t, t0))).font(mono()));
+    }
 }
 
 #[cfg(test)]
@@ -527,7 +627,7 @@ mod tests {
         let mut player = Player::new(name, text);
         while player.step() {}
         let run = player.run.as_mut().unwrap();
-        run.feed_wire();
+        run.feed();
         let arrows: Vec<&wire::Arrow> = run.wire.arrows().collect();
         assert!(!arrows.is_empty());
         let devices: Vec<&str> = run
@@ -550,7 +650,7 @@ mod tests {
         );
         // Fed again, nothing is added twice.
         let n = arrows.len();
-        run.feed_wire();
+        run.feed();
         assert_eq!(run.wire.arrows().count(), n);
     }
 

@@ -13,11 +13,11 @@ use eframe::egui::{self, RichText};
 use mock_server::net::LinkCommand;
 use mock_server::sim::Direction;
 use serde_json::{Value, json};
-use sync_core::client::DeviceView;
+use sync_core::engine::DeviceView;
 use sync_core::engine::connection::ConnectionState;
 use sync_core::protocol::Key;
 
-use super::pane::Pane;
+use super::pane::{Pane, PaneAction};
 use super::style;
 
 /// Between two steps: long enough to see each one happen.
@@ -196,14 +196,10 @@ fn recipes() -> Vec<Recipe> {
 
 /// What a recipe step asks of the app (which owns the devices and the server).
 pub enum RecipeAction {
+    /// What a click in a device's pane would ask.
+    Pane(String, PaneAction),
     /// Tick a pane's hold box (the pane then sends the link command, as after a click).
     Hold(String, Direction, bool),
-    /// A link command for a device.
-    Link(String, LinkCommand),
-    /// Tap a key on a device.
-    Tap(String, Key),
-    /// Set a key on a device.
-    Set(String, Key, Value),
     /// Reject the next write to a key.
     RejectNext(Key),
     /// Open a lesson in the player.
@@ -401,12 +397,11 @@ impl Recipes {
                     return self.give_up(recipe.name, "the device is gone");
                 };
                 intent = Some((device(*who), views[i].counters.intents + 1));
-                actions.push(match step {
-                    Step::Set(_, _, value) => {
-                        RecipeAction::Set(device(*who), key.clone(), value.clone())
-                    }
-                    _ => RecipeAction::Tap(device(*who), key.clone()),
-                });
+                let action = match step {
+                    Step::Set(_, _, value) => PaneAction::Set(key.clone(), value.clone()),
+                    _ => PaneAction::Tap(key.clone()),
+                };
+                actions.push(RecipeAction::Pane(device(*who), action));
                 true
             }
             Step::Release(who, dir, pick) | Step::Drop(who, dir, pick) => {
@@ -417,7 +412,7 @@ impl Recipes {
                     Step::Drop(..) => LinkCommand::Drop(*dir, n),
                     _ => LinkCommand::Release(*dir, n),
                 };
-                actions.push(RecipeAction::Link(device(*who), command));
+                actions.push(RecipeAction::Pane(device(*who), PaneAction::Link(command)));
                 true
             }
             Step::RejectNext(key) => {

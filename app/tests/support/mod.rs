@@ -65,9 +65,9 @@ pub fn click(h: &mut Harness<'_, SyncLab>, label: &str) {
 /// Steps until every device is connected.
 pub fn until_connected(h: &mut Harness<'_, SyncLab>) {
     step_until(h, "every device connected", |a| {
-        a.panes()
+        a.views()
             .iter()
-            .all(|p| p.handle.view().connection == ConnectionState::Connected)
+            .all(|v| v.connection == ConnectionState::Connected)
     });
 }
 

@@ -105,6 +105,12 @@ impl Runner {
         &self.world
     }
 
+    /// The world, to act on between statements (the player's panes do: a learner's tap
+    /// enters the world at the current virtual time, as a statement's would).
+    pub fn world_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+
     /// Virtual time since time 0.
     pub fn elapsed(&self) -> Duration {
         self.world.now().saturating_sub(self.t0)

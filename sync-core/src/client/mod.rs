@@ -31,9 +31,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::engine::connection::ConnectionState;
-use crate::engine::state::Counters;
-use crate::engine::{Engine, EngineConfig, Event, EventKind, KeyView, Output, Strategy};
+pub use crate::engine::DeviceView;
+use crate::engine::{Engine, EngineConfig, Event, EventKind, Output};
 use crate::protocol::{ClientFrame, Key};
 
 /// At most this many snapshot writes per second (one per this interval).
@@ -42,64 +41,6 @@ pub const PERSIST_INTERVAL: Duration = Duration::from_millis(100);
 pub const EVENT_BUFFER: usize = 4096;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// What a device is doing, for a pane.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeviceView {
-    /// The device id.
-    pub device_id: String,
-    /// Its strategy.
-    pub strategy: Strategy,
-    /// The connection state.
-    pub connection: ConnectionState,
-    /// Every key it knows.
-    pub keys: Vec<KeyView>,
-    /// Its counters.
-    pub counters: Counters,
-    /// Its contiguous cursor.
-    pub cursor: u64,
-    /// When the next reconnect attempt starts, on the wall clock (while reconnecting), so
-    /// a UI can count down.
-    pub next_try: Option<std::time::Instant>,
-}
-
-impl DeviceView {
-    /// The view of `engine`, whose clock started at `start` (a simulator's devices are
-    /// shown with the same panes as live ones).
-    pub fn of(engine: &Engine, start: Instant) -> DeviceView {
-        let next_try = match engine.connection() {
-            ConnectionState::Reconnecting { retry_at, .. } => Some((start + *retry_at).into_std()),
-            _ => None,
-        };
-        DeviceView {
-            device_id: engine.device_id().to_string(),
-            strategy: engine.strategy(),
-            connection: engine.connection().clone(),
-            keys: engine.keys(),
-            counters: engine.counters().clone(),
-            cursor: engine.cursor(),
-            next_try,
-        }
-    }
-
-    /// The value shown for `key` (its default if the device never saw it).
-    pub fn shown(&self, key: &Key) -> Value {
-        self.keys
-            .iter()
-            .find(|k| k.key == *key)
-            .map_or_else(|| key.default_value(), |k| k.slot.shown.clone())
-    }
-
-    /// The key's view, if the device knows the key.
-    pub fn key(&self, key: &Key) -> Option<&KeyView> {
-        self.keys.iter().find(|k| k.key == *key)
-    }
-
-    /// `true` when any request is outstanding.
-    pub fn has_pending(&self) -> bool {
-        self.keys.iter().any(|k| k.in_flight.is_some())
-    }
-}
 
 /// How to run a device.
 #[derive(Debug, Clone)]
@@ -169,6 +110,12 @@ impl DeviceHandle {
         self.view.clone()
     }
 
+    /// The engine's clock now (it counts from the device's start): what a view's times
+    /// are measured against.
+    pub fn clock(&self) -> Duration {
+        self.start.elapsed()
+    }
+
     /// When, on the wall clock, an event happened: the engine's clock counts from the
     /// device's start, so events of different devices compare only through this.
     pub fn wall_time(&self, event: &Event) -> std::time::Instant {
@@ -218,7 +165,7 @@ pub fn spawn(config: ClientConfig, on_change: Arc<dyn Fn() + Send + Sync>) -> De
         engine.set_online(false, Duration::ZERO);
     }
     let (commands, rx) = mpsc::unbounded_channel();
-    let (view_tx, view) = watch::channel(DeviceView::of(&engine, start));
+    let (view_tx, view) = watch::channel(engine.view());
     let (events, from_start) = broadcast::channel(EVENT_BUFFER);
     let device = Device {
         engine,
@@ -421,7 +368,7 @@ impl Device {
             let _ = self.events.send(event);
             changed = true;
         }
-        let view = DeviceView::of(&self.engine, self.start);
+        let view = self.engine.view();
         changed |= self.view.send_if_modified(|v| {
             if *v == view {
                 false

@@ -19,6 +19,7 @@
 //! | [`cursor`] | the contiguous cursor |
 //! | [`snapshot`] | what a device restart keeps |
 //! | [`events`] | the observable events |
+//! | [`view`] | the device view a pane renders, whatever drives the device |
 
 pub mod connection;
 pub mod cursor;
@@ -28,6 +29,7 @@ pub mod inbound;
 pub mod naive;
 pub mod snapshot;
 pub mod state;
+pub mod view;
 
 #[cfg(test)]
 mod tests;
@@ -55,7 +57,8 @@ use cursor::Cursor;
 pub use events::{Event, EventKind};
 use hooks::{CommentHooks, PushKeyHooks, Rejection, SyncKeyHooks};
 use naive::{Naive, OpenWrite};
-use state::{Counters, DeviceState, KeySlot, stamp};
+use state::{Counters, DeviceState, stamp};
+pub use view::{DeviceView, KeyView};
 
 /// How a device syncs its values (comments always use `OptimisticCommand`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -162,22 +165,6 @@ pub struct PendingCommand {
     pub op: CommandOp,
     /// Its local revision.
     pub local_rev: u64,
-}
-
-/// A device's view of one key, for panes and expectations.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyView {
-    /// The key.
-    pub key: Key,
-    /// Value, revisions, superseded flag.
-    pub slot: KeySlot,
-    /// The known revision the strategy uses (for `sync-with-push`, also counts revisions
-    /// learned from acks dropped for a follow-up).
-    pub known_rev: u64,
-    /// The request in flight: value and local revision.
-    pub in_flight: Option<(Value, u64)>,
-    /// The user acted after the request in flight was sent: a follow-up is pending.
-    pub follow_up_pending: bool,
 }
 
 /// One device's sync engine. See the [module docs](self).
