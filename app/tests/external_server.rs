@@ -125,4 +125,15 @@ fn without_the_admin_token_the_controls_are_off_and_say_why() {
     step_until(&mut h, "the laptop to see the like", |a| {
         a.view(1).shown(&like) == json!(true)
     });
+    // Nothing can read the server's state: the top bar says so instead of waiting, and
+    // the chart ends a burst when the device settles, saying which it measures.
+    assert_eq!(
+        h.state().agreement().unwrap_err(),
+        "agreement unknown: reading the server's state needs its admin token"
+    );
+    step_until(&mut h, "the phone's burst to end", |a| {
+        a.panes()[0].chart.bursts().len() == 1
+    });
+    h.run_steps(2);
+    assert!(h.query_by_label("seconds to settle").is_some());
 }

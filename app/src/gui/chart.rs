@@ -21,9 +21,22 @@ const KEEP: usize = 200;
 /// scenario's), as the wire view's do.
 #[derive(Default)]
 pub struct Chart {
+    /// What ends a burst.
+    pub basis: Basis,
     open: Option<Burst>,
     /// Finished bursts: start (s), seconds to agree, requests per intent.
     done: Vec<[f64; 3]>,
+}
+
+/// What ends a burst.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Basis {
+    /// The device agrees with the server's state.
+    #[default]
+    Agreed,
+    /// The device is connected with nothing in flight (the server's state cannot be
+    /// read: an external server without its admin token).
+    Settled,
 }
 
 struct Burst {
@@ -84,7 +97,11 @@ impl Chart {
             return;
         }
         ui.columns(2, |cols| {
-            self.plot(&mut cols[0], id, "seconds to agree", 1, style::AMBER);
+            let took = match self.basis {
+                Basis::Agreed => "seconds to agree",
+                Basis::Settled => "seconds to settle",
+            };
+            self.plot(&mut cols[0], id, took, 1, style::AMBER);
             self.plot(&mut cols[1], id, "requests per intent", 2, style::BLUE);
         });
     }

@@ -213,12 +213,22 @@ impl SyncLab {
         let views = self.views();
         self.refresh_server(&views);
         let agreement = self.agreement_of(&views);
-        if let Some(server) = &self.server {
-            let now = self.started.elapsed();
-            for (pane, view) in self.panes.iter_mut().zip(&views) {
-                if convergence::agrees(&server.data, view) {
-                    pane.chart.agreed(now);
+        let now = self.started.elapsed();
+        for (pane, view) in self.panes.iter_mut().zip(&views) {
+            // Against the server's state when it can be read; without it (an external
+            // server and no admin token), when the device settled: connected, nothing
+            // in flight. The chart says which.
+            let done = match &self.server {
+                Some(server) => convergence::agrees(&server.data, view),
+                None if self.live.controls().is_err() => {
+                    pane.chart.basis = chart::Basis::Settled;
+                    view.connection == sync_core::engine::connection::ConnectionState::Connected
+                        && !view.has_pending()
                 }
+                None => false,
+            };
+            if done {
+                pane.chart.agreed(now);
             }
         }
         // Every device counts, so this is when the last of them came to agree.
@@ -442,7 +452,13 @@ impl SyncLab {
     /// Every device judged against the server's state; `Err` until that state arrived.
     fn agreement_of(&self, views: &[DeviceView]) -> Result<Agreement, String> {
         let Some(server) = &self.server else {
-            return Err("waiting for the server's state".into());
+            return Err(match self.live.controls() {
+                // Nothing can read it: say so, rather than wait for ever.
+                Err(_) => {
+                    "agreement unknown: reading the server's state needs its admin token".into()
+                }
+                Ok(()) => "waiting for the server's state".into(),
+            });
         };
         let names = self.panes.iter().map(|p| p.title());
         Ok(convergence::judge(&server.data, names.zip(views)))

@@ -487,6 +487,7 @@ impl Pane {
                 if r.changed() {
                     actions.push(PaneAction::Tap(key.clone()));
                 }
+                self.key_badge(ui, view, &key);
             }
         });
         ui.horizontal(|ui| {
@@ -548,6 +549,7 @@ impl Pane {
                 )
                 .strong(),
             );
+            self.key_badge(ui, view, &Key::DisplayName);
         });
     }
 
@@ -755,7 +757,9 @@ pub fn sync_table(ui: &mut egui::Ui, name: &str, view: &DeviceView) {
                     shown = shown.color(style::AMBER);
                 }
                 ui.label(shown).on_hover_text("The value on screen (optimistic)");
-                ui.label(RichText::new(format!("{} ({})", kv.slot.confirmed, kv.known_rev)).small())
+                // The slot's own pair: a value and the revision the server stored it at.
+                let confirmed = format!("{} ({})", kv.slot.confirmed, kv.slot.known_rev);
+                ui.label(RichText::new(confirmed).small())
                     .on_hover_text("The last value the server confirmed, and the newest server revision known for the key");
                 ui.label(RichText::new(kv.slot.local_rev.to_string()).small())
                     .on_hover_text("Local intents so far; every request carries the newest one");
@@ -848,7 +852,7 @@ pub fn explain(kind: &EventKind) -> (Color32, &'static str) {
         ),
         PushApplied { own: true, .. } => (
             grey,
-            "This device's own write, echoed by the server with a revision newer than any it knew (it came before the ack): applied like any push",
+            "This device's own write, echoed by the server with a revision newer than any it knew: applied like any push (under sync-with-push it came before its ack; naive applies every echo)",
         ),
         PushApplied { .. } => (
             style::GREEN,

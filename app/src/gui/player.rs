@@ -504,6 +504,13 @@ fn verdict_line(ui: &mut egui::Ui, runner: &Runner) {
         ui.heading(drawable(&title));
         ui.label(RichText::new(text).color(color).strong());
         ui.label(format!("t = {:.3} s", runner.elapsed().as_secs_f64()));
+        // The player's own convergence indicator, for its simulated world.
+        let (color, agreement) = match runner.world().converged() {
+            Ok(()) => (style::GREEN, "the devices agree with the server".to_string()),
+            Err(why) => (style::AMBER, format!("not converged: {}", drawable(&why))),
+        };
+        ui.label(RichText::new(agreement).color(color))
+            .on_hover_text("As `expect converged` judges it: every connected device shows the server's value and knows its revision for every key, with nothing in flight");
     });
 }
 

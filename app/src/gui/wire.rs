@@ -131,6 +131,8 @@ impl Wire {
             ] {
                 ui.label(egui::RichText::new(what).small().color(color));
             }
+            ui.label(egui::RichText::new("thick: screen went back").small().strong())
+                .on_hover_text("The frame whose answer or change took the device's screen back to an older value (a regression)");
         });
         // Lane names stay in view above the scrolling arrows.
         let (header, _) = ui.allocate_exact_size(vec2(ui.available_width(), 18.0), Sense::hover());

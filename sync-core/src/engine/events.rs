@@ -287,10 +287,7 @@ impl fmt::Display for EventKind {
             Rejected { key, code, message } => write!(f, "rejected {key}: {code} ({message})"),
             RolledBack { key, from, to } => write!(f, "rolled back {key}: {from} -> {to}"),
             Regressed { key, from, to } => {
-                write!(
-                    f,
-                    "screen went back {key}: {from} -> {to} (older answer applied)"
-                )
+                write!(f, "screen went back {key}: {from} -> {to}")
             }
             CommandRefused { key } => write!(f, "comment refused: another on {key} is pending"),
             Error {

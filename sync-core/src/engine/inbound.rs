@@ -81,7 +81,8 @@ impl Engine {
         match request {
             Request::Write { key, local_rev } => {
                 let before = self.state.before(&key);
-                self.apply_ack(&key, local_rev, value, rev);
+                self.apply_ack(&key, local_rev, value.clone(), rev);
+                self.state.server_had(&key, value, rev);
                 // An answer to an older request than the newest intent, or with a
                 // revision older than the known one, took the screen back.
                 self.state.regressed_if(&key, before, |b| {

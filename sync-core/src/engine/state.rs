@@ -117,11 +117,27 @@ impl DeviceState {
     /// The known revision is the highest one applied (DESIGN.md's bookkeeping, shared by
     /// every strategy): `sync` and `naive` may apply an older value, but they still know
     /// the newer revision exists.
+    /// Shows a value the server sent. It becomes the confirmed pair only if its revision
+    /// is not older than the known one: an older one (what `sync` and `naive` apply, a
+    /// regression) is shown, but the confirmed pair stays one the server had.
     pub(crate) fn confirm(&mut self, key: &Key, value: Value, rev: u64) {
         let slot = self.slot(key);
         slot.shown = value.clone();
-        slot.confirmed = value;
-        slot.known_rev = slot.known_rev.max(rev);
+        if rev >= slot.known_rev {
+            slot.confirmed = value;
+            slot.known_rev = rev;
+        }
+    }
+
+    /// The server stored `value` at `rev` (an ack the strategy did not apply, because a
+    /// follow-up carries a newer intent): if newer than the known pair, it is the
+    /// confirmed pair now. Nothing on screen changes.
+    pub(crate) fn server_had(&mut self, key: &Key, value: Value, rev: u64) {
+        let slot = self.slot(key);
+        if rev > slot.known_rev {
+            slot.confirmed = value;
+            slot.known_rev = rev;
+        }
     }
 
     pub(crate) fn stale(&mut self, kind: EventKind) {

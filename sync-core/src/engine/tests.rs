@@ -706,6 +706,18 @@ fn sync_with_push_never_regresses_on_the_same_frames() {
     let w = d.writes();
     d.ack(w[0].0, LIKE, json!(true), 1);
     assert_eq!(d.shown(LIKE), json!(false), "the intent stays on screen");
+    let slot = |d: &Dev| {
+        d.e.keys()
+            .into_iter()
+            .find(|k| k.key == key(LIKE))
+            .unwrap()
+            .slot
+    };
+    assert_eq!(
+        (slot(&d).confirmed, slot(&d).known_rev),
+        (json!(true), 1),
+        "the dropped ack's pair is what the server had"
+    );
     d.push(LIKE, json!(true), 1, "phone", 1);
     d.push(LIKE, json!(false), 3, "laptop", 1);
     d.push(LIKE, json!(true), 2, "laptop", 1);
@@ -729,6 +741,17 @@ fn sync_applies_other_pushes_without_revision_check_and_ignores_own_echoes() {
         "…but the known revision is the highest seen"
     );
     assert_eq!(d.e.counters().regressions, 1, "counted as a regression");
+    let slot =
+        d.e.keys()
+            .into_iter()
+            .find(|k| k.key == key(LIKE))
+            .unwrap()
+            .slot;
+    assert_eq!(
+        (slot.confirmed, slot.known_rev),
+        (json!(true), 5),
+        "shown went back; the confirmed pair is still one the server had"
+    );
     d.push(LIKE, json!(true), 9, "phone", 4);
     assert_eq!(d.shown(LIKE), json!(false), "own echo ignored");
     assert_eq!(d.e.counters().stale, 0);
