@@ -360,6 +360,10 @@ fn the_zoom_control_zooms_and_shows_the_size() {
         h.ctx.zoom_factor()
     );
     assert!(h.query_by_label("zoom 100 %").is_none());
+    // Every text style reads at 13 px or more at 100 %.
+    for (style, font) in &h.ctx.global_style().text_styles {
+        assert!(font.size >= 13.0, "{style:?} is {} px", font.size);
+    }
     click(&mut h, "zoom 110 %");
     h.run_steps(2);
     assert_eq!(h.ctx.zoom_factor(), 1.0);
@@ -493,6 +497,15 @@ fn an_offline_device_with_an_unsent_tap_keeps_the_devices_from_agreeing() {
         h.query_by_label_contains("all 2 devices agree with the server,")
             .is_some(),
         "with the time after the last intent"
+    );
+    // The tap made offline went out after the welcome labelled for what it was: queued,
+    // never sent before (not a "resend").
+    let labels: Vec<String> = h.state().wire().arrows().map(|a| a.label.clone()).collect();
+    assert!(
+        labels
+            .iter()
+            .any(|l| l.starts_with("req 1 like/post-1") && l.ends_with("(queued)")),
+        "{labels:?}"
     );
 }
 

@@ -101,12 +101,12 @@ fn recipes() -> Vec<Recipe> {
             lesson: 4,
             steps: vec![
                 (Hold(Watcher, Down, true), "hold the watcher's downlink"),
-                (Tap(Writer, like()), "the writer likes post-1 (revision n)"),
-                (WaitSettled(Writer), "wait for the writer's answer"),
                 (
                     Tap(Writer, like()),
-                    "the writer unlikes it (revision n + 1)",
+                    "the writer taps like on post-1 (revision n)",
                 ),
+                (WaitSettled(Writer), "wait for the writer's answer"),
+                (Tap(Writer, like()), "and taps it again (revision n + 1)"),
                 (WaitSettled(Writer), "wait for the writer's answer"),
                 (
                     WaitHeld(Watcher, Down, "push", 2),
@@ -154,10 +154,13 @@ fn recipes() -> Vec<Recipe> {
             lesson: 5,
             steps: vec![
                 (Hold(Writer, Down, true), "hold the writer's downlink"),
-                (Tap(Writer, like()), "the writer likes post-1 (request 1)"),
                 (
                     Tap(Writer, like()),
-                    "and unlikes it: a newer intent, waiting",
+                    "the writer taps like on post-1 (request 1)",
+                ),
+                (
+                    Tap(Writer, like()),
+                    "and taps it again: a newer intent, waiting",
                 ),
                 (
                     WaitHeld(Writer, Down, "push", 1),
@@ -186,7 +189,7 @@ fn recipes() -> Vec<Recipe> {
                 ),
                 (
                     Tap(Writer, like()),
-                    "the writer likes post-1 (shown at once)",
+                    "the writer taps like on post-1 (shown at once)",
                 ),
                 (WaitSettled(Writer), "rejected: rolled back"),
             ],
