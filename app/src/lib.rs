@@ -3,8 +3,12 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`gui`] | the egui app: device panes, server panel, the live backend |
+//! | [`gui`] | the egui app: device panes, the scenario player, the wire view, the server panel, the live backend |
+//! | [`export`] | a run or session as SVG, Mermaid and JSON lines |
+//! | [`present`] | one presentation per event kind: tone, rule, wire arrow, export kind |
 //! | [`run`] | `app run FILE...`: scenarios, headless |
 
+pub mod export;
 pub mod gui;
+pub mod present;
 pub mod run;

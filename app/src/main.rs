@@ -64,13 +64,35 @@ enum Command {
         /// Print only the verdicts.
         #[arg(long)]
         quiet: bool,
+        /// Also write the run's wire diagram as SVG (one FILE only).
+        #[arg(long, value_name = "OUT.svg")]
+        svg: Option<PathBuf>,
+        /// Also write it as a Mermaid sequenceDiagram (one FILE only).
+        #[arg(long, value_name = "OUT.mmd")]
+        mermaid: Option<PathBuf>,
+        /// Also write the trace as JSON lines (one FILE only).
+        #[arg(long, value_name = "OUT.jsonl")]
+        trace_json: Option<PathBuf>,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Run { files, seed, quiet }) = cli.command {
-        return ExitCode::from(run::run_files(&files, seed, quiet));
+    if let Some(Command::Run {
+        files,
+        seed,
+        quiet,
+        svg,
+        mermaid,
+        trace_json,
+    }) = cli.command
+    {
+        let exports = run::Exports {
+            svg,
+            mermaid,
+            trace_json,
+        };
+        return ExitCode::from(run::run_files(&files, seed, quiet, &exports));
     }
     tracing_subscriber::fmt()
         .with_env_filter(

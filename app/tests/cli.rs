@@ -120,3 +120,76 @@ fn a_bad_flag_is_refused_by_name() {
     let stderr = String::from_utf8(stderr).unwrap();
     assert!(stderr.contains("--seed"), "{stderr}");
 }
+
+/// The exports: an SVG with one element per frame and its kind, a Mermaid diagram, the
+/// trace as JSON lines; stdout and the exit code as without them.
+#[test]
+fn exports_write_svg_mermaid_and_json_lines_without_changing_the_output() {
+    let files = Files::new("exports");
+    let lesson =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/scenarios/05-stale-push.scn");
+    let (svg, mmd, jsonl) = (
+        files.dir.join("out.svg"),
+        files.dir.join("out.mmd"),
+        files.dir.join("out.jsonl"),
+    );
+    let plain = run(&[], &[&lesson]);
+    let args = [
+        "--svg",
+        svg.to_str().unwrap(),
+        "--mermaid",
+        mmd.to_str().unwrap(),
+        "--trace-json",
+        jsonl.to_str().unwrap(),
+    ];
+    assert_eq!(run(&args, &[&lesson]), plain, "same stdout and exit code");
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg"), "{svg}");
+    let frames = svg.matches(r#"<g class="frame""#).count();
+    assert_eq!(frames, 8, "one element per frame the devices handled");
+    assert_eq!(
+        svg.matches(r#"data-kind="stale""#).count(),
+        1,
+        "the late push"
+    );
+    assert_eq!(svg.matches(r#"data-kind="already-seen""#).count(), 2);
+    let mmd = std::fs::read_to_string(&mmd).unwrap();
+    assert!(mmd.starts_with("sequenceDiagram\n"));
+    assert_eq!(mmd.matches("server-->>laptop").count(), 2, "{mmd}");
+    assert!(
+        !mmd.contains('#') && !mmd.contains(';'),
+        "no Mermaid syntax in the text"
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["t_ms"].is_number() && l["device"].is_string() && l["kind"].is_string())
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["kind"] == "push_stale" && l["device"] == "laptop" && l["rev"] == 1)
+    );
+}
+
+#[test]
+fn exports_take_one_file_and_a_writable_path() {
+    let files = Files::new("exports-bad");
+    let a = files.write("a.scn", PASSES);
+    let b = files.write("b.scn", PASSES);
+    let (code, out) = run(&["--svg", "x.svg"], &[&a, &b]);
+    assert_eq!(code, 2);
+    assert!(out.contains("give one FILE, not 2"), "{out}");
+    let nowhere = files.dir.join("no/such/dir/out.svg");
+    let (code, out) = run(&["--svg", nowhere.to_str().unwrap()], &[&a]);
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("cannot write an export") && out.contains("out.svg"),
+        "{out}"
+    );
+}

@@ -281,7 +281,7 @@ fn snapshot_app(port: u16, size: eframe::egui::Vec2) -> Harness<'static, SyncLab
     // connect after the app starts. Times, and so the order of the two welcomes, vary
     // from run to run: the snapshot is taken with the wire cleared (the scenario player's
     // snapshot shows arrows, deterministically).
-    let times: Vec<Duration> = h.state().wire().arrows().filter_map(|a| a.at).collect();
+    let times: Vec<Duration> = h.state().wire().arrows().map(|a| a.at).collect();
     assert_eq!(times.len(), 2, "the two welcomes, with times");
     assert!(times.is_sorted() && times[0] > Duration::ZERO, "{times:?}");
     click(&mut h, "clear");
@@ -605,7 +605,7 @@ fn a_new_device_starts_with_a_latency_that_shows_coalescing() {
             .wire()
             .arrows()
             .find(|w| w.device == "laptop" && w.label.starts_with(start))
-            .and_then(|w| w.at)
+            .map(|w| w.at)
             .unwrap()
     };
     let round_trip = at("ack like/post-1") - at("req 1 like/post-1");
@@ -778,4 +778,77 @@ fn a_learner_taps_and_holds_a_simulated_device_mid_lesson() {
         h.state().player().held("laptop"),
         "the world's link is held"
     );
+}
+
+/// The wire view exports what it shows: SVG, Mermaid and JSON lines, from the player and
+/// from the live view, and copies the Mermaid text.
+#[test]
+fn the_wire_view_exports_svg_mermaid_and_json_lines() {
+    let dir = data_dir("wire-export-files");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = dir.join("wire");
+    let mut h = harness(app(2, "wire-export"));
+    until_connected(&mut h);
+    // Live: a like, then the Mermaid text.
+    click(&mut h, "phone like post-1");
+    step_until(&mut h, "the like to be acknowledged", |a| {
+        a.wire()
+            .arrows()
+            .any(|f| f.label.starts_with("ack like/post-1"))
+    });
+    click(&mut h, "export");
+    h.run_steps(2);
+    let live_base = dir.join("live");
+    type_into(&mut h, "export file", &live_base.display().to_string());
+    h.run_steps(1);
+    click(&mut h, "save Mermaid");
+    h.run_steps(1);
+    let live = std::fs::read_to_string(dir.join("live.mmd")).unwrap_or_default();
+    assert!(
+        live.contains("phone->>server") && live.contains("req 1 like/post-1"),
+        "{live}"
+    );
+    h.key_press(eframe::egui::Key::Escape);
+    h.run_steps(2);
+    // The player: lesson 05 to its end, then SVG and JSON lines.
+    click(&mut h, "scenario player");
+    h.run_steps(2);
+    click(&mut h, "lesson");
+    h.run_steps(3);
+    click(&mut h, &app::gui::player::lesson_title(4));
+    h.run_steps(2);
+    for _ in 0..60 {
+        if h.query_by_label("PASS").is_some() {
+            break;
+        }
+        click(&mut h, "step");
+    }
+    click(&mut h, "export");
+    h.run_steps(2);
+    type_into(&mut h, "export file", &base.display().to_string());
+    h.run_steps(1);
+    click(&mut h, "save SVG");
+    click(&mut h, "save JSON lines");
+    click(&mut h, "copy as Mermaid");
+    h.run_steps(1);
+    assert!(
+        h.query_by_label("Mermaid copied to the clipboard")
+            .is_some()
+    );
+    let svg = std::fs::read_to_string(base.with_extension("svg")).unwrap();
+    assert_eq!(svg.matches(r#"data-kind="stale""#).count(), 1, "{svg}");
+    let jsonl = std::fs::read_to_string(base.with_extension("jsonl")).unwrap();
+    assert!(
+        jsonl.lines().any(|l| l.contains(r#""kind":"push_stale""#)),
+        "{jsonl}"
+    );
+}
+
+/// Types into a text field as a person would: click into it, then type.
+fn type_into(h: &mut Harness<'_, SyncLab>, label: &str, text: &str) {
+    h.get_by_label(label).click();
+    h.run_steps(1);
+    h.get_by_label(label).type_text(text);
+    h.run_steps(1);
 }

@@ -208,7 +208,7 @@ impl SyncLab {
                 self.converged_after = None;
             }
             let since = at.saturating_duration_since(self.started);
-            self.wire.record(&device, &kind, Some(since));
+            self.wire.record(&device, &kind, since);
         }
         let views = self.views();
         self.refresh_server(&views);

@@ -707,7 +707,8 @@ impl Pane {
 
     fn recent(&self, ui: &mut egui::Ui) {
         for e in self.log.iter().rev().take(6) {
-            let (color, why) = explain(&e.kind);
+            let p = crate::present::present(&e.kind);
+            let (color, why) = (style::color(p.tone), p.rule);
             ui.label(RichText::new(e.kind.to_string()).small().color(color))
                 .on_hover_text(why);
         }
@@ -818,75 +819,5 @@ pub fn connection_badge(state: &ConnectionState) -> (Color32, String) {
             (red, format!("{state}"))
         }
         other => (amber, format!("{other}")),
-    }
-}
-
-/// A colour and the rule behind an event, for the log's tooltips.
-pub fn explain(kind: &EventKind) -> (Color32, &'static str) {
-    use EventKind::*;
-    let grey = style::QUIET;
-    match kind {
-        OptimisticWrite { .. } => (
-            style::BLUE,
-            "Optimistic: the screen changes at once, before any I/O",
-        ),
-        RequestSent { .. } => (
-            style::AMBER,
-            "One request per key in flight; later taps wait for its answer",
-        ),
-        RequestQueued { .. } => (
-            grey,
-            "Not connected: the intent is kept and sent after the next welcome",
-        ),
-        FollowUpDecided { .. } => (
-            style::PURPLE,
-            "The user acted after the request went out: its answer is dropped and one follow-up carries the newest intent",
-        ),
-        ResponseApplied { .. } => (
-            style::GREEN,
-            "The server's answer is applied once the key is stable (its value may be normalised)",
-        ),
-        ResponseStale { .. } | PushStale { .. } => (
-            style::RED,
-            "Stale: its revision is lower than one already known, so it is ignored",
-        ),
-        PushApplied { own: true, .. } => (
-            grey,
-            "This device's own write, echoed by the server with a revision newer than any it knew: applied like any push (under sync-with-push it came before its ack; naive applies every echo)",
-        ),
-        PushApplied { .. } => (
-            style::GREEN,
-            "A newer revision from the server is applied at once, even while a request is in flight",
-        ),
-        PushAlreadySeen { .. } => (
-            grey,
-            "The same revision as known (the own echo after its ack): nothing to do",
-        ),
-        PushTakenAsAck { .. } => (
-            grey,
-            "The echo of an older request of this device: only an acknowledgement",
-        ),
-        OwnEchoIgnored { .. } => (grey, "sync ignores its own echoes"),
-        Superseded { .. } => (
-            style::PURPLE,
-            "Another device's newer change won: the unanswered intent is not resent",
-        ),
-        Rejected { .. } | RolledBack { .. } => (
-            style::RED,
-            "The server refused the write: the screen goes back to the server's value if it still shows the refused one",
-        ),
-        Regressed { .. } => (
-            style::RED,
-            "The screen went back: an answer to an older request than the newest intent, or a revision lower than the known one, was applied over what the user saw (naive's flicker; sync's late push). sync-with-push never does this",
-        ),
-        CommandRefused { .. } => (
-            grey,
-            "Comments are non-reentrant per post: wait for the pending one",
-        ),
-        Error { .. } => (style::RED, "Something could not be handled"),
-        Connection { .. } | CaughtUp { .. } => (
-            grey,
-            "Connection: reconnects with backoff; a welcome brings every change since the cursor",
-        ),
     }
 }

@@ -123,6 +123,11 @@ struct Run {
 
 impl Run {
     fn new(runner: Runner) -> Run {
+        let title = runner
+            .scenario()
+            .title
+            .clone()
+            .unwrap_or_else(|| "Sync Lab scenario".into());
         let panes = runner
             .world()
             .devices()
@@ -136,7 +141,7 @@ impl Run {
         Run {
             runner,
             outcomes: BTreeMap::new(),
-            wire: wire::Wire::replay(),
+            wire: wire::Wire::replay(&title),
             panes,
             sections: Sections::default(),
             seen: 0,
@@ -153,7 +158,7 @@ impl Run {
         for t in &world.trace[self.seen..] {
             if let (TraceKind::Device(kind), Some(device)) = (&t.kind, &t.device) {
                 let since = t.at.saturating_sub(t0);
-                self.wire.record(device, kind, Some(since));
+                self.wire.record(device, kind, since);
                 if let Some(i) = world.index(device) {
                     let event = Event {
                         at: t.at,
@@ -635,7 +640,7 @@ mod tests {
         while player.step() {}
         let run = player.run.as_mut().unwrap();
         run.feed();
-        let arrows: Vec<&wire::Arrow> = run.wire.arrows().collect();
+        let arrows: Vec<&crate::export::Frame> = run.wire.arrows().collect();
         assert!(!arrows.is_empty());
         let devices: Vec<&str> = run
             .runner
@@ -646,15 +651,10 @@ mod tests {
             .collect();
         assert!(arrows.iter().all(|a| devices.contains(&a.device.as_str())));
         // Every arrow has a time, in order, and the first request leaves at time 0.
-        let times: Vec<Duration> = arrows.iter().map(|a| a.at.unwrap()).collect();
+        let times: Vec<Duration> = arrows.iter().map(|a| a.at).collect();
         assert!(times.is_sorted(), "{times:?}");
         let first_request = arrows.iter().find(|a| a.label.starts_with("req ")).unwrap();
-        assert_eq!(
-            first_request.at,
-            Some(Duration::ZERO),
-            "{}",
-            first_request.label
-        );
+        assert_eq!(first_request.at, Duration::ZERO, "{}", first_request.label);
         // Fed again, nothing is added twice.
         let n = arrows.len();
         run.feed();

@@ -103,8 +103,13 @@ impl Sections {
 
     fn header(&mut self, ui: &mut egui::Ui, pane: &str, i: usize, title: &str) {
         let height = ui.text_style_height(&egui::TextStyle::Small) + 4.0;
-        let (rect, response) =
-            ui.allocate_exact_size(vec2(ui.available_width(), height), Sense::click());
+        let font = egui::TextStyle::Small.resolve(ui.style());
+        let color = ui.visuals().strong_text_color();
+        let galley = ui.painter().layout_no_wrap(title.to_string(), font, color);
+        // As wide as the icon and the title: a header spanning the pane could reach past
+        // a narrow pane's visible edge, where a click at its middle would land elsewhere.
+        let width = height + 4.0 + galley.size().x;
+        let (rect, response) = ui.allocate_exact_size(vec2(width, height), Sense::click());
         let icon = egui::Rect::from_min_size(rect.min, vec2(height, height));
         let icon_response = response.clone().with_new_rect(icon);
         egui::collapsing_header::paint_default_icon(
@@ -112,13 +117,8 @@ impl Sections {
             if self.open[i] { 1.0 } else { 0.0 },
             &icon_response,
         );
-        ui.painter().text(
-            rect.left_center() + vec2(height + 2.0, 0.0),
-            egui::Align2::LEFT_CENTER,
-            title,
-            egui::TextStyle::Small.resolve(ui.style()),
-            ui.visuals().strong_text_color(),
-        );
+        let at = rect.left_center() + vec2(height + 2.0, -galley.size().y / 2.0);
+        ui.painter().galley(at, galley, color);
         let label = format!("{pane} {title}");
         let open = self.open[i];
         response.widget_info(|| egui::WidgetInfo::selected(egui::Role::Button, true, open, &label));

@@ -25,6 +25,20 @@ pub const QUIET: Color32 = Color32::from_gray(128);
 /// The wire view's lanes.
 pub const LANE: Color32 = Color32::from_gray(170);
 
+/// The colour of a tone: what an event means, the same everywhere.
+pub fn color(tone: crate::present::Tone) -> Color32 {
+    use crate::present::Tone;
+    match tone {
+        Tone::Blue => BLUE,
+        Tone::Amber => AMBER,
+        Tone::Purple => PURPLE,
+        Tone::Green => GREEN,
+        Tone::Red => RED,
+        Tone::Reject => REJECT,
+        Tone::Quiet => QUIET,
+    }
+}
+
 /// Body text, buttons and headings' sizes, in points at zoom 100 %.
 const BODY: f32 = 15.0;
 /// The smallest text anywhere: table cells, counters, the event log, the wire's labels.

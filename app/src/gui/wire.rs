@@ -10,36 +10,24 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::style;
-use eframe::egui::{self, Align2, Color32, FontId, Rect, Sense, Stroke, pos2, vec2};
+use crate::export::{self, Drawn, Frame};
+use crate::present::{Tone, Way};
+use eframe::egui::{self, Align2, FontId, Rect, Sense, Stroke, pos2, vec2};
 use sync_core::engine::EventKind;
 
 /// Arrows kept.
 const KEEP: usize = 400;
+/// Where exports go when no path is given (in the working directory).
+const DEFAULT_EXPORT: &str = "sync-lab-wire";
 /// Height of one arrow's row.
 const ROW: f32 = 28.0;
 
-/// Which way an arrow points.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Way {
-    ToServer,
-    ToDevice,
-}
-
-/// One arrow.
+/// One arrow: a frame of the diagram, and the event it stands for (shown on hover,
+/// exported as a JSON line).
 #[derive(Debug, Clone)]
-pub struct Arrow {
-    /// The device at one end.
-    pub device: String,
-    way: Way,
-    /// What it says.
-    pub label: String,
-    color: Color32,
-    json: String,
-    /// When: since the app started (live), or virtual time since the scenario's time 0
-    /// (player). `None` draws no time.
-    pub at: Option<Duration>,
-    /// Applying this frame took the device's screen back (a regression, SCENARIOS.md).
-    pub regressed: bool,
+struct Arrow {
+    frame: Frame,
+    event: EventKind,
 }
 
 /// The diagram's state.
@@ -51,6 +39,12 @@ pub struct Wire {
     replay: bool,
     /// Each arrow's time is drawn at the left.
     times: bool,
+    /// The exports' title.
+    title: String,
+    /// Where exports go (without the extension; empty: [`DEFAULT_EXPORT`]), and what the
+    /// last one did.
+    export_to: String,
+    exported: Option<Result<String, String>>,
 }
 
 impl Default for Wire {
@@ -60,52 +54,149 @@ impl Default for Wire {
             paused: false,
             replay: false,
             times: true,
+            title: "Sync Lab live session".into(),
+            export_to: String::new(),
+            exported: None,
         }
     }
 }
 
 impl Wire {
-    /// A diagram for the scenario player.
-    pub fn replay() -> Wire {
+    /// A diagram for the scenario player, titled for the exports.
+    pub fn replay(title: &str) -> Wire {
         Wire {
             replay: true,
+            title: title.to_string(),
             ..Wire::default()
         }
     }
 
+    /// The diagram as SVG, for these devices: `(id, name shown)`.
+    pub fn svg(&self, devices: &[(String, String)]) -> String {
+        let ids: Vec<String> = devices.iter().map(|(id, _)| id.clone()).collect();
+        export::svg(&self.title, &ids, &self.frames())
+    }
+
+    /// The diagram as a Mermaid sequenceDiagram.
+    pub fn mermaid(&self, devices: &[(String, String)]) -> String {
+        let ids: Vec<String> = devices.iter().map(|(id, _)| id.clone()).collect();
+        export::mermaid(&ids, &self.frames())
+    }
+
+    /// The frames' events as JSON lines.
+    pub fn jsonl(&self) -> String {
+        self.arrows
+            .iter()
+            .map(|a| export::event_line(a.frame.at, &a.frame.device, &a.event) + "\n")
+            .collect()
+    }
+
+    fn frames(&self) -> Vec<Frame> {
+        self.arrows().cloned().collect()
+    }
+
+    /// The export menu: save as SVG, Mermaid or JSON lines beside `export_to`, or copy
+    /// the Mermaid text.
+    fn export_menu(&mut self, ui: &mut egui::Ui, devices: &[(String, String)]) {
+        // Stays open while the path is typed; closes on a click outside.
+        let config = egui::containers::menu::MenuConfig::new()
+            .close_behavior(egui::PopupCloseBehavior::CloseOnClickOutside);
+        egui::containers::menu::MenuButton::new("export").config(config).ui(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.label("file");
+                let edit = ui
+                    .add(
+                        egui::TextEdit::singleline(&mut self.export_to)
+                            .hint_text(DEFAULT_EXPORT)
+                            .desired_width(220.0),
+                    )
+                    .on_hover_text("A path without its extension: .svg, .mmd or .jsonl is added (in the working directory unless absolute)");
+                edit.widget_info(|| {
+                    egui::WidgetInfo::labeled(egui::Role::TextInput, true, "export file")
+                });
+            });
+            let base = match self.export_to.trim() {
+                "" => DEFAULT_EXPORT.to_string(),
+                path => path.to_string(),
+            };
+            for (what, ext) in [
+                ("save SVG", "svg"),
+                ("save Mermaid", "mmd"),
+                ("save JSON lines", "jsonl"),
+            ] {
+                if ui.button(what).clicked() {
+                    let text = match ext {
+                        "svg" => self.svg(devices),
+                        "mmd" => self.mermaid(devices),
+                        _ => self.jsonl(),
+                    };
+                    let path = std::path::PathBuf::from(format!("{base}.{ext}"));
+                    self.exported = Some(match std::fs::write(&path, text) {
+                        Ok(()) => Ok(format!(
+                            "saved {}",
+                            std::path::absolute(&path).unwrap_or(path).display()
+                        )),
+                        Err(e) => Err(format!("cannot write {}: {e}", path.display())),
+                    });
+                }
+            }
+            if ui.button("copy as Mermaid").clicked() {
+                ui.ctx().copy_text(self.mermaid(devices));
+                self.exported = Some(Ok("Mermaid copied to the clipboard".into()));
+            }
+            match &self.exported {
+                Some(Ok(done)) => {
+                    ui.label(egui::RichText::new(done).color(style::GREEN));
+                }
+                Some(Err(why)) => {
+                    ui.label(egui::RichText::new(why).color(style::RED));
+                }
+                None => {}
+            }
+        });
+    }
+
     /// Adds the arrow an engine event stands for (if it stands for a frame).
-    pub fn record(&mut self, device: &str, kind: &EventKind, at: Option<Duration>) {
+    pub fn record(&mut self, device: &str, kind: &EventKind, at: Duration) {
         if self.paused {
             return;
         }
-        if let EventKind::Regressed { .. } = kind {
-            // Said right after the frame that caused it: mark that frame's arrow.
-            if let Some(a) = self.arrows.iter_mut().rev().find(|a| a.device == device) {
-                a.regressed = true;
-                a.label.push_str("  << SCREEN WENT BACK");
+        match export::draw(device, kind, at) {
+            Some(Drawn::Frame(frame)) => {
+                // In time order: devices are drained one after the other, so an event of
+                // one may reach the view a frame after a later event of another.
+                let at = self
+                    .arrows
+                    .iter()
+                    .rposition(|a| a.frame.at <= frame.at)
+                    .map_or(0, |i| i + 1);
+                let arrow = Arrow {
+                    frame,
+                    event: kind.clone(),
+                };
+                self.arrows.insert(at, arrow);
             }
-            return;
+            Some(Drawn::Regression) => {
+                let mine = self
+                    .arrows
+                    .iter_mut()
+                    .rev()
+                    .find(|a| a.frame.device == device);
+                if let Some(a) = mine {
+                    a.frame.regressed = true;
+                }
+                return;
+            }
+            None => return,
         }
-        let Some((way, color, label)) = arrow_of(kind) else {
-            return;
-        };
-        self.arrows.push_back(Arrow {
-            device: device.to_string(),
-            way,
-            label,
-            color,
-            json: serde_json::to_string_pretty(kind).unwrap_or_default(),
-            at,
-            regressed: false,
-        });
         if self.arrows.len() > KEEP {
             self.arrows.pop_front();
         }
     }
 
     /// The arrows, oldest first.
-    pub fn arrows(&self) -> impl Iterator<Item = &Arrow> {
-        self.arrows.iter()
+    pub fn arrows(&self) -> impl Iterator<Item = &Frame> {
+        self.arrows.iter().map(|a| &a.frame)
     }
 
     /// Draws the diagram for these devices: `(id, name shown)`, a lane each.
@@ -118,18 +209,19 @@ impl Wire {
                     self.arrows.clear();
                 }
             }
+            self.export_menu(ui, devices);
             ui.checkbox(&mut self.times, "times")
                 .on_hover_text("When each frame was handled: seconds since the app started, or the scenario's virtual time");
-            for (color, what) in [
-                (ACK, "ack"),
-                (PUSH, "push"),
-                (QUIET, "own echo / already seen"),
-                (STALE, "ignored as stale"),
-                (FOLLOW, "follow-up"),
-                (REJECT, "reject"),
-                (REQUEST, "request"),
+            for (tone, what) in [
+                (Tone::Green, "ack"),
+                (Tone::Blue, "push"),
+                (Tone::Quiet, "own echo / already seen"),
+                (Tone::Red, "ignored as stale"),
+                (Tone::Purple, "follow-up"),
+                (Tone::Reject, "reject"),
+                (Tone::Amber, "request"),
             ] {
-                ui.label(egui::RichText::new(what).small().color(color));
+                ui.label(egui::RichText::new(what).small().color(style::color(tone)));
             }
             ui.label(egui::RichText::new("thick: screen went back").small().strong())
                 .on_hover_text("The frame whose answer or change took the device's screen back to an older value (a regression)");
@@ -163,12 +255,14 @@ impl Wire {
                 }
                 let server_x = lanes[0].0;
                 for (row, i) in rows.enumerate() {
-                    let a = &self.arrows[i];
+                    let a = &self.arrows[i].frame;
+                    let event = &self.arrows[i].event;
                     let Some((dx, _)) = lanes.iter().find(|(_, (id, _))| *id == a.device) else {
                         continue;
                     };
                     let y = rect.top() + ROW * (row as f32 + 0.5) + 6.0;
-                    if let Some(at) = a.at.filter(|_| self.times) {
+                    if self.times {
+                        let at = a.at;
                         painter.text(
                             pos2(rect.left() + 4.0, y),
                             Align2::LEFT_CENTER,
@@ -183,18 +277,24 @@ impl Wire {
                     };
                     // A regression is drawn thick, so the flicker's cause stands out.
                     let width = if a.regressed { 3.5 } else { 1.5 };
-                    let stroke = Stroke::new(width, a.color);
+                    let color = style::color(a.tone);
+                    let stroke = Stroke::new(width, color);
                     painter.line_segment([pos2(from, y), pos2(to, y)], stroke);
                     // A fixed-size head (egui's `arrow` scales it with the length).
                     let back = if to > from { -7.0 } else { 7.0 };
                     painter.line_segment([pos2(to, y), pos2(to + back, y - 4.0)], stroke);
                     painter.line_segment([pos2(to, y), pos2(to + back, y + 4.0)], stroke);
+                    let label = if a.regressed {
+                        format!("{}  << SCREEN WENT BACK", a.label)
+                    } else {
+                        a.label.clone()
+                    };
                     painter.text(
                         pos2((from + to) / 2.0, y - 2.0),
                         Align2::CENTER_BOTTOM,
-                        &a.label,
+                        label,
                         style::mono(),
-                        a.color,
+                        color,
                     );
                     let hit = Rect::from_two_pos(
                         pos2(from.min(to), y - ROW / 2.0),
@@ -202,7 +302,10 @@ impl Wire {
                     );
                     let id = ui.scope_id().with(("wire-arrow", i));
                     let response = ui.interact(hit, id, Sense::hover());
-                    response.on_hover_text(egui::RichText::new(&a.json).monospace());
+                    response.on_hover_ui(|ui| {
+                        let json = serde_json::to_string_pretty(event).unwrap_or_default();
+                        ui.label(egui::RichText::new(json).monospace());
+                    });
                 }
             });
     }
@@ -224,117 +327,22 @@ fn lanes(rect: Rect, devices: &[(String, String)]) -> Vec<(f32, (&str, &str))> {
         .collect()
 }
 
-const ACK: Color32 = style::GREEN;
-const PUSH: Color32 = style::BLUE;
-const QUIET: Color32 = style::QUIET;
-const STALE: Color32 = style::RED;
-const FOLLOW: Color32 = style::PURPLE;
-const REJECT: Color32 = style::REJECT;
-const REQUEST: Color32 = style::AMBER;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The arrow an event stands for: direction, colour and label.
-fn arrow_of(kind: &EventKind) -> Option<(Way, Color32, String)> {
-    use EventKind::*;
-    Some(match kind {
-        RequestSent {
-            key,
-            number,
-            value,
-            local_rev,
-            kind,
-            ..
-        } => {
-            let what = if matches!(key, sync_core::protocol::Key::Comments(_)) {
-                "command".to_string()
-            } else {
-                format!("= {value}")
-            };
-            let color = if *kind == sync_core::optimistic::SendKind::FollowUp {
-                FOLLOW
-            } else {
-                REQUEST
-            };
-            let kind = sync_core::engine::events::send_kind_name(*kind);
-            (
-                Way::ToServer,
-                color,
-                format!("req {number} {key} {what} lr{local_rev} ({kind})"),
-            )
-        }
-        ResponseApplied { key, value, rev } => {
-            (Way::ToDevice, ACK, format!("ack {key} = {value} rev {rev}"))
-        }
-        ResponseStale { key, rev, known } => (
-            Way::ToDevice,
-            STALE,
-            format!("ack {key} rev {rev} STALE (known {known})"),
-        ),
-        FollowUpDecided { key, rev } => (
-            Way::ToDevice,
-            FOLLOW,
-            format!("ack {key} rev {rev} dropped: follow-up"),
-        ),
-        Rejected { key, code, .. } => (Way::ToDevice, REJECT, format!("reject {key} {code}")),
-        PushApplied {
-            key,
-            value,
-            rev,
-            local_rev,
-            own: true,
-            ..
-        } => (
-            Way::ToDevice,
-            QUIET,
-            format!("own echo {key} = {value} rev {rev} lr{local_rev} (applied)"),
-        ),
-        PushApplied {
-            key,
-            value,
-            rev,
-            from,
-            local_rev,
-            own: false,
-        } => (
-            Way::ToDevice,
-            PUSH,
-            format!("push {key} = {value} rev {rev} from {from} lr{local_rev}"),
-        ),
-        PushStale { key, rev, known } => (
-            Way::ToDevice,
-            STALE,
-            format!("push {key} rev {rev} STALE (known {known})"),
-        ),
-        PushAlreadySeen { key, rev } => (
-            Way::ToDevice,
-            QUIET,
-            format!("push {key} rev {rev} (already seen)"),
-        ),
-        PushTakenAsAck {
-            key,
-            rev,
-            local_rev,
-        } => (
-            Way::ToDevice,
-            QUIET,
-            format!("own echo {key} rev {rev} = ack of lr{local_rev}"),
-        ),
-        OwnEchoIgnored { key, rev } => (
-            Way::ToDevice,
-            QUIET,
-            format!("own echo {key} rev {rev} ignored"),
-        ),
-        CaughtUp {
-            rev,
-            changes,
-            reset,
-        } => (
-            Way::ToDevice,
-            QUIET,
-            format!(
-                "welcome rev {rev}, {changes} change(s){}",
-                if *reset { ", reset" } else { "" }
-            ),
-        ),
-        _ => return None,
-    })
+    #[test]
+    fn arrows_stay_in_time_order_when_events_reach_the_view_late() {
+        let welcome = EventKind::CaughtUp {
+            rev: 0,
+            changes: 0,
+            reset: false,
+        };
+        let mut wire = Wire::default();
+        wire.record("phone", &welcome, Duration::from_millis(3));
+        wire.record("laptop", &welcome, Duration::from_millis(2));
+        wire.record("tablet", &welcome, Duration::from_millis(4));
+        let order: Vec<&str> = wire.arrows().map(|f| f.device.as_str()).collect();
+        assert_eq!(order, ["laptop", "phone", "tablet"]);
+    }
 }

@@ -341,6 +341,11 @@ impl Runner {
         }
     }
 
+    /// The trace from time 0 on (the setup's handshake left out), as `run` prints it.
+    pub fn trace(&self) -> &[Trace] {
+        &self.world.trace[self.setup_trace.min(self.world.trace.len())..]
+    }
+
     /// The trace from entry `from` on as text lines, times relative to time 0 (the
     /// setup's lines are left out).
     pub fn trace_lines(&self, from: usize) -> Vec<String> {

@@ -1,0 +1,314 @@
+//! One presentation per event kind: its tone (a palette entry), the rule behind it (a
+//! pane's tooltip), and — when it stands for a frame — its wire arrow: which way, what it
+//! says, and its kind in exports. The pane, the wire view (live and in the player) and
+//! the exports all read it here; the match is exhaustive, so a new event kind does not
+//! compile until it is presented, once. (Its one-line label is the event's `Display`,
+//! which the trace prints.)
+
+use sync_core::engine::EventKind;
+use sync_core::engine::events::send_kind_name;
+use sync_core::optimistic::SendKind;
+use sync_core::protocol::Key;
+
+/// What an event means, as a palette entry (`gui::style::color` gives its colour).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// An optimistic intent, or a push from elsewhere applied.
+    Blue,
+    /// A request on its way.
+    Amber,
+    /// A follow-up, or an intent another device's change superseded.
+    Purple,
+    /// An answer applied.
+    Green,
+    /// Stale, rolled back, regressed, an error.
+    Red,
+    /// A rejection by the server.
+    Reject,
+    /// Nothing to do: echoes, already seen, connection chatter.
+    Quiet,
+}
+
+/// Which way a frame went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    /// Device → server.
+    ToServer,
+    /// Server → device.
+    ToDevice,
+}
+
+/// The arrow a frame-bearing event draws.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArrowSpec {
+    /// Which way.
+    pub way: Way,
+    /// What it says on the wire.
+    pub label: String,
+    /// Its kind in exports (SCENARIOS.md, "Export"): the device's judgement where it made
+    /// one (`own-echo`, `stale`, `follow-up`, `reject`, `already-seen`), else the frame's
+    /// type (`set`, `command`, `ack`, `push`, `welcome`).
+    pub kind: &'static str,
+}
+
+/// An event kind's presentation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presentation {
+    /// Its colour's meaning.
+    pub tone: Tone,
+    /// The rule behind it, in a sentence.
+    pub rule: &'static str,
+    /// Its arrow, when it stands for a frame.
+    pub arrow: Option<ArrowSpec>,
+}
+
+fn arrow(way: Way, kind: &'static str, label: String) -> Option<ArrowSpec> {
+    Some(ArrowSpec { way, label, kind })
+}
+
+/// How `kind` is shown.
+pub fn present(kind: &EventKind) -> Presentation {
+    use EventKind::*;
+    use Way::{ToDevice, ToServer};
+    let (tone, rule, arrow) = match kind {
+        OptimisticWrite { .. } => (
+            Tone::Blue,
+            "Optimistic: the screen changes at once, before any I/O",
+            None,
+        ),
+        RequestSent {
+            key,
+            number,
+            value,
+            local_rev,
+            kind,
+            ..
+        } => {
+            let command = matches!(key, Key::Comments(_));
+            let what = if command {
+                "command".to_string()
+            } else {
+                format!("= {value}")
+            };
+            let label = format!(
+                "req {number} {key} {what} lr{local_rev} ({})",
+                send_kind_name(*kind)
+            );
+            let (tone, export) = match (kind, command) {
+                (SendKind::FollowUp, _) => (Tone::Purple, "follow-up"),
+                (_, true) => (Tone::Amber, "command"),
+                _ => (Tone::Amber, "set"),
+            };
+            (
+                tone,
+                "One request per key in flight; later taps wait for its answer",
+                arrow(ToServer, export, label),
+            )
+        }
+        RequestQueued { .. } => (
+            Tone::Quiet,
+            "Not connected: the intent is kept and sent after the next welcome",
+            None,
+        ),
+        FollowUpDecided { key, rev } => (
+            Tone::Purple,
+            "The user acted after the request went out: its answer is dropped and one follow-up carries the newest intent",
+            arrow(
+                ToDevice,
+                "follow-up",
+                format!("ack {key} rev {rev} dropped: follow-up"),
+            ),
+        ),
+        ResponseApplied { key, value, rev } => (
+            Tone::Green,
+            "The server's answer is applied once the key is stable (its value may be normalised)",
+            arrow(ToDevice, "ack", format!("ack {key} = {value} rev {rev}")),
+        ),
+        ResponseStale { key, rev, known } => (
+            Tone::Red,
+            "Stale: its revision is lower than one already known, so it is ignored",
+            arrow(
+                ToDevice,
+                "stale",
+                format!("ack {key} rev {rev} STALE (known {known})"),
+            ),
+        ),
+        PushStale { key, rev, known } => (
+            Tone::Red,
+            "Stale: its revision is lower than one already known, so it is ignored",
+            arrow(
+                ToDevice,
+                "stale",
+                format!("push {key} rev {rev} STALE (known {known})"),
+            ),
+        ),
+        PushApplied {
+            key,
+            value,
+            rev,
+            local_rev,
+            own: true,
+            ..
+        } => (
+            Tone::Quiet,
+            "This device's own write, echoed by the server with a revision newer than any it knew: applied like any push (under sync-with-push it came before its ack; naive applies every echo)",
+            arrow(
+                ToDevice,
+                "own-echo",
+                format!("own echo {key} = {value} rev {rev} lr{local_rev} (applied)"),
+            ),
+        ),
+        PushApplied {
+            key,
+            value,
+            rev,
+            from,
+            local_rev,
+            own: false,
+        } => (
+            Tone::Blue,
+            "A newer revision from the server is applied at once, even while a request is in flight",
+            arrow(
+                ToDevice,
+                "push",
+                format!("push {key} = {value} rev {rev} from {from} lr{local_rev}"),
+            ),
+        ),
+        PushAlreadySeen { key, rev } => (
+            Tone::Quiet,
+            "The same revision as known (the own echo after its ack): nothing to do",
+            arrow(
+                ToDevice,
+                "already-seen",
+                format!("push {key} rev {rev} (already seen)"),
+            ),
+        ),
+        PushTakenAsAck {
+            key,
+            rev,
+            local_rev,
+        } => (
+            Tone::Quiet,
+            "The echo of an older request of this device: only an acknowledgement",
+            arrow(
+                ToDevice,
+                "own-echo",
+                format!("own echo {key} rev {rev} = ack of lr{local_rev}"),
+            ),
+        ),
+        OwnEchoIgnored { key, rev } => (
+            Tone::Quiet,
+            "sync ignores its own echoes",
+            arrow(
+                ToDevice,
+                "own-echo",
+                format!("own echo {key} rev {rev} ignored"),
+            ),
+        ),
+        Superseded { .. } => (
+            Tone::Purple,
+            "Another device's newer change won: the unanswered intent is not resent",
+            None,
+        ),
+        Rejected { key, code, .. } => (
+            Tone::Reject,
+            "The server refused the write: the screen goes back to the server's value if it still shows the refused one",
+            arrow(ToDevice, "reject", format!("reject {key} {code}")),
+        ),
+        RolledBack { .. } => (
+            Tone::Red,
+            "The server refused the write: the screen goes back to the server's value if it still shows the refused one",
+            None,
+        ),
+        Regressed { .. } => (
+            Tone::Red,
+            "The screen went back: an answer to an older request than the newest intent, or a revision lower than the known one, was applied over what the user saw (naive's flicker; sync's late push). sync-with-push never does this",
+            None,
+        ),
+        CommandRefused { .. } => (
+            Tone::Quiet,
+            "Comments are non-reentrant per post: wait for the pending one",
+            None,
+        ),
+        Error { .. } => (Tone::Red, "Something could not be handled", None),
+        Connection { .. } => (
+            Tone::Quiet,
+            "Connection: reconnects with backoff; a welcome brings every change since the cursor",
+            None,
+        ),
+        CaughtUp {
+            rev,
+            changes,
+            reset,
+        } => (
+            Tone::Quiet,
+            "Connection: reconnects with backoff; a welcome brings every change since the cursor",
+            arrow(
+                ToDevice,
+                "welcome",
+                format!(
+                    "welcome rev {rev}, {changes} change(s){}",
+                    if *reset { ", reset" } else { "" }
+                ),
+            ),
+        ),
+    };
+    Presentation { tone, rule, arrow }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use sync_core::protocol::ErrorCode;
+
+    use super::*;
+
+    fn export_kind(kind: EventKind) -> &'static str {
+        present(&kind).arrow.expect("a frame").kind
+    }
+
+    #[test]
+    fn a_frame_is_exported_as_the_devices_judgement_of_it() {
+        let key = || Key::Like("post-1".into());
+        let push = |own| EventKind::PushApplied {
+            key: key(),
+            value: json!(true),
+            rev: 2,
+            from: "phone".into(),
+            local_rev: 1,
+            own,
+        };
+        assert_eq!(export_kind(push(true)), "own-echo");
+        assert_eq!(export_kind(push(false)), "push");
+        let stale = EventKind::PushStale {
+            key: key(),
+            rev: 1,
+            known: 2,
+        };
+        assert_eq!(export_kind(stale), "stale");
+        let seen = EventKind::PushAlreadySeen { key: key(), rev: 2 };
+        assert_eq!(export_kind(seen), "already-seen");
+        let reject = EventKind::Rejected {
+            key: key(),
+            code: ErrorCode::Forced,
+            message: String::new(),
+        };
+        assert_eq!(export_kind(reject), "reject");
+        let request = |kind| EventKind::RequestSent {
+            key: key(),
+            id: 5,
+            number: 2,
+            value: json!(true),
+            local_rev: 2,
+            kind,
+        };
+        assert_eq!(export_kind(request(SendKind::FollowUp)), "follow-up");
+        assert_eq!(export_kind(request(SendKind::First)), "set");
+        let intent = EventKind::OptimisticWrite {
+            key: key(),
+            value: json!(true),
+            local_rev: 1,
+        };
+        assert!(present(&intent).arrow.is_none(), "an intent is no frame");
+    }
+}
