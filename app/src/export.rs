@@ -233,6 +233,10 @@ pub fn trace_jsonl(trace: &[Trace], t0: Duration) -> String {
                 line["kind"] = json!("device_restart");
                 json!({})
             }
+            TraceKind::Say(text) => {
+                line["kind"] = json!("say");
+                json!({ "text": text })
+            }
         };
         if let (Some(line), Value::Object(fields)) = (line.as_object_mut(), fields) {
             for (k, v) in fields {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use app::gui::SyncLab;
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use serde_json::json;
 use sync_core::engine::Strategy;
 use sync_core::engine::connection::ConnectionState;
@@ -403,16 +403,22 @@ fn the_scenario_player_plays_a_lesson_and_shows_each_expectation() {
         std::thread::sleep(Duration::from_millis(20));
     }
     h.step(); // the button reads "pause" from the frame after the click
-    click(&mut h, "pause");
+    // The button, not the script's `pause` line.
+    h.get_all_by_label("pause")
+        .find(|n| n.accesskit_node().role() == eframe::egui::accesskit::Role::Button)
+        .expect("the pause button")
+        .click();
+    h.step();
+    h.remove_cursor();
     h.run_steps(2);
-    // One event at a time inside the `settle` on line 9: the statement stays running.
-    while h.state().player().next_line() != Some(9) {
+    // One event at a time inside the `settle` on line 10: the statement stays running.
+    while h.state().player().next_line() != Some(10) {
         click(&mut h, "step");
         h.run_steps(1);
     }
     click(&mut h, "step event");
     h.run_steps(2);
-    assert!(h.query_by_label("running line 9").is_some());
+    assert!(h.query_by_label("running line 10").is_some());
     // Step to the end, one statement at a time.
     for _ in 0..100 {
         if h.query_by_label("PASS").is_some() {
@@ -851,4 +857,55 @@ fn type_into(h: &mut Harness<'_, SyncLab>, label: &str, text: &str) {
     h.run_steps(1);
     h.get_by_label(label).type_text(text);
     h.run_steps(1);
+}
+
+/// Narration and the presenter's keys: a `say` shows as the caption, a `pause` stops play,
+/// the arrows step forward and back, space plays, `?` lists the keys.
+#[test]
+fn the_player_narrates_pauses_and_steps_back_with_the_presenters_keys() {
+    let mut h = harness(app(1, "narrate"));
+    click(&mut h, "scenario player");
+    h.run_steps(2);
+    let script = "devices a b\nsay \"a taps\"\na tap like/p\npause\nsay \"b sees it\"\nsettle\nexpect b like/p = true\n";
+    let path = data_dir("narrate-file").with_extension("scn");
+    std::fs::write(&path, script).unwrap();
+    type_into(&mut h, "or a file", &path.display().to_string());
+    click(&mut h, "open");
+    h.run_steps(1);
+    let next = |h: &Harness<'_, SyncLab>| h.state().player().next_line();
+    assert_eq!(next(&h), Some(2));
+    h.key_press(eframe::egui::Key::ArrowRight);
+    h.run_steps(1);
+    assert_eq!(h.state().player().caption().as_deref(), Some("a taps"));
+    assert!(
+        h.query_by_label("a taps").is_some(),
+        "the caption band shows it"
+    );
+    // Space plays; play stops at the `pause`, before what follows it.
+    h.key_press(eframe::egui::Key::Space);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while next(&h) != Some(5) {
+        assert!(Instant::now() < deadline, "play did not reach the pause");
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.run_steps(2);
+    assert!(
+        !h.state().player().is_playing(),
+        "play stopped at the pause"
+    );
+    assert_eq!(next(&h), Some(5));
+    // Back: the pause, the tap, the say; the caption goes with it.
+    for line in [4, 3, 2] {
+        h.key_press(eframe::egui::Key::ArrowLeft);
+        h.run_steps(1);
+        assert_eq!(next(&h), Some(line));
+    }
+    assert_eq!(h.state().player().caption(), None);
+    h.key_press(eframe::egui::Key::Questionmark);
+    h.run_steps(2);
+    assert!(
+        h.query_by_label("step back").is_some(),
+        "the keys are listed"
+    );
 }

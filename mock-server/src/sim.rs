@@ -69,6 +69,8 @@ pub enum TraceKind {
     ServerRestart,
     /// The device restarted from its snapshot.
     DeviceRestart,
+    /// A scenario's `say`: narration, changing nothing.
+    Say(String),
 }
 
 /// One line of the trace.
@@ -219,6 +221,11 @@ impl World {
     fn seq(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq
+    }
+
+    /// Narration (`say`): into the trace at the current time; nothing else changes.
+    pub fn say(&mut self, text: &str) {
+        self.record(None, TraceKind::Say(text.to_string()));
     }
 
     fn record(&mut self, device: Option<usize>, kind: TraceKind) {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use eframe::egui::{self, RichText};
 use mock_server::core::DEMO_USER;
 use mock_server::net::LinkCommand;
+use mock_server::scenario::ast::Stmt;
 use mock_server::scenario::run::format_trace;
 use mock_server::scenario::{Runner, StepOutcome, Verdict, parse};
 use mock_server::sim::TraceKind;
@@ -103,6 +104,8 @@ pub struct Player {
     /// Statements per second while playing.
     speed: f32,
     last_step: Option<Instant>,
+    /// The presenter keys' help overlay is shown.
+    help: bool,
 }
 
 /// One run of the source.
@@ -119,6 +122,56 @@ struct Run {
     seen: usize,
     /// Why the last thing a learner did in a pane was refused (e.g. a frame no longer held).
     notice: Option<String>,
+    /// Everything done to the world since it was built, in order: stepping back is
+    /// building it again and doing all but the last (the simulator is deterministic).
+    history: Vec<Op>,
+}
+
+/// One thing done to a run.
+#[derive(Debug, Clone)]
+enum Op {
+    /// The next statement.
+    Step,
+    /// One simulator event.
+    StepEvent,
+    /// A learner's action in a device's pane.
+    Act(usize, SimAction),
+}
+
+/// What a learner can do to a simulated device (a pane's action, as the world takes it).
+#[derive(Debug, Clone)]
+enum SimAction {
+    Tap(sync_core::protocol::Key),
+    Set(sync_core::protocol::Key, serde_json::Value),
+    Comment(sync_core::protocol::Key, String),
+    Online(bool),
+    Configure(mock_server::sim::Direction, mock_server::link::LinkConfig),
+    Hold(mock_server::sim::Direction, bool),
+    Release(mock_server::sim::Direction, usize),
+    Drop(mock_server::sim::Direction, usize),
+}
+
+impl SimAction {
+    /// The pane's action, if a simulated device takes it (its strategy and place are the
+    /// script's).
+    fn of(action: PaneAction) -> Option<SimAction> {
+        Some(match action {
+            PaneAction::Tap(key) => SimAction::Tap(key),
+            PaneAction::Set(key, value) => SimAction::Set(key, value),
+            PaneAction::Comment(key, text) => SimAction::Comment(key, text),
+            PaneAction::Online(on) => SimAction::Online(on),
+            PaneAction::Link(LinkCommand::Configure(dir, config)) => {
+                SimAction::Configure(dir, config)
+            }
+            PaneAction::Link(LinkCommand::Hold(dir, on)) => SimAction::Hold(dir, on),
+            PaneAction::Link(LinkCommand::Release(dir, n)) => SimAction::Release(dir, n),
+            PaneAction::Link(LinkCommand::Drop(dir, n)) => SimAction::Drop(dir, n),
+            PaneAction::Link(LinkCommand::Queued(_))
+            | PaneAction::Strategy(_)
+            | PaneAction::Move(_)
+            | PaneAction::Remove => return None,
+        })
+    }
 }
 
 impl Run {
@@ -146,6 +199,7 @@ impl Run {
             sections: Sections::default(),
             seen: 0,
             notice: None,
+            history: Vec::new(),
         }
     }
 
@@ -182,34 +236,93 @@ impl Run {
     /// Does what a simulated device's pane asked, in the world at the current virtual
     /// time, as the matching statement would; a refusal (no such frame) is said.
     fn act(&mut self, i: usize, action: PaneAction) -> Result<(), String> {
+        let Some(action) = SimAction::of(action) else {
+            return Ok(());
+        };
+        self.history.push(Op::Act(i, action.clone()));
+        self.apply(i, &action)
+    }
+
+    fn apply(&mut self, i: usize, action: &SimAction) -> Result<(), String> {
         let world = self.runner.world_mut();
-        match action {
-            PaneAction::Tap(key) => world.tap(i, &key),
-            PaneAction::Set(key, value) => world.set(i, &key, value),
-            PaneAction::Comment(key, text) => {
+        match action.clone() {
+            SimAction::Tap(key) => world.tap(i, &key),
+            SimAction::Set(key, value) => world.set(i, &key, value),
+            SimAction::Comment(key, text) => {
                 world.comment(i, &key, &text);
                 Ok(())
             }
-            PaneAction::Online(on) => {
+            SimAction::Online(on) => {
                 world.set_offline(i, !on);
                 Ok(())
             }
-            PaneAction::Link(LinkCommand::Configure(dir, config)) => {
+            SimAction::Configure(dir, config) => {
                 world.set_link(i, dir, |c| *c = config);
                 Ok(())
             }
-            PaneAction::Link(LinkCommand::Hold(dir, on)) => {
+            SimAction::Hold(dir, on) => {
                 world.hold(i, Some(dir), on);
                 Ok(())
             }
-            PaneAction::Link(LinkCommand::Release(dir, n)) => world.release(i, dir, n),
-            PaneAction::Link(LinkCommand::Drop(dir, n)) => world.drop_frame(i, dir, n),
-            // Not offered for a simulated device: the script owns its strategy and place.
-            PaneAction::Link(LinkCommand::Queued(_))
-            | PaneAction::Strategy(_)
-            | PaneAction::Move(_)
-            | PaneAction::Remove => Ok(()),
+            SimAction::Release(dir, n) => world.release(i, dir, n),
+            SimAction::Drop(dir, n) => world.drop_frame(i, dir, n),
         }
+    }
+
+    /// Runs the next statement, recording what each expectation did.
+    fn step(&mut self) -> bool {
+        let Some(line) = self.runner.next_step().map(|s| s.line) else {
+            return false;
+        };
+        self.history.push(Op::Step);
+        if let Some(outcome) = self.runner.step() {
+            self.outcomes.insert(line, outcome);
+        }
+        true
+    }
+
+    /// Runs one simulator event.
+    fn step_event(&mut self) -> bool {
+        let Some(line) = self.runner.next_step().map(|s| s.line) else {
+            return false;
+        };
+        self.history.push(Op::StepEvent);
+        if let Some(outcome) = self.runner.step_event()
+            && !self.runner.in_progress()
+        {
+            self.outcomes.insert(line, outcome);
+        }
+        true
+    }
+
+    /// Does `ops` in order, as they were done.
+    fn replay(&mut self, ops: Vec<Op>) {
+        for op in ops {
+            match op {
+                Op::Step => {
+                    self.step();
+                }
+                Op::StepEvent => {
+                    self.step_event();
+                }
+                Op::Act(i, action) => {
+                    self.history.push(Op::Act(i, action.clone()));
+                    let _ = self.apply(i, &action);
+                }
+            }
+        }
+    }
+
+    /// The narration shown now: the last `say` that ran.
+    fn caption(&self) -> Option<&str> {
+        self.runner
+            .trace()
+            .iter()
+            .rev()
+            .find_map(|t| match &t.kind {
+                TraceKind::Say(text) => Some(text.as_str()),
+                _ => None,
+            })
     }
 }
 
@@ -232,6 +345,7 @@ impl Player {
             playing: false,
             speed: 2.0,
             last_step: None,
+            help: false,
         };
         p.restart();
         p
@@ -257,33 +371,40 @@ impl Player {
 
     /// Runs the next statement; `false` when the run is over.
     pub fn step(&mut self) -> bool {
-        let Ok(run) = &mut self.run else {
-            return false;
-        };
-        let Some(line) = run.runner.next_step().map(|s| s.line) else {
-            return false;
-        };
-        if let Some(outcome) = run.runner.step() {
-            run.outcomes.insert(line, outcome);
-        }
-        true
+        self.run.as_mut().is_ok_and(Run::step)
     }
 
     /// Runs one simulator event (inside a `wait` or `settle`; other statements whole);
     /// `false` when the run is over.
     pub fn step_event(&mut self) -> bool {
+        self.run.as_mut().is_ok_and(Run::step_event)
+    }
+
+    /// Goes back one step: the last statement, event or pane action is undone by
+    /// building the world again and doing everything before it. `false` at the start.
+    pub fn step_back(&mut self) -> bool {
         let Ok(run) = &mut self.run else {
             return false;
         };
-        let Some(line) = run.runner.next_step().map(|s| s.line) else {
+        let mut ops = std::mem::take(&mut run.history);
+        if ops.pop().is_none() {
             return false;
-        };
-        if let Some(outcome) = run.runner.step_event()
-            && !run.runner.in_progress()
-        {
-            run.outcomes.insert(line, outcome);
+        }
+        self.restart();
+        if let Ok(run) = &mut self.run {
+            run.replay(ops);
         }
         true
+    }
+
+    /// Whether the player is playing (for tests).
+    pub fn is_playing(&self) -> bool {
+        self.playing
+    }
+
+    /// The narration shown now (for tests).
+    pub fn caption(&self) -> Option<String> {
+        self.run.as_ref().ok()?.caption().map(String::from)
     }
 
     /// The line of the statement that runs next.
@@ -334,14 +455,32 @@ impl Player {
 
     /// Draws the player, and plays on while playing.
     pub fn ui(&mut self, ui: &mut egui::Ui) {
+        self.presenter_keys(ui);
         self.controls(ui);
         if self.playing {
             let every = Duration::from_secs_f32(1.0 / self.speed);
             if self.last_step.is_none_or(|t| t.elapsed() >= every) {
                 self.last_step = Some(Instant::now());
-                self.playing = self.step();
+                // A `pause` stops play there: the moment to ask the audience. A `say`
+                // stays up long enough to be read before play goes on.
+                let next = self
+                    .run
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| r.runner.next_step())
+                    .map(|s| s.stmt.clone());
+                self.playing = self.step() && next != Some(Stmt::Pause);
+                if let Some(Stmt::Say(text)) = next {
+                    let reading = Duration::from_secs_f32(
+                        (1.0 + text.len() as f32 / 20.0) * 2.0 / self.speed,
+                    );
+                    self.last_step = Some(Instant::now() + reading.saturating_sub(every));
+                }
             }
             ui.ctx().request_repaint_after(every);
+        }
+        if self.help {
+            help_overlay(ui, &mut self.help);
         }
         ui.separator();
         let run = match &mut self.run {
@@ -352,6 +491,9 @@ impl Player {
             }
         };
         verdict_line(ui, &run.runner);
+        if let Some(caption) = run.caption() {
+            caption_band(ui, caption);
+        }
         run.feed();
         let wire_height = (ui.available_height() * 0.3).clamp(140.0, 240.0);
         egui::Panel::bottom("player-wire")
@@ -450,6 +592,15 @@ impl Player {
             if ui.button("restart").clicked() {
                 self.restart();
             }
+            let started = self.run.as_ref().is_ok_and(|r| !r.history.is_empty());
+            if ui
+                .add_enabled(started, egui::Button::new("back"))
+                .on_hover_text("Undo the last statement, event or action of yours (key: left arrow)")
+                .clicked()
+            {
+                self.playing = false;
+                self.step_back();
+            }
             let running = self.verdict().is_none() && self.run.is_ok();
             if ui
                 .add_enabled(running, egui::Button::new("step"))
@@ -486,6 +637,96 @@ impl Player {
             .labelled_by(label.id);
         });
     }
+}
+
+/// The presenter's keys: they work while no text field has the keyboard.
+const KEYS: [(&str, &str); 6] = [
+    ("space", "play / pause"),
+    ("right arrow", "step one statement"),
+    ("left arrow", "step back"),
+    ("+ / -", "zoom in / out"),
+    ("?", "this help"),
+    ("Esc", "close this help"),
+];
+
+impl Player {
+    /// Space plays or pauses, the arrows step forward and back, + and - zoom, ? shows
+    /// the keys. Not while a text field (the file path, a comment) has the keyboard.
+    fn presenter_keys(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        if ctx.memory(|m| m.focused().is_some()) {
+            return;
+        }
+        use egui::Key;
+        let pressed = |key| ctx.input_mut(|i| i.consume_key(egui::Modifiers::NONE, key));
+        if pressed(Key::Space) {
+            self.playing = !self.playing && self.verdict().is_none();
+            self.last_step = None;
+        }
+        if pressed(Key::ArrowRight) {
+            self.playing = false;
+            self.step();
+        }
+        if pressed(Key::ArrowLeft) {
+            self.playing = false;
+            self.step_back();
+        }
+        if pressed(Key::Plus) || pressed(Key::Equals) {
+            egui::gui_zoom::zoom_in(&ctx);
+        }
+        if pressed(Key::Minus) {
+            egui::gui_zoom::zoom_out(&ctx);
+        }
+        // `?` is Shift and / on most keyboards: take the key whatever the modifiers.
+        let question = ctx.input(|i| {
+            i.events.iter().any(|e| {
+                matches!(
+                    e,
+                    egui::Event::Key {
+                        key: Key::Questionmark,
+                        pressed: true,
+                        ..
+                    }
+                )
+            })
+        });
+        if question {
+            self.help = !self.help;
+        }
+        if pressed(Key::Escape) {
+            self.help = false;
+        }
+    }
+}
+
+/// The presenter keys, listed over the player.
+fn help_overlay(ui: &mut egui::Ui, open: &mut bool) {
+    egui::Window::new("presenter keys")
+        .open(open)
+        .collapsible(false)
+        .resizable(false)
+        .anchor(egui::Align2::CENTER_CENTER, egui::vec2(0.0, 0.0))
+        .show(ui.ctx(), |ui| {
+            egui::Grid::new("keys").num_columns(2).show(ui, |ui| {
+                for (key, what) in KEYS {
+                    ui.label(RichText::new(key).strong().size(20.0));
+                    ui.label(RichText::new(what).size(20.0));
+                    ui.end_row();
+                }
+            });
+        });
+}
+
+/// The narration (`say`) in large type, until the next one.
+fn caption_band(ui: &mut egui::Ui, caption: &str) {
+    egui::Frame::new()
+        .fill(ui.visuals().selection.bg_fill.gamma_multiply(0.35))
+        .inner_margin(egui::Margin::symmetric(12, 8))
+        .corner_radius(6.0)
+        .show(ui, |ui| {
+            ui.set_min_width(ui.available_width());
+            ui.label(RichText::new(drawable(caption)).size(24.0).strong());
+        });
 }
 
 fn verdict_line(ui: &mut egui::Ui, runner: &Runner) {

@@ -101,6 +101,10 @@ pub enum Stmt {
     ServerRestart,
     /// `server set KEY VALUE` during the run.
     ServerSet(Key, Value),
+    /// `say "text"`: narration.
+    Say(String),
+    /// `pause`: the player stops playing here; `run` ignores it.
+    Pause,
     /// `wait D`.
     Wait(Duration),
     /// `settle`.

@@ -31,7 +31,7 @@ pub struct ParseError {
 }
 
 /// Words that start statements: they cannot name a device.
-const KEYWORDS: [&str; 15] = [
+const KEYWORDS: [&str; 24] = [
     "scenario",
     "devices",
     "strategy",
@@ -47,6 +47,15 @@ const KEYWORDS: [&str; 15] = [
     "settle",
     "expect",
     "converged",
+    "say",
+    "pause",
+    "reconnect",
+    "fallback",
+    "poll",
+    "batch",
+    "auth",
+    "cursor",
+    "clock",
 ];
 
 /// Parses a scenario file's text. `file` is used in error messages only.
@@ -318,6 +327,17 @@ impl Parser<'_> {
             "settle" => {
                 self.end(line, 1)?;
                 self.step(line, Stmt::Settle);
+                Ok(())
+            }
+            "say" => {
+                let text = self.string(line, 1, "the narration in double quotes")?;
+                self.end(line, 2)?;
+                self.step(line, Stmt::Say(text));
+                Ok(())
+            }
+            "pause" => {
+                self.end(line, 1)?;
+                self.step(line, Stmt::Pause);
                 Ok(())
             }
             "expect" => {

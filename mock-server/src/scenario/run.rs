@@ -248,6 +248,8 @@ impl Runner {
             Stmt::ServerReject(key) => w.reject_next(key.clone()),
             Stmt::ServerRestart => w.restart_server(),
             Stmt::ServerSet(key, value) => w.server_set(key, value.clone())?,
+            Stmt::Say(text) => w.say(text),
+            Stmt::Pause => {}
             Stmt::Wait(d) => w.wait(*d),
             Stmt::Settle => w.settle()?,
             Stmt::Expect(e) => return self.expect(e).map(Some),
@@ -382,6 +384,7 @@ pub fn format_trace(t: &Trace, t0: Duration) -> String {
         TraceKind::Lost(why) => format!("✕ {why}"),
         TraceKind::ServerRestart => "server restarted from its store".into(),
         TraceKind::DeviceRestart => "restarted from its snapshot".into(),
+        TraceKind::Say(text) => return format!("[{at:8.3}s] say      {text}"),
     };
     format!("[{at:8.3}s] {who:<8} {what}")
 }

@@ -172,3 +172,22 @@ fn stepping_event_by_event_ends_as_stepping_statements() {
         assert!(steps > events.scenario().steps.len() || !ongoing, "{name}");
     }
 }
+
+#[test]
+fn say_narrates_into_the_trace_and_pause_changes_nothing() {
+    let text = "devices a b\nsay \"a taps; b sees it\"\npause\na tap like/p\nsettle\nexpect b like/p = true\n";
+    let scenario = parse("t.scn", text).unwrap();
+    let mut runner = Runner::new(scenario, 0);
+    assert_eq!(runner.run_to_end(), &Verdict::Pass);
+    let lines = runner.trace_lines(0);
+    assert_eq!(lines[0], "[   0.000s] say      a taps; b sees it");
+    assert!(err("devices a\nsay hello\n").contains("the narration in double quotes"));
+    assert!(err("devices a\nsay \"x\" \"y\"\n").contains("narration in double quotes"));
+    assert!(err("devices a\npause now\n").contains("unexpected `now`"));
+    for word in ["say", "pause", "clock", "batch"] {
+        assert!(
+            err(&format!("devices a {word}\n")).contains("cannot name a device"),
+            "{word}"
+        );
+    }
+}
