@@ -318,6 +318,11 @@ fn the_sections_line_up_across_four_panes_and_fold_together() {
     step_until(&mut h, "the push to be listed in the phone's queue", |a| {
         !a.panes()[0].queue.down.is_empty()
     });
+    // Clicks below are pressed in one frame and released in the next: nothing may still
+    // be on its way that changes the panes in between.
+    step_until(&mut h, "the laptop's like to be answered", |a| {
+        !a.view(1).has_pending()
+    });
     h.run_steps(2);
     let top = |h: &Harness<'_, SyncLab>, label: &str| h.get_by_label(label).rect().top();
     let phone = top(&h, "phone sync state");

@@ -223,10 +223,13 @@ impl Pane {
     fn key_badge(&self, ui: &mut egui::Ui, view: &DeviceView, key: &Key) {
         key_badge(ui, view, key);
         if let Some(change) = self.rolled_back.get(key) {
-            ui.label(
-                RichText::new(format!("rolled back {change}"))
-                    .strong()
-                    .color(style::RED),
+            ui.add(
+                egui::Label::new(
+                    RichText::new(format!("rolled back {change}"))
+                        .strong()
+                        .color(style::RED),
+                )
+                .truncate(),
             )
             .on_hover_text(
                 "The server refused the write, and this device still showed the value it had sent: it went back to the server's value",
@@ -418,8 +421,10 @@ impl Pane {
         for (i, post) in POSTS.iter().enumerate() {
             let like = Key::Like((*post).into());
             let liked = view.shown(&like) == json!(true);
-            // Wrapped: a badge beside the button must never be cut off in a narrow pane.
-            ui.horizontal_wrapped(|ui| {
+            // One line whatever the badges say (they truncate, in full on hover): a row
+            // that grew a line would move every section below, in every pane, under the
+            // user's pointer.
+            ui.horizontal(|ui| {
                 ui.label(RichText::new(*post).strong());
                 let text = if liked { "Liked" } else { "Like" };
                 let button = ui
@@ -726,15 +731,21 @@ fn key_badge(ui: &mut egui::Ui, view: &DeviceView, key: &Key) {
         } else {
             value.to_string()
         };
-        ui.label(
-            RichText::new(format!("sending {shown} (local rev {local_rev})"))
-                .small()
-                .color(style::AMBER),
+        ui.add(
+            egui::Label::new(
+                RichText::new(format!("sending {shown} (local rev {local_rev})"))
+                    .small()
+                    .color(style::AMBER),
+            )
+            .truncate(),
         )
         .on_hover_text("A request is in flight with this value and local revision");
         if kv.follow_up_pending {
-            ui.label(RichText::new("+ follow-up").small().color(style::PURPLE))
-                .on_hover_text("The user acted after the request went out: the newest intent follows when the answer arrives");
+            ui.add(
+                egui::Label::new(RichText::new("+ follow-up").small().color(style::PURPLE))
+                    .truncate(),
+            )
+            .on_hover_text("The user acted after the request went out: the newest intent follows when the answer arrives");
         }
     }
 }

@@ -52,8 +52,10 @@ pub fn step_until(h: &mut Harness<'_, SyncLab>, what: &str, done: impl Fn(&SyncL
     h.step();
 }
 
-/// Clicks the widget labelled `label` as a person would: the click lands in the next frame,
-/// then the pointer leaves. A pointer left resting on a widget keeps it hovered: its
+/// Clicks the widget labelled `label` as a person would: kittest moves the pointer, presses
+/// and releases in three frames (a widget that moved in between under the pointer misses
+/// the click, so click while nothing is about to change the layout), then the pointer
+/// leaves. A pointer left resting on a widget keeps it hovered: its
 /// highlight would show in later snapshots, and its tooltip would open over whatever
 /// lies beneath.
 pub fn click(h: &mut Harness<'_, SyncLab>, label: &str) {
