@@ -6,8 +6,11 @@
 //! its queries is not part of a real frame; the figure with the test harness is printed
 //! too, for comparison.
 //!
+//! Also the scenario player's step back at the end of every lesson (it builds the world
+//! again and redoes all but the last step).
+//!
 //! `cargo bench -p app --bench frame` — prints the figures recorded in BENCHMARKS.md.
-//! Target: < 4 ms per frame.
+//! Targets: < 4 ms per frame; a step back (a jump anywhere in a lesson) < 100 ms.
 
 use std::time::{Duration, Instant};
 
@@ -116,4 +119,29 @@ fn main() {
     );
     drop(h);
     let _ = std::fs::remove_dir_all(&data);
+    step_back();
+}
+
+/// The player's step back at the end of each built-in lesson: mean and worst, in ms.
+fn step_back() {
+    use app::gui::player::{LESSONS, Player};
+    let mut times = Vec::new();
+    for _ in 0..10 {
+        for (name, text) in LESSONS {
+            let mut player = Player::new(name, text);
+            while player.step() {}
+            let start = Instant::now();
+            assert!(player.step_back());
+            times.push(start.elapsed());
+        }
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mean = times.iter().sum::<Duration>() / times.len() as u32;
+    let worst = times.iter().max().copied().unwrap_or_default();
+    println!(
+        "player step back at the end of each of {} lessons: mean {:.3} ms, worst {:.3} ms (target < 100 ms)",
+        LESSONS.len(),
+        ms(mean),
+        ms(worst)
+    );
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use sync_core::engine::EventKind;
 
 use crate::gui::style;
-use crate::present::{Tone, Way, present};
+use crate::present::{LEGEND, Tone, Way, present};
 
 /// One frame of the diagram.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,18 +82,6 @@ pub fn frames_of_trace(trace: &[Trace], t0: Duration) -> Vec<Frame> {
     frames
 }
 
-/// The colours' meanings, in the wire view's words.
-const LEGEND: [(Tone, &str); 8] = [
-    (Tone::Green, "ack"),
-    (Tone::Blue, "push"),
-    (Tone::Quiet, "own echo / already seen / welcome"),
-    (Tone::Red, "ignored as stale"),
-    (Tone::Purple, "follow-up"),
-    (Tone::Reject, "reject"),
-    (Tone::Amber, "request"),
-    (Tone::Red, "thick: screen went back"),
-];
-
 /// Lane width, row height and margins of the SVG, in pixels.
 const LANE: f64 = 300.0;
 const ROW: f64 = 30.0;
@@ -124,7 +112,8 @@ pub fn svg(title: &str, devices: &[String], frames: &[Frame]) -> String {
     );
     // The legend: what each colour means, as in the app.
     let mut lx = 16.0;
-    for (tone, what) in LEGEND {
+    let thick = (Tone::Red, "thick: screen went back");
+    for (tone, what) in LEGEND.into_iter().chain([thick]) {
         let _ = write!(
             out,
             r#"<text x="{lx}" y="52" font-size="12" fill="{}">{what}</text>"#,

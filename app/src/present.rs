@@ -29,6 +29,18 @@ pub enum Tone {
     Quiet,
 }
 
+/// What the colours of the wire mean, in its legend and the exports' (a regression is
+/// drawn thick, in its frame's colour).
+pub const LEGEND: [(Tone, &str); 7] = [
+    (Tone::Green, "ack"),
+    (Tone::Blue, "push"),
+    (Tone::Quiet, "own echo / already seen / welcome"),
+    (Tone::Red, "ignored as stale"),
+    (Tone::Purple, "follow-up"),
+    (Tone::Reject, "reject"),
+    (Tone::Amber, "request"),
+];
+
 /// Which way a frame went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Way {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::style;
 use crate::export::{self, Drawn, Frame};
-use crate::present::{Tone, Way};
+use crate::present::{LEGEND, Way};
 use eframe::egui::{self, Align2, FontId, Rect, Sense, Stroke, pos2, vec2};
 use sync_core::engine::EventKind;
 
@@ -212,15 +212,7 @@ impl Wire {
             self.export_menu(ui, devices);
             ui.checkbox(&mut self.times, "times")
                 .on_hover_text("When each frame was handled: seconds since the app started, or the scenario's virtual time");
-            for (tone, what) in [
-                (Tone::Green, "ack"),
-                (Tone::Blue, "push"),
-                (Tone::Quiet, "own echo / already seen"),
-                (Tone::Red, "ignored as stale"),
-                (Tone::Purple, "follow-up"),
-                (Tone::Reject, "reject"),
-                (Tone::Amber, "request"),
-            ] {
+            for (tone, what) in LEGEND {
                 ui.label(egui::RichText::new(what).small().color(style::color(tone)));
             }
             ui.label(egui::RichText::new("thick: screen went back").small().strong())
