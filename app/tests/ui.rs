@@ -448,6 +448,11 @@ fn the_scenario_player_plays_a_lesson_and_shows_each_expectation() {
     click(&mut h, "restart");
     h.run_steps(2);
     assert!(h.query_by_label("PASS").is_none());
+    // The timeline jumps into the run.
+    assert_eq!(h.state().player().timeline().map(|t| t.0), Some(0));
+    h.get_by_label("timeline position").increment_accesskit();
+    h.run_steps(2);
+    assert!(h.state().player().timeline().is_some_and(|(at, _)| at > 0));
 }
 
 #[test]

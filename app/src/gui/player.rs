@@ -125,6 +125,10 @@ struct Run {
     /// Everything done to the world since it was built, in order: stepping back is
     /// building it again and doing all but the last (the simulator is deterministic).
     history: Vec<Op>,
+    /// Simulator events run so far (a statement is one or more), and in the whole run:
+    /// the timeline's position and length.
+    events: usize,
+    total: usize,
 }
 
 /// One thing done to a run.
@@ -175,7 +179,15 @@ impl SimAction {
 }
 
 impl Run {
-    fn new(runner: Runner) -> Run {
+    fn new(scenario: mock_server::scenario::ast::Scenario, seed: u64) -> Run {
+        // The whole run's length, in simulator events, for the timeline: the simulator is
+        // deterministic, so a throwaway run of the same scenario and seed counts them.
+        let mut count = Runner::new(scenario.clone(), seed);
+        let mut total = 0;
+        while count.step_event().is_some() {
+            total += 1;
+        }
+        let runner = Runner::new(scenario, seed);
         let title = runner
             .scenario()
             .title
@@ -200,6 +212,8 @@ impl Run {
             seen: 0,
             notice: None,
             history: Vec::new(),
+            events: 0,
+            total,
         }
     }
 
@@ -275,8 +289,13 @@ impl Run {
             return false;
         };
         self.history.push(Op::Step);
-        if let Some(outcome) = self.runner.step() {
-            self.outcomes.insert(line, outcome);
+        // Event by event, so the timeline counts every one.
+        while let Some(outcome) = self.runner.step_event() {
+            self.events += 1;
+            if !self.runner.in_progress() {
+                self.outcomes.insert(line, outcome);
+                break;
+            }
         }
         true
     }
@@ -287,7 +306,9 @@ impl Run {
             return false;
         };
         self.history.push(Op::StepEvent);
-        if let Some(outcome) = self.runner.step_event()
+        let outcome = self.runner.step_event();
+        self.events += usize::from(outcome.is_some());
+        if let Some(outcome) = outcome
             && !self.runner.in_progress()
         {
             self.outcomes.insert(line, outcome);
@@ -355,7 +376,7 @@ impl Player {
     pub fn restart(&mut self) {
         self.playing = false;
         self.run = parse(&self.source.0, &self.source.1)
-            .map(|scenario| Run::new(Runner::new(scenario, self.seed)))
+            .map(|scenario| Run::new(scenario, self.seed))
             .map_err(|e| e.to_string());
     }
 
@@ -395,6 +416,21 @@ impl Player {
             run.replay(ops);
         }
         true
+    }
+
+    /// Jumps to simulator event `k` of the run (a timeline position): the world is built
+    /// again and run `k` events. A learner's own actions are not redone.
+    pub fn scrub_to(&mut self, k: usize) {
+        self.playing = false;
+        self.restart();
+        if let Ok(run) = &mut self.run {
+            while run.events < k && run.step_event() {}
+        }
+    }
+
+    /// The timeline: events run so far, and in the whole run (for tests).
+    pub fn timeline(&self) -> Option<(usize, usize)> {
+        self.run.as_ref().ok().map(|r| (r.events, r.total))
     }
 
     /// Whether the player is playing (for tests).
@@ -635,6 +671,32 @@ impl Player {
                     .suffix(" /s"),
             )
             .labelled_by(label.id);
+        });
+        self.timeline_bar(ui);
+    }
+
+    /// The timeline: a scrubber over the run's simulator events; dragging it jumps there.
+    fn timeline_bar(&mut self, ui: &mut egui::Ui) {
+        let Some((mut at, total)) = self.timeline() else {
+            return;
+        };
+        ui.horizontal(|ui| {
+            ui.label("timeline");
+            ui.spacing_mut().slider_width = (ui.available_width() - 200.0).max(120.0);
+            let r = ui
+                .add(
+                    egui::Slider::new(&mut at, 0..=total)
+                        .step_by(1.0)
+                        .show_value(false),
+                )
+                .on_hover_text(
+                    "Every frame delivered and every timer of the run: drag to jump anywhere (the world is run again to there; your own taps are not redone)",
+                );
+            r.widget_info(|| egui::WidgetInfo::slider(true, at as f64, "timeline position"));
+            if r.changed() {
+                self.scrub_to(at);
+            }
+            ui.label(format!("event {at} of {total}"));
         });
     }
 }
@@ -900,6 +962,28 @@ mod tests {
         let n = arrows.len();
         run.feed();
         assert_eq!(run.wire.arrows().count(), n);
+    }
+
+    #[test]
+    fn the_timeline_jumps_to_any_event_as_stepping_there_would() {
+        let (name, text) = LESSONS[4];
+        let mut stepped = Player::new(name, text);
+        let total = stepped.timeline().unwrap().1;
+        let mut n = 0;
+        while stepped.step_event() {
+            n += 1;
+            let mut jumped = Player::new(name, text);
+            jumped.scrub_to(stepped.timeline().unwrap().0);
+            let (a, b) = (stepped.run.as_ref().unwrap(), jumped.run.as_ref().unwrap());
+            assert_eq!(a.runner.world().trace, b.runner.world().trace, "event {n}");
+            assert_eq!(stepped.next_line(), jumped.next_line());
+        }
+        assert_eq!(
+            stepped.timeline(),
+            Some((total, total)),
+            "the whole run counted"
+        );
+        assert!(total > 10, "{total}");
     }
 
     #[test]
