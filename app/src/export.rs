@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use sync_core::engine::EventKind;
 
 use crate::gui::style;
-use crate::present::{LEGEND, Tone, Way, present};
+use crate::present::{LEGEND, REGRESSED_LEGEND, Tone, Way, present, regressed_label};
 
 /// One frame of the diagram.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,8 +112,7 @@ pub fn svg(title: &str, devices: &[String], frames: &[Frame]) -> String {
     );
     // The legend: what each colour means, as in the app.
     let mut lx = 16.0;
-    let thick = (Tone::Red, "thick: screen went back");
-    for (tone, what) in LEGEND.into_iter().chain([thick]) {
+    for (tone, what) in LEGEND.into_iter().chain([REGRESSED_LEGEND]) {
         let _ = write!(
             out,
             r#"<text x="{lx}" y="52" font-size="12" fill="{}">{what}</text>"#,
@@ -142,7 +141,7 @@ pub fn svg(title: &str, devices: &[String], frames: &[Frame]) -> String {
         let color = hex(f.tone);
         let back = if to > from { -8.0 } else { 8.0 };
         let (stroke, label) = if f.regressed {
-            (3.5, format!("{}  << SCREEN WENT BACK", f.label))
+            (3.5, regressed_label(&f.label))
         } else {
             (1.6, f.label.clone())
         };
@@ -192,15 +191,17 @@ pub fn mermaid(devices: &[String], frames: &[Frame]) -> String {
 pub fn trace_jsonl(trace: &[Trace], t0: Duration) -> String {
     let mut out = String::new();
     for t in trace {
+        let at = t.at.saturating_sub(t0);
+        let device = t.device.as_deref().unwrap_or("server");
         let mut line = json!({
-            "t_ms": t.at.saturating_sub(t0).as_secs_f64() * 1000.0,
-            "device": t.device.as_deref().unwrap_or("server"),
+            "t_ms": at.as_secs_f64() * 1000.0,
+            "device": device,
         });
         let fields = match &t.kind {
             TraceKind::Device(e) => {
-                let (name, fields) = event_fields(e);
-                line["kind"] = name;
-                fields
+                out.push_str(&event_line(at, device, e));
+                out.push('\n');
+                continue;
             }
             TraceKind::Up(f) => {
                 line["kind"] = json!("sent");

@@ -41,6 +41,14 @@ pub const LEGEND: [(Tone, &str); 7] = [
     (Tone::Amber, "request"),
 ];
 
+/// The legend's entry for a regression (SCENARIOS.md: the screen went back).
+pub const REGRESSED_LEGEND: (Tone, &str) = (Tone::Red, "thick: screen went back");
+
+/// A frame's label when applying it took the device's screen back.
+pub fn regressed_label(label: &str) -> String {
+    format!("{label}  << SCREEN WENT BACK")
+}
+
 /// Which way a frame went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Way {

@@ -247,8 +247,8 @@ fn devices_are_renamed_moved_removed_and_their_layout_comes_back() {
 /// its downlink held) in a window of this size, with the server on a fixed port (the top
 /// bar shows it), stepped until its state no longer changes from run to run.
 fn snapshot_app(port: u16, size: eframe::egui::Vec2) -> Harness<'static, SyncLab> {
+    use app::gui::layout::Preset;
     use app::gui::layout::{DeviceLayout, Layout};
-    use app::gui::pane::Preset;
     let mut laptop = DeviceLayout::new("laptop");
     laptop.strategy = Strategy::Naive;
     laptop.links = [Preset::Slow4G.link(); 2];
@@ -609,7 +609,7 @@ fn a_new_device_starts_with_a_latency_that_shows_coalescing() {
         a.panes().len() == 2 && a.view(1).connection == ConnectionState::Connected
     });
     let links = h.state().layout().devices[1].links;
-    assert_eq!(links, [app::gui::pane::Preset::DEFAULT.link(); 2]);
+    assert_eq!(links, [app::gui::layout::Preset::DEFAULT.link(); 2]);
     click(&mut h, "laptop like post-1");
     step_until(&mut h, "the laptop's like to be acknowledged", |a| {
         a.wire()

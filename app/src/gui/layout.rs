@@ -1,7 +1,10 @@
 //! What the app remembers between runs: the panes in their order, and for each device its
-//! label, strategy and network settings. Kept in eframe's storage (a file in the app's data
-//! directory, so `--reset` forgets it too) as JSON, so a damaged entry is reported with
-//! what was wrong instead of being dropped silently.
+//! label, strategy and network settings (and the latency presets those start from). Kept
+//! in eframe's storage (a file in the app's data directory, so `--reset` forgets it too)
+//! as JSON, so a damaged entry is reported with what was wrong instead of being dropped
+//! silently.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sync_core::engine::Strategy;
@@ -9,7 +12,55 @@ use sync_core::engine::Strategy;
 use mock_server::link::LinkConfig;
 
 use super::NAMES;
-use super::pane::Preset;
+
+/// Network presets: Chrome DevTools' added round-trip latency, split half each way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// No added delay.
+    None,
+    /// 165 ms round trip.
+    Fast4G,
+    /// 562.5 ms round trip.
+    Slow4G,
+    /// 2000 ms round trip.
+    ThreeG,
+}
+
+impl Preset {
+    /// New devices start here: at 562.5 ms round trip, taps at human speed (several a
+    /// second) land while a request is in flight, so coalescing and follow-ups show. On
+    /// loopback with no added latency every tap is answered before the next, and the
+    /// rules that make the strategies differ never come into play.
+    pub const DEFAULT: Preset = Preset::Slow4G;
+
+    /// Every preset, in the box's order.
+    pub const ALL: [Preset; 4] = [Preset::None, Preset::Fast4G, Preset::Slow4G, Preset::ThreeG];
+
+    /// As the box lists it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::None => "no added latency",
+            Preset::Fast4G => "Fast 4G (165 ms RTT)",
+            Preset::Slow4G => "Slow 4G (562.5 ms RTT)",
+            Preset::ThreeG => "3G (2000 ms RTT)",
+        }
+    }
+
+    /// One direction's settings: half the round trip.
+    pub fn link(self) -> LinkConfig {
+        let rtt_us: u64 = match self {
+            Preset::None => 0,
+            Preset::Fast4G => 165_000,
+            Preset::Slow4G => 562_500,
+            Preset::ThreeG => 2_000_000,
+        };
+        LinkConfig {
+            latency: Duration::from_micros(rtt_us / 2),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+        }
+    }
+}
 
 /// The key under which the layout is stored.
 pub const STORAGE_KEY: &str = "sync-lab-layout";

@@ -348,7 +348,7 @@ impl Live {
         self.restarted.1.try_iter().collect()
     }
 
-    /// Asks the embedded server for its state (answered later through
+    /// Asks the server (embedded, or external through its admin socket) for its state (answered later through
     /// [`Live::poll_inspection`]); at most one request at a time.
     pub fn request_inspection(&mut self) {
         let Some(server) = self.server.clone() else {
@@ -461,7 +461,7 @@ impl Live {
         });
     }
 
-    /// Restarts the embedded server as after a crash: every device loses its connection
+    /// Restarts the server (embedded, or external through its admin socket) as after a crash: every device loses its connection
     /// and reconnects; what was acknowledged is read back from the store.
     pub fn restart_server(&self) {
         let repaint = self.repaint.clone();

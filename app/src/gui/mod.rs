@@ -7,7 +7,7 @@
 //! | [`chart`] | a device's bursts of intents: seconds to agree, requests per intent |
 //! | [`convergence`] | whether every device agrees with the server, in the top bar's words |
 //! | [`layout`] | what the app remembers between runs: panes, labels, strategies, links |
-//! | [`live`] | the embedded server and the devices' client runtimes |
+//! | [`live`] | the embedded server (or an external one) and the devices' client runtimes |
 //! | [`pane`] | one device pane |
 //! | [`player`] | the scenario player: lessons and files on the simulator, step by step |
 //! | [`recipes`] | one-click recipes: an edge case made on the live devices, step by step |
@@ -15,7 +15,7 @@
 //! | [`sections`] | a pane's sections: folded together, aligned across panes |
 //! | [`server_panel`] | the server's authoritative table and fault controls |
 //! | [`style`] | text sizes and the palette every view shares |
-//! | [`wire`] | the live sequence diagram of frames between devices and server |
+//! | [`wire`] | the sequence diagram of frames between devices and server, live and in the player |
 
 pub mod broadcast;
 pub mod chart;
@@ -127,11 +127,15 @@ impl SyncLab {
         let mut layout = layout.clone();
         if self.live.controls().is_err() {
             // Nothing can set the server's links: show them as they are, with no fault.
-            layout.links = [pane::Preset::None.link(); 2];
+            layout.links = [layout::Preset::None.link(); 2];
             layout.held = [false; 2];
         }
         let (mut pane, actions) = Pane::restore(&layout);
         pane.controls_off = self.live.controls().err();
+        if pane.controls_off.is_some() {
+            // The server's state cannot be read: a burst ends when the device settles.
+            pane.chart.basis = chart::Basis::Settled;
+        }
         for action in actions {
             if let PaneAction::Link(command) = action {
                 self.live.link(&layout.id, command);
@@ -221,7 +225,6 @@ impl SyncLab {
             let done = match &self.server {
                 Some(server) => convergence::agrees(&server.data, view),
                 None if self.live.controls().is_err() => {
-                    pane.chart.basis = chart::Basis::Settled;
                     view.connection == sync_core::engine::connection::ConnectionState::Connected
                         && !view.has_pending()
                 }

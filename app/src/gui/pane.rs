@@ -16,7 +16,7 @@ use sync_core::engine::{DeviceView, Event, EventKind, Strategy};
 use sync_core::protocol::Key;
 
 use super::chart::Chart;
-use super::layout::DeviceLayout;
+use super::layout::{DeviceLayout, Preset};
 use super::sections::{Section, Sections};
 use super::style;
 
@@ -63,53 +63,6 @@ pub struct Pane {
     /// Whether the device's network is down, when its driver says so (the simulator's
     /// `offline`); `None`: read from the connection state (a live device switched off).
     pub network_down: Option<bool>,
-}
-
-/// Network presets: Chrome DevTools' added round-trip latency, split half each way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Preset {
-    /// No added delay.
-    None,
-    /// 165 ms round trip.
-    Fast4G,
-    /// 562.5 ms round trip.
-    Slow4G,
-    /// 2000 ms round trip.
-    ThreeG,
-}
-
-impl Preset {
-    /// New devices start here: at 562.5 ms round trip, taps at human speed (several a
-    /// second) land while a request is in flight, so coalescing and follow-ups show. On
-    /// loopback with no added latency every tap is answered before the next, and the
-    /// rules that make the strategies differ never come into play.
-    pub const DEFAULT: Preset = Preset::Slow4G;
-
-    const ALL: [Preset; 4] = [Preset::None, Preset::Fast4G, Preset::Slow4G, Preset::ThreeG];
-
-    fn name(self) -> &'static str {
-        match self {
-            Preset::None => "no added latency",
-            Preset::Fast4G => "Fast 4G (165 ms RTT)",
-            Preset::Slow4G => "Slow 4G (562.5 ms RTT)",
-            Preset::ThreeG => "3G (2000 ms RTT)",
-        }
-    }
-
-    /// One direction's settings: half the round trip.
-    pub fn link(self) -> LinkConfig {
-        let rtt_us: u64 = match self {
-            Preset::None => 0,
-            Preset::Fast4G => 165_000,
-            Preset::Slow4G => 562_500,
-            Preset::ThreeG => 2_000_000,
-        };
-        LinkConfig {
-            latency: Duration::from_micros(rtt_us / 2),
-            jitter: Duration::ZERO,
-            loss: 0.0,
-        }
-    }
 }
 
 /// What a pane asks of whatever drives its device (the live client runtime, or the
@@ -751,7 +704,7 @@ fn key_badge(ui: &mut egui::Ui, view: &DeviceView, key: &Key) {
 }
 
 /// Per key: shown, confirmed and its revision, local revision.
-pub fn sync_table(ui: &mut egui::Ui, name: &str, view: &DeviceView) {
+fn sync_table(ui: &mut egui::Ui, name: &str, view: &DeviceView) {
     egui::Grid::new(format!("{name}-keys"))
         .striped(true)
         .num_columns(4)
@@ -781,7 +734,7 @@ pub fn sync_table(ui: &mut egui::Ui, name: &str, view: &DeviceView) {
 }
 
 /// The device's counters, each with what it counts on hover.
-pub fn counters(ui: &mut egui::Ui, view: &DeviceView) {
+fn counters(ui: &mut egui::Ui, view: &DeviceView) {
     let c = &view.counters;
     ui.horizontal_wrapped(|ui| {
         for (label, n, why) in [
@@ -819,7 +772,7 @@ pub fn counters(ui: &mut egui::Ui, view: &DeviceView) {
 }
 
 /// The connection state's colour and words.
-pub fn connection_badge(state: &ConnectionState) -> (Color32, String) {
+fn connection_badge(state: &ConnectionState) -> (Color32, String) {
     let green = style::GREEN;
     let amber = style::AMBER;
     let red = style::RED;

@@ -82,11 +82,6 @@ fn drawable(text: &str) -> String {
     text.replace('→', "->").replace('←', "<-").replace('✕', "x")
 }
 
-/// The script's and the trace's font: columns line up.
-fn mono() -> egui::FontId {
-    style::mono()
-}
-
 /// Trace lines shown (the newest).
 const TRACE_SHOWN: usize = 400;
 
@@ -223,10 +218,15 @@ impl Run {
     fn feed(&mut self) {
         let world = self.runner.world();
         let t0 = self.runner.t0();
-        for t in &world.trace[self.seen..] {
+        // The wire, like `run --svg`, starts at time 0 (after the setup's handshake); the
+        // panes' logs have the handshake too.
+        let setup = world.trace.len() - self.runner.trace().len();
+        for (n, t) in world.trace.iter().enumerate().skip(self.seen) {
             if let (TraceKind::Device(kind), Some(device)) = (&t.kind, &t.device) {
                 let since = t.at.saturating_sub(t0);
-                self.wire.record(device, kind, since);
+                if n >= setup {
+                    self.wire.record(device, kind, since);
+                }
                 if let Some(i) = world.index(device) {
                     let event = Event {
                         at: t.at,
@@ -237,7 +237,13 @@ impl Run {
             }
         }
         self.seen = world.trace.len();
+        let stored = world.core().user(DEMO_USER).cloned().unwrap_or_default();
+        let now = world.now().saturating_sub(t0);
         for (i, (pane, d)) in self.panes.iter_mut().zip(world.devices()).enumerate() {
+            // A burst on a device's chart ends when it agrees with the server, as live.
+            if super::convergence::agrees(&stored, &d.engine.view()) {
+                pane.chart.agreed(now);
+            }
             pane.show_links(
                 [d.up.config, d.down.config],
                 [d.up.is_held(), d.down.is_held()],
@@ -253,6 +259,11 @@ impl Run {
         let Some(action) = SimAction::of(action) else {
             return Ok(());
         };
+        self.push_act(i, action)
+    }
+
+    /// Records a learner's action and does it.
+    fn push_act(&mut self, i: usize, action: SimAction) -> Result<(), String> {
         self.history.push(Op::Act(i, action.clone()));
         self.apply(i, &action)
     }
@@ -327,8 +338,7 @@ impl Run {
                     self.step_event();
                 }
                 Op::Act(i, action) => {
-                    self.history.push(Op::Act(i, action.clone()));
-                    let _ = self.apply(i, &action);
+                    let _ = self.push_act(i, action);
                 }
             }
         }
@@ -829,8 +839,8 @@ fn script(ui: &mut egui::Ui, text: &str, run: &Run) {
     egui::Grid::new("script").num_columns(2).show(ui, |ui| {
         for (i, line) in text.lines().enumerate() {
             let n = i + 1;
-            ui.label(RichText::new(n.to_string()).font(mono()).weak());
-            let mut rt = RichText::new(drawable(line)).font(mono());
+            ui.label(RichText::new(n.to_string()).font(style::mono()).weak());
+            let mut rt = RichText::new(drawable(line)).font(style::mono());
             if Some(n) == next {
                 rt = rt.strong().background_color(ui.visuals().selection.bg_fill);
             } else if run.outcomes.contains_key(&n) {
@@ -846,7 +856,7 @@ fn script(ui: &mut egui::Ui, text: &str, run: &Run) {
             ui.label("");
             ui.label(
                 RichText::new(drawable(&text))
-                    .font(mono())
+                    .font(style::mono())
                     .strong()
                     .color(color),
             );
@@ -898,7 +908,7 @@ fn world(ui: &mut egui::Ui, run: &mut Run) {
     let t0 = run.runner.t0();
     let skip = world.trace.len().saturating_sub(TRACE_SHOWN);
     for t in &world.trace[skip..] {
-        ui.label(RichText::new(drawable(&format_trace(t, t0))).font(mono()));
+        ui.label(RichText::new(drawable(&format_trace(t, t0))).font(style::mono()));
     }
 }
 
@@ -962,6 +972,25 @@ mod tests {
         let n = arrows.len();
         run.feed();
         assert_eq!(run.wire.arrows().count(), n);
+    }
+
+    #[test]
+    fn a_simulated_devices_chart_ends_a_burst_when_it_agrees() {
+        // Lesson 01: the phone taps three times, then everyone settles.
+        let (name, text) = LESSONS[0];
+        let mut player = Player::new(name, text);
+        while player.step() {
+            player.run.as_mut().unwrap().feed();
+        }
+        let run = player.run.as_ref().unwrap();
+        let bursts = run.panes[0].chart.bursts();
+        assert_eq!(bursts.len(), 1, "{bursts:?}");
+        let [_, took, per_intent] = bursts[0];
+        assert!(took > 0.0 && per_intent < 1.0, "{bursts:?}");
+        assert!(
+            run.panes[1].chart.bursts().is_empty(),
+            "the laptop made no intent"
+        );
     }
 
     #[test]

@@ -68,11 +68,6 @@ impl Remote {
         })
     }
 
-    /// The admin socket's address.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// Sends one command and returns its answer (`ok: false` is an error with the
     /// server's words). A broken socket is replaced once.
     async fn call(&self, command: Value) -> Result<Value, String> {

@@ -1,5 +1,5 @@
-//! The panes' sections — the header, the feed, settings, network, sync state and recent
-//! events. Each section folds in every pane at once, and starts at the same height in
+//! The panes' sections — the header, the feed, settings, network, sync state, charts and
+//! recent events. Each section folds in every pane at once, and starts at the same height in
 //! every pane: a section is as tall as the tallest of its kind in the last frame. With
 //! four devices side by side the rows line up, so a learner compares across, not up and
 //! down.
@@ -62,11 +62,6 @@ impl Default for Sections {
 }
 
 impl Sections {
-    /// Whether a section is open (in every pane).
-    pub fn is_open(&self, section: Section) -> bool {
-        self.open[section as usize]
-    }
-
     /// Draws one pane's section: its fold header (labelled "`pane` `title`" for tests and
     /// screen readers), then, when open, its contents; at least as tall as the tallest
     /// section of its kind was.

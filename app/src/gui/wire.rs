@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::style;
 use crate::export::{self, Drawn, Frame};
-use crate::present::{LEGEND, Way};
+use crate::present::{LEGEND, REGRESSED_LEGEND, Way, regressed_label};
 use eframe::egui::{self, Align2, FontId, Rect, Sense, Stroke, pos2, vec2};
 use sync_core::engine::EventKind;
 
@@ -215,7 +215,7 @@ impl Wire {
             for (tone, what) in LEGEND {
                 ui.label(egui::RichText::new(what).small().color(style::color(tone)));
             }
-            ui.label(egui::RichText::new("thick: screen went back").small().strong())
+            ui.label(egui::RichText::new(REGRESSED_LEGEND.1).small().strong())
                 .on_hover_text("The frame whose answer or change took the device's screen back to an older value (a regression)");
         });
         // Lane names stay in view above the scrolling arrows.
@@ -277,7 +277,7 @@ impl Wire {
                     painter.line_segment([pos2(to, y), pos2(to + back, y - 4.0)], stroke);
                     painter.line_segment([pos2(to, y), pos2(to + back, y + 4.0)], stroke);
                     let label = if a.regressed {
-                        format!("{}  << SCREEN WENT BACK", a.label)
+                        regressed_label(&a.label)
                     } else {
                         a.label.clone()
                     };
@@ -303,8 +303,8 @@ impl Wire {
     }
 }
 
-/// The server's lane first, then the devices', evenly spaced.
-/// Each lane's x and its `(id, name shown)`; the server's lane first.
+/// Each lane's x and its `(id, name shown)`: the server's lane first, then the devices',
+/// evenly spaced.
 fn lanes(rect: Rect, devices: &[(String, String)]) -> Vec<(f32, (&str, &str))> {
     let n = devices.len() + 1;
     let step = rect.width() / n as f32;

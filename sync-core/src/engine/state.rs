@@ -113,11 +113,8 @@ impl DeviceState {
         self.events.push(kind);
     }
 
-    /// Records a change confirmed by the server (applied ack, push or catch-up change).
-    /// The known revision is the highest one applied (DESIGN.md's bookkeeping, shared by
-    /// every strategy): `sync` and `naive` may apply an older value, but they still know
-    /// the newer revision exists.
-    /// Shows a value the server sent. It becomes the confirmed pair only if its revision
+    /// Records a change confirmed by the server (applied ack, push or catch-up change):
+    /// shows a value the server sent. It becomes the confirmed pair only if its revision
     /// is not older than the known one: an older one (what `sync` and `naive` apply, a
     /// regression) is shown, but the confirmed pair stays one the server had.
     pub(crate) fn confirm(&mut self, key: &Key, value: Value, rev: u64) {
