@@ -35,6 +35,24 @@ pub enum Direction {
     Down,
 }
 
+impl Direction {
+    /// Both, up first: the order of every up/down pair.
+    pub const BOTH: [Direction; 2] = [Direction::Up, Direction::Down];
+
+    /// `up` or `down`, as the scenario language, the admin socket and the app say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        }
+    }
+
+    /// Its place in an up/down pair.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// What travels down a link: a frame, or the server's close (after the frames before it).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Down {

@@ -9,9 +9,8 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use mock_server::link::LinkConfig;
 use mock_server::sim::Direction;
 
 use mock_server::core::{DEMO_TOKEN, DEMO_USER};
@@ -306,12 +305,8 @@ impl Live {
     pub fn remove_device(&self, handle: DeviceHandle, name: &str) {
         // The server remembers link settings per device: a device added later under this
         // id starts on a clean network.
-        for d in [Direction::Up, Direction::Down] {
-            let none = LinkConfig {
-                latency: Duration::ZERO,
-                jitter: Duration::ZERO,
-                loss: 0.0,
-            };
+        for d in Direction::BOTH {
+            let none = super::layout::Preset::None.link();
             self.link(name, LinkCommand::Configure(d, none));
             self.link(name, LinkCommand::Hold(d, false));
         }

@@ -20,9 +20,6 @@ use super::layout::{DeviceLayout, Preset};
 use super::sections::{Section, Sections};
 use super::style;
 
-/// Both directions of a link, up first.
-const DIRECTIONS: [Direction; 2] = [Direction::Up, Direction::Down];
-
 /// The posts of the little feed.
 pub const POSTS: [&str; 3] = ["post-1", "post-2", "post-3"];
 /// Events kept per pane.
@@ -96,7 +93,7 @@ impl Pane {
         pane.links = layout.links;
         pane.held = layout.held;
         let mut actions = Vec::new();
-        for (i, d) in DIRECTIONS.into_iter().enumerate() {
+        for (i, d) in Direction::BOTH.into_iter().enumerate() {
             actions.push(PaneAction::Link(LinkCommand::Configure(d, pane.links[i])));
             actions.push(PaneAction::Link(LinkCommand::Hold(d, pane.held[i])));
         }
@@ -192,7 +189,7 @@ impl Pane {
 
     /// Ticks or unticks a hold box, as a click would; returns the command to send.
     pub fn hold(&mut self, d: Direction, on: bool) -> LinkCommand {
-        self.held[usize::from(d == Direction::Down)] = on;
+        self.held[d.index()] = on;
         LinkCommand::Hold(d, on)
     }
 
@@ -523,10 +520,8 @@ impl Pane {
                             ui.label(RichText::new(h).small());
                         }
                         ui.end_row();
-                        for (i, (d, dir)) in [(Direction::Up, "up"), (Direction::Down, "down")]
-                            .into_iter()
-                            .enumerate()
-                        {
+                        for (i, d) in Direction::BOTH.into_iter().enumerate() {
+                            let dir = d.name();
                             ui.label(RichText::new(dir).small());
                             let link = &mut self.links[i];
                             let mut latency = link.latency.as_millis() as u64;
@@ -607,7 +602,7 @@ impl Pane {
             if chosen != current
                 && let Some(p) = chosen
             {
-                for (i, d) in DIRECTIONS.into_iter().enumerate() {
+                for (i, d) in Direction::BOTH.into_iter().enumerate() {
                     self.links[i] = p.link();
                     actions.push(PaneAction::Link(LinkCommand::Configure(d, p.link())));
                 }
@@ -634,7 +629,7 @@ impl Pane {
         ] {
             for (i, frame) in frames.iter().enumerate() {
                 let n = i + 1;
-                let dir = if d == Direction::Up { "up" } else { "down" };
+                let dir = d.name();
                 ui.horizontal(|ui| {
                     // Buttons first: a long frame must not push them out of the pane.
                     let deliver = ui.small_button("deliver");

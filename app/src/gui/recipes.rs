@@ -367,10 +367,7 @@ impl Recipes {
         let index = |who: Who| panes.iter().position(|p| p.name == device(who));
         let elapsed = run.since.elapsed();
         let held = |who: Who, dir: Direction| -> &[String] {
-            index(who).map_or(&[], |i| {
-                let q = &panes[i].queue;
-                if dir == Direction::Up { &q.up } else { &q.down }
-            })
+            index(who).map_or(&[], |i| panes[i].queue.of(dir))
         };
         let mut actions = Vec::new();
         let mut intent = None;

@@ -11,7 +11,6 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use mock_server::core::store::{Stored, UserData};
 use mock_server::net::{Inspection, LinkCommand, QueuedFrames};
-use mock_server::sim::Direction;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sync_core::protocol::Key;
@@ -130,22 +129,21 @@ impl Remote {
     /// A fault on a device's link. (`Queued` is answered through
     /// [`Remote::queued_frames`].)
     pub async fn link(&self, user: &str, device: &str, command: LinkCommand) -> Result<(), String> {
-        let dir = |d: Direction| if d == Direction::Up { "up" } else { "down" };
         let command = match command {
             LinkCommand::Configure(d, link) => json!({
-                "cmd": "link", "user": user, "device": device, "dir": dir(d),
+                "cmd": "link", "user": user, "device": device, "dir": d.name(),
                 "latency_ms": link.latency.as_millis() as u64,
                 "jitter_ms": link.jitter.as_millis() as u64,
                 "loss": link.loss,
             }),
             LinkCommand::Hold(d, on) => {
-                json!({"cmd": "hold", "user": user, "device": device, "dir": dir(d), "on": on})
+                json!({"cmd": "hold", "user": user, "device": device, "dir": d.name(), "on": on})
             }
             LinkCommand::Release(d, n) => {
-                json!({"cmd": "release", "user": user, "device": device, "dir": dir(d), "n": n})
+                json!({"cmd": "release", "user": user, "device": device, "dir": d.name(), "n": n})
             }
             LinkCommand::Drop(d, n) => {
-                json!({"cmd": "drop", "user": user, "device": device, "dir": dir(d), "n": n})
+                json!({"cmd": "drop", "user": user, "device": device, "dir": d.name(), "n": n})
             }
             LinkCommand::Queued(reply) => {
                 let _ = reply.send(self.queued_frames(user, device).await?);

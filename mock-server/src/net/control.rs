@@ -74,6 +74,16 @@ pub struct QueuedFrames {
     pub down: Vec<String>,
 }
 
+impl QueuedFrames {
+    /// The frames waiting in one direction.
+    pub fn of(&self, dir: Direction) -> &[String] {
+        match dir {
+            Direction::Up => &self.up,
+            Direction::Down => &self.down,
+        }
+    }
+}
+
 /// Controls of the running server (the admin API and the app use them). Each names a
 /// user: one the server has no token for is an error.
 pub enum Control {

@@ -313,7 +313,7 @@ impl Runner {
                 engine(d).in_flight(key).is_some().to_string(),
             ),
             Expect::Queued(d, dir, n) => check(
-                format!("{} queued {}", name(d), dir_name(*dir)),
+                format!("{} queued {}", name(d), dir.name()),
                 n.to_string(),
                 w.queued(*d, *dir).to_string(),
             ),
@@ -364,13 +364,6 @@ fn fail(line: usize, message: String) -> Verdict {
 
 fn json(v: &Value) -> String {
     v.to_string()
-}
-
-fn dir_name(d: Direction) -> &'static str {
-    match d {
-        Direction::Up => "up",
-        Direction::Down => "down",
-    }
 }
 
 /// One trace entry as a line: `[  0.100s] phone  intent like/p1 = true (local_rev 1)`.
