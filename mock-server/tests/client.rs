@@ -360,7 +360,7 @@ async fn a_reconnecting_device_says_when_it_tries_next() {
         matches!(v.connection, ConnectionState::Reconnecting { .. })
     })
     .await;
-    let next = view.next_try_at.expect("a next attempt is scheduled");
+    let next = view.next_try_at().expect("a next attempt is scheduled");
     let ahead = next.saturating_sub(phone.clock());
     assert!(
         ahead <= Duration::from_secs(10),

@@ -114,7 +114,6 @@ mod tests {
             keys,
             counters: Counters::default(),
             cursor: 0,
-            next_try_at: None,
         }
     }
 

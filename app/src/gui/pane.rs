@@ -171,17 +171,35 @@ impl Pane {
     /// What is happening to `key` beside its control: a request in flight, a follow-up,
     /// or the rollback that was the key's last change.
     fn key_badge(&self, ui: &mut egui::Ui, view: &DeviceView, key: &Key) {
-        key_badge(ui, view, key);
+        if let Some(kv) = view.key(key)
+            && let Some((value, local_rev)) = &kv.in_flight
+        {
+            let shown = if key.kind() == sync_core::protocol::ValueKind::Comments {
+                "comment".to_string()
+            } else {
+                value.to_string()
+            };
+            badge(
+                ui,
+                RichText::new(format!("sending {shown} (local rev {local_rev})"))
+                    .small()
+                    .color(style::AMBER),
+                "A request is in flight with this value and local revision",
+            );
+            if kv.follow_up_pending {
+                badge(
+                    ui,
+                    RichText::new("+ follow-up").small().color(style::PURPLE),
+                    "The user acted after the request went out: the newest intent follows when the answer arrives",
+                );
+            }
+        }
         if let Some(change) = self.rolled_back.get(key) {
-            ui.add(
-                egui::Label::new(
-                    RichText::new(format!("rolled back {change}"))
-                        .strong()
-                        .color(style::RED),
-                )
-                .truncate(),
-            )
-            .on_hover_text(
+            badge(
+                ui,
+                RichText::new(format!("rolled back {change}"))
+                    .strong()
+                    .color(style::RED),
                 "The server refused the write, and this device still showed the value it had sent: it went back to the server's value",
             );
         }
@@ -292,7 +310,7 @@ impl Pane {
             });
         });
         let (color, mut text) = connection_badge(&view.connection);
-        if let Some(at) = view.next_try_at {
+        if let Some(at) = view.next_try_at() {
             // Count down to the next attempt (repainting until it starts).
             let left = at.saturating_sub(clock);
             text = format!("{text}, next try in {:.1} s", left.as_secs_f64());
@@ -668,34 +686,10 @@ impl Pane {
     }
 }
 
-/// A compact "in flight" badge for a key.
-fn key_badge(ui: &mut egui::Ui, view: &DeviceView, key: &Key) {
-    let Some(kv) = view.key(key) else {
-        return;
-    };
-    if let Some((value, local_rev)) = &kv.in_flight {
-        let shown = if key.kind() == sync_core::protocol::ValueKind::Comments {
-            "comment".to_string()
-        } else {
-            value.to_string()
-        };
-        ui.add(
-            egui::Label::new(
-                RichText::new(format!("sending {shown} (local rev {local_rev})"))
-                    .small()
-                    .color(style::AMBER),
-            )
-            .truncate(),
-        )
-        .on_hover_text("A request is in flight with this value and local revision");
-        if kv.follow_up_pending {
-            ui.add(
-                egui::Label::new(RichText::new("+ follow-up").small().color(style::PURPLE))
-                    .truncate(),
-            )
-            .on_hover_text("The user acted after the request went out: the newest intent follows when the answer arrives");
-        }
-    }
+/// A one-line note beside a control, truncated (in full on hover) with why on hover: a
+/// row that grew a line would move every aligned section below it, in every pane.
+fn badge(ui: &mut egui::Ui, text: RichText, why: &str) {
+    ui.add(egui::Label::new(text).truncate()).on_hover_text(why);
 }
 
 /// Per key: shown, confirmed and its revision, local revision.

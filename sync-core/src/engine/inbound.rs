@@ -85,9 +85,8 @@ impl Engine {
                 self.state.server_had(&key, value, rev);
                 // An answer to an older request than the newest intent, or with a
                 // revision older than the known one, took the screen back.
-                self.state.regressed_if(&key, before, |b| {
-                    local_rev < b.newest_intent || rev < b.known_rev
-                });
+                let older = local_rev < before.newest_intent || rev < before.known_rev;
+                self.state.regressed_if(&key, before, older);
             }
             Request::Command { key } => {
                 let fx = self
@@ -264,7 +263,8 @@ impl Engine {
             });
             // A revision lower than the known one took the screen back (`sync` and
             // `naive` apply it; `sync-with-push` calls it stale).
-            self.state.regressed_if(&key, before, |b| rev < b.known_rev);
+            let older = rev < before.known_rev;
+            self.state.regressed_if(&key, before, older);
         }
     }
 

@@ -155,14 +155,9 @@ impl DeviceState {
 
     /// Counts a regression (and says so) when what was just applied changed the value
     /// shown and was `older` than what the device had, as [`Before`] recorded it.
-    pub(crate) fn regressed_if(
-        &mut self,
-        key: &Key,
-        before: Before,
-        older: impl Fn(&Before) -> bool,
-    ) {
+    pub(crate) fn regressed_if(&mut self, key: &Key, before: Before, older: bool) {
         let now = self.slot(key).shown.clone();
-        if now != before.shown && older(&before) {
+        if now != before.shown && older {
             self.counters.regressions += 1;
             self.emit(EventKind::Regressed {
                 key: key.clone(),

@@ -45,18 +45,11 @@ pub struct DeviceView {
     pub counters: Counters,
     /// Its contiguous cursor.
     pub cursor: u64,
-    /// When the next reconnect attempt starts, on the engine's clock (while reconnecting),
-    /// so a pane can count down.
-    pub next_try_at: Option<Duration>,
 }
 
 impl Engine {
     /// The device as a pane shows it.
     pub fn view(&self) -> DeviceView {
-        let next_try_at = match self.connection() {
-            ConnectionState::Reconnecting { retry_at, .. } => Some(*retry_at),
-            _ => None,
-        };
         DeviceView {
             device_id: self.device_id().to_string(),
             strategy: self.strategy(),
@@ -64,7 +57,6 @@ impl Engine {
             keys: self.keys(),
             counters: self.counters().clone(),
             cursor: self.cursor(),
-            next_try_at,
         }
     }
 }
@@ -81,6 +73,15 @@ impl DeviceView {
     /// The key's view, if the device knows the key.
     pub fn key(&self, key: &Key) -> Option<&KeyView> {
         self.keys.iter().find(|k| k.key == *key)
+    }
+
+    /// When the next reconnect attempt starts, on the engine's clock (while reconnecting),
+    /// so a pane can count down.
+    pub fn next_try_at(&self) -> Option<Duration> {
+        match &self.connection {
+            ConnectionState::Reconnecting { retry_at, .. } => Some(*retry_at),
+            _ => None,
+        }
     }
 
     /// `true` when any request is outstanding.
