@@ -794,6 +794,25 @@ fn a_learner_taps_and_holds_a_simulated_device_mid_lesson() {
         h.state().player().held("laptop"),
         "the world's link is held"
     );
+    // The branch the learner took, saved: it replays to the same end.
+    click(&mut h, "save .scn");
+    let path = data_dir("player-panes")
+        .join("branches")
+        .join("branch-1.scn");
+    let text = std::fs::read_to_string(&path).expect("the branch is saved");
+    assert!(text.contains("laptop tap like/post-3\n"), "{text}");
+    assert!(text.contains("hold laptop down\n"), "{text}");
+    let scenario = mock_server::scenario::parse("branch-1.scn", &text).unwrap();
+    let mut runner = mock_server::scenario::Runner::new(scenario, 0);
+    assert_eq!(
+        runner.run_to_end(),
+        &mock_server::scenario::Verdict::Pass,
+        "{text}"
+    );
+    assert!(
+        h.query_by_label(&format!("saved {}", path.display()))
+            .is_some()
+    );
 }
 
 /// The wire view exports what it shows: SVG, Mermaid and JSON lines, from the player and
@@ -917,5 +936,86 @@ fn the_player_narrates_pauses_and_steps_back_with_the_presenters_keys() {
     assert!(
         h.query_by_label("step back").is_some(),
         "the keys are listed"
+    );
+}
+
+/// Record: a session with a hold, an out-of-order release and a dropped frame, saved from
+/// the save window and replayed on the simulator, passes every expectation it wrote.
+#[test]
+fn a_recorded_session_with_a_hold_an_out_of_order_release_and_a_drop_replays_green() {
+    let mut h = harness(app(2, "record"));
+    until_connected(&mut h);
+    step_until(&mut h, "the devices to agree", |a| a.agreement().is_ok());
+    click(&mut h, "record");
+    step_until(&mut h, "recording to start", |a| a.recording().is_on());
+    h.step();
+    click(&mut h, "laptop hold down");
+    step_until(&mut h, "the hold to take effect", |a| {
+        a.panes()[1].holding() && a.panes()[1].queue_listings > 0
+    });
+    let like = Key::parse("like/post-1").unwrap();
+    for n in 1..=2 {
+        click(&mut h, "phone like post-1");
+        step_until(&mut h, "the phone's write to be answered", |a| {
+            a.view(0).counters.intents == n && !a.view(0).has_pending()
+        });
+    }
+    step_until(&mut h, "both pushes held for the laptop", |a| {
+        a.panes()[1].queue.down.len() == 2
+    });
+    // The newer push first, then the older one is lost with the connection.
+    click(&mut h, "laptop deliver down 2");
+    step_until(&mut h, "one push left", |a| {
+        a.panes()[1].queue.down.len() == 1
+    });
+    assert_eq!(
+        h.state().view(1).shown(&like),
+        json!(false),
+        "two taps: back to false"
+    );
+    click(&mut h, "laptop drop down 1");
+    step_until(&mut h, "the laptop to lose its connection", |a| {
+        a.view(1).connection != ConnectionState::Connected
+    });
+    click(&mut h, "laptop hold down");
+    step_until(&mut h, "the devices to agree again", |a| {
+        a.agreement().is_ok() && !a.panes()[1].holding()
+    });
+    let stop = h.get_by_label_contains("stop recording");
+    stop.click();
+    h.step();
+    h.remove_cursor();
+    step_until(&mut h, "the save window", |a| a.recording().is_saving());
+    // A window's first frames size it; it takes clicks after that.
+    h.run_steps(3);
+    click(&mut h, "save");
+    let path = data_dir("record").join("recordings").join("session-1.scn");
+    step_until(&mut h, "the file to be written", |_| path.exists());
+    let text = std::fs::read_to_string(&path).unwrap();
+    for line in [
+        "hold laptop down\n",
+        "expect laptop queued down = 2\nrelease laptop down 2\n",
+        "expect laptop queued down = 1\ndrop laptop down 1\n",
+        "unhold laptop down\n",
+        "expect laptop like/post-1 = false\n",
+        "expect server like/post-1 = false\n",
+        "expect converged\n",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
+    let scenario = mock_server::scenario::parse("session-1.scn", &text).unwrap();
+    let mut runner = mock_server::scenario::Runner::new(scenario, 0);
+    assert_eq!(
+        runner.run_to_end(),
+        &mock_server::scenario::Verdict::Pass,
+        "{text}"
+    );
+    // And in the player, from the save window.
+    click(&mut h, "open in the player");
+    assert_eq!(h.state().mode, app::gui::Mode::Player);
+    assert!(
+        h.query_all_by_label_contains("Recorded live session")
+            .next()
+            .is_some()
     );
 }

@@ -362,6 +362,47 @@ impl Live {
         });
     }
 
+    /// Asks the server for its state now, beside the periodic inspections: the answer
+    /// comes on the returned channel, and reflects everything done before this call.
+    /// `None` without the server's controls.
+    pub fn inspect_once(&self) -> Option<mpsc::Receiver<Inspected>> {
+        let server = self.server.clone()?;
+        let (tx, rx) = mpsc::channel();
+        let repaint = self.repaint.clone();
+        let user = self.user.clone();
+        self.rt.spawn(async move {
+            let _ = tx.send(server.inspect(&user).await);
+            repaint();
+        });
+        Some(rx)
+    }
+
+    /// Asks the desktop for a place to save a file (its native dialog, through the XDG
+    /// portal), suggesting `suggested`. The answer comes on the returned channel: `None`
+    /// when the user cancelled or the desktop has no dialog to offer.
+    pub fn choose_save_path(&self, suggested: &std::path::Path) -> mpsc::Receiver<Option<PathBuf>> {
+        let (tx, rx) = mpsc::channel();
+        let mut dialog = rfd::AsyncFileDialog::new().add_filter("Sync Lab scenario", &["scn"]);
+        if let Some(dir) = suggested.parent() {
+            dialog = dialog.set_directory(dir);
+        }
+        if let Some(name) = suggested.file_name() {
+            dialog = dialog.set_file_name(name.to_string_lossy());
+        }
+        let repaint = self.repaint.clone();
+        self.rt.spawn(async move {
+            let chosen = dialog.save_file().await.map(|f| f.path().to_path_buf());
+            let _ = tx.send(chosen);
+            repaint();
+        });
+        rx
+    }
+
+    /// The app's data directory.
+    pub fn data(&self) -> &std::path::Path {
+        &self.data
+    }
+
     /// The newest answer to [`Live::request_inspection`], if one arrived.
     pub fn poll_inspection(&mut self) -> Option<Inspection> {
         let mut latest = None;

@@ -11,9 +11,11 @@
 //! | [`pane`] | one device pane |
 //! | [`player`] | the scenario player: lessons and files on the simulator, step by step |
 //! | [`recipes`] | one-click recipes: an edge case made on the live devices, step by step |
+//! | [`recording`] | the record button: a live session saved as a scenario, opened in the player |
 //! | [`remote`] | an external server's fault controls, through its admin socket |
 //! | [`sections`] | a pane's sections: folded together, aligned across panes |
 //! | [`server_panel`] | the server's authoritative table and fault controls |
+//! | [`statements`] | a pane's actions in the scenario language (the player does them, the recorder writes them) |
 //! | [`style`] | text sizes and the palette every view shares |
 //! | [`wire`] | the sequence diagram of frames between devices and server, live and in the player |
 
@@ -25,9 +27,11 @@ pub mod live;
 pub mod pane;
 pub mod player;
 pub mod recipes;
+pub mod recording;
 pub mod remote;
 pub mod sections;
 pub mod server_panel;
+pub mod statements;
 pub mod style;
 pub mod wire;
 
@@ -35,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use eframe::egui;
 use mock_server::net::Inspection;
+use mock_server::scenario::ast::Stmt;
 use sync_core::engine::DeviceView;
 
 use convergence::Agreement;
@@ -74,6 +79,7 @@ pub struct SyncLab {
     broadcast: broadcast::Broadcast,
     sections: sections::Sections,
     recipes: recipes::Recipes,
+    recording: recording::Recording,
 }
 
 /// The main area: the live devices, or the scenario player.
@@ -112,7 +118,9 @@ impl SyncLab {
             broadcast: broadcast::Broadcast::default(),
             sections: sections::Sections::default(),
             recipes: recipes::Recipes::default(),
+            recording: recording::Recording::default(),
         };
+        app.player.set_save_dir(app.live.data().join("branches"));
         for d in &layout.devices {
             app.add_device(d);
         }
@@ -162,6 +170,11 @@ impl SyncLab {
         &self.player
     }
 
+    /// The recorder (for tests).
+    pub fn recording(&self) -> &recording::Recording {
+        &self.recording
+    }
+
     /// The panes (for tests).
     pub fn panes(&self) -> &[Pane] {
         &self.panes
@@ -205,6 +218,7 @@ impl SyncLab {
             );
         }
         new.sort_by_key(|(at, _, _)| *at);
+        let had_events = !new.is_empty();
         for (at, device, kind) in new {
             if matches!(kind, sync_core::engine::EventKind::OptimisticWrite { .. }) {
                 // When the device made it, not when this frame saw it.
@@ -241,6 +255,26 @@ impl SyncLab {
         {
             self.converged_after = Some(t.elapsed());
         }
+        let moment = recording::Moment {
+            now,
+            views: &views,
+            layouts: self
+                .panes
+                .iter()
+                .zip(&views)
+                .map(|(p, v)| p.layout(v))
+                .collect(),
+            queued: self.panes.iter().map(queued).collect(),
+            events: had_events,
+            converged: agreement.as_ref().is_ok_and(Agreement::all),
+        };
+        self.recording.frame(&self.live, &moment);
+        if let Some(recording::SaveAction::Play(name, text)) =
+            self.recording.save_window(ui.ctx(), &self.live)
+        {
+            self.player.open(&name, &text);
+            self.mode = Mode::Player;
+        }
         egui::Panel::top("top").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.heading("Sync Lab");
@@ -253,6 +287,9 @@ impl SyncLab {
                     return;
                 }
                 ui.separator();
+                // Early in the bar: it must stay in view on a narrow window.
+                self.recording.top_bar(ui, &self.live, &moment);
+                ui.separator();
                 let n = self.panes.len();
                 let devices = if n == 1 { "device" } else { "devices" };
                 ui.label(format!(
@@ -264,7 +301,14 @@ impl SyncLab {
                 let free = NAMES.iter().copied().find(|id| {
                     self.panes.iter().all(|p| p.name != *id) && !self.live.is_removing(id)
                 });
-                let add = ui.add_enabled(free.is_some(), egui::Button::new("+ device"));
+                let recording = self.recording.is_on();
+                let add = ui
+                    .add_enabled(free.is_some() && !recording, egui::Button::new("+ device"))
+                    .on_disabled_hover_text(if recording {
+                        "Not while recording: a scenario's devices are its setup"
+                    } else {
+                        "Every device name is in use"
+                    });
                 if add.clicked()
                     && let Some(id) = free
                 {
@@ -290,8 +334,10 @@ impl SyncLab {
             egui::CentralPanel::default().show(ui, |ui| self.player.ui(ui));
             return;
         }
+        let mut server_action = None;
         egui::Panel::right("server").min_size(280.0).show(ui, |ui| {
-            server_panel::ui(ui, &self.live, self.server.as_ref(), &mut self.reject_key);
+            server_action =
+                server_panel::ui(ui, &self.live, self.server.as_ref(), &mut self.reject_key);
         });
         // A quarter of the window at most by default: on a 720 px screen the panes need
         // the room.
@@ -347,12 +393,12 @@ impl SyncLab {
                     // As a click on the hold box: the box ticks, the command goes out.
                     if let Some(p) = self.panes.iter_mut().find(|p| p.name == device) {
                         let command = p.hold(dir, on);
-                        self.live.link(&device, command);
+                        actions.push((device, PaneAction::Link(command)));
                     }
                 }
                 recipes::RecipeAction::RejectNext(key) => {
                     self.reject_key = key.clone();
-                    self.live.reject_next(key);
+                    server_action = Some(server_panel::ServerAction::RejectNext(key));
                 }
                 recipes::RecipeAction::OpenLesson(i) => {
                     self.player.open_lesson(i);
@@ -360,10 +406,28 @@ impl SyncLab {
                 }
             }
         }
+        if let Some(action) = server_action {
+            self.server_action(action);
+        }
         for (device, action) in actions {
             self.act(&device, action);
         }
         self.refresh_queues(ui.ctx(), acted);
+    }
+
+    /// Does a server fault the server panel (or a recipe) asked for, recording it first.
+    pub fn server_action(&mut self, action: server_panel::ServerAction) {
+        let now = self.started.elapsed();
+        match action {
+            server_panel::ServerAction::Restart => {
+                self.recording.server(now, Stmt::ServerRestart);
+                self.live.restart_server();
+            }
+            server_panel::ServerAction::RejectNext(key) => {
+                self.recording.server(now, Stmt::ServerReject(key.clone()));
+                self.live.reject_next(key);
+            }
+        }
     }
 
     /// Does what a pane (or the broadcast bar, or a recipe) asked of a device.
@@ -371,6 +435,15 @@ impl SyncLab {
         let Some(i) = self.panes.iter().position(|p| p.name == device) else {
             return;
         };
+        let now = self.started.elapsed();
+        if self
+            .recording
+            .action(now, device, &action, queued(&self.panes[i]))
+            .is_err()
+        {
+            // Said in the top bar; the recording stays true to what happened.
+            return;
+        }
         if self.devices[i].act(&action) {
             return;
         }
@@ -496,6 +569,11 @@ impl SyncLab {
             self.live.request_inspection();
         }
     }
+}
+
+/// How many frames a pane's held links list (up, down).
+fn queued(pane: &Pane) -> [usize; 2] {
+    [pane.queue.up.len(), pane.queue.down.len()]
 }
 
 impl eframe::App for SyncLab {

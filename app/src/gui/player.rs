@@ -8,15 +8,15 @@
 //! text. Each expectation shows, on its line, whether it held and with what values.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use eframe::egui::{self, RichText};
 use mock_server::core::DEMO_USER;
-use mock_server::net::LinkCommand;
-use mock_server::scenario::ast::Stmt;
+use mock_server::scenario::ast::{Step, Stmt};
 use mock_server::scenario::run::format_trace;
 use mock_server::scenario::{Runner, StepOutcome, Verdict, parse};
-use mock_server::sim::TraceKind;
+use mock_server::sim::{Direction, TraceKind};
 use sync_core::engine::{DeviceView, Event};
 
 use super::pane::{Pane, PaneAction};
@@ -101,6 +101,13 @@ pub struct Player {
     last_step: Option<Instant>,
     /// The presenter keys' help overlay is shown.
     help: bool,
+    /// Where a branch is saved: the field's text (empty: the next free name in
+    /// [`Player::save_dir`]).
+    branch_path: String,
+    /// The directory branches go to by default.
+    save_dir: PathBuf,
+    /// What the last save said: where the file went, or why it did not.
+    saved: Option<Result<String, String>>,
 }
 
 /// One run of the source.
@@ -133,44 +140,8 @@ enum Op {
     Step,
     /// One simulator event.
     StepEvent,
-    /// A learner's action in a device's pane.
-    Act(usize, SimAction),
-}
-
-/// What a learner can do to a simulated device (a pane's action, as the world takes it).
-#[derive(Debug, Clone)]
-enum SimAction {
-    Tap(sync_core::protocol::Key),
-    Set(sync_core::protocol::Key, serde_json::Value),
-    Comment(sync_core::protocol::Key, String),
-    Online(bool),
-    Configure(mock_server::sim::Direction, mock_server::link::LinkConfig),
-    Hold(mock_server::sim::Direction, bool),
-    Release(mock_server::sim::Direction, usize),
-    Drop(mock_server::sim::Direction, usize),
-}
-
-impl SimAction {
-    /// The pane's action, if a simulated device takes it (its strategy and place are the
-    /// script's).
-    fn of(action: PaneAction) -> Option<SimAction> {
-        Some(match action {
-            PaneAction::Tap(key) => SimAction::Tap(key),
-            PaneAction::Set(key, value) => SimAction::Set(key, value),
-            PaneAction::Comment(key, text) => SimAction::Comment(key, text),
-            PaneAction::Online(on) => SimAction::Online(on),
-            PaneAction::Link(LinkCommand::Configure(dir, config)) => {
-                SimAction::Configure(dir, config)
-            }
-            PaneAction::Link(LinkCommand::Hold(dir, on)) => SimAction::Hold(dir, on),
-            PaneAction::Link(LinkCommand::Release(dir, n)) => SimAction::Release(dir, n),
-            PaneAction::Link(LinkCommand::Drop(dir, n)) => SimAction::Drop(dir, n),
-            PaneAction::Link(LinkCommand::Queued(_))
-            | PaneAction::Strategy(_)
-            | PaneAction::Move(_)
-            | PaneAction::Remove => return None,
-        })
-    }
+    /// A learner's action in a device's pane, as the statement that does it.
+    Act(Stmt),
 }
 
 impl Run {
@@ -254,44 +225,22 @@ impl Run {
     }
 
     /// Does what a simulated device's pane asked, in the world at the current virtual
-    /// time, as the matching statement would; a refusal (no such frame) is said.
+    /// time, as the matching statements would; a refusal (no such frame) is said.
     fn act(&mut self, i: usize, action: PaneAction) -> Result<(), String> {
-        let Some(action) = SimAction::of(action) else {
+        let Some(d) = self.runner.world().devices().get(i) else {
             return Ok(());
         };
-        self.push_act(i, action)
+        let links = [d.up.config, d.down.config];
+        for stmt in super::statements::of(&action, i, links).unwrap_or_default() {
+            self.push_act(stmt)?;
+        }
+        Ok(())
     }
 
     /// Records a learner's action and does it.
-    fn push_act(&mut self, i: usize, action: SimAction) -> Result<(), String> {
-        self.history.push(Op::Act(i, action.clone()));
-        self.apply(i, &action)
-    }
-
-    fn apply(&mut self, i: usize, action: &SimAction) -> Result<(), String> {
-        let world = self.runner.world_mut();
-        match action.clone() {
-            SimAction::Tap(key) => world.tap(i, &key),
-            SimAction::Set(key, value) => world.set(i, &key, value),
-            SimAction::Comment(key, text) => {
-                world.comment(i, &key, &text);
-                Ok(())
-            }
-            SimAction::Online(on) => {
-                world.set_offline(i, !on);
-                Ok(())
-            }
-            SimAction::Configure(dir, config) => {
-                world.set_link(i, dir, |c| *c = config);
-                Ok(())
-            }
-            SimAction::Hold(dir, on) => {
-                world.hold(i, Some(dir), on);
-                Ok(())
-            }
-            SimAction::Release(dir, n) => world.release(i, dir, n),
-            SimAction::Drop(dir, n) => world.drop_frame(i, dir, n),
-        }
+    fn push_act(&mut self, stmt: Stmt) -> Result<(), String> {
+        self.history.push(Op::Act(stmt.clone()));
+        self.runner.act(&stmt)
     }
 
     /// Runs the next statement, recording what each expectation did.
@@ -337,11 +286,63 @@ impl Run {
                 Op::StepEvent => {
                     self.step_event();
                 }
-                Op::Act(i, action) => {
-                    let _ = self.push_act(i, action);
+                Op::Act(stmt) => {
+                    let _ = self.push_act(stmt);
                 }
             }
         }
+    }
+
+    /// The run so far as a scenario file: what ran — the script's statements and the
+    /// learner's own actions, at their virtual times — then an expectation for every
+    /// value the world shows now. Played, it reaches this very state: the branch the
+    /// learner took, as a file to keep or hand over.
+    fn branch(&self, source: &str) -> String {
+        let world = self.runner.world();
+        let mut scenario = self.runner.transcript();
+        let title = scenario.title.take().unwrap_or_else(|| source.to_string());
+        scenario.title = Some(format!("{title} (a branch)"));
+        scenario.about = vec![
+            format!(
+                "A branch of {source}, saved from the player at {:.3} s: the script as it ran,",
+                self.runner.elapsed().as_secs_f64()
+            ),
+            "the actions taken in the panes in between, then what the world showed.".into(),
+        ];
+        let views: Vec<DeviceView> = world.devices().iter().map(|d| d.engine.view()).collect();
+        let queued: Vec<[usize; 2]> = (0..views.len())
+            .map(|i| Direction::BOTH.map(|dir| world.queued(i, dir)))
+            .collect();
+        let held: Vec<bool> = world
+            .devices()
+            .iter()
+            .map(|d| d.up.is_held() || d.down.is_held())
+            .collect();
+        let server = world.core().user(DEMO_USER);
+        let converged = world.converged().is_ok();
+        for e in crate::record::expectations(&views, &[], &queued, &held, server, converged) {
+            scenario.steps.push(Step {
+                line: 0,
+                stmt: Stmt::Expect(e),
+            });
+        }
+        mock_server::scenario::write(&scenario)
+    }
+
+    /// Where the learner can branch now: a held link with more than one frame, any of
+    /// which could go next.
+    fn branch_points(&self) -> Vec<String> {
+        let world = self.runner.world();
+        let mut points = Vec::new();
+        for (i, d) in world.devices().iter().enumerate() {
+            for dir in Direction::BOTH {
+                let n = world.queued(i, dir);
+                if n > 1 {
+                    points.push(format!("{}'s {} link holds {n} frames", d.name, dir.name()));
+                }
+            }
+        }
+        points
     }
 
     /// The narration shown now: the last `say` that ran.
@@ -377,6 +378,9 @@ impl Player {
             speed: 2.0,
             last_step: None,
             help: false,
+            branch_path: String::new(),
+            save_dir: std::env::temp_dir().join("sync-lab-branches"),
+            saved: None,
         };
         p.restart();
         p
@@ -396,6 +400,34 @@ impl Player {
             return;
         };
         self.lesson = index;
+        self.source = (name.to_string(), text.to_string());
+        self.restart();
+    }
+
+    /// Where branches are saved unless the field says otherwise.
+    pub fn set_save_dir(&mut self, dir: PathBuf) {
+        self.save_dir = dir;
+    }
+
+    /// The run so far as a scenario file (see [`Run::branch`]); `None` when the source
+    /// did not parse.
+    pub fn branch(&self) -> Option<String> {
+        let run = self.run.as_ref().ok()?;
+        Some(run.branch(&self.source.0))
+    }
+
+    /// Saves the run so far as a scenario file at `path`; the path it went to.
+    pub fn save_branch(&mut self, path: &Path) -> Result<PathBuf, String> {
+        let text = self
+            .branch()
+            .ok_or("nothing to save: the scenario did not parse")?;
+        super::recording::write_file(path, &text)?;
+        Ok(path.to_path_buf())
+    }
+
+    /// Loads a scenario's text (a saved recording, say) under `name`, from its start.
+    pub fn open(&mut self, name: &str, text: &str) {
+        self.path = name.to_string();
         self.source = (name.to_string(), text.to_string());
         self.restart();
     }
@@ -708,6 +740,64 @@ impl Player {
             }
             ui.label(format!("event {at} of {total}"));
         });
+        self.branch_bar(ui);
+    }
+
+    /// Branching: where more than one held frame could go next, and saving the run so
+    /// far (the learner's choices in it) as a scenario file.
+    fn branch_bar(&mut self, ui: &mut egui::Ui) {
+        let Ok(run) = &self.run else {
+            return;
+        };
+        let points = run.branch_points();
+        ui.horizontal_wrapped(|ui| {
+            if !points.is_empty() {
+                ui.label(
+                    RichText::new(format!(
+                        "{}: deliver any of them in the pane to choose what comes next",
+                        points.join(", ")
+                    ))
+                    .color(style::AMBER),
+                );
+            }
+            let suggested = super::recording::free_path(&self.save_dir, "branch");
+            let label = ui.label("save this run as");
+            // The name only: the directory is the app's data directory.
+            let name = suggested.file_name().unwrap_or_default().to_string_lossy();
+            ui.add(
+                egui::TextEdit::singleline(&mut self.branch_path)
+                    .hint_text(name.as_ref())
+                    .desired_width(220.0),
+            )
+            .labelled_by(label.id)
+            .on_hover_text(format!("Empty: {}", suggested.display()));
+            if ui
+                .button("save .scn")
+                .on_hover_text(
+                    "The run so far as a scenario: the script as it ran, your own taps, holds and \
+                     deliveries at their times, then an expectation for everything shown now",
+                )
+                .clicked()
+            {
+                let path = match self.branch_path.trim() {
+                    "" => suggested,
+                    typed => PathBuf::from(typed),
+                };
+                self.saved = Some(
+                    self.save_branch(&path)
+                        .map(|p| format!("saved {}", p.display())),
+                );
+            }
+            match &self.saved {
+                Some(Ok(text)) => {
+                    ui.label(RichText::new(text).color(style::GREEN));
+                }
+                Some(Err(text)) => {
+                    ui.label(RichText::new(text).color(style::RED));
+                }
+                None => {}
+            }
+        });
     }
 }
 
@@ -915,10 +1005,47 @@ fn world(ui: &mut egui::Ui, run: &mut Run) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mock_server::net::LinkCommand;
+
+    /// Where two held frames could go next, the learner delivers the newer one first;
+    /// the run saved as a branch replays to the very state the player shows.
+    #[test]
+    fn a_branch_taken_in_a_pane_is_saved_and_replays_to_the_same_state() {
+        let text = "scenario \"Two pushes\"\ndevices phone laptop\nhold laptop down\n\
+                    phone tap like/p\nsettle\nphone tap like/p\nsettle\n\
+                    expect laptop queued down = 2\nrelease laptop down 1\nsettle\n";
+        let mut p = Player::new("two.scn", text);
+        while p.next_line() != Some(9) {
+            assert!(p.step(), "the release is reached");
+        }
+        let run = p.run.as_mut().expect("parsed");
+        assert_eq!(run.branch_points(), ["laptop's down link holds 2 frames"]);
+        let newer = LinkCommand::Release(Direction::Down, 2);
+        run.act(1, PaneAction::Link(newer)).expect("held");
+        while p.step() {}
+        assert_eq!(p.verdict(), Some(&Verdict::Pass));
+        let branch = p.branch().expect("a run");
+        assert!(
+            branch.contains("scenario \"Two pushes (a branch)\"\n"),
+            "{branch}"
+        );
+        assert!(
+            branch.contains(
+                "expect laptop queued down = 2\nrelease laptop down 2\nrelease laptop down 1\n"
+            ),
+            "{branch}"
+        );
+        let mut again = Runner::new(parse("branch.scn", &branch).expect("reads back"), 0);
+        assert_eq!(again.run_to_end(), &Verdict::Pass, "{branch}");
+        let world = p.run.as_ref().expect("parsed").runner.world();
+        for (a, b) in again.world().devices().iter().zip(world.devices()) {
+            assert_eq!(a.engine.view(), b.engine.view(), "{branch}");
+        }
+    }
 
     #[test]
     fn every_lesson_in_assets_is_built_in() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/scenarios");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/scenarios");
         let mut files: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

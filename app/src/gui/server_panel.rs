@@ -9,8 +9,22 @@ use sync_core::protocol::Key;
 use super::live::Live;
 use super::style;
 
-/// Draws the panel.
-pub fn ui(ui: &mut egui::Ui, live: &Live, state: Option<&Inspection>, reject_key: &mut Key) {
+/// A fault the panel asks the app to make (the app records it if recording, then does it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerAction {
+    /// Restart the server as after a crash.
+    Restart,
+    /// Reject the next write to the key.
+    RejectNext(Key),
+}
+
+/// Draws the panel; the fault the user asked for, if any.
+pub fn ui(
+    ui: &mut egui::Ui,
+    live: &Live,
+    state: Option<&Inspection>,
+    reject_key: &mut Key,
+) -> Option<ServerAction> {
     ui.heading("Server");
     if let Err(why) = live.controls() {
         // The controls stay in view, off, saying what would turn them on.
@@ -20,15 +34,16 @@ pub fn ui(ui: &mut egui::Ui, live: &Live, state: Option<&Inspection>, reject_key
             .on_disabled_hover_text(why);
         ui.add_enabled(false, egui::Button::new("reject next write"))
             .on_disabled_hover_text(why);
-        return;
+        return None;
     }
     if let Some(e) = live.inspect_error() {
         ui.label(RichText::new(e).color(style::RED));
     }
     let Some(state) = state else {
         ui.label("waiting for the server's state");
-        return;
+        return None;
     };
+    let mut action = None;
     ui.horizontal(|ui| {
         if ui
             .button("restart")
@@ -38,7 +53,7 @@ pub fn ui(ui: &mut egui::Ui, live: &Live, state: Option<&Inspection>, reject_key
             )
             .clicked()
         {
-            live.restart_server();
+            action = Some(ServerAction::Restart);
         }
         ui.label(format!(
             "head revision {} · accepted writes {}",
@@ -66,7 +81,7 @@ pub fn ui(ui: &mut egui::Ui, live: &Live, state: Option<&Inspection>, reject_key
              pipeline), whichever device makes it: that device rolls back to the server's value",
         );
         if button.clicked() {
-            live.reject_next(reject_key.clone());
+            action = Some(ServerAction::RejectNext(reject_key.clone()));
         }
     });
     for key in &state.forced {
@@ -75,6 +90,7 @@ pub fn ui(ui: &mut egui::Ui, live: &Live, state: Option<&Inspection>, reject_key
                 .color(style::AMBER),
         );
     }
+    action
 }
 
 /// The keys a rejection can be aimed at: every key the panes write, and any other the

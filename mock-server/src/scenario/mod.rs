@@ -4,9 +4,11 @@
 pub mod ast;
 pub mod parse;
 pub mod run;
+pub mod write;
 
 #[cfg(test)]
 mod tests;
 
 pub use parse::{ParseError, parse};
 pub use run::{Runner, StepOutcome, Verdict};
+pub use write::write;

@@ -45,6 +45,9 @@ pub struct Runner {
     verdict: Option<Verdict>,
     /// A `wait` or `settle` part way through, when stepped event by event.
     ongoing: Option<(Step, Ongoing)>,
+    /// Every action and held expectation so far, the script's and [`Runner::act`]'s, at
+    /// the virtual time it ran (since time 0): what [`Runner::transcript`] writes.
+    ran: Vec<(Duration, Stmt)>,
 }
 
 /// A statement that takes virtual time, part way through.
@@ -92,6 +95,7 @@ impl Runner {
             next: 0,
             verdict,
             ongoing: None,
+            ran: Vec::new(),
         }
     }
 
@@ -212,7 +216,57 @@ impl Runner {
         self.verdict.get_or_insert(Verdict::Pass)
     }
 
+    /// Does an action between statements, at the current virtual time, as if the script
+    /// had it here (the player's panes do: a learner's tap or release). The run goes on
+    /// where it was; a refusal (no such frame) is returned and fails nothing. `wait`,
+    /// `settle` and expectations are the script's alone.
+    pub fn act(&mut self, stmt: &Stmt) -> Result<(), String> {
+        if matches!(stmt, Stmt::Wait(_) | Stmt::Settle | Stmt::Expect(_)) {
+            return Err("only an action can be done between statements".into());
+        }
+        self.run(stmt).map(|_| ())
+    }
+
+    /// The run so far as a scenario: the same setup, then every action and held
+    /// expectation in the order it ran — the learner's too — with a `wait` for the
+    /// virtual time between them, up to now. Replayed, it reaches the same state, except
+    /// where an action went between two events due at the same instant (a `wait`
+    /// delivers both).
+    pub fn transcript(&self) -> Scenario {
+        let mut steps = Vec::new();
+        let mut at = Duration::ZERO;
+        let now = self.elapsed();
+        for (t, stmt) in self.ran.iter().chain([(now, Stmt::Settle)].iter()) {
+            if *t > at {
+                steps.push(Step {
+                    line: 0,
+                    stmt: Stmt::Wait(*t - at),
+                });
+                at = *t;
+            }
+            if *stmt != Stmt::Settle {
+                steps.push(Step {
+                    line: 0,
+                    stmt: stmt.clone(),
+                });
+            }
+        }
+        Scenario {
+            steps,
+            ..self.scenario.clone()
+        }
+    }
+
     fn run(&mut self, stmt: &Stmt) -> Result<Option<String>, String> {
+        let at = self.elapsed();
+        let result = self.run_inner(stmt);
+        if result.is_ok() && !matches!(stmt, Stmt::Wait(_) | Stmt::Settle) {
+            self.ran.push((at, stmt.clone()));
+        }
+        result
+    }
+
+    fn run_inner(&mut self, stmt: &Stmt) -> Result<Option<String>, String> {
         let w = &mut self.world;
         match stmt {
             Stmt::Tap(d, key) => w.tap(*d, key)?,

@@ -191,3 +191,53 @@ fn say_narrates_into_the_trace_and_pause_changes_nothing() {
         );
     }
 }
+
+/// A learner's release out of order, done between statements, is in the transcript at its
+/// virtual time: written out and run again, the transcript ends in the same state.
+#[test]
+fn a_transcript_with_a_learners_action_replays_to_the_same_state() {
+    use crate::sim::Direction;
+    use ast::{Pick, Stmt};
+    use sync_core::protocol::Key;
+
+    let text = "devices phone laptop\nstrategy phone sync\nlatency 100ms\nhold laptop down\n\
+                phone tap like/a\nwait 30ms\nphone tap like/a\nwait 400ms\n\
+                expect laptop queued down = 2\nwait 50ms\n";
+    let mut runner = Runner::new(parse("t.scn", text).expect("parses"), 0);
+    // Up to the expectation, then the learner releases the newest push first.
+    for _ in 0..6 {
+        runner.step();
+    }
+    let lesson = Stmt::Release(1, Direction::Down, Pick::Nth(2));
+    runner.act(&lesson).expect("two frames are held");
+    assert!(runner.act(&Stmt::Settle).is_err(), "only actions");
+    assert!(
+        runner
+            .act(&Stmt::Release(1, Direction::Down, Pick::Nth(5)))
+            .is_err()
+    );
+    runner.run_to_end();
+    runner
+        .act(&Stmt::Tap(0, Key::Like("b".into())))
+        .expect("taps");
+    runner
+        .world_mut()
+        .wait(std::time::Duration::from_millis(500));
+
+    let written = write(&runner.transcript());
+    assert!(written.contains("release laptop down 2\n"), "{written}");
+    assert!(
+        written.contains("expect laptop queued down = 2\n"),
+        "{written}"
+    );
+    let mut again = Runner::new(parse("branch.scn", &written).expect("reads back"), 0);
+    assert_eq!(again.run_to_end(), &Verdict::Pass);
+    assert_eq!(again.elapsed(), runner.elapsed(), "{written}");
+    for (a, b) in again.world().devices().iter().zip(runner.world().devices()) {
+        assert_eq!(a.engine.view(), b.engine.view(), "{written}");
+    }
+    assert_eq!(
+        again.world().core().writes(),
+        runner.world().core().writes()
+    );
+}

@@ -1,0 +1,71 @@
+//! A pane's actions in the scenario language. The player does a learner's action by
+//! handing these statements to its runner, and the recorder writes the same statements
+//! for a live session: one translation, so what a pane does on the simulator, what a
+//! recording says and what a script says are the same thing.
+
+use mock_server::link::LinkConfig;
+use mock_server::net::LinkCommand;
+use mock_server::scenario::ast::{Pick, Stmt};
+use mock_server::scenario::write::changes;
+
+use super::pane::PaneAction;
+
+/// The statements that do `action` on device `d`, whose link in the action's direction
+/// is `link` now (a link change writes only the settings it changes). `None` for what
+/// the language cannot say: a strategy change, moving or removing a pane (a scenario's
+/// devices and strategies are its setup).
+pub fn of(action: &PaneAction, d: usize, links: [LinkConfig; 2]) -> Option<Vec<Stmt>> {
+    Some(match action {
+        PaneAction::Tap(key) => vec![Stmt::Tap(d, key.clone())],
+        PaneAction::Set(key, value) => vec![Stmt::Set(d, key.clone(), value.clone())],
+        PaneAction::Comment(key, text) => vec![Stmt::Comment(d, key.clone(), text.clone())],
+        PaneAction::Online(true) => vec![Stmt::Online(d)],
+        PaneAction::Online(false) => vec![Stmt::Offline(d)],
+        PaneAction::Link(LinkCommand::Configure(dir, to)) => {
+            let from = links[dir.index()];
+            changes(&from, to, to)
+                .into_iter()
+                .map(|change| Stmt::Link(vec![d], Some(*dir), change))
+                .collect()
+        }
+        PaneAction::Link(LinkCommand::Hold(dir, true)) => vec![Stmt::Hold(d, Some(*dir))],
+        PaneAction::Link(LinkCommand::Hold(dir, false)) => vec![Stmt::Unhold(d, Some(*dir))],
+        PaneAction::Link(LinkCommand::Release(dir, n)) => {
+            vec![Stmt::Release(d, *dir, Pick::Nth(*n))]
+        }
+        PaneAction::Link(LinkCommand::Drop(dir, n)) => vec![Stmt::Drop(d, *dir, *n)],
+        PaneAction::Link(LinkCommand::Queued(_))
+        | PaneAction::Strategy(_)
+        | PaneAction::Move(_)
+        | PaneAction::Remove => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mock_server::scenario::ast::LinkChange;
+    use mock_server::sim::Direction;
+
+    use super::*;
+
+    #[test]
+    fn a_link_change_says_only_what_changed() {
+        let from = LinkConfig::default();
+        let to = LinkConfig {
+            latency: Duration::from_millis(400),
+            ..from
+        };
+        let action = PaneAction::Link(LinkCommand::Configure(Direction::Down, to));
+        assert_eq!(
+            of(&action, 1, [LinkConfig::default(), from]),
+            Some(vec![Stmt::Link(
+                vec![1],
+                Some(Direction::Down),
+                LinkChange::Latency(Duration::from_millis(400))
+            )])
+        );
+        assert_eq!(of(&PaneAction::Remove, 0, [from; 2]), None);
+    }
+}
