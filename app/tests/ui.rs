@@ -1014,6 +1014,10 @@ fn a_recorded_session_with_a_hold_an_out_of_order_release_and_a_drop_replays_gre
     click(&mut h, "open in the player");
     assert_eq!(h.state().mode, app::gui::Mode::Player);
     assert!(
+        !h.state().recording().is_saving(),
+        "saved: the window closed"
+    );
+    assert!(
         h.query_all_by_label_contains("Recorded live session")
             .next()
             .is_some()

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use mock_server::scenario::ast::Stmt;
 use mock_server::scenario::{Runner, Verdict, parse};
 
 fn scn_files(dir: &str) -> Vec<PathBuf> {
@@ -37,8 +38,8 @@ fn every_regression_scenario_passes() {
 fn every_lesson_passes_and_explains_itself() {
     let files = lessons();
     assert!(
-        files.len() >= 20,
-        "at least 20 lessons, found {}",
+        files.len() >= 30,
+        "at least 30 lessons, found {}",
         files.len()
     );
     let mut failures = Vec::new();
@@ -55,6 +56,16 @@ fn every_lesson_passes_and_explains_itself() {
         if scenario.title.is_none() || scenario.about.len() < 2 {
             failures.push(format!(
                 "{name}: a lesson needs a title and comment lines explaining it"
+            ));
+        }
+        let says = scenario
+            .steps
+            .iter()
+            .filter(|s| matches!(s.stmt, Stmt::Say(_)))
+            .count();
+        if says < 2 {
+            failures.push(format!(
+                "{name}: a lesson tells its story in `say` lines (found {says})"
             ));
         }
         if let Verdict::Fail { line, message } = Runner::new(scenario, 0).run_to_end() {

@@ -269,8 +269,9 @@ impl SyncLab {
             converged: agreement.as_ref().is_ok_and(Agreement::all),
         };
         self.recording.frame(&self.live, &moment);
-        if let Some(recording::SaveAction::Play(name, text)) =
-            self.recording.save_window(ui.ctx(), &self.live)
+        if self.mode == Mode::Live
+            && let Some(recording::SaveAction::Play(name, text)) =
+                self.recording.save_window(ui.ctx(), &self.live)
         {
             self.player.open(&name, &text);
             self.mode = Mode::Player;

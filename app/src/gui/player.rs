@@ -58,6 +58,13 @@ pub const LESSONS: &[(&str, &str)] = &[
     lesson!("21-server-writes.scn"),
     lesson!("22-lossy-network.scn"),
     lesson!("23-offline-superseded.scn"),
+    lesson!("24-slider-drag.scn"),
+    lesson!("25-one-comment-at-a-time.scn"),
+    lesson!("26-arrival-order-wins.scn"),
+    lesson!("27-out-of-order-uplink.scn"),
+    lesson!("28-jitter-keeps-order.scn"),
+    lesson!("29-lost-push-catch-up.scn"),
+    lesson!("30-offline-with-held-request.scn"),
 ];
 
 /// How a lesson is listed: its number and its `scenario` title (the file name if it has

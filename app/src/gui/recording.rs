@@ -279,8 +279,15 @@ impl Recording {
             && let Ok(chosen) = chooser.try_recv()
         {
             save.chooser = None;
-            if let Some(path) = chosen {
-                save.path = path.display().to_string();
+            match chosen {
+                Some(path) => save.path = path.display().to_string(),
+                None => {
+                    self.notice = Some((
+                        "No file chosen (this desktop may offer no file dialog): type the path"
+                            .into(),
+                        true,
+                    ));
+                }
             }
         }
         let mut action = None;
@@ -325,6 +332,8 @@ impl Recording {
                             .as_ref()
                             .map_or_else(|| "recording.scn".into(), |p| p.display().to_string());
                         action = Some(SaveAction::Play(name, save.text.clone()));
+                        // Saved, it is done with; unsaved, it waits for the user's return.
+                        close = save.saved.is_some();
                     }
                     let done = if save.saved.is_some() {
                         "close"
