@@ -134,6 +134,9 @@ struct Run {
     /// Everything done to the world since it was built, in order: stepping back is
     /// building it again and doing all but the last (the simulator is deterministic).
     history: Vec<Op>,
+    /// The path the timeline jumps along: the history as it was before the first jump,
+    /// until the learner acts again (a new action starts a new path).
+    kept: Option<Vec<Op>>,
     /// Simulator events run so far (a statement is one or more), and in the whole run:
     /// the timeline's position and length.
     events: usize,
@@ -185,6 +188,7 @@ impl Run {
             seen: 0,
             notice: None,
             history: Vec::new(),
+            kept: None,
             events: 0,
             total,
         }
@@ -237,6 +241,7 @@ impl Run {
         let Some(d) = self.runner.world().devices().get(i) else {
             return Ok(());
         };
+        self.kept = None;
         let links = [d.up.config, d.down.config];
         for stmt in super::statements::of(&action, i, links).unwrap_or_default() {
             self.push_act(stmt)?;
@@ -281,6 +286,29 @@ impl Run {
             self.outcomes.insert(line, outcome);
         }
         true
+    }
+
+    /// Does `ops` in order up to simulator event `k` — statements event by event, so one
+    /// can stop part way; a learner's action taken at event `k` or before is redone — then
+    /// runs on to event `k` if the ops ended before it.
+    fn replay_to(&mut self, ops: Vec<Op>, k: usize) {
+        'ops: for op in ops {
+            match op {
+                Op::Act(stmt) if self.events <= k => {
+                    let _ = self.push_act(stmt);
+                }
+                Op::Act(_) => break,
+                Op::StepEvent | Op::Step => loop {
+                    if self.events >= k || !self.step_event() {
+                        break 'ops;
+                    }
+                    if matches!(op, Op::StepEvent) || !self.runner.in_progress() {
+                        break;
+                    }
+                },
+            }
+        }
+        while self.events < k && self.step_event() {}
     }
 
     /// Does `ops` in order, as they were done.
@@ -468,12 +496,24 @@ impl Player {
     }
 
     /// Jumps to simulator event `k` of the run (a timeline position): the world is built
-    /// again and run `k` events. A learner's own actions are not redone.
+    /// again and run `k` events, redoing the learner's own actions taken up to there. The
+    /// path jumped along is kept until the learner acts again, so jumping back before an
+    /// action and forward past it redoes it; beyond the path's end the script goes on.
     pub fn scrub_to(&mut self, k: usize) {
         self.playing = false;
+        let ops = self
+            .run
+            .as_mut()
+            .map(|r| {
+                r.kept
+                    .take()
+                    .unwrap_or_else(|| std::mem::take(&mut r.history))
+            })
+            .unwrap_or_default();
         self.restart();
         if let Ok(run) = &mut self.run {
-            while run.events < k && run.step_event() {}
+            run.replay_to(ops.clone(), k);
+            run.kept = Some(ops);
         }
     }
 
@@ -739,7 +779,7 @@ impl Player {
                         .show_value(false),
                 )
                 .on_hover_text(
-                    "Every frame delivered and every timer of the run: drag to jump anywhere (the world is run again to there; your own taps are not redone)",
+                    "Every frame delivered and every timer of the run: drag to jump anywhere (the world is run again to there, your own actions up to there with it)",
                 );
             r.widget_info(|| egui::WidgetInfo::slider(true, at as f64, "timeline position"));
             if r.changed() {
@@ -1147,6 +1187,61 @@ mod tests {
             "the whole run counted"
         );
         assert!(total > 10, "{total}");
+    }
+
+    /// A learner's tap survives jumps back and forth on the timeline: it is redone when a
+    /// jump lands after it, and gone while one lands before.
+    #[test]
+    fn the_timeline_keeps_a_learners_action_taken_before_the_jump() {
+        let (name, text) = LESSONS[4];
+        let mut p = Player::new(name, text);
+        for _ in 0..3 {
+            p.step_event();
+        }
+        let run = p.run.as_mut().unwrap();
+        let at = run.events;
+        run.act(
+            1,
+            PaneAction::Tap(sync_core::protocol::Key::Like("post-3".into())),
+        )
+        .unwrap();
+        for _ in 0..4 {
+            p.step_event();
+        }
+        let intents = |p: &Player| {
+            p.run.as_ref().unwrap().runner.world().devices()[1]
+                .engine
+                .counters()
+                .intents
+        };
+        assert_eq!(intents(&p), 1);
+        let end = p.timeline().unwrap().0;
+        p.scrub_to(at - 1);
+        assert_eq!(intents(&p), 0, "before the tap");
+        assert_eq!(p.timeline().unwrap().0, at - 1);
+        p.scrub_to(end);
+        assert_eq!(intents(&p), 1, "after it again: redone");
+        assert_eq!(p.timeline().unwrap().0, end);
+
+        let mut p = Player::new(name, text);
+        for _ in 0..3 {
+            p.step_event();
+        }
+        let run = p.run.as_mut().unwrap();
+        run.act(
+            1,
+            PaneAction::Tap(sync_core::protocol::Key::Like("post-3".into())),
+        )
+        .unwrap();
+        for _ in 0..4 {
+            p.step_event();
+        }
+        let end = p.timeline().unwrap().0;
+        p.scrub_to(end - 1);
+        assert_eq!(intents(&p), 1, "after the tap: redone");
+        assert_eq!(p.timeline().unwrap().0, end - 1);
+        p.scrub_to(at + 100);
+        assert_eq!(intents(&p), 1, "beyond the branch's end the script goes on");
     }
 
     #[test]
