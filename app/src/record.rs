@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use mock_server::core::store::UserData;
-use mock_server::link::LinkConfig;
+use mock_server::link::{Fault, LinkConfig, Pair};
 use mock_server::scenario::ast::{DeviceSetup, Expect, Scenario, Step, Stmt};
 use serde_json::Value;
 use sync_core::engine::connection::ConnectionState;
@@ -35,7 +35,7 @@ pub struct Start<'a> {
     /// Its state.
     pub view: &'a DeviceView,
     /// Frames waiting on its held links (up, down).
-    pub queued: [usize; 2],
+    pub queued: Pair<usize>,
 }
 
 /// A session being recorded.
@@ -44,7 +44,7 @@ pub struct Recorder {
     scenario: Scenario,
     /// Each device's links as the recording has set them (a link change writes what
     /// changed).
-    links: Vec<[LinkConfig; 2]>,
+    links: Vec<Pair<LinkConfig>>,
     /// Each device's counters at the start: the expectations count from there, as a
     /// replay's devices count from their creation.
     counters: Vec<Counters>,
@@ -57,7 +57,7 @@ pub struct Recorder {
 /// Why recording cannot start now.
 pub fn cannot_start(devices: &[Start<'_>]) -> Option<String> {
     devices.iter().find_map(|d| {
-        let n = d.queued[0] + d.queued[1];
+        let n = d.queued.up + d.queued.down;
         (n > 0).then(|| {
             format!(
                 "{} holds {n} frame(s): release or drop them first (a recording starts with every queue empty)",
@@ -103,9 +103,8 @@ impl Recorder {
         let mut steps = Vec::new();
         let step = |stmt| Step { line: 0, stmt };
         for (d, start) in devices.iter().enumerate() {
-            for (i, held) in start.layout.held.iter().enumerate() {
+            for (dir, held) in start.layout.held.iter() {
                 if *held {
-                    let dir = mock_server::sim::Direction::BOTH[i];
                     steps.push(step(Stmt::Hold(d, Some(dir))));
                 }
             }
@@ -132,8 +131,8 @@ impl Recorder {
                 .map(|d| DeviceSetup {
                     name: d.layout.id.clone(),
                     strategy: d.layout.strategy,
-                    up: d.layout.links[0],
-                    down: d.layout.links[1],
+                    up: d.layout.links.up,
+                    down: d.layout.links.down,
                 })
                 .collect(),
             devices_line: 0,
@@ -205,7 +204,7 @@ impl Recorder {
         quiet: bool,
         device: &str,
         action: &PaneAction,
-        queued: [usize; 2],
+        queued: Pair<usize>,
     ) -> Result<(), String> {
         let d = self
             .index(device)
@@ -219,16 +218,12 @@ impl Recorder {
             return Ok(());
         }
         self.advance(at, quiet);
-        if let PaneAction::Link(
-            mock_server::net::LinkCommand::Release(dir, _)
-            | mock_server::net::LinkCommand::Drop(dir, _),
-        ) = action
-        {
-            let n = queued[dir.index()] as u64;
+        if let PaneAction::Link(Fault::Release(dir, _) | Fault::Drop(dir, _)) = action {
+            let n = *queued.of(*dir) as u64;
             self.push(Stmt::Expect(Expect::Queued(d, *dir, n)));
         }
-        if let PaneAction::Link(mock_server::net::LinkCommand::Configure(dir, to)) = action {
-            self.links[d][dir.index()] = *to;
+        if let PaneAction::Link(Fault::Configure(dir, to)) = action {
+            *self.links[d].of_mut(*dir) = *to;
         }
         for stmt in stmts {
             self.push(stmt);
@@ -251,7 +246,7 @@ impl Recorder {
         quiet: bool,
         views: &[DeviceView],
         server: Option<&UserData>,
-        queued: &[[usize; 2]],
+        queued: &[Pair<usize>],
         converged: bool,
     ) -> Scenario {
         self.advance(at, quiet);
@@ -278,7 +273,7 @@ impl Recorder {
 pub fn expectations(
     views: &[DeviceView],
     base: &[Counters],
-    queued: &[[usize; 2]],
+    queued: &[Pair<usize>],
     held: &[bool],
     server: Option<&UserData>,
     converged: bool,
@@ -303,8 +298,8 @@ pub fn expectations(
         ));
         if held.get(d).copied().unwrap_or(false) {
             let queued = queued.get(d).copied().unwrap_or_default();
-            for (dir, n) in mock_server::sim::Direction::BOTH.into_iter().zip(queued) {
-                expects.push(Expect::Queued(d, dir, n as u64));
+            for (dir, n) in queued.iter() {
+                expects.push(Expect::Queued(d, dir, *n as u64));
             }
         }
     }
@@ -347,10 +342,10 @@ impl Quiet {
 
     /// How long to wait before calling the world quiet: a frame sent just before the last
     /// event may still be travelling, up and down the slowest link.
-    pub fn window(links: impl IntoIterator<Item = [LinkConfig; 2]>) -> Duration {
+    pub fn window(links: impl IntoIterator<Item = Pair<LinkConfig>>) -> Duration {
         let slowest = links
             .into_iter()
-            .flatten()
+            .flat_map(|pair| [pair.up, pair.down])
             .map(|l| l.latency + l.jitter)
             .max()
             .unwrap_or_default();

@@ -117,7 +117,7 @@ fn without_the_admin_token_the_controls_are_off_and_say_why() {
     assert!(h.get_by_label("run recipe").accesskit_node().is_disabled());
     // The panes show the links as the server has them: no added latency.
     let links = h.state().layout().devices[0].links;
-    assert_eq!(links, [app::gui::layout::Preset::None.link(); 2]);
+    assert_eq!(links, [app::gui::layout::Preset::None.link(); 2].into());
     assert!(h.query_by_label_contains("user ana").is_some());
     // The devices still sync, as ana.
     click(&mut h, "phone like post-3");

@@ -221,7 +221,7 @@ fn devices_are_renamed_moved_removed_and_their_layout_comes_back() {
     let summary: Vec<(&str, &str, [bool; 2])> = layout
         .devices
         .iter()
-        .map(|d| (d.id.as_str(), d.label.as_str(), d.held))
+        .map(|d| (d.id.as_str(), d.label.as_str(), d.held.into()))
         .collect();
     assert_eq!(
         summary,
@@ -251,11 +251,11 @@ fn snapshot_app(port: u16, size: eframe::egui::Vec2) -> Harness<'static, SyncLab
     use app::gui::layout::{DeviceLayout, Layout};
     let mut laptop = DeviceLayout::new("laptop");
     laptop.strategy = Strategy::Naive;
-    laptop.links = [Preset::Slow4G.link(); 2];
+    laptop.links = [Preset::Slow4G.link(); 2].into();
     laptop.label = "Ana's laptop".into();
     let mut tablet = DeviceLayout::new("tablet");
     tablet.online = false;
-    tablet.held = [false, true];
+    tablet.held = [false, true].into();
     let layout = Layout {
         devices: vec![DeviceLayout::new("phone"), laptop, tablet],
     };
@@ -468,7 +468,7 @@ fn a_lossy_uplink_set_by_hand_costs_the_device_its_connection() {
     h.key_press(eframe::egui::Key::Enter);
     h.run_steps(2);
     let links = &h.state().layout().devices[0].links;
-    assert_eq!((links[0].loss, links[1].loss), (1.0, 0.0), "{links:?}");
+    assert_eq!((links.up.loss, links.down.loss), (1.0, 0.0), "{links:?}");
     click(&mut h, "phone like post-1");
     step_until(&mut h, "the phone to lose its connection", |a| {
         a.panes()[0].log.iter().any(|e| {
@@ -609,7 +609,7 @@ fn a_new_device_starts_with_a_latency_that_shows_coalescing() {
         a.panes().len() == 2 && a.view(1).connection == ConnectionState::Connected
     });
     let links = h.state().layout().devices[1].links;
-    assert_eq!(links, [app::gui::layout::Preset::DEFAULT.link(); 2]);
+    assert_eq!(links, [app::gui::layout::Preset::DEFAULT.link(); 2].into());
     click(&mut h, "laptop like post-1");
     step_until(&mut h, "the laptop's like to be acknowledged", |a| {
         a.wire()

@@ -11,19 +11,21 @@
 //! | [`core`] | the server as a state machine: hello, the write pipeline, idempotency, catch-up, fan-out, limits ([`core::store`]: the durable-store interface and the in-memory store; [`core::rate`]: the token bucket) |
 //! | [`redb_store`] | the live server's durable store (redb) |
 //! | [`net`] | the live server: tokio + tokio-tungstenite, one task owning the core, one per connection, group commit, back-pressure, fault injection per connection |
-//! | [`link`] | one direction of a device's network: latency, jitter, loss, hold / release / drop |
+//! | [`link`] | one direction of a device's network: latency, jitter, loss, hold / release / drop; and the fault vocabulary everything translates into ([`link::Direction`], [`link::Pair`], [`link::Fault`]) |
 //! | [`sim`] | the simulator: engines + core + links on a virtual clock with a seeded RNG |
 //! | [`scenario`] | the scenario language of SCENARIOS.md: parser and runner |
-//! | [`invariants`] | DESIGN.md's invariants, checked on a running simulated world (each device against what its strategy owes) |
+//! | `invariants` | DESIGN.md's invariants, checked on a running simulated world (each device against what its strategy owes); a test oracle, behind the `test-oracles` feature |
 //! | [`paths`] | default locations of data |
 //! | [`memory`] | jemalloc's background purging, which the binaries turn on so that memory freed when connections close goes back to the system |
-//! | [`fuzz`] | one fuzz input through the decoder and the core, with its checks (the cargo-fuzz target's body) |
+//! | `fuzz` | one fuzz input through the decoder and the core, with its checks (the cargo-fuzz target's body); behind `test-oracles` |
 //!
 //! The `mock-server` binary (`src/main.rs`) runs the live server standalone; `--help`
 //! explains its options.
 
 pub mod core;
+#[cfg(feature = "test-oracles")]
 pub mod fuzz;
+#[cfg(feature = "test-oracles")]
 pub mod invariants;
 pub mod link;
 pub mod memory;

@@ -9,12 +9,123 @@
 //!
 //! The simulator drives links on virtual time, the live server on real time: the fault a
 //! user makes by hand in the app and the one a scenario makes are the same.
+//!
+//! This module is also the fault vocabulary every other part translates into: a
+//! [`Direction`], a [`Pair`] of anything per direction, and the [`Fault`] commands. The
+//! scenario runner, the admin socket, the live server's control API and the app's panes
+//! each only translate their own words (a statement, a JSON command, a click) into these.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sync_core::rng::Rng;
+
+/// Which way a frame goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Device → server.
+    Up,
+    /// Server → device.
+    Down,
+}
+
+impl Direction {
+    /// Both, up first: the order of every up/down pair.
+    pub const BOTH: [Direction; 2] = [Direction::Up, Direction::Down];
+
+    /// `up` or `down`, as the scenario language, the admin socket and the app say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        }
+    }
+
+    /// `dir`, or both directions when it is `None` (a scenario's `hold phone`).
+    pub fn one_or_both(dir: Option<Direction>) -> impl Iterator<Item = Direction> {
+        Direction::BOTH
+            .into_iter()
+            .filter(move |d| dir.is_none_or(|x| x == *d))
+    }
+}
+
+/// One thing per direction: a device's two link settings, two hold switches, two queue
+/// listings. Serialised as `[up, down]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "[T; 2]", into = "[T; 2]")]
+#[serde(bound(
+    serialize = "T: Clone + Serialize",
+    deserialize = "T: Deserialize<'de>"
+))]
+pub struct Pair<T> {
+    /// Device → server.
+    pub up: T,
+    /// Server → device.
+    pub down: T,
+}
+
+impl<T> Pair<T> {
+    /// The same value both ways.
+    pub fn both(value: T) -> Pair<T>
+    where
+        T: Clone,
+    {
+        Pair {
+            up: value.clone(),
+            down: value,
+        }
+    }
+
+    /// The value for one direction.
+    pub fn of(&self, d: Direction) -> &T {
+        match d {
+            Direction::Up => &self.up,
+            Direction::Down => &self.down,
+        }
+    }
+
+    /// The value for one direction, to change.
+    pub fn of_mut(&mut self, d: Direction) -> &mut T {
+        match d {
+            Direction::Up => &mut self.up,
+            Direction::Down => &mut self.down,
+        }
+    }
+
+    /// Each direction with its value, up first.
+    pub fn iter(&self) -> impl Iterator<Item = (Direction, &T)> {
+        [(Direction::Up, &self.up), (Direction::Down, &self.down)].into_iter()
+    }
+}
+
+impl<T> From<[T; 2]> for Pair<T> {
+    fn from([up, down]: [T; 2]) -> Pair<T> {
+        Pair { up, down }
+    }
+}
+
+impl<T> From<Pair<T>> for [T; 2] {
+    fn from(p: Pair<T>) -> [T; 2] {
+        [p.up, p.down]
+    }
+}
+
+/// A fault on one device's links: what a hold box, a scenario's `hold` / `release` /
+/// `drop` / `latency` line and the admin socket's link commands all mean.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fault {
+    /// New latency / jitter / loss for one direction (kept for the device's next
+    /// connections too).
+    Configure(Direction, LinkConfig),
+    /// Manual mode on (`true`) or off for one direction (kept like `Configure`).
+    Hold(Direction, bool),
+    /// Deliver the n-th queued frame now (1 = oldest). An error if there is none.
+    Release(Direction, usize),
+    /// Lose the n-th queued frame, and the connection with it. An error if there is none.
+    Drop(Direction, usize),
+}
 
 /// The default one-way latency.
 pub const DEFAULT_LATENCY: Duration = Duration::from_millis(50);

@@ -21,37 +21,10 @@ use sync_core::rng::Rng;
 
 use crate::core::store::MemoryStore;
 use crate::core::{Action, ConnId, Core, DEMO_TOKEN, DEMO_USER, Inbound};
-use crate::link::{Link, LinkConfig, Sent};
+use crate::link::{Direction, Fault, Link, LinkConfig, Pair, Sent};
 
 /// The longest `settle` may take in virtual time before the run fails.
 pub const SETTLE_LIMIT: Duration = Duration::from_secs(600);
-
-/// Which way a frame goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// Device → server.
-    Up,
-    /// Server → device.
-    Down,
-}
-
-impl Direction {
-    /// Both, up first: the order of every up/down pair.
-    pub const BOTH: [Direction; 2] = [Direction::Up, Direction::Down];
-
-    /// `up` or `down`, as the scenario language, the admin socket and the app say it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Direction::Up => "up",
-            Direction::Down => "down",
-        }
-    }
-
-    /// Its place in an up/down pair.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// What travels down a link: a frame, or the server's close (after the frames before it).
 #[derive(Debug, Clone, PartialEq)]
@@ -116,6 +89,30 @@ pub struct SimDevice {
     /// The network is down (set by `offline`; survives a device restart).
     pub offline: bool,
     seed: u64,
+}
+
+impl SimDevice {
+    /// A direction's latency, jitter and loss.
+    pub fn config(&self, dir: Direction) -> LinkConfig {
+        match dir {
+            Direction::Up => self.up.config,
+            Direction::Down => self.down.config,
+        }
+    }
+
+    /// Both directions' settings and holds, as a pane shows them.
+    pub fn links(&self) -> (Pair<LinkConfig>, Pair<bool>) {
+        (
+            Pair {
+                up: self.up.config,
+                down: self.down.config,
+            },
+            Pair {
+                up: self.up.is_held(),
+                down: self.down.is_held(),
+            },
+        )
+    }
 }
 
 /// The simulated world.
@@ -629,7 +626,7 @@ impl World {
     /// Holds a device's link(s).
     pub fn hold(&mut self, i: usize, dir: Option<Direction>, hold: bool) {
         let d = &mut self.devices[i];
-        for dir in dirs(dir) {
+        for dir in Direction::one_or_both(dir) {
             match (dir, hold) {
                 (Direction::Up, true) => d.up.hold(),
                 (Direction::Up, false) => d.up.unhold(),
@@ -637,6 +634,18 @@ impl World {
                 (Direction::Down, false) => d.down.unhold(),
             }
         }
+    }
+
+    /// A fault on device `i`'s links, as the live server's connection task applies one:
+    /// the one entry point for the scenario runner and the player's panes.
+    pub fn fault(&mut self, i: usize, fault: Fault) -> Result<(), String> {
+        match fault {
+            Fault::Configure(dir, config) => self.set_link(i, dir, |c| *c = config),
+            Fault::Hold(dir, on) => self.hold(i, Some(dir), on),
+            Fault::Release(dir, n) => return self.release(i, dir, n),
+            Fault::Drop(dir, n) => return self.drop_frame(i, dir, n),
+        }
+        Ok(())
     }
 
     /// How many frames wait on a link.
@@ -685,13 +694,6 @@ impl World {
             }
         }
         Ok(())
-    }
-
-    /// Delivers every queued frame, in order.
-    pub fn release_all(&mut self, i: usize, dir: Direction) {
-        while self.queued(i, dir) > 0 {
-            self.release(i, dir, 1).expect("a queued frame");
-        }
     }
 
     /// Delivers a copy of `frame` to device `i` now, as a faulty transport that
@@ -772,13 +774,6 @@ enum Next {
 
 fn no_frame(n: usize, len: usize) -> String {
     format!("there is no frame {n} on a queue of {len}")
-}
-
-fn dirs(dir: Option<Direction>) -> Vec<Direction> {
-    match dir {
-        Some(d) => vec![d],
-        None => vec![Direction::Up, Direction::Down],
-    }
 }
 
 fn config(name: &str, strategy: Strategy, seed: u64) -> EngineConfig {

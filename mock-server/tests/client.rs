@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mock_server::core::store::MemoryStore;
-use mock_server::net::{Inspection, LinkCommand, ServerConfig, ServerHandle, start};
+use mock_server::link::{Direction, Fault};
+use mock_server::net::{Inspection, ServerConfig, ServerHandle, start};
 use mock_server::redb_store::RedbStore;
-use mock_server::sim::Direction;
 use serde_json::json;
 use sync_core::client::{ClientConfig, DeviceHandle, DeviceView, spawn};
 use sync_core::engine::connection::ConnectionState;
@@ -301,7 +301,7 @@ async fn a_corrupt_snapshot_is_kept_aside_and_the_device_starts_fresh() {
 async fn a_connection_lost_after_the_commit_but_before_the_ack_applies_the_write_once() {
     let (server, phone) = server_and_connected_phone().await;
     server
-        .link("demo", "phone", LinkCommand::Hold(Direction::Down, true))
+        .link("demo", "phone", Fault::Hold(Direction::Down, true))
         .await
         .unwrap();
     phone.set(Key::Volume, json!(80));
@@ -321,12 +321,12 @@ async fn a_connection_lost_after_the_commit_but_before_the_ack_applies_the_write
     );
     // The ack is lost, and the connection with it.
     server
-        .link("demo", "phone", LinkCommand::Drop(Direction::Down, 1))
+        .link("demo", "phone", Fault::Drop(Direction::Down, 1))
         .await
         .unwrap();
     // Holds belong to the device and would hold its next connection too: lift it.
     server
-        .link("demo", "phone", LinkCommand::Hold(Direction::Down, false))
+        .link("demo", "phone", Fault::Hold(Direction::Down, false))
         .await
         .unwrap();
     let state = converge(&server, &[&phone]).await;

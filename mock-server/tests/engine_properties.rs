@@ -11,8 +11,9 @@
 use std::time::Duration;
 
 use mock_server::invariants::{Checker, Intent, Violation};
+use mock_server::link::Direction;
 use mock_server::link::LinkConfig;
-use mock_server::sim::{DeviceSpec, Direction, TraceKind, World};
+use mock_server::sim::{DeviceSpec, TraceKind, World};
 use proptest::prelude::*;
 use serde_json::json;
 use sync_core::engine::Strategy as DeviceStrategy;

@@ -15,9 +15,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use mock_server::invariants::{Checker, Intent};
+use mock_server::link::Direction;
 use mock_server::link::LinkConfig;
 use mock_server::scenario::{Runner, Verdict, parse};
-use mock_server::sim::{DeviceSpec, Direction, SETTLE_LIMIT, World};
+use mock_server::sim::{DeviceSpec, SETTLE_LIMIT, World};
 use serde_json::json;
 use sync_core::engine::Strategy;
 use sync_core::protocol::Key;

@@ -12,8 +12,9 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use mock_server::core::DEMO_USER;
+use mock_server::link::Direction;
 use mock_server::link::LinkConfig;
-use mock_server::sim::{DeviceSpec, Direction, World};
+use mock_server::sim::{DeviceSpec, World};
 use stateright::{Checker, Model, Property};
 use sync_core::engine::Strategy;
 use sync_core::protocol::Key;

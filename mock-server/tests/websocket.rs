@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use mock_server::core::store::MemoryStore;
-use mock_server::net::{LinkCommand, ServerConfig, ServerHandle, start};
-use mock_server::sim::Direction;
+use mock_server::link::{Direction, Fault};
+use mock_server::net::{ServerConfig, ServerHandle, start};
 use serde_json::{Value, json};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
@@ -390,7 +390,7 @@ async fn a_held_link_releases_frames_out_of_order() {
     let mut laptop = connect(&s).await;
     hello(&mut phone, "demo-token", "phone", 0).await;
     hello(&mut laptop, "demo-token", "laptop", 0).await;
-    s.link("demo", "laptop", LinkCommand::Hold(Direction::Down, true))
+    s.link("demo", "laptop", Fault::Hold(Direction::Down, true))
         .await
         .unwrap();
     for (id, v) in [(1, true), (2, false)] {
@@ -403,11 +403,11 @@ async fn a_held_link_releases_frames_out_of_order() {
         recv(&mut phone).await; // own echo
     }
     assert_eq!(s.queued("demo", "laptop").await, (0, 2));
-    s.link("demo", "laptop", LinkCommand::Release(Direction::Down, 2))
+    s.link("demo", "laptop", Fault::Release(Direction::Down, 2))
         .await
         .unwrap();
     assert_eq!(recv(&mut laptop).await["rev"], 2, "the newer push first");
-    s.link("demo", "laptop", LinkCommand::Hold(Direction::Down, false))
+    s.link("demo", "laptop", Fault::Hold(Direction::Down, false))
         .await
         .unwrap();
     assert_eq!(recv(&mut laptop).await["rev"], 1, "then the older one");
@@ -553,7 +553,7 @@ async fn link_settings_belong_to_the_device_and_survive_its_reconnects() {
     let s = server(&[]).await;
     let mut phone = connect(&s).await;
     hello(&mut phone, "demo-token", "phone", 0).await;
-    s.link("demo", "phone", LinkCommand::Hold(Direction::Down, true))
+    s.link("demo", "phone", Fault::Hold(Direction::Down, true))
         .await
         .unwrap();
     drop(phone);
@@ -568,7 +568,7 @@ async fn link_settings_belong_to_the_device_and_survive_its_reconnects() {
     loop {
         let q = s.queued_frames("demo", "phone").await;
         if q.down.first().is_some_and(|f| f.starts_with("welcome")) {
-            s.link("demo", "phone", LinkCommand::Release(Direction::Down, 1))
+            s.link("demo", "phone", Fault::Release(Direction::Down, 1))
                 .await
                 .unwrap();
         }

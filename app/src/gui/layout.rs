@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sync_core::engine::Strategy;
 
-use mock_server::link::LinkConfig;
+use mock_server::link::{LinkConfig, Pair};
 
 use super::NAMES;
 
@@ -85,9 +85,9 @@ pub struct DeviceLayout {
     /// How it syncs.
     pub strategy: Strategy,
     /// Latency, jitter and loss of each direction (up, down).
-    pub links: [LinkConfig; 2],
+    pub links: Pair<LinkConfig>,
     /// Whether each direction (up, down) is held.
-    pub held: [bool; 2],
+    pub held: Pair<bool>,
     /// `false` when the user took it offline.
     pub online: bool,
 }
@@ -100,8 +100,8 @@ impl DeviceLayout {
             id: id.to_string(),
             label: id.to_string(),
             strategy: Strategy::SyncWithPush,
-            links: [Preset::DEFAULT.link(); 2],
-            held: [false; 2],
+            links: Pair::both(Preset::DEFAULT.link()),
+            held: Pair::both(false),
             online: true,
         }
     }
@@ -132,7 +132,7 @@ impl Layout {
             if layout.devices[..i].iter().any(|e| e.id == d.id) {
                 return Err(format!("device {}: `{}` appears twice", i + 1, d.id));
             }
-            if let Some(bad) = d.links.iter().find(|l| !(0.0..=1.0).contains(&l.loss)) {
+            if let Some((_, bad)) = d.links.iter().find(|(_, l)| !(0.0..=1.0).contains(&l.loss)) {
                 return Err(format!(
                     "device {}: loss {} is not a probability in 0..=1",
                     i + 1,
@@ -158,8 +158,8 @@ mod tests {
         let mut layout = Layout::first(3);
         layout.devices[1].label = "Ana's laptop".into();
         layout.devices[1].strategy = Strategy::Naive;
-        layout.devices[2].links = [Preset::Slow4G.link(), Preset::ThreeG.link()];
-        layout.devices[2].held = [false, true];
+        layout.devices[2].links = [Preset::Slow4G.link(), Preset::ThreeG.link()].into();
+        layout.devices[2].held = [false, true].into();
         layout.devices.swap(0, 2);
         assert_eq!(Layout::from_json(&layout.to_json()), Ok(layout));
     }
@@ -175,7 +175,7 @@ mod tests {
         layout.devices[1].id = "phone".into();
         assert_eq!(err(&layout.to_json()), "device 2: `phone` appears twice");
         layout.devices[1].id = "laptop".into();
-        layout.devices[0].links[1].loss = 1.5;
+        layout.devices[0].links.down.loss = 1.5;
         assert_eq!(
             err(&layout.to_json()),
             "device 1: loss 1.5 is not a probability in 0..=1"

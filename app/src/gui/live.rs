@@ -11,10 +11,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::Instant;
 
-use mock_server::sim::Direction;
+use mock_server::link::Direction;
 
 use mock_server::core::{DEMO_TOKEN, DEMO_USER};
-use mock_server::net::{Inspection, LinkCommand, QueuedFrames, ServerConfig, ServerHandle, start};
+use mock_server::link::Fault;
+use mock_server::net::{Inspection, QueuedFrames, ServerConfig, ServerHandle, start};
 use mock_server::redb_store::RedbStore;
 use sync_core::client::{ClientConfig, DeviceHandle, spawn};
 use sync_core::engine::{DeviceView, Event};
@@ -64,10 +65,10 @@ impl Server {
         }
     }
 
-    async fn link(&self, user: &str, device: &str, command: LinkCommand) -> Result<(), String> {
+    async fn link(&self, user: &str, device: &str, fault: Fault) -> Result<(), String> {
         match self {
-            Server::Embedded(s) => s.link(user, device, command).await,
-            Server::Remote(r) => r.link(user, device, command).await,
+            Server::Embedded(s) => s.link(user, device, fault).await,
+            Server::Remote(r) => r.link(user, device, fault).await,
         }
     }
 
@@ -307,8 +308,8 @@ impl Live {
         // id starts on a clean network.
         for d in Direction::BOTH {
             let none = super::layout::Preset::None.link();
-            self.link(name, LinkCommand::Configure(d, none));
-            self.link(name, LinkCommand::Hold(d, false));
+            self.link(name, Fault::Configure(d, none));
+            self.link(name, Fault::Hold(d, false));
         }
         let snapshot = self.client_config(name, Strategy::default(), true).snapshot;
         let removing = self.removing.clone();
@@ -446,11 +447,11 @@ impl Live {
     }
 
     /// A fault on a device's link (kept across its reconnects).
-    pub fn link(&self, device: &str, command: LinkCommand) {
+    pub fn link(&self, device: &str, fault: Fault) {
         let device = device.to_string();
         let user = self.user.clone();
         self.with_server(|server| async move {
-            if let Err(e) = server.link(&user, &device, command).await {
+            if let Err(e) = server.link(&user, &device, fault).await {
                 tracing::warn!("{device}: {e}");
             }
         });

@@ -38,6 +38,7 @@ pub mod wire;
 use std::time::{Duration, Instant};
 
 use eframe::egui;
+use mock_server::link::Pair;
 use mock_server::net::Inspection;
 use mock_server::scenario::ast::Stmt;
 use sync_core::engine::DeviceView;
@@ -135,8 +136,8 @@ impl SyncLab {
         let mut layout = layout.clone();
         if self.live.controls().is_err() {
             // Nothing can set the server's links: show them as they are, with no fault.
-            layout.links = [layout::Preset::None.link(); 2];
-            layout.held = [false; 2];
+            layout.links = Pair::both(layout::Preset::None.link());
+            layout.held = Pair::both(false);
         }
         let (mut pane, actions) = Pane::restore(&layout);
         pane.controls_off = self.live.controls().err();
@@ -573,8 +574,11 @@ impl SyncLab {
 }
 
 /// How many frames a pane's held links list (up, down).
-fn queued(pane: &Pane) -> [usize; 2] {
-    [pane.queue.up.len(), pane.queue.down.len()]
+fn queued(pane: &Pane) -> Pair<usize> {
+    Pair {
+        up: pane.queue.up.len(),
+        down: pane.queue.down.len(),
+    }
 }
 
 impl eframe::App for SyncLab {

@@ -7,9 +7,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use eframe::egui::{self, Color32, RichText};
-use mock_server::link::LinkConfig;
-use mock_server::net::{LinkCommand, QueuedFrames};
-use mock_server::sim::Direction;
+use mock_server::link::{Direction, Fault, LinkConfig, Pair};
+use mock_server::net::QueuedFrames;
 use serde_json::{Value, json};
 use sync_core::engine::connection::ConnectionState;
 use sync_core::engine::{DeviceView, Event, EventKind, Strategy};
@@ -36,8 +35,8 @@ pub struct Pane {
     comment_drafts: [String; 3],
     name_draft: String,
     /// Each direction's latency, jitter and loss (up, down).
-    links: [LinkConfig; 2],
-    held: [bool; 2],
+    links: Pair<LinkConfig>,
+    held: Pair<bool>,
     /// The frames waiting on this device's held links, as last listed by the server.
     pub queue: QueuedFrames,
     /// Queue listings received so far (a listing arrives after every link command sent
@@ -75,7 +74,7 @@ pub enum PaneAction {
     /// Take the device's network down (`false`) or back up.
     Online(bool),
     /// A fault on this device's link.
-    Link(LinkCommand),
+    Link(Fault),
     /// Restart the device with this strategy.
     Strategy(Strategy),
     /// Move the pane left (-1) or right (+1).
@@ -93,9 +92,9 @@ impl Pane {
         pane.links = layout.links;
         pane.held = layout.held;
         let mut actions = Vec::new();
-        for (i, d) in Direction::BOTH.into_iter().enumerate() {
-            actions.push(PaneAction::Link(LinkCommand::Configure(d, pane.links[i])));
-            actions.push(PaneAction::Link(LinkCommand::Hold(d, pane.held[i])));
+        for d in Direction::BOTH {
+            actions.push(PaneAction::Link(Fault::Configure(d, *pane.links.of(d))));
+            actions.push(PaneAction::Link(Fault::Hold(d, *pane.held.of(d))));
         }
         (pane, actions)
     }
@@ -128,8 +127,8 @@ impl Pane {
             log: VecDeque::new(),
             comment_drafts: Default::default(),
             name_draft: String::new(),
-            links: [Preset::None.link(); 2],
-            held: [false; 2],
+            links: Pair::both(Preset::None.link()),
+            held: Pair::both(false),
             queue: QueuedFrames::default(),
             queue_listings: 0,
             volume_pending: None,
@@ -206,21 +205,21 @@ impl Pane {
     }
 
     /// Ticks or unticks a hold box, as a click would; returns the command to send.
-    pub fn hold(&mut self, d: Direction, on: bool) -> LinkCommand {
-        self.held[d.index()] = on;
-        LinkCommand::Hold(d, on)
+    pub fn hold(&mut self, d: Direction, on: bool) -> Fault {
+        *self.held.of_mut(d) = on;
+        Fault::Hold(d, on)
     }
 
     /// Shows the links as the driver has them (a script's holds and latencies), so the
     /// pane's controls start from the truth.
-    pub fn show_links(&mut self, links: [LinkConfig; 2], held: [bool; 2]) {
+    pub fn show_links(&mut self, links: Pair<LinkConfig>, held: Pair<bool>) {
         self.links = links;
         self.held = held;
     }
 
     /// `true` while one of the device's links is held (its queue is worth listing).
     pub fn holding(&self) -> bool {
-        self.held.contains(&true)
+        self.held.up || self.held.down
     }
 
     /// Draws the pane, section by section (each aligned with the other panes' and folded
@@ -538,10 +537,10 @@ impl Pane {
                             ui.label(RichText::new(h).small());
                         }
                         ui.end_row();
-                        for (i, d) in Direction::BOTH.into_iter().enumerate() {
+                        for d in Direction::BOTH {
                             let dir = d.name();
                             ui.label(RichText::new(dir).small());
-                            let link = &mut self.links[i];
+                            let link = self.links.of_mut(d);
                             let mut latency = link.latency.as_millis() as u64;
                             let mut jitter = link.jitter.as_millis() as u64;
                             let mut loss = link.loss * 100.0;
@@ -574,7 +573,7 @@ impl Pane {
                                     jitter: Duration::from_millis(jitter),
                                     loss: loss / 100.0,
                                 };
-                                actions.push(PaneAction::Link(LinkCommand::Configure(d, *link)));
+                                actions.push(PaneAction::Link(Fault::Configure(d, *link)));
                             }
                         }
                     });
@@ -605,7 +604,9 @@ impl Pane {
         ui.horizontal_wrapped(|ui| {
             let label = ui.label(RichText::new("network").strong());
             // The preset whose settings both directions have, if any.
-            let current = Preset::ALL.into_iter().find(|p| self.links == [p.link(); 2]);
+            let current = Preset::ALL
+                .into_iter()
+                .find(|p| self.links == Pair::both(p.link()));
             let mut chosen = current;
             egui::ComboBox::from_id_salt(format!("{}-preset", self.name))
                 .selected_text(chosen.map_or("custom", Preset::name))
@@ -620,23 +621,20 @@ impl Pane {
             if chosen != current
                 && let Some(p) = chosen
             {
-                for (i, d) in Direction::BOTH.into_iter().enumerate() {
-                    self.links[i] = p.link();
-                    actions.push(PaneAction::Link(LinkCommand::Configure(d, p.link())));
+                for d in Direction::BOTH {
+                    *self.links.of_mut(d) = p.link();
+                    actions.push(PaneAction::Link(Fault::Configure(d, p.link())));
                 }
             }
-            for (i, (d, text)) in [(Direction::Up, "hold up"), (Direction::Down, "hold down")]
-                .into_iter()
-                .enumerate()
-            {
-                let r = ui.checkbox(&mut self.held[i], text).on_hover_text(
+            for (d, text) in [(Direction::Up, "hold up"), (Direction::Down, "hold down")] {
+                let r = ui.checkbox(self.held.of_mut(d), text).on_hover_text(
                     "Frames stop in a queue: deliver any of them (out of order), or drop one — which, as on a real network, takes the connection with it",
                 );
                 let label = format!("{} {text}", self.name);
-                let held = self.held[i];
+                let held = *self.held.of(d);
                 r.widget_info(|| egui::WidgetInfo::selected(egui::Role::CheckBox, true, held, &label));
                 if r.changed() {
-                    actions.push(PaneAction::Link(LinkCommand::Hold(d, held)));
+                    actions.push(PaneAction::Link(Fault::Hold(d, held)));
                 }
             }
         });
@@ -656,7 +654,7 @@ impl Pane {
                         egui::WidgetInfo::labeled(egui::Role::Button, true, &label)
                     });
                     if deliver.clicked() {
-                        actions.push(PaneAction::Link(LinkCommand::Release(d, n)));
+                        actions.push(PaneAction::Link(Fault::Release(d, n)));
                     }
                     let drop = ui
                         .small_button("drop")
@@ -666,7 +664,7 @@ impl Pane {
                         egui::WidgetInfo::labeled(egui::Role::Button, true, &label)
                     });
                     if drop.clicked() {
-                        actions.push(PaneAction::Link(LinkCommand::Drop(d, n)));
+                        actions.push(PaneAction::Link(Fault::Drop(d, n)));
                     }
                     let text = format!("{n}. {arrow}: {frame}");
                     ui.add(egui::Label::new(RichText::new(&text).small().monospace()).truncate())

@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use eframe::egui::{self, RichText};
 use mock_server::core::DEMO_USER;
+use mock_server::link::{Direction, Pair};
 use mock_server::scenario::ast::{Step, Stmt};
 use mock_server::scenario::run::format_trace;
 use mock_server::scenario::{Runner, StepOutcome, Verdict, parse};
-use mock_server::sim::{Direction, TraceKind};
+use mock_server::sim::TraceKind;
 use sync_core::engine::{DeviceView, Event};
 
 use super::pane::{Pane, PaneAction};
@@ -226,10 +227,8 @@ impl Run {
             if super::convergence::agrees(&stored, &d.engine.view()) {
                 pane.chart.agreed(now);
             }
-            pane.show_links(
-                [d.up.config, d.down.config],
-                [d.up.is_held(), d.down.is_held()],
-            );
+            let (links, held) = d.links();
+            pane.show_links(links, held);
             pane.network_down = Some(d.offline);
             pane.queue = world.queued_frames(i);
         }
@@ -242,7 +241,7 @@ impl Run {
             return Ok(());
         };
         self.kept = None;
-        let links = [d.up.config, d.down.config];
+        let (links, _) = d.links();
         for stmt in super::statements::of(&action, i, links).unwrap_or_default() {
             self.push_act(stmt)?;
         }
@@ -345,8 +344,11 @@ impl Run {
             "the actions taken in the panes in between, then what the world showed.".into(),
         ];
         let views: Vec<DeviceView> = world.devices().iter().map(|d| d.engine.view()).collect();
-        let queued: Vec<[usize; 2]> = (0..views.len())
-            .map(|i| Direction::BOTH.map(|dir| world.queued(i, dir)))
+        let queued: Vec<Pair<usize>> = (0..views.len())
+            .map(|i| Pair {
+                up: world.queued(i, Direction::Up),
+                down: world.queued(i, Direction::Down),
+            })
             .collect();
         let held: Vec<bool> = world
             .devices()
@@ -1052,7 +1054,7 @@ fn world(ui: &mut egui::Ui, run: &mut Run) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mock_server::net::LinkCommand;
+    use mock_server::link::Fault;
 
     /// Where two held frames could go next, the learner delivers the newer one first;
     /// the run saved as a branch replays to the very state the player shows.
@@ -1067,7 +1069,7 @@ mod tests {
         }
         let run = p.run.as_mut().expect("parsed");
         assert_eq!(run.branch_points(), ["laptop's down link holds 2 frames"]);
-        let newer = LinkCommand::Release(Direction::Down, 2);
+        let newer = Fault::Release(Direction::Down, 2);
         run.act(1, PaneAction::Link(newer)).expect("held");
         while p.step() {}
         assert_eq!(p.verdict(), Some(&Verdict::Pass));

@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant};
 
 use eframe::egui::{self, RichText};
-use mock_server::net::LinkCommand;
-use mock_server::sim::Direction;
+use mock_server::link::Direction;
+use mock_server::link::Fault;
 use serde_json::{Value, json};
 use sync_core::engine::DeviceView;
 use sync_core::engine::connection::ConnectionState;
@@ -409,8 +409,8 @@ impl Recipes {
                     return self.give_up(recipe.name, "the frame to deliver is not held");
                 };
                 let command = match step {
-                    Step::Drop(..) => LinkCommand::Drop(*dir, n),
-                    _ => LinkCommand::Release(*dir, n),
+                    Step::Drop(..) => Fault::Drop(*dir, n),
+                    _ => Fault::Release(*dir, n),
                 };
                 actions.push(RecipeAction::Pane(device(*who), PaneAction::Link(command)));
                 true

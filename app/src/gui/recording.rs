@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use eframe::egui::{self, RichText};
 use mock_server::core::store::UserData;
+use mock_server::link::Pair;
 use mock_server::net::Inspection;
 use mock_server::scenario::ast::Stmt;
 use mock_server::scenario::write;
@@ -32,7 +33,7 @@ pub struct Moment<'a> {
     /// Every device's pane settings (id, strategy, links, holds), in the same order.
     pub layouts: Vec<DeviceLayout>,
     /// Frames waiting on each device's held links (up, down).
-    pub queued: Vec<[usize; 2]>,
+    pub queued: Vec<Pair<usize>>,
     /// A device had an event this frame.
     pub events: bool,
     /// Every device agrees with the server.
@@ -69,7 +70,7 @@ struct Stopping {
     at: Duration,
     quiet: bool,
     views: Vec<DeviceView>,
-    queued: Vec<[usize; 2]>,
+    queued: Vec<Pair<usize>>,
     converged: bool,
     answer: Option<Answer>,
 }
@@ -189,7 +190,7 @@ impl Recording {
         now: Duration,
         device: &str,
         action: &PaneAction,
-        queued: [usize; 2],
+        queued: Pair<usize>,
     ) -> Result<(), String> {
         let quiet = self.settled(now);
         let State::On(rec) = &mut self.state else {

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use mock_server::core::store::{Stored, UserData};
-use mock_server::net::{Inspection, LinkCommand, QueuedFrames};
+use mock_server::link::Fault;
+use mock_server::net::{Inspection, QueuedFrames};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sync_core::protocol::Key;
@@ -126,28 +127,23 @@ impl Remote {
         })
     }
 
-    /// A fault on a device's link. (`Queued` is answered through
-    /// [`Remote::queued_frames`].)
-    pub async fn link(&self, user: &str, device: &str, command: LinkCommand) -> Result<(), String> {
-        let command = match command {
-            LinkCommand::Configure(d, link) => json!({
+    /// A fault on a device's link, as the admin socket's JSON command.
+    pub async fn link(&self, user: &str, device: &str, fault: Fault) -> Result<(), String> {
+        let command = match fault {
+            Fault::Configure(d, link) => json!({
                 "cmd": "link", "user": user, "device": device, "dir": d.name(),
                 "latency_ms": link.latency.as_millis() as u64,
                 "jitter_ms": link.jitter.as_millis() as u64,
                 "loss": link.loss,
             }),
-            LinkCommand::Hold(d, on) => {
+            Fault::Hold(d, on) => {
                 json!({"cmd": "hold", "user": user, "device": device, "dir": d.name(), "on": on})
             }
-            LinkCommand::Release(d, n) => {
+            Fault::Release(d, n) => {
                 json!({"cmd": "release", "user": user, "device": device, "dir": d.name(), "n": n})
             }
-            LinkCommand::Drop(d, n) => {
+            Fault::Drop(d, n) => {
                 json!({"cmd": "drop", "user": user, "device": device, "dir": d.name(), "n": n})
-            }
-            LinkCommand::Queued(reply) => {
-                let _ = reply.send(self.queued_frames(user, device).await?);
-                return Ok(());
             }
         };
         self.call(command).await.map(drop)

@@ -3,8 +3,7 @@
 //! for a live session: one translation, so what a pane does on the simulator, what a
 //! recording says and what a script says are the same thing.
 
-use mock_server::link::LinkConfig;
-use mock_server::net::LinkCommand;
+use mock_server::link::{Fault, LinkConfig, Pair};
 use mock_server::scenario::ast::{Pick, Stmt};
 use mock_server::scenario::write::changes;
 
@@ -14,30 +13,24 @@ use super::pane::PaneAction;
 /// is `link` now (a link change writes only the settings it changes). `None` for what
 /// the language cannot say: a strategy change, moving or removing a pane (a scenario's
 /// devices and strategies are its setup).
-pub fn of(action: &PaneAction, d: usize, links: [LinkConfig; 2]) -> Option<Vec<Stmt>> {
+pub fn of(action: &PaneAction, d: usize, links: Pair<LinkConfig>) -> Option<Vec<Stmt>> {
     Some(match action {
         PaneAction::Tap(key) => vec![Stmt::Tap(d, key.clone())],
         PaneAction::Set(key, value) => vec![Stmt::Set(d, key.clone(), value.clone())],
         PaneAction::Comment(key, text) => vec![Stmt::Comment(d, key.clone(), text.clone())],
         PaneAction::Online(true) => vec![Stmt::Online(d)],
         PaneAction::Online(false) => vec![Stmt::Offline(d)],
-        PaneAction::Link(LinkCommand::Configure(dir, to)) => {
-            let from = links[dir.index()];
-            changes(&from, to, to)
-                .into_iter()
-                .map(|change| Stmt::Link(vec![d], Some(*dir), change))
-                .collect()
-        }
-        PaneAction::Link(LinkCommand::Hold(dir, true)) => vec![Stmt::Hold(d, Some(*dir))],
-        PaneAction::Link(LinkCommand::Hold(dir, false)) => vec![Stmt::Unhold(d, Some(*dir))],
-        PaneAction::Link(LinkCommand::Release(dir, n)) => {
+        PaneAction::Link(Fault::Configure(dir, to)) => changes(links.of(*dir), to, to)
+            .into_iter()
+            .map(|change| Stmt::Link(vec![d], Some(*dir), change))
+            .collect(),
+        PaneAction::Link(Fault::Hold(dir, true)) => vec![Stmt::Hold(d, Some(*dir))],
+        PaneAction::Link(Fault::Hold(dir, false)) => vec![Stmt::Unhold(d, Some(*dir))],
+        PaneAction::Link(Fault::Release(dir, n)) => {
             vec![Stmt::Release(d, *dir, Pick::Nth(*n))]
         }
-        PaneAction::Link(LinkCommand::Drop(dir, n)) => vec![Stmt::Drop(d, *dir, *n)],
-        PaneAction::Link(LinkCommand::Queued(_))
-        | PaneAction::Strategy(_)
-        | PaneAction::Move(_)
-        | PaneAction::Remove => return None,
+        PaneAction::Link(Fault::Drop(dir, n)) => vec![Stmt::Drop(d, *dir, *n)],
+        PaneAction::Strategy(_) | PaneAction::Move(_) | PaneAction::Remove => return None,
     })
 }
 
@@ -45,8 +38,8 @@ pub fn of(action: &PaneAction, d: usize, links: [LinkConfig; 2]) -> Option<Vec<S
 mod tests {
     use std::time::Duration;
 
+    use mock_server::link::Direction;
     use mock_server::scenario::ast::LinkChange;
-    use mock_server::sim::Direction;
 
     use super::*;
 
@@ -57,15 +50,15 @@ mod tests {
             latency: Duration::from_millis(400),
             ..from
         };
-        let action = PaneAction::Link(LinkCommand::Configure(Direction::Down, to));
+        let action = PaneAction::Link(Fault::Configure(Direction::Down, to));
         assert_eq!(
-            of(&action, 1, [LinkConfig::default(), from]),
+            of(&action, 1, Pair::both(from)),
             Some(vec![Stmt::Link(
                 vec![1],
                 Some(Direction::Down),
                 LinkChange::Latency(Duration::from_millis(400))
             )])
         );
-        assert_eq!(of(&PaneAction::Remove, 0, [from; 2]), None);
+        assert_eq!(of(&PaneAction::Remove, 0, Pair::both(from)), None);
     }
 }

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use mock_server::net::LinkCommand;
+use mock_server::link::Direction;
+use mock_server::link::Fault;
 use mock_server::scenario::write::duration;
 use mock_server::scenario::{parse, write};
-use mock_server::sim::Direction;
 use sync_core::engine::Strategy;
 use sync_core::engine::state::KeySlot;
 use sync_core::engine::view::KeyView;
@@ -39,7 +39,7 @@ fn start<'a>(views: &'a [DeviceView], server: &UserData) -> Recorder {
         .map(|v| Start {
             layout: DeviceLayout::new(&v.device_id),
             view: v,
-            queued: [0, 0],
+            queued: [0, 0].into(),
         })
         .collect();
     Recorder::start(ms(1000), &devices, server, "A session").expect("starts")
@@ -60,23 +60,29 @@ fn a_session_is_written_as_a_scenario_that_reads_back() {
     );
     let mut rec = start(&views, &server);
     let tap = PaneAction::Tap(like("post-1"));
-    let hold = PaneAction::Link(LinkCommand::Hold(Direction::Down, true));
-    rec.action(ms(1500), true, "laptop", &hold, [0, 0])
+    let hold = PaneAction::Link(Fault::Hold(Direction::Down, true));
+    rec.action(ms(1500), true, "laptop", &hold, [0, 0].into())
         .expect("hold");
-    rec.action(ms(1600), true, "phone", &tap, [0, 0])
+    rec.action(ms(1600), true, "phone", &tap, [0, 0].into())
         .expect("tap");
-    rec.action(ms(1612), false, "phone", &tap, [0, 0])
+    rec.action(ms(1612), false, "phone", &tap, [0, 0].into())
         .expect("tap");
-    let release = PaneAction::Link(LinkCommand::Release(Direction::Down, 2));
-    rec.action(ms(2500), false, "laptop", &release, [0, 2])
+    let release = PaneAction::Link(Fault::Release(Direction::Down, 2));
+    rec.action(ms(2500), false, "laptop", &release, [0, 2].into())
         .expect("release");
-    let drop = PaneAction::Link(LinkCommand::Drop(Direction::Down, 1));
-    rec.action(ms(2600), false, "laptop", &drop, [0, 1])
+    let drop = PaneAction::Link(Fault::Drop(Direction::Down, 1));
+    rec.action(ms(2600), false, "laptop", &drop, [0, 1].into())
         .expect("drop");
     rec.server(ms(5000), true, Stmt::ServerRestart);
     // Moving a pane is not the world's business.
-    rec.action(ms(5100), false, "phone", &PaneAction::Move(1), [0, 0])
-        .expect("move");
+    rec.action(
+        ms(5100),
+        false,
+        "phone",
+        &PaneAction::Move(1),
+        [0, 0].into(),
+    )
+    .expect("move");
     let mut end = views.clone();
     end[0].keys.push(KeyView {
         key: like("post-1"),
@@ -89,7 +95,14 @@ fn a_session_is_written_as_a_scenario_that_reads_back() {
         follow_up_pending: false,
     });
     end[0].counters.stale = 1;
-    let scenario = rec.stop(ms(9000), true, &end, Some(&server), &[[0, 0], [0, 0]], true);
+    let scenario = rec.stop(
+        ms(9000),
+        true,
+        &end,
+        Some(&server),
+        &[[0, 0].into(), [0, 0].into()],
+        true,
+    );
     let text = write(&scenario);
     let expected_steps = "\
 hold laptop down
@@ -136,17 +149,20 @@ fn what_a_scenario_cannot_say_is_refused_and_a_held_frame_stops_the_start() {
     let mut rec = start(&views, &UserData::default());
     let strategy = PaneAction::Strategy(Strategy::Naive);
     assert!(
-        rec.action(ms(1100), true, "phone", &strategy, [0, 0])
+        rec.action(ms(1100), true, "phone", &strategy, [0, 0].into())
             .is_err()
     );
     let tap = PaneAction::Tap(like("p"));
-    assert!(rec.action(ms(1100), true, "tablet", &tap, [0, 0]).is_err());
+    assert!(
+        rec.action(ms(1100), true, "tablet", &tap, [0, 0].into())
+            .is_err()
+    );
     assert_eq!(rec.statements(), 0);
 
     let busy = [Start {
         layout: DeviceLayout::new("phone"),
         view: &views[0],
-        queued: [1, 0],
+        queued: [1, 0].into(),
     }];
     let why = Recorder::start(ms(0), &busy, &UserData::default(), "x").expect_err("held");
     assert!(why.contains("phone holds 1 frame"), "{why}");
@@ -167,14 +183,14 @@ fn pending_intents_offline_devices_and_holds_are_the_first_statements() {
         follow_up_pending: false,
     });
     let mut layout = DeviceLayout::new("phone");
-    layout.held = [true, false];
+    layout.held = [true, false].into();
     let devices = [Start {
         layout,
         view: &phone,
-        queued: [0, 0],
+        queued: [0, 0].into(),
     }];
     let rec = Recorder::start(ms(0), &devices, &UserData::default(), "x").expect("starts");
-    let text = write(&rec.stop(ms(0), true, &[phone.clone()], None, &[[0, 0]], false));
+    let text = write(&rec.stop(ms(0), true, &[phone.clone()], None, &[[0, 0].into()], false));
     assert!(
         text.contains("\nhold phone up\nphone offline\nphone set settings/volume 70\n"),
         "{text}"
@@ -188,7 +204,7 @@ fn the_world_is_quiet_only_after_the_slowest_round_trip() {
         jitter: ms(50),
         loss: 0.0,
     };
-    let window = Quiet::window([[LinkConfig::default(), slow]]);
+    let window = Quiet::window([[LinkConfig::default(), slow].into()]);
     assert_eq!(window, ms(1000));
     let mut q = Quiet::default();
     q.observe(ms(0), false);

@@ -38,8 +38,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::connection::close_with;
 use super::control::{Control, LinkCommand, Reply, ToCore};
-use crate::link::LinkConfig;
-use crate::sim::Direction;
+use crate::link::{Direction, Fault, LinkConfig};
 
 /// How long a new admin socket has to authenticate.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,7 +53,7 @@ enum AdminCommand {
     Link {
         user: String,
         device: String,
-        dir: Dir,
+        dir: Direction,
         #[serde(default)]
         latency_ms: u64,
         #[serde(default)]
@@ -65,19 +64,19 @@ enum AdminCommand {
     Hold {
         user: String,
         device: String,
-        dir: Dir,
+        dir: Direction,
         on: bool,
     },
     Release {
         user: String,
         device: String,
-        dir: Dir,
+        dir: Direction,
         n: usize,
     },
     Drop {
         user: String,
         device: String,
-        dir: Dir,
+        dir: Direction,
         n: usize,
     },
     Queued {
@@ -102,22 +101,6 @@ enum AdminCommand {
     Inspect {
         user: String,
     },
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Dir {
-    Up,
-    Down,
-}
-
-impl From<Dir> for Direction {
-    fn from(d: Dir) -> Direction {
-        match d {
-            Dir::Up => Direction::Up,
-            Dir::Down => Direction::Down,
-        }
-    }
 }
 
 fn error(message: impl Into<String>) -> Value {
@@ -253,27 +236,26 @@ async fn run(cmd: AdminCommand, to_core: &mpsc::Sender<ToCore>) -> Value {
                 jitter: Duration::from_millis(jitter_ms),
                 loss,
             };
-            let command = LinkCommand::Configure(dir.into(), config);
-            done(link(to_core, user, device, command).await)
+            done(link(to_core, user, device, Fault::Configure(dir, config).into()).await)
         }
         AdminCommand::Hold {
             user,
             device,
             dir,
             on,
-        } => done(link(to_core, user, device, LinkCommand::Hold(dir.into(), on)).await),
+        } => done(link(to_core, user, device, Fault::Hold(dir, on).into()).await),
         AdminCommand::Release {
             user,
             device,
             dir,
             n,
-        } => done(link(to_core, user, device, LinkCommand::Release(dir.into(), n)).await),
+        } => done(link(to_core, user, device, Fault::Release(dir, n).into()).await),
         AdminCommand::Drop {
             user,
             device,
             dir,
             n,
-        } => done(link(to_core, user, device, LinkCommand::Drop(dir.into(), n)).await),
+        } => done(link(to_core, user, device, Fault::Drop(dir, n).into()).await),
         AdminCommand::Queued { user, device } => {
             let (frames, answer) = oneshot::channel();
             if let Err(e) = link(to_core, user, device, LinkCommand::Queued(frames)).await {

@@ -12,8 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::outbound::QueueTx;
 use crate::core::{ConnId, Inbound};
-use crate::link::LinkConfig;
-use crate::sim::Direction;
+use crate::link::{Fault, Pair};
 
 /// The answer to a control: `Err` says what was wrong, in words for a person.
 pub type Reply<T = ()> = oneshot::Sender<Result<T, String>>;
@@ -48,41 +47,24 @@ pub(super) enum ToCore {
 /// A fault command for a connection's links, with the answer to send back.
 pub(super) type LinkMessage = (LinkCommand, Option<Reply>);
 
-/// A fault-injection command for one device's links (the same model the simulator uses,
-/// applied on real time).
+/// What a device's links are asked: a fault (the simulator's model, applied on real
+/// time), or the frames they hold.
 #[derive(Debug)]
 pub enum LinkCommand {
-    /// New latency / jitter / loss for one direction. Kept for the device's next
-    /// connections too.
-    Configure(Direction, LinkConfig),
-    /// Manual mode on (`true`) or off for one direction. Kept like `Configure`.
-    Hold(Direction, bool),
-    /// Deliver the n-th queued frame now (1 = oldest). An error if there is none.
-    Release(Direction, usize),
-    /// Lose the n-th queued frame, and the connection with it. An error if there is none.
-    Drop(Direction, usize),
+    /// A fault.
+    Fault(Fault),
     /// The frames waiting in each direction, oldest first, one line each.
     Queued(oneshot::Sender<QueuedFrames>),
 }
 
-/// The frames waiting on a connection's links, one line each (oldest first).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueuedFrames {
-    /// Device → server.
-    pub up: Vec<String>,
-    /// Server → device.
-    pub down: Vec<String>,
-}
-
-impl QueuedFrames {
-    /// The frames waiting in one direction.
-    pub fn of(&self, dir: Direction) -> &[String] {
-        match dir {
-            Direction::Up => &self.up,
-            Direction::Down => &self.down,
-        }
+impl From<Fault> for LinkCommand {
+    fn from(fault: Fault) -> LinkCommand {
+        LinkCommand::Fault(fault)
     }
 }
+
+/// The frames waiting on a connection's links, one line each (oldest first), per direction.
+pub type QueuedFrames = Pair<Vec<String>>;
 
 /// Controls of the running server (the admin API and the app use them). Each names a
 /// user: one the server has no token for is an error.

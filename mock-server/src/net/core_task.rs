@@ -21,8 +21,7 @@ use super::outbound::{Outbound, QueueTx};
 use super::sleep_until_opt;
 use crate::core::store::Store;
 use crate::core::{Action, ConnId, Core, Inbound};
-use crate::link::LinkConfig;
-use crate::sim::Direction;
+use crate::link::{Direction, Fault, LinkConfig, Pair};
 
 /// The most frames in one batch (one commit): enough for group commit to pay, few enough
 /// that timers and controls are not kept waiting behind a long batch.
@@ -47,18 +46,9 @@ type Outs = BTreeMap<ConnId, Out>;
 /// device's links): latency, jitter, loss and holds per direction.
 #[derive(Debug, Clone, Copy, Default)]
 struct DeviceLinks {
-    config: [Option<LinkConfig>; 2],
-    hold: [bool; 2],
+    config: Pair<Option<LinkConfig>>,
+    hold: Pair<bool>,
 }
-
-fn dir_index(d: Direction) -> usize {
-    match d {
-        Direction::Up => 0,
-        Direction::Down => 1,
-    }
-}
-
-const DIRECTIONS: [Direction; 2] = [Direction::Up, Direction::Down];
 
 /// The core task's state.
 struct Task<S: Store> {
@@ -201,8 +191,8 @@ impl<S: Store> Task<S> {
                 .entry((user.clone(), device_id.clone()))
                 .or_default();
             match command {
-                LinkCommand::Configure(d, c) => entry.config[dir_index(*d)] = Some(*c),
-                LinkCommand::Hold(d, on) => entry.hold[dir_index(*d)] = *on,
+                LinkCommand::Fault(Fault::Configure(d, c)) => *entry.config.of_mut(*d) = Some(*c),
+                LinkCommand::Fault(Fault::Hold(d, on)) => *entry.hold.of_mut(*d) = *on,
                 _ => {}
             }
         }
@@ -228,12 +218,16 @@ impl<S: Store> Task<S> {
             let Some(settings) = self.links.get(&(user, device)) else {
                 continue;
             };
-            for d in DIRECTIONS {
-                if let Some(c) = settings.config[dir_index(d)] {
-                    let _ = out.link.send((LinkCommand::Configure(d, c), None));
+            for d in Direction::BOTH {
+                if let Some(c) = *settings.config.of(d) {
+                    let _ = out
+                        .link
+                        .send((LinkCommand::Fault(Fault::Configure(d, c)), None));
                 }
-                if settings.hold[dir_index(d)] {
-                    let _ = out.link.send((LinkCommand::Hold(d, true), None));
+                if *settings.hold.of(d) {
+                    let _ = out
+                        .link
+                        .send((LinkCommand::Fault(Fault::Hold(d, true)), None));
                 }
             }
         }
@@ -383,7 +377,7 @@ impl<S: Store> Task<S> {
             .and_then(|id| self.outs.get(&id));
         match (command, out) {
             // Kept for the device's next connection (see `remember_links`).
-            (command @ (LinkCommand::Configure(..) | LinkCommand::Hold(..)), out) => {
+            (command @ LinkCommand::Fault(Fault::Configure(..) | Fault::Hold(..)), out) => {
                 if let Some(out) = out {
                     let _ = out.link.send((command, None));
                 }

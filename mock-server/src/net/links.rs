@@ -10,8 +10,7 @@ use tokio::time::Instant;
 use super::control::{LinkCommand, QueuedFrames};
 use super::outbound::Outbound;
 use crate::core::Inbound;
-use crate::link::{Link, LinkConfig};
-use crate::sim::Direction;
+use crate::link::{Direction, Fault, Link, LinkConfig};
 use sync_core::rng::Rng;
 
 /// What a link command did to the connection.
@@ -65,35 +64,39 @@ impl Links {
 
     /// Carries out a fault command.
     pub(super) fn command(&mut self, command: LinkCommand) -> Outcome {
-        match command {
-            LinkCommand::Configure(Direction::Up, c) => self.up.config = c,
-            LinkCommand::Configure(Direction::Down, c) => self.down.config = c,
-            LinkCommand::Hold(Direction::Up, on) => set_hold(&mut self.up, on),
-            LinkCommand::Hold(Direction::Down, on) => set_hold(&mut self.down, on),
-            LinkCommand::Release(Direction::Up, n) => match self.up.release(n) {
+        let fault = match command {
+            LinkCommand::Fault(fault) => fault,
+            LinkCommand::Queued(reply) => {
+                let up = self.up.queued().map(|q| summary_up(&q.frame)).collect();
+                let down = self.down.queued().map(|q| summary_down(&q.frame)).collect();
+                let _ = reply.send(QueuedFrames { up, down });
+                return Outcome::Done;
+            }
+        };
+        match fault {
+            Fault::Configure(Direction::Up, c) => self.up.config = c,
+            Fault::Configure(Direction::Down, c) => self.down.config = c,
+            Fault::Hold(Direction::Up, on) => set_hold(&mut self.up, on),
+            Fault::Hold(Direction::Down, on) => set_hold(&mut self.down, on),
+            Fault::Release(Direction::Up, n) => match self.up.release(n) {
                 Some(inbound) => self.released_up.push(inbound),
                 None => return no_such_frame(Direction::Up, n, self.up.len()),
             },
-            LinkCommand::Release(Direction::Down, n) => match self.down.release(n) {
+            Fault::Release(Direction::Down, n) => match self.down.release(n) {
                 Some(out) => self.released_down.push(out),
                 None => return no_such_frame(Direction::Down, n, self.down.len()),
             },
-            LinkCommand::Drop(Direction::Up, n) => {
+            Fault::Drop(Direction::Up, n) => {
                 return match self.up.drop_nth(n) {
                     Some(_) => Outcome::Dropped,
                     None => no_such_frame(Direction::Up, n, self.up.len()),
                 };
             }
-            LinkCommand::Drop(Direction::Down, n) => {
+            Fault::Drop(Direction::Down, n) => {
                 return match self.down.drop_nth(n) {
                     Some(_) => Outcome::Dropped,
                     None => no_such_frame(Direction::Down, n, self.down.len()),
                 };
-            }
-            LinkCommand::Queued(reply) => {
-                let up = self.up.queued().map(|q| summary_up(&q.frame)).collect();
-                let down = self.down.queued().map(|q| summary_down(&q.frame)).collect();
-                let _ = reply.send(QueuedFrames { up, down });
             }
         }
         Outcome::Done
@@ -101,12 +104,9 @@ impl Links {
 }
 
 fn no_such_frame(d: Direction, n: usize, len: usize) -> Outcome {
-    let dir = match d {
-        Direction::Up => "up",
-        Direction::Down => "down",
-    };
     Outcome::NoSuchFrame(format!(
-        "there is no frame {n} in the {dir} queue ({len} queued)"
+        "there is no frame {n} in the {} queue ({len} queued)",
+        d.name()
     ))
 }
 

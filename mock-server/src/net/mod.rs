@@ -44,6 +44,7 @@ use tokio::time::Instant;
 use crate::core::Core;
 use crate::core::guard::MAX_AUTH_FAILURES;
 use crate::core::store::{Store, StoreError};
+use crate::link::Fault;
 
 pub use accept::SHUTDOWN_GRACE;
 pub use control::{Control, Inspection, LinkCommand, QueuedFrames, Reply};
@@ -149,7 +150,12 @@ impl ServerHandle {
 
     /// A fault on a device's links. Latency and holds are kept for its next connections;
     /// releasing or dropping a frame that does not exist is an error.
-    pub async fn link(
+    pub async fn link(&self, user: &str, device_id: &str, fault: Fault) -> Result<(), String> {
+        self.link_command(user, device_id, LinkCommand::Fault(fault))
+            .await
+    }
+
+    async fn link_command(
         &self,
         user: &str,
         device_id: &str,
@@ -182,7 +188,9 @@ impl ServerHandle {
     /// The frames waiting on a device's links; empty if it is not connected.
     pub async fn queued_frames(&self, user: &str, device_id: &str) -> QueuedFrames {
         let (reply, frames) = oneshot::channel();
-        let _ = self.link(user, device_id, LinkCommand::Queued(reply)).await;
+        let _ = self
+            .link_command(user, device_id, LinkCommand::Queued(reply))
+            .await;
         frames.await.unwrap_or_default()
     }
 

@@ -6,8 +6,8 @@ use serde_json::Value;
 use sync_core::engine::Strategy;
 use sync_core::protocol::Key;
 
+use crate::link::Direction;
 use crate::link::LinkConfig;
-use crate::sim::Direction;
 
 /// A scenario file, parsed.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,8 +13,8 @@ use sync_core::protocol::model::{is_valid_device_id, is_valid_post};
 use sync_core::protocol::{Key, ValueKind};
 
 use super::ast::{DeviceSetup, Expect, LinkChange, Pick, Scenario, Step, Stmt};
+use crate::link::Direction;
 use crate::link::LinkConfig;
-use crate::sim::Direction;
 
 /// A parse error: where and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

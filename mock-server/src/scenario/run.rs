@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::ast::{Expect, Pick, Scenario, Step, Stmt};
 use super::parse::apply_change;
-use crate::sim::{DeviceSpec, Direction, Trace, TraceKind, World};
+use crate::link::{Direction, Fault};
+use crate::sim::{DeviceSpec, Trace, TraceKind, World};
 
 /// How a scenario ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,27 +276,32 @@ impl Runner {
             Stmt::Offline(d) => w.set_offline(*d, true),
             Stmt::Online(d) => w.set_offline(*d, false),
             Stmt::Restart(d) => w.restart_device(*d)?,
-            Stmt::Hold(d, dir) => w.hold(*d, *dir, true),
-            Stmt::Unhold(d, dir) => w.hold(*d, *dir, false),
-            Stmt::Release(d, dir, pick) => match pick {
-                Pick::Nth(n) => w.release(*d, *dir, *n)?,
-                Pick::All => w.release_all(*d, *dir),
-                Pick::Last => {
-                    let n = w.queued(*d, *dir);
-                    if n == 0 {
-                        return Err("`release … last` on an empty queue".into());
-                    }
-                    w.release(*d, *dir, n)?;
+            // The faults, translated into the link model's words.
+            Stmt::Hold(d, dir) | Stmt::Unhold(d, dir) => {
+                let on = matches!(stmt, Stmt::Hold(..));
+                for x in Direction::one_or_both(*dir) {
+                    w.fault(*d, Fault::Hold(x, on))?;
                 }
+            }
+            Stmt::Release(d, dir, pick) => match pick {
+                Pick::Nth(n) => w.fault(*d, Fault::Release(*dir, *n))?,
+                Pick::All => {
+                    while w.queued(*d, *dir) > 0 {
+                        w.fault(*d, Fault::Release(*dir, 1))?;
+                    }
+                }
+                Pick::Last => match w.queued(*d, *dir) {
+                    0 => return Err("`release … last` on an empty queue".into()),
+                    n => w.fault(*d, Fault::Release(*dir, n))?,
+                },
             },
-            Stmt::Drop(d, dir, n) => w.drop_frame(*d, *dir, *n)?,
+            Stmt::Drop(d, dir, n) => w.fault(*d, Fault::Drop(*dir, *n))?,
             Stmt::Link(devices, dir, change) => {
                 for d in devices {
-                    for direction in match dir {
-                        Some(x) => vec![*x],
-                        None => vec![Direction::Up, Direction::Down],
-                    } {
-                        w.set_link(*d, direction, |c| apply_change(c, *change));
+                    for x in Direction::one_or_both(*dir) {
+                        let mut config = w.devices()[*d].config(x);
+                        apply_change(&mut config, *change);
+                        w.fault(*d, Fault::Configure(x, config))?;
                     }
                 }
             }

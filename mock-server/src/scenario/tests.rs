@@ -196,7 +196,7 @@ fn say_narrates_into_the_trace_and_pause_changes_nothing() {
 /// virtual time: written out and run again, the transcript ends in the same state.
 #[test]
 fn a_transcript_with_a_learners_action_replays_to_the_same_state() {
-    use crate::sim::Direction;
+    use crate::link::Direction;
     use ast::{Pick, Stmt};
     use sync_core::protocol::Key;
 

@@ -13,8 +13,8 @@ use serde_json::Value;
 use sync_core::protocol::Key;
 
 use super::ast::{DeviceSetup, Expect, LinkChange, Pick, Scenario, Stmt};
+use crate::link::Direction;
 use crate::link::LinkConfig;
-use crate::sim::Direction;
 
 /// The scenario as a file's text.
 pub fn write(scenario: &Scenario) -> String {
