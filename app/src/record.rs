@@ -102,12 +102,9 @@ impl Recorder {
         }
         let mut steps = Vec::new();
         let step = |stmt| Step { line: 0, stmt };
+        // A device switched off first (its pending intents then queue, as they had live);
+        // holds last (a pending request had left before the hold, live).
         for (d, start) in devices.iter().enumerate() {
-            for (dir, held) in start.layout.held.iter() {
-                if *held {
-                    steps.push(step(Stmt::Hold(d, Some(dir))));
-                }
-            }
             if start.view.connection == ConnectionState::Offline {
                 steps.push(step(Stmt::Offline(d)));
             }
@@ -120,6 +117,13 @@ impl Recorder {
                     ));
                 } else {
                     steps.push(step(Stmt::Set(d, k.key.clone(), k.slot.shown.clone())));
+                }
+            }
+        }
+        for (d, start) in devices.iter().enumerate() {
+            for (dir, held) in start.layout.held.iter() {
+                if *held {
+                    steps.push(step(Stmt::Hold(d, Some(dir))));
                 }
             }
         }
@@ -166,17 +170,20 @@ impl Recorder {
     /// Writes the time between the last statement and `at`: `settle` when the live world
     /// was quiet then, else a `wait`.
     fn advance(&mut self, at: Duration, quiet: bool) {
-        let elapsed = at.saturating_sub(self.last);
-        self.last = at;
         let stmt = if quiet {
+            self.last = at;
             Stmt::Settle
         } else {
-            // Rounded to the millisecond, as the language writes it.
+            // Rounded to the millisecond, as the language writes it; `last` moves by what
+            // was written, so rounding never adds up over many quick actions.
+            let elapsed = at.saturating_sub(self.last);
             let ms = (elapsed.as_micros() + 500) / 1000;
-            match Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)) {
-                d if d.is_zero() => return,
-                d => Stmt::Wait(d),
+            let wait = Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX));
+            self.last += wait;
+            if wait.is_zero() {
+                return;
             }
+            Stmt::Wait(wait)
         };
         // Two settles in a row say no more than one.
         if stmt == Stmt::Settle
@@ -239,7 +246,9 @@ impl Recorder {
 
     /// Stops at `at`: an expectation for every value each device shows and the server
     /// holds, each device's counters since the start, the held queues' lengths, and
-    /// `expect converged` when every device agreed. The finished scenario.
+    /// `expect converged` when every device agreed. `views` and `queued` go together, in
+    /// any order (panes may have moved): each view is matched to its device by id. The
+    /// finished scenario.
     pub fn stop(
         mut self,
         at: Duration,
@@ -250,6 +259,13 @@ impl Recorder {
         converged: bool,
     ) -> Scenario {
         self.advance(at, quiet);
+        let mut pairs: Vec<(DeviceView, Pair<usize>)> = Vec::new();
+        for device in &self.scenario.devices {
+            if let Some(i) = views.iter().position(|v| v.device_id == device.name) {
+                pairs.push((views[i].clone(), queued.get(i).copied().unwrap_or_default()));
+            }
+        }
+        let (views, queued): (Vec<DeviceView>, Vec<Pair<usize>>) = pairs.into_iter().unzip();
         let held: Vec<bool> = (0..views.len())
             .map(|d| {
                 self.scenario
@@ -258,7 +274,7 @@ impl Recorder {
                     .any(|s| matches!(s.stmt, Stmt::Hold(h, _) if h == d))
             })
             .collect();
-        let expects = expectations(views, &self.counters, queued, &held, server, converged);
+        let expects = expectations(&views, &self.counters, &queued, &held, server, converged);
         for e in expects {
             self.push(Stmt::Expect(e));
         }
@@ -340,8 +356,9 @@ impl Quiet {
         self.since.is_some_and(|s| now.saturating_sub(s) >= window)
     }
 
-    /// How long to wait before calling the world quiet: a frame sent just before the last
-    /// event may still be travelling, up and down the slowest link.
+    /// How long to wait before calling the world quiet: one round trip of the slowest
+    /// link, and 100 ms for scheduling. A request sent just before the last event seen
+    /// is answered within one round trip; a push sent with an ack arrives within one way.
     pub fn window(links: impl IntoIterator<Item = Pair<LinkConfig>>) -> Duration {
         let slowest = links
             .into_iter()

@@ -422,12 +422,18 @@ impl SyncLab {
         let now = self.started.elapsed();
         match action {
             server_panel::ServerAction::Restart => {
-                self.recording.server(now, Stmt::ServerRestart);
-                self.live.restart_server();
+                if self.recording.server(now, Stmt::ServerRestart).is_ok() {
+                    self.live.restart_server();
+                }
             }
             server_panel::ServerAction::RejectNext(key) => {
-                self.recording.server(now, Stmt::ServerReject(key.clone()));
-                self.live.reject_next(key);
+                if self
+                    .recording
+                    .server(now, Stmt::ServerReject(key.clone()))
+                    .is_ok()
+                {
+                    self.live.reject_next(key);
+                }
             }
         }
     }

@@ -151,8 +151,9 @@ enum Op {
     Step,
     /// One simulator event.
     StepEvent,
-    /// A learner's action in a device's pane, as the statement that does it.
-    Act(Stmt),
+    /// A learner's action in a device's pane, as the statements that do it (one pane
+    /// action, one step back).
+    Act(Vec<Stmt>),
 }
 
 impl Run {
@@ -240,18 +241,35 @@ impl Run {
         let Some(d) = self.runner.world().devices().get(i) else {
             return Ok(());
         };
-        self.kept = None;
         let (links, _) = d.links();
-        for stmt in super::statements::of(&action, i, links).unwrap_or_default() {
-            self.push_act(stmt)?;
+        let stmts = super::statements::of(&action, i, links).unwrap_or_default();
+        if stmts.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.finish_instant();
+        let done = self.push_act(stmts);
+        if done.is_ok() {
+            // A new path: the timeline's kept one is no longer what happened.
+            self.kept = None;
+        }
+        done
     }
 
     /// Records a learner's action and does it.
-    fn push_act(&mut self, stmt: Stmt) -> Result<(), String> {
-        self.history.push(Op::Act(stmt.clone()));
-        self.runner.act(&stmt)
+    fn push_act(&mut self, stmts: Vec<Stmt>) -> Result<(), String> {
+        self.history.push(Op::Act(stmts.clone()));
+        stmts.iter().try_for_each(|stmt| self.runner.act(stmt))
+    }
+
+    /// Runs the events still due at the current instant, part way through a `wait` or
+    /// `settle`: a file can only say "wait until then", which delivers all of them, so an
+    /// action (or a saved branch) must not fall between two.
+    fn finish_instant(&mut self) {
+        while self.runner.in_progress()
+            && self.runner.world().next_event_at() == Some(self.runner.world().now())
+        {
+            self.step_event();
+        }
     }
 
     /// Runs the next statement, recording what each expectation did.
@@ -293,8 +311,8 @@ impl Run {
     fn replay_to(&mut self, ops: Vec<Op>, k: usize) {
         'ops: for op in ops {
             match op {
-                Op::Act(stmt) if self.events <= k => {
-                    let _ = self.push_act(stmt);
+                Op::Act(stmts) if self.events <= k => {
+                    let _ = self.push_act(stmts);
                 }
                 Op::Act(_) => break,
                 Op::StepEvent | Op::Step => loop {
@@ -320,8 +338,8 @@ impl Run {
                 Op::StepEvent => {
                     self.step_event();
                 }
-                Op::Act(stmt) => {
-                    let _ = self.push_act(stmt);
+                Op::Act(stmts) => {
+                    let _ = self.push_act(stmts);
                 }
             }
         }
@@ -331,7 +349,8 @@ impl Run {
     /// learner's own actions, at their virtual times — then an expectation for every
     /// value the world shows now. Played, it reaches this very state: the branch the
     /// learner took, as a file to keep or hand over.
-    fn branch(&self, source: &str) -> String {
+    fn branch(&mut self, source: &str, seed: u64) -> String {
+        self.finish_instant();
         let world = self.runner.world();
         let mut scenario = self.runner.transcript();
         let title = scenario.title.take().unwrap_or_else(|| source.to_string());
@@ -343,6 +362,11 @@ impl Run {
             ),
             "the actions taken in the panes in between, then what the world showed.".into(),
         ];
+        if seed != 0 {
+            scenario.about.push(format!(
+                "Played with seed {seed}: replay it with `app run --seed {seed}`."
+            ));
+        }
         let views: Vec<DeviceView> = world.devices().iter().map(|d| d.engine.view()).collect();
         let queued: Vec<Pair<usize>> = (0..views.len())
             .map(|i| Pair {
@@ -448,9 +472,9 @@ impl Player {
 
     /// The run so far as a scenario file (see [`Run::branch`]); `None` when the source
     /// did not parse.
-    pub fn branch(&self) -> Option<String> {
-        let run = self.run.as_ref().ok()?;
-        Some(run.branch(&self.source.0))
+    pub fn branch(&mut self) -> Option<String> {
+        let run = self.run.as_mut().ok()?;
+        Some(run.branch(&self.source.0, self.seed))
     }
 
     /// Saves the run so far as a scenario file at `path`; the path it went to.
@@ -519,9 +543,14 @@ impl Player {
         }
     }
 
-    /// The timeline: events run so far, and in the whole run (for tests).
+    /// The timeline: events run so far, and in the whole run. A learner's own actions add
+    /// events, so the run grows to hold them (a position past the bar's end would be
+    /// clamped, and the clamp taken for a jump).
     pub fn timeline(&self) -> Option<(usize, usize)> {
-        self.run.as_ref().ok().map(|r| (r.events, r.total))
+        self.run
+            .as_ref()
+            .ok()
+            .map(|r| (r.events, r.total.max(r.events)))
     }
 
     /// Whether the player is playing (for tests).
@@ -1244,6 +1273,54 @@ mod tests {
         assert_eq!(p.timeline().unwrap().0, end - 1);
         p.scrub_to(at + 100);
         assert_eq!(intents(&p), 1, "beyond the branch's end the script goes on");
+    }
+
+    /// A branch saved between two deliveries due at the same instant (stepping event by
+    /// event) still replays to the state the player shows: the instant is finished first.
+    #[test]
+    fn a_branch_saved_inside_an_instant_replays_to_the_same_state() {
+        let (name, text) = LESSONS[23];
+        assert!(name.starts_with("24-"), "{name}");
+        let mut p = Player::new(name, text);
+        // Into the `settle` after the drag, to the first delivery at 0.200 s.
+        loop {
+            assert!(p.step_event());
+            let run = p.run.as_ref().unwrap();
+            let world = run.runner.world();
+            if run.runner.elapsed() >= Duration::from_millis(200)
+                && world.next_event_at() == Some(world.now())
+            {
+                break;
+            }
+        }
+        let branch = p.branch().unwrap();
+        let mut again = Runner::new(parse("b.scn", &branch).unwrap(), 0);
+        assert_eq!(again.run_to_end(), &Verdict::Pass, "{branch}");
+        let world = p.run.as_ref().unwrap().runner.world();
+        for (a, b) in again.world().devices().iter().zip(world.devices()) {
+            assert_eq!(a.engine.view(), b.engine.view(), "{branch}");
+        }
+    }
+
+    /// The timeline's length grows with a learner's own events, so the position never
+    /// runs past its end.
+    #[test]
+    fn the_timeline_holds_a_learners_extra_events() {
+        let (name, text) = LESSONS[0];
+        let mut p = Player::new(name, text);
+        let run = p.run.as_mut().unwrap();
+        run.act(
+            1,
+            PaneAction::Tap(sync_core::protocol::Key::Like("post-2".into())),
+        )
+        .unwrap();
+        while run.step_event() {}
+        assert!(
+            run.events > run.total,
+            "the tap added events to the script's"
+        );
+        let (at, total) = p.timeline().unwrap();
+        assert!(at <= total, "{at} of {total}");
     }
 
     #[test]

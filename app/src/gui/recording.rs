@@ -7,11 +7,10 @@
 //! "reading the server" step; everything else is synchronous.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Duration;
 
 use eframe::egui::{self, RichText};
-use mock_server::core::store::UserData;
 use mock_server::link::Pair;
 use mock_server::net::Inspection;
 use mock_server::scenario::ast::Stmt;
@@ -47,8 +46,8 @@ pub struct Recording {
     quiet: Quiet,
     /// The settle window for the links as they are now.
     window: Duration,
-    /// What the recorder last said: `(text, is_error)`.
-    notice: Option<(String, bool)>,
+    /// What the recorder last said, in its colour.
+    notice: Option<(String, egui::Color32)>,
 }
 
 type Answer = Receiver<Result<Inspection, String>>;
@@ -57,8 +56,8 @@ type Answer = Receiver<Result<Inspection, String>>;
 enum State {
     #[default]
     Idle,
-    /// Waiting for the server's state to start from (`None`: it cannot be read).
-    Starting(Option<Answer>),
+    /// Waiting for the server's state to start from.
+    Starting(Answer),
     On(Recorder),
     /// Waiting for the server's state to write the last expectations.
     Stopping(Box<Stopping>),
@@ -72,7 +71,7 @@ struct Stopping {
     views: Vec<DeviceView>,
     queued: Vec<Pair<usize>>,
     converged: bool,
-    answer: Option<Answer>,
+    answer: Answer,
 }
 
 /// A finished recording, waiting to be saved.
@@ -109,11 +108,13 @@ impl Recording {
         self.window = Quiet::window(m.layouts.iter().map(|l| l.links));
         match std::mem::take(&mut self.state) {
             State::Starting(answer) => {
-                let server = match answer.as_ref().map(Receiver::try_recv) {
-                    None => Ok(UserData::default()),
-                    Some(Ok(Ok(inspection))) => Ok(inspection.data),
-                    Some(Ok(Err(e))) => Err(e),
-                    Some(Err(_)) => {
+                let server = match answer.try_recv() {
+                    Ok(Ok(inspection)) => Ok(inspection.data),
+                    Ok(Err(e)) => Err(format!("the server's state cannot be read: {e}")),
+                    Err(TryRecvError::Disconnected) => {
+                        Err("the server's state never came".to_string())
+                    }
+                    Err(TryRecvError::Empty) => {
                         self.state = State::Starting(answer);
                         return;
                     }
@@ -137,18 +138,18 @@ impl Recording {
                         self.notice = None;
                         self.state = State::On(rec);
                     }
-                    Err(why) => self.notice = Some((format!("Not recording: {why}"), true)),
+                    Err(why) => self.notice = Some((format!("Not recording: {why}"), style::RED)),
                 }
             }
             State::Stopping(stop) => {
-                let server = match stop.answer.as_ref().map(Receiver::try_recv) {
-                    None => None,
-                    Some(Ok(Ok(inspection))) => Some(inspection.data),
-                    Some(Ok(Err(e))) => {
+                let server = match stop.answer.try_recv() {
+                    Ok(Ok(inspection)) => Some(inspection.data),
+                    Ok(Err(e)) => {
                         tracing::warn!("the recording ends without the server's values: {e}");
                         None
                     }
-                    Some(Err(_)) => {
+                    Err(TryRecvError::Disconnected) => None,
+                    Err(TryRecvError::Empty) => {
                         self.state = State::Stopping(stop);
                         return;
                     }
@@ -164,13 +165,14 @@ impl Recording {
                 } = *stop;
                 let scenario =
                     recorder.stop(at, quiet, &views, server.as_ref(), &queued, converged);
+                // Saved at once where the desktop offers a file dialog; the path field
+                // otherwise.
+                let path = free_path(&live.data().join("recordings"), "session");
                 self.state = State::Saving(Save {
                     statements: scenario.steps.len(),
                     text: write(&scenario),
-                    path: free_path(&live.data().join("recordings"), "session")
-                        .display()
-                        .to_string(),
-                    chooser: None,
+                    chooser: Some(live.choose_save_path(&path)),
+                    path: path.display().to_string(),
                     saved: None,
                 });
             }
@@ -193,21 +195,36 @@ impl Recording {
         queued: Pair<usize>,
     ) -> Result<(), String> {
         let quiet = self.settled(now);
-        let State::On(rec) = &mut self.state else {
-            return Ok(());
+        let rec = match &mut self.state {
+            State::On(rec) => rec,
+            // Done now, it would be in the world and not in the file.
+            State::Starting(_) | State::Stopping(_) => {
+                let why = "the recording is starting or stopping: a moment".to_string();
+                self.notice = Some((format!("Not done: {why}"), style::RED));
+                return Err(why);
+            }
+            State::Idle | State::Saving(_) => return Ok(()),
         };
         rec.action(now, quiet, device, action, queued)
             .inspect_err(|why| {
-                self.notice = Some((format!("Not done while recording: {why}"), true))
+                self.notice = Some((format!("Not done while recording: {why}"), style::RED));
             })
     }
 
-    /// Records a server fault, before the app does it.
-    pub fn server(&mut self, now: Duration, stmt: Stmt) {
+    /// Records a server fault, before the app does it; `Err` (also the notice) while the
+    /// recording is starting or stopping, when the app should not do it.
+    pub fn server(&mut self, now: Duration, stmt: Stmt) -> Result<(), String> {
         let quiet = self.settled(now);
-        if let State::On(rec) = &mut self.state {
-            rec.server(now, quiet, stmt);
+        match &mut self.state {
+            State::On(rec) => rec.server(now, quiet, stmt),
+            State::Starting(_) | State::Stopping(_) => {
+                let why = "the recording is starting or stopping: a moment".to_string();
+                self.notice = Some((format!("Not done: {why}"), style::RED));
+                return Err(why);
+            }
+            State::Idle | State::Saving(_) => {}
         }
+        Ok(())
     }
 
     /// The top bar's record / stop button and what the recorder says.
@@ -226,8 +243,22 @@ impl Recording {
                          with `app run`.",
                     );
                 if button.clicked() {
-                    self.notice = None;
-                    self.state = State::Starting(live.inspect_once());
+                    // The setup's `server set` lines need the server's values.
+                    match live.inspect_once() {
+                        Some(answer) => {
+                            self.notice = None;
+                            self.state = State::Starting(answer);
+                        }
+                        None => {
+                            let why = live.controls().err().unwrap_or("no server state");
+                            self.notice = Some((
+                                format!(
+                                    "Not recording: the server's values cannot be read ({why})"
+                                ),
+                                style::RED,
+                            ));
+                        }
+                    }
                 }
             }
             State::Starting(_) => {
@@ -245,6 +276,7 @@ impl Recording {
                     .color(style::RED))
                     .on_hover_text("Stop: the recording gets an expectation for every value each device shows and the server holds, then you save it");
                 if stop.clicked()
+                    && let Some(answer) = live.inspect_once()
                     && let State::On(recorder) = std::mem::take(&mut self.state)
                 {
                     self.state = State::Stopping(Box::new(Stopping {
@@ -254,7 +286,7 @@ impl Recording {
                         views: m.views.to_vec(),
                         queued: m.queued.clone(),
                         converged: m.converged,
-                        answer: live.inspect_once(),
+                        answer,
                     }));
                 }
                 // The length ticks while recording.
@@ -264,9 +296,8 @@ impl Recording {
                 ui.label("stopping: reading the server");
             }
         }
-        if let Some((text, error)) = &self.notice {
-            let color = if *error { style::RED } else { style::GREEN };
-            ui.label(RichText::new(text).color(color));
+        if let Some((text, color)) = &self.notice {
+            ui.label(RichText::new(text).color(*color));
         }
     }
 
@@ -281,12 +312,14 @@ impl Recording {
         {
             save.chooser = None;
             match chosen {
-                Some(path) => save.path = path.display().to_string(),
+                Some(path) => {
+                    save.path = path.display().to_string();
+                    self.notice = Some(save.write());
+                }
                 None => {
                     self.notice = Some((
-                        "No file chosen (this desktop may offer no file dialog): type the path"
-                            .into(),
-                        true,
+                        "No file chosen (or no file dialog on this desktop): save it to the path below".into(),
+                        style::AMBER,
                     ));
                 }
             }
@@ -318,14 +351,7 @@ impl Recording {
                 });
                 ui.horizontal(|ui| {
                     if ui.button("save").clicked() {
-                        let path = PathBuf::from(save.path.trim());
-                        match write_file(&path, &save.text) {
-                            Ok(()) => {
-                                self.notice = Some((format!("saved {}", path.display()), false));
-                                save.saved = Some(path);
-                            }
-                            Err(e) => self.notice = Some((e, true)),
-                        }
+                        self.notice = Some(save.write());
                     }
                     if ui.button("open in the player").clicked() {
                         let name = save
@@ -345,15 +371,29 @@ impl Recording {
                         close = true;
                     }
                 });
-                if let Some((text, error)) = &self.notice {
-                    let color = if *error { style::RED } else { style::GREEN };
-                    ui.label(RichText::new(text).color(color));
+                if let Some((text, color)) = &self.notice {
+                    ui.label(RichText::new(text).color(*color));
                 }
             });
         if close {
             self.state = State::Idle;
         }
         action
+    }
+}
+
+impl Save {
+    /// Writes the recording to the path in the field; what to say about it.
+    fn write(&mut self) -> (String, egui::Color32) {
+        let path = PathBuf::from(self.path.trim());
+        match write_file(&path, &self.text) {
+            Ok(()) => {
+                let said = format!("saved {}", path.display());
+                self.saved = Some(path);
+                (said, style::GREEN)
+            }
+            Err(e) => (e, style::RED),
+        }
     }
 }
 

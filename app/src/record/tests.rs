@@ -192,7 +192,7 @@ fn pending_intents_offline_devices_and_holds_are_the_first_statements() {
     let rec = Recorder::start(ms(0), &devices, &UserData::default(), "x").expect("starts");
     let text = write(&rec.stop(ms(0), true, &[phone.clone()], None, &[[0, 0].into()], false));
     assert!(
-        text.contains("\nhold phone up\nphone offline\nphone set settings/volume 70\n"),
+        text.contains("\nphone offline\nphone set settings/volume 70\nhold phone up\n"),
         "{text}"
     );
 }
@@ -214,4 +214,39 @@ fn the_world_is_quiet_only_after_the_slowest_round_trip() {
     assert!(!q.settled(ms(5000), window), "busy since");
     q.observe(ms(5000), false);
     assert!(q.settled(ms(6000), window));
+}
+
+#[test]
+fn expectations_follow_the_devices_when_the_panes_moved() {
+    let views = [view("phone"), view("laptop")];
+    let rec = start(&views, &UserData::default());
+    let mut end = views.clone();
+    end[1].counters.rollbacks = 2; // the laptop's
+    end.reverse(); // the laptop's pane moved left of the phone's
+    let queued: [Pair<usize>; 2] = [[0, 0].into(), [0, 0].into()];
+    let text = write(&rec.stop(ms(2000), true, &end, None, &queued, false));
+    assert!(text.contains("expect laptop rollbacks = 2\n"), "{text}");
+    assert!(text.contains("expect phone rollbacks = 0\n"), "{text}");
+}
+
+#[test]
+fn quick_waits_are_rounded_without_drifting() {
+    let views = [view("phone")];
+    let mut rec = start(&views, &UserData::default());
+    let tap = PaneAction::Tap(like("p"));
+    for n in 1..=10 {
+        let at = ms(1000) + Duration::from_micros(1400 * n);
+        rec.action(at, false, "phone", &tap, [0, 0].into())
+            .expect("tap");
+    }
+    let scenario = rec.stop(ms(1014), false, &views, None, &[[0, 0].into()], false);
+    let waited: Duration = scenario
+        .steps
+        .iter()
+        .filter_map(|s| match s.stmt {
+            Stmt::Wait(d) => Some(d),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(waited, ms(14), "{}", write(&scenario));
 }

@@ -41,6 +41,15 @@ pub fn write(scenario: &Scenario) -> String {
         let _ = writeln!(out, "server set {key} {value}");
     }
     out.push('\n');
+    // A link change or `server set` first would be read back as setup (before the
+    // handshake): a no-op wait marks the start of the run.
+    if scenario
+        .steps
+        .first()
+        .is_some_and(|s| matches!(s.stmt, Stmt::Link(..) | Stmt::ServerSet(..)))
+    {
+        out.push_str("wait 0ms\n");
+    }
     for step in &scenario.steps {
         for line in statement(&step.stmt, &names) {
             out.push_str(&line);
