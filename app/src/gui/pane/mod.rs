@@ -1,0 +1,368 @@
+//! One device pane: a small feed (likes, comments), the settings, and the sync state of
+//! every key — what is shown, what the server confirmed, what is in flight — with the
+//! counters and the device's recent events.
+//!
+//! The pane renders a [`DeviceView`] and never touches the device: what the user does
+//! comes back as [`PaneAction`]s for whichever driver is behind it (a live client, or the
+//! player's simulator). `intents` draws the feed and settings (the user's intents),
+//! `network` the link controls and held frames, `state` the sync table and counters.
+
+mod intents;
+mod network;
+mod state;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use std::time::Duration;
+
+use eframe::egui::{self, RichText};
+use mock_server::link::{Direction, Fault, LinkConfig, Pair};
+use mock_server::net::QueuedFrames;
+use serde_json::{Value, json};
+use sync_core::engine::connection::ConnectionState;
+use sync_core::engine::{DeviceView, Event, EventKind, Strategy};
+use sync_core::protocol::Key;
+
+use super::chart::Chart;
+use super::layout::{DeviceLayout, Preset};
+use super::sections::{Section, Sections};
+use super::style;
+use state::{connection_badge, counters, sync_table};
+
+/// The posts of the little feed.
+pub const POSTS: [&str; 3] = ["post-1", "post-2", "post-3"];
+/// Events kept per pane.
+const LOG: usize = 200;
+
+/// A device pane's state on the UI side.
+pub struct Pane {
+    /// The device's id (fixed: its revisions and the server's watermarks belong to it).
+    pub name: String,
+    /// The name shown for it, which the user may change.
+    pub label: String,
+    /// Recent events, newest last.
+    pub log: VecDeque<Event>,
+    comment_drafts: [String; 3],
+    name_draft: String,
+    /// Each direction's latency, jitter and loss (up, down).
+    links: Pair<LinkConfig>,
+    held: Pair<bool>,
+    /// The frames waiting on this device's held links, as last listed by the server.
+    pub queue: QueuedFrames,
+    /// Queue listings received so far (a listing arrives after every link command sent
+    /// before it took effect).
+    pub queue_listings: u64,
+    /// The volume the user set, and the local revision the device reaches once it has
+    /// taken that intent.
+    volume_pending: Option<(i64, u64)>,
+    /// Keys whose last change on this device was a rollback, with its "from → to": shown
+    /// beside the key's control until the next intent or push on it, so a rollback is seen
+    /// even when it comes a millisecond after the tap.
+    rolled_back: BTreeMap<Key, String>,
+    /// The device's bursts of intents, charted.
+    pub chart: Chart,
+    /// Why the network controls are off (an external server without its admin token).
+    pub controls_off: Option<&'static str>,
+    /// A simulated device (the scenario player's): its name, strategy and place belong
+    /// to the script, so the edit menu and the strategy box are not offered.
+    pub simulated: bool,
+    /// Whether the device's network is down, when its driver says so (the simulator's
+    /// `offline`); `None`: read from the connection state (a live device switched off).
+    pub network_down: Option<bool>,
+}
+
+/// What a pane asks of whatever drives its device (the live client runtime, or the
+/// simulator), after the frame: the pane itself never touches the device.
+#[derive(Debug)]
+pub enum PaneAction {
+    /// Toggle a boolean key.
+    Tap(Key),
+    /// Set a key.
+    Set(Key, Value),
+    /// Add a comment to a `comments/<post>` key.
+    Comment(Key, String),
+    /// Take the device's network down (`false`) or back up.
+    Online(bool),
+    /// A fault on this device's link.
+    Link(Fault),
+    /// Restart the device with this strategy.
+    Strategy(Strategy),
+    /// Move the pane left (-1) or right (+1).
+    Move(isize),
+    /// Stop the device and forget it (its snapshot too).
+    Remove,
+}
+
+impl Pane {
+    /// A pane for a running device, as the user left it: its label, and its network
+    /// settings, returned as link commands for the app to send.
+    pub fn restore(layout: &DeviceLayout) -> (Pane, Vec<PaneAction>) {
+        let mut pane = Pane::new(&layout.id);
+        pane.label = layout.label.clone();
+        pane.links = layout.links;
+        pane.held = layout.held;
+        let mut actions = Vec::new();
+        for d in Direction::BOTH {
+            actions.push(PaneAction::Link(Fault::Configure(d, *pane.links.of(d))));
+            actions.push(PaneAction::Link(Fault::Hold(d, *pane.held.of(d))));
+        }
+        (pane, actions)
+    }
+
+    /// The pane as [`Pane::restore`] takes it back.
+    pub fn layout(&self, view: &DeviceView) -> DeviceLayout {
+        DeviceLayout {
+            id: self.name.clone(),
+            label: self.title().to_string(),
+            strategy: view.strategy,
+            links: self.links,
+            held: self.held,
+            online: view.connection != ConnectionState::Offline,
+        }
+    }
+
+    /// The name shown: the label, or the id while the label is blank.
+    pub fn title(&self) -> &str {
+        match self.label.trim() {
+            "" => &self.name,
+            label => label,
+        }
+    }
+
+    /// A pane for a running device.
+    pub fn new(name: &str) -> Pane {
+        Pane {
+            name: name.to_string(),
+            label: name.to_string(),
+            log: VecDeque::new(),
+            comment_drafts: Default::default(),
+            name_draft: String::new(),
+            links: Pair::both(Preset::None.link()),
+            held: Pair::both(false),
+            queue: QueuedFrames::default(),
+            queue_listings: 0,
+            volume_pending: None,
+            rolled_back: BTreeMap::new(),
+            chart: Chart::default(),
+            controls_off: None,
+            simulated: false,
+            network_down: None,
+        }
+    }
+
+    /// Takes the device's new events, each with when it happened since the session's
+    /// time 0 (the app's start, or the scenario's).
+    pub fn take_events(&mut self, events: impl IntoIterator<Item = (Duration, Event)>) {
+        for (at, e) in events {
+            match &e.kind {
+                EventKind::RolledBack { key, from, to } => {
+                    self.rolled_back
+                        .insert(key.clone(), format!("{from} -> {to}"));
+                }
+                EventKind::OptimisticWrite { key, .. } | EventKind::PushApplied { key, .. } => {
+                    self.rolled_back.remove(key);
+                }
+                _ => {}
+            }
+            self.chart.event(&e.kind, at);
+            self.log.push_back(e);
+            if self.log.len() > LOG {
+                self.log.pop_front();
+            }
+        }
+    }
+
+    /// The rollback that was `key`'s last change on this device ("from -> to"), if it was.
+    pub fn rolled_back(&self, key: &Key) -> Option<&str> {
+        self.rolled_back.get(key).map(String::as_str)
+    }
+
+    /// Ticks or unticks a hold box, as a click would; returns the command to send.
+    pub fn hold(&mut self, d: Direction, on: bool) -> Fault {
+        *self.held.of_mut(d) = on;
+        Fault::Hold(d, on)
+    }
+
+    /// Shows the links as the driver has them (a script's holds and latencies), so the
+    /// pane's controls start from the truth.
+    pub fn show_links(&mut self, links: Pair<LinkConfig>, held: Pair<bool>) {
+        self.links = links;
+        self.held = held;
+    }
+
+    /// `true` while one of the device's links is held (its queue is worth listing).
+    pub fn holding(&self) -> bool {
+        self.held.up || self.held.down
+    }
+
+    /// Draws the pane, section by section (each aligned with the other panes' and folded
+    /// with them); what it asks of the app goes into `actions`.
+    /// `clock` is the device's engine clock now (for the reconnect countdown).
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        view: &DeviceView,
+        clock: Duration,
+        sections: &mut Sections,
+        actions: &mut Vec<PaneAction>,
+    ) {
+        let dark = view.shown(&Key::DarkMode) == json!(true);
+        // The pane renders in its own synced theme.
+        ui.scope(|ui| {
+            // A fresh style for this pane only (`ui.set_visuals` would deref to the Context
+            // and restyle the whole app).
+            let mut style = (**ui.style()).clone();
+            style.visuals = if dark {
+                egui::Visuals::dark()
+            } else {
+                egui::Visuals::light()
+            };
+            // A pane's labels are read, not copied: text selection on every label was a
+            // seventh of a frame's time with 8 panes (see BENCHMARKS.md).
+            style.interaction.selectable_labels = false;
+            ui.set_style(style);
+            egui::Frame::group(ui.style())
+                .fill(ui.visuals().panel_fill)
+                .show(ui, |ui| {
+                    ui.set_min_width(ui.available_width());
+                    let name = self.name.clone();
+                    sections.show(ui, &name, Section::Header, |ui| {
+                        self.header(ui, view, clock, actions);
+                    });
+                    sections.show(ui, &name, Section::Feed, |ui| self.feed(ui, view, actions));
+                    sections.show(ui, &name, Section::Settings, |ui| {
+                        self.settings(ui, view, actions);
+                    });
+                    sections.show(ui, &name, Section::Network, |ui| {
+                        self.network(ui, actions);
+                    });
+                    sections.show(ui, &name, Section::SyncState, |ui| {
+                        sync_table(ui, &name, view);
+                        counters(ui, view);
+                    });
+                    sections.show(ui, &name, Section::Charts, |ui| {
+                        self.chart.ui(ui, &name);
+                    });
+                    sections.show(ui, &name, Section::Events, |ui| self.recent(ui));
+                });
+        });
+    }
+
+    fn header(
+        &mut self,
+        ui: &mut egui::Ui,
+        view: &DeviceView,
+        clock: Duration,
+        actions: &mut Vec<PaneAction>,
+    ) {
+        // Wrapped: with many devices a pane is narrow, and nothing may spill into the next.
+        // What changes by the moment (the connection's state and countdown) is not on this
+        // line but on one of its own below, truncated: a status growing longer must never
+        // wrap this line and move every widget of the pane under the user's pointer.
+        ui.horizontal_wrapped(|ui| {
+            ui.heading(self.title());
+            if self.simulated {
+                // The script's device: its strategy is shown, not offered.
+                ui.label(RichText::new(view.strategy.name()).monospace());
+            } else {
+                self.manage_menu(ui, actions);
+                self.strategy_box(ui, view, actions);
+            }
+            let mut online = match self.network_down {
+                Some(down) => !down,
+                None => view.connection != ConnectionState::Offline,
+            };
+            let label = format!("{} online", self.name);
+            let r = ui.checkbox(&mut online, "online");
+            if r.changed() {
+                actions.push(PaneAction::Online(online));
+            }
+            r.widget_info(|| {
+                egui::WidgetInfo::selected(egui::Role::CheckBox, true, online, &label)
+            });
+        });
+        let (color, mut text) = connection_badge(&view.connection);
+        if let Some(at) = view.next_try_at() {
+            // Count down to the next attempt (repainting until it starts).
+            let left = at.saturating_sub(clock);
+            text = format!("{text}, next try in {:.1} s", left.as_secs_f64());
+            ui.ctx().request_repaint_after(Duration::from_millis(100));
+        }
+        ui.add(egui::Label::new(RichText::new(text).color(color).strong()).truncate());
+    }
+
+    /// The strategy box: changing it restarts the device with the new strategy.
+    fn strategy_box(&self, ui: &mut egui::Ui, view: &DeviceView, actions: &mut Vec<PaneAction>) {
+        let mut strategy = view.strategy;
+        let combo = egui::ComboBox::from_id_salt(format!("{}-strategy", self.name))
+            .selected_text(RichText::new(strategy.name()).monospace())
+            .show_ui(ui, |ui| {
+                for s in Strategy::ALL {
+                    ui.selectable_value(&mut strategy, s, s.name());
+                }
+            })
+            .response
+            .on_hover_text(
+                "How this device syncs values. Changing it restarts the device from its snapshot: compare the same actions side by side",
+            );
+        let label = format!("{} strategy", self.name);
+        combo.widget_info(|| egui::WidgetInfo::labeled(egui::Role::ComboBox, true, &label));
+        if strategy != view.strategy {
+            actions.push(PaneAction::Strategy(strategy));
+        }
+    }
+
+    /// Rename, move, remove.
+    fn manage_menu(&mut self, ui: &mut egui::Ui, actions: &mut Vec<PaneAction>) {
+        let menu = ui.menu_button("edit", |ui| {
+            ui.horizontal(|ui| {
+                ui.label("name");
+                let edit = ui.add(
+                    egui::TextEdit::singleline(&mut self.label)
+                        .char_limit(32)
+                        .desired_width(120.0),
+                );
+                let id = format!("{} label", self.name);
+                edit.widget_info(|| egui::WidgetInfo::labeled(egui::Role::TextInput, true, &id));
+            });
+            ui.label(
+                RichText::new(format!(
+                    "device id `{}` stays: its revisions belong to it",
+                    self.name
+                ))
+                .small()
+                .weak(),
+            );
+            for (text, step) in [("move left", -1), ("move right", 1)] {
+                let b = ui.button(text);
+                let label = format!("{} {text}", self.name);
+                b.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
+                if b.clicked() {
+                    actions.push(PaneAction::Move(step));
+                    ui.close();
+                }
+            }
+            let b = ui.button("remove device").on_hover_text(
+                "Stops the device and forgets it, snapshot and unsent intents included",
+            );
+            let label = format!("{} remove", self.name);
+            b.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
+            if b.clicked() {
+                actions.push(PaneAction::Remove);
+                ui.close();
+            }
+        });
+        let label = format!("{} edit", self.name);
+        menu.response
+            .widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
+    }
+
+    fn recent(&self, ui: &mut egui::Ui) {
+        for e in self.log.iter().rev().take(6) {
+            let p = crate::present::present(&e.kind);
+            let (color, why) = (style::color(p.tone), p.rule);
+            ui.label(RichText::new(e.kind.to_string()).small().color(color))
+                .on_hover_text(why);
+        }
+    }
+}
