@@ -1,5 +1,6 @@
 //! UI tests with egui_kittest: the real app (embedded server, live devices over WebSockets
 //! on 127.0.0.1) driven through its widgets.
+//! Long because each feature has its test here; the helpers they share are in `support`.
 
 mod support;
 

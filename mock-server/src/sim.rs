@@ -9,6 +9,11 @@
 //!
 //! The world keeps a [`Trace`] of everything observable: engine events and frames on the
 //! wire, the same stream the live app shows.
+//!
+//! One file (it is long) because the event loop, the delivery rules and the fault entry
+//! points share one private state — the clock, the queues, the tie-breaking sequence —
+//! whose invariants are easier to see together; the link model is in [`crate::link`], the
+//! script on top in [`crate::scenario`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,7 +24,7 @@ use sync_core::engine::{Engine, EngineConfig, EventKind, Output, Strategy};
 use sync_core::protocol::{ClientFrame, Key, ServerFrame};
 use sync_core::rng::Rng;
 
-use crate::core::store::MemoryStore;
+use crate::core::store::{Difference, MemoryStore};
 use crate::core::{Action, ConnId, Core, DEMO_TOKEN, DEMO_USER, Inbound};
 use crate::link::{Direction, Fault, Link, LinkConfig, Pair, Sent};
 
@@ -744,29 +749,22 @@ impl World {
         if *d.engine.connection() != C::Connected {
             return Ok(());
         }
-        if d.engine.has_pending() {
-            return Err(format!("{} has a request outstanding", d.name));
+        let nothing = crate::core::store::UserData::default();
+        let stored = self.core.user(DEMO_USER).unwrap_or(&nothing);
+        let e = &d.engine;
+        let difference = stored.difference(e.has_pending(), |k| e.shown(k), |k| e.known_rev(k));
+        match difference {
+            None => Ok(()),
+            Some(Difference::Pending) => Err(format!("{} has a request outstanding", d.name)),
+            Some(Difference::Value { key, shown, stored }) => Err(format!(
+                "{} shows {key} = {shown}, the server has {stored}",
+                d.name
+            )),
+            Some(Difference::Rev { key, known, stored }) => Err(format!(
+                "{} knows {key} rev {known}, the server has rev {stored}",
+                d.name
+            )),
         }
-        let Some(user) = self.core.user(DEMO_USER) else {
-            return Ok(());
-        };
-        for (key, s) in &user.keys {
-            let shown = d.engine.shown(key);
-            if shown != s.value {
-                return Err(format!(
-                    "{} shows {key} = {shown}, the server has {}",
-                    d.name, s.value
-                ));
-            }
-            let known = d.engine.known_rev(key);
-            if known != s.rev {
-                return Err(format!(
-                    "{} knows {key} rev {known}, the server has rev {}",
-                    d.name, s.rev
-                ));
-            }
-        }
-        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 //! every row of the error table and every step of the write pipeline, ack-before-echo,
 //! idempotent resends, catch-up and `reset`, isolation, a concurrent load, a flood, the
 //! admin socket and a server restart.
+//! Long because each protocol rule is a test over real sockets, in PROTOCOL.md's order.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! offline are not on the server yet. (Skipping such devices made the bar say "all agree"
 //! while a phone held two unsent taps.)
 
-use mock_server::core::store::UserData;
+use mock_server::core::store::{Difference, UserData};
 use sync_core::engine::DeviceView;
 use sync_core::engine::connection::ConnectionState;
 
@@ -82,15 +82,15 @@ fn problem(server: &UserData, name: &str, view: &DeviceView) -> Option<String> {
             n => format!("{name} {state}, {n} keys unconfirmed"),
         });
     }
-    if view.has_pending() {
-        return Some(format!("{name} has a request in flight"));
-    }
-    server.keys.iter().find_map(|(key, stored)| {
-        let (shown, rev) = view.key(key).map_or((key.default_value(), 0), |k| {
-            (k.slot.shown.clone(), k.known_rev)
-        });
-        (shown != stored.value || rev != stored.rev).then(|| format!("{name} differs on {key}"))
-    })
+    let known = |key: &_| view.key(key).map_or(0, |k| k.known_rev);
+    server
+        .difference(view.has_pending(), |key| view.shown(key), known)
+        .map(|d| match d {
+            Difference::Pending => format!("{name} has a request in flight"),
+            Difference::Value { key, .. } | Difference::Rev { key, .. } => {
+                format!("{name} differs on {key}")
+            }
+        })
 }
 
 #[cfg(test)]

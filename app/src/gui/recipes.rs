@@ -5,7 +5,7 @@
 //!
 //! A recipe acts on two chosen devices: the one that writes, and the one that watches
 //! (some recipes use only the first). Steps that wait (for a frame to be held, for a
-//! device to settle) give up after [`WAIT_LIMIT`] and say what did not happen.
+//! device to settle) give up after `WAIT_LIMIT` and say what did not happen.
 
 use std::time::{Duration, Instant};
 

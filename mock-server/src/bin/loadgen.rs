@@ -23,6 +23,9 @@
 //!
 //! Frames are classified by their `type` alone: answers (`ack`, `reject`, or the echo)
 //! come back in the order the writes were sent on a connection, so no id needs matching.
+//!
+//! One file because it is one standalone program whose workloads share its connection
+//! and report code; the server it measures is in the library.
 
 /// The server's allocator, as in the `mock-server` binary (see its docs).
 #[global_allocator]

@@ -9,6 +9,36 @@
 //! Durability: accepted writes of one call to [`Core::handle`] are committed to the
 //! [`Store`] together (group commit), and their acks and pushes are released only after
 //! the commit returned.
+//!
+//! ## Method kinds, and the order to call them
+//!
+//! The same kinds as a device's `sync_core::engine::Engine`; every method that changes
+//! state takes `now` (the server's clock) where time matters:
+//!
+//! - **Inputs**, what the network did: a connection opened ([`Core::connect`],
+//!   [`Core::connect_from`] with its source address), something arrived on it
+//!   ([`Core::heard`]), its frames ([`Core::handle`], a batch across connections: one
+//!   commit), it closed ([`Core::disconnect`]), a deadline passed ([`Core::on_timeout`]).
+//! - **Application commands**, what an operator or a test does: [`Core::server_set`],
+//!   [`Core::reject_next`], [`Core::kick`], [`Core::restart`], [`Core::admin_auth`].
+//! - **Outputs**: the [`Action`]s (send a frame, close a connection) that
+//!   [`Core::handle`], [`Core::on_timeout`], [`Core::server_set`] and [`Core::kick`]
+//!   return, and the next deadline, [`Core::poll_timeout`]. Unlike the engine's, the
+//!   actions are returned rather than polled: a batch's actions must leave together, after
+//!   its commit.
+//! - **Queries**, read-only: [`Core::user`], [`Core::value`], [`Core::writes`],
+//!   [`Core::devices`], [`Core::forced`] and the rest.
+//!
+//! The call order: gather the frames that arrived (from any connections) and pass them to
+//! [`Core::handle`] in one call; carry out the returned actions in order (each
+//! connection's frames stay in order; a `Close` goes after the frames queued before it);
+//! then read [`Core::poll_timeout`] again and call [`Core::on_timeout`] when it passes.
+//! The live server's core task (`net::core_task`) and the simulator (`sim`) are exactly
+//! this loop.
+//!
+//! This module is long because the write pipeline is one ordered sequence of steps, and
+//! reads best beside PROTOCOL.md in one place; authentication failures ([`guard`]), rate
+//! limits ([`rate`]) and durability ([`store`]) are split out.
 
 pub mod guard;
 pub mod rate;

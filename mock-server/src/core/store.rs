@@ -46,6 +46,64 @@ pub struct UserData {
     pub marks: BTreeMap<String, BTreeMap<Key, Mark>>,
 }
 
+/// The first way a connected device's screen differs from what the server holds: the one
+/// comparison behind `expect converged` (the simulator) and the app's convergence bar.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Difference {
+    /// A request is outstanding.
+    Pending,
+    /// The device shows another value for a stored key.
+    Value {
+        /// The key.
+        key: Key,
+        /// What the device shows.
+        shown: Value,
+        /// What the server holds.
+        stored: Value,
+    },
+    /// The device knows another revision for a stored key.
+    Rev {
+        /// The key.
+        key: Key,
+        /// The revision the device knows.
+        known: u64,
+        /// The server's.
+        stored: u64,
+    },
+}
+
+impl UserData {
+    /// How a device differs from this user's stored state, given whether it has a request
+    /// outstanding and what it shows and knows per key; `None` when it agrees on every
+    /// stored key. Whether a disconnected device counts is the caller's policy.
+    pub fn difference(
+        &self,
+        pending: bool,
+        shown: impl Fn(&Key) -> Value,
+        known_rev: impl Fn(&Key) -> u64,
+    ) -> Option<Difference> {
+        if pending {
+            return Some(Difference::Pending);
+        }
+        self.keys.iter().find_map(|(key, stored)| {
+            let value = shown(key);
+            if value != stored.value {
+                return Some(Difference::Value {
+                    key: key.clone(),
+                    shown: value,
+                    stored: stored.value.clone(),
+                });
+            }
+            let known = known_rev(key);
+            (known != stored.rev).then(|| Difference::Rev {
+                key: key.clone(),
+                known,
+                stored: stored.rev,
+            })
+        })
+    }
+}
+
 /// One accepted write, as committed: it updates the key, the user's head and the writer's
 /// watermark in one step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

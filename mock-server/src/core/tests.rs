@@ -1,5 +1,7 @@
 //! The core against PROTOCOL.md, frame by frame: the write pipeline in order, every row of
 //! the error table, idempotency, catch-up, fan-out order, and the timers.
+//! Long because each row of PROTOCOL.md's tables is a test; kept in one file in the
+//! protocol's order.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -4,13 +4,13 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | [`accept`] | the listener; the upgrade's checks (path, `Origin`, connection cap, handshake deadline); shutdown |
-//! | [`connection`] | one task per device socket: reads frames to the core task, writes what the core queued, through the connection's links |
-//! | [`core_task`] | the one task that owns the core: batches input (group commit), routes answers, runs timers and controls |
-//! | [`outbound`] | a connection's outbound queue, bounded in frames and bytes: the only back-pressure |
-//! | [`links`] | a connection's two fault-injection links, on real time |
-//! | [`control`] | the control API: [`Control`], [`LinkCommand`], [`Inspection`] |
-//! | [`admin`] | the admin WebSocket, which speaks [`Control`] as JSON |
+//! | `accept` | the listener; the upgrade's checks (path, `Origin`, connection cap, handshake deadline); shutdown |
+//! | `connection` | one task per device socket: reads frames to the core task, writes what the core queued, through the connection's links |
+//! | `core_task` | the one task that owns the core: batches input (group commit), routes answers, runs timers and controls |
+//! | `outbound` | a connection's outbound queue, bounded in frames and bytes: the only back-pressure |
+//! | `links` | a connection's two fault-injection links, on real time |
+//! | `control` | the control API: [`Control`], [`LinkCommand`], [`Inspection`] |
+//! | `admin` | the admin WebSocket, which speaks [`Control`] as JSON |
 //!
 //! **One client never hurts another.** The core task never waits for a client: a frame
 //! that does not fit in a connection's queue closes that connection with 4009 (`resync`;
@@ -82,7 +82,7 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     /// Token → user; empty for the demo user.
     pub tokens: BTreeMap<String, String>,
-    /// Enables the admin WebSocket at `/admin` with this token (see [`admin`]).
+    /// Enables the admin WebSocket at `/admin` with this token (its JSON commands are documented in `net/admin.rs`).
     pub admin_token: Option<String>,
     /// Origins a browser may connect from, exactly as it sends them
     /// (`http://localhost:5173`). Requests without `Origin` (native clients) are allowed.

@@ -4,6 +4,9 @@
 //! Everything that can be found by reading the file is found here, before anything runs:
 //! unknown statements and devices, `tap` on a non-boolean key, values that are not JSON,
 //! setup statements after the run has started.
+//!
+//! One file (it is long): it reads like SCENARIOS.md's tables, statement by statement,
+//! and every statement shares the same few word readers at the end.
 
 use std::time::Duration;
 

@@ -1,13 +1,34 @@
 //! One device's sync engine: a sans-IO state machine built on the generic strategies of
 //! [`crate::optimistic`].
 //!
-//! Inputs, each with `now`: user intents ([`Engine::tap`], [`Engine::set`],
-//! [`Engine::comment`]), the transport coming up or down, decoded server frames, and
-//! timer expiry ([`Engine::on_timeout`]). Outputs: [`Output`]s for the shell (open or close
-//! the transport, send a frame), a deadline ([`Engine::poll_timeout`]), and observable
-//! [`Event`]s. The engine owns its timers (heartbeat, dead connection, reconnect backoff
-//! with jitter from the seeded RNG it was given), so a simulator reproduces live behaviour
-//! exactly.
+//! The engine owns its timers (heartbeat, dead connection, reconnect backoff with jitter
+//! from the seeded RNG it was given), so a simulator reproduces live behaviour exactly.
+//!
+//! ## Method kinds, and the order to call them
+//!
+//! As quinn-proto's `Connection`, and as the server's `Core` (in `mock-server`: the
+//! same kinds), an [`Engine`]'s methods fall into kinds; every one that changes
+//! state takes `now`:
+//!
+//! - **Application commands**, what the user does: [`Engine::tap`], [`Engine::set`],
+//!   [`Engine::comment`], [`Engine::set_online`].
+//! - **Inputs**, what the world did: the transport opened or failed
+//!   ([`Engine::on_connected`], [`Engine::on_disconnected`]), a frame arrived
+//!   ([`Engine::on_text`], or [`Engine::on_frame`] already decoded), and a deadline passed
+//!   ([`Engine::on_timeout`]).
+//! - **Outputs to poll**, what the shell must do: [`Engine::poll_output`] ([`Output`]:
+//!   open or close the transport, send a frame), [`Engine::poll_event`] (observable
+//!   [`Event`]s, for panes and traces) and [`Engine::poll_timeout`] (the next deadline).
+//! - **Queries**, read-only: [`Engine::view`] (the pane's [`DeviceView`]),
+//!   [`Engine::shown`], [`Engine::counters`], [`Engine::connection`] and the rest.
+//!
+//! The call order: after every command or input, drain [`Engine::poll_output`] until it
+//! returns `None` and carry out each output in order (a `Send` after an `Open` waits for
+//! [`Engine::on_connected`]); drain [`Engine::poll_event`]; then read
+//! [`Engine::poll_timeout`] again and arm one timer for it, calling
+//! [`Engine::on_timeout`] when it passes (a deadline that moved is simply re-read next
+//! time). The tokio client (`client`, feature `client`) and the simulator (`mock_server::sim`)
+//! are exactly this loop.
 //!
 //! | module | what |
 //! |---|---|
@@ -20,6 +41,10 @@
 //! | [`snapshot`] | what a device restart keeps |
 //! | [`events`] | the observable events |
 //! | [`view`] | the device view a pane renders, whatever drives the device |
+//!
+//! This module is long because [`Engine`] owns the state every submodule works on, and
+//! its intents, transport and timer handling live here; part of its length is the
+//! dispatch to the three strategies, which is to move into one module per strategy.
 
 pub mod connection;
 pub mod cursor;

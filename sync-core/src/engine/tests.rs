@@ -1,6 +1,7 @@
 //! Engine tests with hand-written server frames: one test per rule of DESIGN.md and
 //! PROTOCOL.md that the engine owns. (End-to-end runs against the real server core live
 //! in mock-server's simulator and scenarios.)
+//! Long because each rule is a test; kept in one file in DESIGN.md's order.
 
 use std::time::Duration;
 

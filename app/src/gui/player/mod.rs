@@ -110,8 +110,9 @@ impl Player {
         self.save_dir = dir;
     }
 
-    /// The run so far as a scenario file (see [`Run::branch`]); `None` when the source
-    /// did not parse.
+    /// The run so far as a scenario file: what ran (the script's statements and the
+    /// learner's own actions, at their virtual times), then an expectation for every value
+    /// the world shows now; `None` when the source did not parse.
     pub fn branch(&mut self) -> Option<String> {
         let run = self.run.as_mut().ok()?;
         Some(run.branch(&self.source.0, self.seed))

@@ -1,6 +1,7 @@
 //! OptimisticCommand vectors 1–27. Fixture: `items = ["initial"]`; the command adds
 //! `"new"`, so `opt = ["initial","new"]`. `writes` lists the values written through
 //! `apply` (the reference's `applyValueToState`).
+//! One file for the reference's one table of vectors, in its order (hence its length).
 
 use std::cell::RefCell;
 use std::time::Duration;
