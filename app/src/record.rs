@@ -137,6 +137,7 @@ impl Recorder {
                     strategy: d.layout.strategy,
                     up: d.layout.links.up,
                     down: d.layout.links.down,
+                    reconnect: None,
                 })
                 .collect(),
             devices_line: 0,

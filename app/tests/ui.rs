@@ -1024,3 +1024,47 @@ fn a_recorded_session_with_a_hold_an_out_of_order_release_and_a_drop_replays_gre
             .is_some()
     );
 }
+
+/// Bounded reconnect: a simulated device that stopped in `error` shows "retry now" in its
+/// pane (the live demo's pane), and the click connects it at the current virtual time.
+#[test]
+fn a_device_stopped_in_error_retries_from_its_pane() {
+    let mut h = harness(app(1, "retry"));
+    click(&mut h, "scenario player");
+    let lesson = app::gui::player::LESSONS
+        .iter()
+        .position(|(name, _)| name.starts_with("31-"))
+        .expect("the bounded-reconnect lesson");
+    h.state_mut().player_mut().open_lesson(lesson);
+    h.run_steps(2);
+    // Up to the script's own `phone retry`: the network is fine again, the phone in error.
+    let text = app::gui::player::LESSONS[lesson].1;
+    let retry_line = 1 + text
+        .lines()
+        .position(|l| l.starts_with("phone retry"))
+        .expect("the lesson retries");
+    while h.state().player().next_line() != Some(retry_line) {
+        assert!(
+            h.state_mut().player_mut().step(),
+            "the retry line is reached"
+        );
+    }
+    h.run_steps(1);
+    assert!(
+        h.query_by_label("error: 3 attempts failed in a row")
+            .is_some(),
+        "the pane says why it stopped"
+    );
+    click(&mut h, "phone retry now");
+    h.run_steps(1);
+    assert!(
+        h.query_by_label("phone retry now").is_none(),
+        "connecting: nothing to retry"
+    );
+    assert!(
+        ["connecting", "handshaking"]
+            .iter()
+            .any(|s| h.query_by_label(s).is_some()),
+        "the phone is connecting again"
+    );
+}

@@ -540,7 +540,7 @@ impl World {
             match d.engine.connection() {
                 C::Connected => {}
                 // These never reconnect by themselves: nothing left to wait for.
-                C::AuthFailed | C::ClosedByServer { .. } | C::Offline => continue,
+                C::AuthFailed | C::ClosedByServer { .. } | C::Error { .. } | C::Offline => continue,
                 // A handshake whose frames wait on a held link waits for the script.
                 _ if held => continue,
                 other => return Some(format!("{}: {other}", d.name)),
@@ -609,10 +609,27 @@ impl World {
         let d = &mut self.devices[i];
         d.seed = Rng::new(d.seed).next_u64();
         let config = config(&d.name, d.engine.strategy(), d.seed);
+        let bound = d.engine.reconnect_bound();
         d.engine = Engine::restore(config, snapshot, self.now).map_err(|e| e.to_string())?;
+        d.engine.set_reconnect_bound(bound);
         self.record(Some(i), TraceKind::DeviceRestart);
         self.pump(i);
         Ok(())
+    }
+
+    /// Bounds device `i`'s reconnect attempts (the scenario's `reconnect attempts`); kept
+    /// across a device restart.
+    pub fn set_reconnect_bound(&mut self, i: usize, bound: Option<u32>) {
+        self.devices[i].engine.set_reconnect_bound(bound);
+    }
+
+    /// The device is asked to connect now (`DEVICE retry`): out of `error`, `auth-failed`
+    /// or `closed` it opens a transport; in any other state nothing happens.
+    pub fn retry(&mut self, i: usize) {
+        let now = self.now;
+        if self.devices[i].engine.retry(now) {
+            self.pump(i);
+        }
     }
 
     /// The server stops and starts again from its store: every connection drops.

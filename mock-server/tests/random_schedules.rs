@@ -1,7 +1,8 @@
-//! Random schedules: ≥ 2,000 seeded worlds per run. Random devices and strategies, link
+//! Random schedules: 20,000 seeded worlds per run. Random devices and strategies, link
 //! latency, jitter and loss, random intents on random keys, holds and out-of-order
 //! releases, dropped frames, offline spells, device and server restarts, forced
-//! rejections; then everything is released and settled. Each device is checked against
+//! rejections, reconnect bounds and retries; then everything is released, retried and
+//! settled. Each device is checked against
 //! the invariants its strategy owes (DESIGN.md; the table is in
 //! [`mock_server::invariants`]) around every intent and after every simulator event.
 //! Each seed's virtual time is capped: its waits add up to 20 s at most, and its final
@@ -21,10 +22,11 @@ use mock_server::scenario::{Runner, Verdict, parse};
 use mock_server::sim::{DeviceSpec, SETTLE_LIMIT, World};
 use serde_json::json;
 use sync_core::engine::Strategy;
+use sync_core::engine::connection::ConnectionState;
 use sync_core::protocol::Key;
 use sync_core::rng::Rng;
 
-const SEEDS: u64 = 2_000;
+const SEEDS: u64 = 20_000;
 const ACTIONS: usize = 40;
 const NAMES: [&str; 3] = ["phone", "laptop", "tablet"];
 const BOOL_KEYS: [&str; 3] = ["like/a", "like/b", "settings/dark_mode"];
@@ -56,6 +58,7 @@ impl Recorder {
             format!("devices {}", names.join(" ")),
         ];
         let mut specs = Vec::new();
+        let mut bounds = Vec::new();
         for name in &names {
             let strategy = *pick(
                 &mut rng,
@@ -73,6 +76,11 @@ impl Recorder {
             lines.push(format!("latency {name} {latency}ms"));
             lines.push(format!("jitter {name} {jitter}ms"));
             lines.push(format!("loss {name} {loss}%"));
+            let bound = rng.chance(0.3).then(|| 1 + rng.up_to(2) as u32);
+            if let Some(n) = bound {
+                lines.push(format!("reconnect attempts {name} {n}"));
+            }
+            bounds.push(bound);
             let link = LinkConfig {
                 latency: Duration::from_millis(latency),
                 jitter: Duration::from_millis(jitter),
@@ -86,6 +94,9 @@ impl Recorder {
             });
         }
         let mut world = World::new(seed, &specs);
+        for (i, bound) in bounds.into_iter().enumerate() {
+            world.set_reconnect_bound(i, bound);
+        }
         world.settle().expect("the handshake settles");
         Recorder {
             rng,
@@ -180,6 +191,10 @@ impl Recorder {
                 lines.push(format!("server set settings/volume {v}"));
                 w.server_set(&Key::Volume, json!(v))?;
             }
+            97 => {
+                lines.push(format!("{name} retry"));
+                w.retry(d);
+            }
             _ => {
                 lines.push("wait 50ms".into());
                 let until = w.now() + Duration::from_millis(50);
@@ -196,16 +211,39 @@ impl Recorder {
         for (d, name) in self.names.iter().enumerate() {
             self.world.hold(d, None, false);
             self.world.set_offline(d, false);
+            // A device in `error` waits for the user: ask it, so everything can settle.
+            self.world.retry(d);
             self.lines.push(format!("unhold {name}"));
             self.lines.push(format!("{name} online"));
+            self.lines.push(format!("{name} retry"));
         }
-        self.lines.push("settle".into());
+        // A lossy link can stop a bounded device in `error` again while settling: ask it
+        // again (as a user would) until every device has come back.
+        for _ in 0..50 {
+            self.lines.push("settle".into());
+            let w = &mut self.world;
+            // The same limit as the reproducer's `settle`, so a seed fails the same way there.
+            let deadline = w.now() + SETTLE_LIMIT;
+            while w.settle_step(deadline)? {
+                self.checker.after_step(w)?;
+            }
+            let stopped: Vec<usize> = (0..self.names.len())
+                .filter(|d| {
+                    matches!(
+                        w.devices()[*d].engine.connection(),
+                        ConnectionState::Error { .. }
+                    )
+                })
+                .collect();
+            if stopped.is_empty() {
+                break;
+            }
+            for d in stopped {
+                self.lines.push(format!("{} retry", self.names[d]));
+                self.world.retry(d);
+            }
+        }
         let w = &mut self.world;
-        // The same limit as the reproducer's `settle`, so a seed fails the same way there.
-        let deadline = w.now() + SETTLE_LIMIT;
-        while w.settle_step(deadline)? {
-            self.checker.after_step(w)?;
-        }
         // What `at_rest` checks of convergence, as a line the replay checks too.
         for (d, name) in self.names.iter().enumerate() {
             if w.devices()[d].engine.strategy() == Strategy::SyncWithPush {
@@ -258,8 +296,8 @@ fn random_schedules_keep_the_invariants() {
         }
     }
     println!(
-        "{SEEDS} seeds, {frames} frames delivered, in {:.2?}",
-        started.elapsed()
+        "random schedules: {SEEDS} seeds, {frames} frames, {:.1} s",
+        started.elapsed().as_secs_f64()
     );
 }
 

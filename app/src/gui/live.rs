@@ -172,6 +172,7 @@ impl LiveDevice {
             PaneAction::Set(key, value) => self.handle.set(key.clone(), value.clone()),
             PaneAction::Comment(key, text) => self.handle.comment(key.clone(), text.clone()),
             PaneAction::Online(on) => self.handle.set_online(*on),
+            PaneAction::Retry => self.handle.retry(),
             _ => return false,
         }
         true

@@ -171,6 +171,11 @@ impl SyncLab {
         &self.player
     }
 
+    /// The scenario player, to drive (for tests).
+    pub fn player_mut(&mut self) -> &mut player::Player {
+        &mut self.player
+    }
+
     /// The recorder (for tests).
     pub fn recording(&self) -> &recording::Recording {
         &self.recording
@@ -481,7 +486,8 @@ impl SyncLab {
             PaneAction::Tap(_)
             | PaneAction::Set(..)
             | PaneAction::Comment(..)
-            | PaneAction::Online(_) => {}
+            | PaneAction::Online(_)
+            | PaneAction::Retry => {}
         }
     }
 

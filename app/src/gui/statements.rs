@@ -20,6 +20,7 @@ pub fn of(action: &PaneAction, d: usize, links: Pair<LinkConfig>) -> Option<Vec<
         PaneAction::Comment(key, text) => vec![Stmt::Comment(d, key.clone(), text.clone())],
         PaneAction::Online(true) => vec![Stmt::Online(d)],
         PaneAction::Online(false) => vec![Stmt::Offline(d)],
+        PaneAction::Retry => vec![Stmt::Retry(d)],
         PaneAction::Link(Fault::Configure(dir, to)) => changes(links.of(*dir), to, to)
             .into_iter()
             .map(|change| Stmt::Link(vec![d], Some(*dir), change))

@@ -37,6 +37,8 @@ pub struct DeviceSetup {
     pub up: LinkConfig,
     /// Server → device.
     pub down: LinkConfig,
+    /// `reconnect attempts DEVICE N`: the bound on failed attempts in a row.
+    pub reconnect: Option<u32>,
 }
 
 /// A statement with its line number (1-based).
@@ -85,6 +87,8 @@ pub enum Stmt {
     Online(usize),
     /// `DEVICE restart`.
     Restart(usize),
+    /// `DEVICE retry`: connect now, out of `error`, `auth-failed` or `closed`.
+    Retry(usize),
     /// `hold DEVICE [up|down]`.
     Hold(usize, Option<Direction>),
     /// `unhold DEVICE [up|down]`.
@@ -142,4 +146,6 @@ pub enum Expect {
     Converged,
     /// `expect DEVICE converged`: the same for one device.
     DeviceConverged(usize),
+    /// `expect DEVICE connection = STATE` (a name of `ConnectionState::scenario_name`).
+    Connection(usize, String),
 }

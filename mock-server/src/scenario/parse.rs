@@ -61,6 +61,18 @@ const KEYWORDS: [&str; 24] = [
     "clock",
 ];
 
+/// The states `expect DEVICE connection = STATE` names (SCENARIOS.md).
+const CONNECTION_STATES: [&str; 8] = [
+    "connecting",
+    "connected",
+    "reconnecting",
+    "polling",
+    "offline",
+    "error",
+    "auth-failed",
+    "closed",
+];
+
 /// Parses a scenario file's text. `file` is used in error messages only.
 pub fn parse(file: &str, text: &str) -> Result<Scenario, ParseError> {
     let mut p = Parser {
@@ -285,6 +297,24 @@ impl Parser<'_> {
                 Ok(())
             }
             "latency" | "jitter" | "loss" => self.link(line, first),
+            "reconnect" => {
+                self.setup_only(line)?;
+                match self.need(line, 1, "`attempts`")? {
+                    "attempts" => {}
+                    other => {
+                        return self.err(line, 1, format!("expected `attempts`, found `{other}`"));
+                    }
+                }
+                let d = self.device(line, 2)?;
+                let n = self.number(line, 3)?;
+                self.end(line, 4)?;
+                let n = match u32::try_from(n) {
+                    Ok(n) if n > 0 => n,
+                    _ => return self.err(line, 3, "expected a bound from 1 to 4294967295"),
+                };
+                self.scenario.devices[d].reconnect = Some(n);
+                Ok(())
+            }
             "server" => self.server(line),
             "hold" | "unhold" => {
                 let d = self.device(line, 1)?;
@@ -380,6 +410,7 @@ impl Parser<'_> {
                 strategy: Strategy::default(),
                 up: LinkConfig::default(),
                 down: LinkConfig::default(),
+                reconnect: None,
             });
         }
         Ok(())
@@ -467,7 +498,7 @@ impl Parser<'_> {
         let verb = self.need(
             line,
             1,
-            "`tap`, `set`, `comment`, `offline`, `online` or `restart`",
+            "`tap`, `set`, `comment`, `offline`, `online`, `restart` or `retry`",
         )?;
         let stmt = match verb {
             "tap" => {
@@ -509,17 +540,18 @@ impl Parser<'_> {
                     self.string(line, 3, "the comment's text in double quotes")?,
                 )
             }
-            "offline" | "online" | "restart" => {
+            "offline" | "online" | "restart" | "retry" => {
                 self.end(line, 2)?;
                 match verb {
                     "offline" => Stmt::Offline(d),
                     "online" => Stmt::Online(d),
+                    "retry" => Stmt::Retry(d),
                     _ => Stmt::Restart(d),
                 }
             }
             other => {
                 return self.err(line, 1, format!(
-                    "unknown action `{other}`: expected `tap`, `set`, `comment`, `offline`, `online` or `restart`"
+                    "unknown action `{other}`: expected `tap`, `set`, `comment`, `offline`, `online`, `restart` or `retry`"
                 ));
             }
         };
@@ -559,11 +591,27 @@ impl Parser<'_> {
         match self.need(
             line,
             2,
-            "a key, `converged`, `requests`, `stale`, `rollbacks`, `regressions`, `inflight` or `queued`",
+            "a key, `converged`, `connection`, `requests`, `stale`, `rollbacks`, `regressions`, `inflight` or `queued`",
         )? {
             "converged" => {
                 self.end(line, 3)?;
                 Ok(Expect::DeviceConverged(d))
+            }
+            "connection" => {
+                self.equals(line, 3)?;
+                let state = self.need(line, 4, "a connection state")?;
+                if !CONNECTION_STATES.contains(&state) {
+                    return self.err(
+                        line,
+                        4,
+                        format!(
+                            "unknown connection state `{state}`: expected one of {}",
+                            CONNECTION_STATES.join(", ")
+                        ),
+                    );
+                }
+                self.end(line, 5)?;
+                Ok(Expect::Connection(d, state.to_string()))
             }
             counter @ ("stale" | "rollbacks" | "regressions") => {
                 self.equals(line, 3)?;

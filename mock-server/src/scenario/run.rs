@@ -75,6 +75,9 @@ impl Runner {
             })
             .collect();
         let mut world = World::new(seed, &specs);
+        for (i, d) in scenario.devices.iter().enumerate() {
+            world.set_reconnect_bound(i, d.reconnect);
+        }
         let mut verdict = None;
         for (line, key, value) in &scenario.server_sets {
             if let Err(e) = world.server_set(key, value.clone()) {
@@ -276,6 +279,7 @@ impl Runner {
             Stmt::Offline(d) => w.set_offline(*d, true),
             Stmt::Online(d) => w.set_offline(*d, false),
             Stmt::Restart(d) => w.restart_device(*d)?,
+            Stmt::Retry(d) => w.retry(*d),
             // The faults, translated into the link model's words.
             Stmt::Hold(d, dir) | Stmt::Unhold(d, dir) => {
                 let on = matches!(stmt, Stmt::Hold(..));
@@ -391,6 +395,11 @@ impl Runner {
                 "server writes".into(),
                 n.to_string(),
                 w.core().writes().to_string(),
+            ),
+            Expect::Connection(d, state) => check(
+                format!("{} connection", name(d)),
+                state.clone(),
+                engine(d).connection().scenario_name().to_string(),
             ),
             Expect::DeviceConverged(d) => w
                 .device_converged(*d)

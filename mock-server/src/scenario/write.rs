@@ -66,6 +66,9 @@ fn setup(out: &mut String, d: &DeviceSetup) {
     if d.strategy != Default::default() {
         let _ = writeln!(out, "strategy {name} {}", d.strategy);
     }
+    if let Some(n) = d.reconnect {
+        let _ = writeln!(out, "reconnect attempts {name} {n}");
+    }
     let default = LinkConfig::default();
     let both = changes(&default, &d.up, &d.down);
     for change in &both {
@@ -116,6 +119,7 @@ pub fn statement(stmt: &Stmt, names: &[&str]) -> Vec<String> {
         Stmt::Offline(d) => format!("{} offline", n(d)),
         Stmt::Online(d) => format!("{} online", n(d)),
         Stmt::Restart(d) => format!("{} restart", n(d)),
+        Stmt::Retry(d) => format!("{} retry", n(d)),
         Stmt::Hold(d, to) => format!("hold {}{}", n(d), dir(to)),
         Stmt::Unhold(d, to) => format!("unhold {}{}", n(d), dir(to)),
         Stmt::Release(d, to, pick) => {
@@ -171,6 +175,7 @@ fn expectation(e: &Expect, names: &[&str]) -> String {
         Expect::ServerWrites(k) => format!("server writes = {k}"),
         Expect::Converged => "converged".into(),
         Expect::DeviceConverged(d) => format!("{} converged", n(d)),
+        Expect::Connection(d, state) => format!("{} connection = {state}", n(d)),
     }
 }
 
@@ -245,6 +250,7 @@ mod tests {
 scenario "Quotes \" and # inside"
 devices phone laptop
 strategy phone naive
+reconnect attempts laptop 3
 latency phone up 120ms
 latency phone down 80ms
 jitter laptop 15ms
@@ -256,6 +262,7 @@ laptop comment p1 "hi \"there\""
 phone offline
 phone online
 laptop restart
+phone retry
 hold phone
 hold laptop down
 release laptop down 2
@@ -287,6 +294,7 @@ expect server like/p1 rev 2
 expect server writes = 4
 expect converged
 expect laptop converged
+expect laptop connection = auth-failed
 "#;
         let first = parse("all.scn", text).unwrap_or_else(|e| panic!("{e}"));
         let written = write(&first);

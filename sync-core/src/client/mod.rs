@@ -63,6 +63,7 @@ enum Command {
     Set(Key, Value),
     Comment(Key, String),
     Online(bool),
+    Retry,
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -98,6 +99,11 @@ impl DeviceHandle {
     /// Takes the device offline (`false`) or back online (`true`).
     pub fn set_online(&self, online: bool) {
         let _ = self.commands.send(Command::Online(online));
+    }
+
+    /// Connects now, out of `error`, `auth-failed` or `closed` (a pane's "retry now").
+    pub fn retry(&self) {
+        let _ = self.commands.send(Command::Retry);
     }
 
     /// The latest view.
@@ -307,6 +313,10 @@ impl Device {
             }
             Command::Online(online) => {
                 self.engine.set_online(online, now);
+                None
+            }
+            Command::Retry => {
+                self.engine.retry(now);
                 None
             }
             Command::Shutdown(_) => unreachable!("handled by the caller"),

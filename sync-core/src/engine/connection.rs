@@ -46,9 +46,41 @@ pub enum ConnectionState {
         /// The close reason.
         reason: String,
     },
+    /// The device's reconnect bound was reached: that many attempts in a row failed
+    /// (PROTOCOL.md, "Attempts"). No automatic retry: the user retries, or goes online.
+    Error {
+        /// Failed attempts in a row.
+        failed: u32,
+    },
 }
 
 impl ConnectionState {
+    /// The state's name in the scenario language (`expect DEVICE connection = STATE`):
+    /// `connecting` (opening or handshaking), `connected`, `reconnecting`, `offline`,
+    /// `error`, `auth-failed`, `closed`.
+    pub fn scenario_name(&self) -> &'static str {
+        match self {
+            ConnectionState::Connecting | ConnectionState::Handshaking => "connecting",
+            ConnectionState::Connected => "connected",
+            ConnectionState::Reconnecting { .. } => "reconnecting",
+            ConnectionState::Offline => "offline",
+            ConnectionState::AuthFailed => "auth-failed",
+            ConnectionState::ClosedByServer { .. } => "closed",
+            ConnectionState::Error { .. } => "error",
+        }
+    }
+
+    /// `true` in a state the device leaves only when asked ([`super::Engine::retry`], or
+    /// going online): `error`, `auth-failed`, `closed`.
+    pub fn needs_retry(&self) -> bool {
+        matches!(
+            self,
+            ConnectionState::Error { .. }
+                | ConnectionState::AuthFailed
+                | ConnectionState::ClosedByServer { .. }
+        )
+    }
+
     /// `true` while a transport exists (opening, handshaking or live).
     pub fn has_transport(&self) -> bool {
         matches!(
@@ -71,6 +103,9 @@ impl fmt::Display for ConnectionState {
             ConnectionState::AuthFailed => f.write_str("auth failed"),
             ConnectionState::ClosedByServer { code, reason } => {
                 write!(f, "closed by server ({code} {reason})")
+            }
+            ConnectionState::Error { failed } => {
+                write!(f, "error: {failed} attempts failed in a row")
             }
         }
     }

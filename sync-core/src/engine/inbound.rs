@@ -289,6 +289,7 @@ impl Engine {
         }
         self.conn = ConnectionState::Connected;
         self.attempt = 0;
+        self.failed = 0;
         self.connection_event();
         self.state.emit(EventKind::CaughtUp {
             rev,

@@ -204,7 +204,12 @@ pub struct Engine {
     commands: BTreeMap<Key, PendingCommand>,
     conn: ConnectionState,
     heartbeat: Heartbeat,
+    /// Transports lost since the last `welcome`: the backoff's exponent.
     attempt: u32,
+    /// Attempts that failed in a row (ended before `welcome`; PROTOCOL.md, "Attempts").
+    failed: u32,
+    /// After this many failed attempts in a row the device stops in `error`.
+    reconnect_bound: Option<u32>,
     requests: HashMap<u64, Request>,
     /// Keys whose open write or command was opened while no connection was up (one is
     /// open per key at a time): its first send is labelled [`SendKind::Queued`]. Not kept
@@ -233,6 +238,8 @@ impl Engine {
             conn: ConnectionState::Offline,
             heartbeat: Heartbeat::opened(now),
             attempt: 0,
+            failed: 0,
+            reconnect_bound: None,
             requests: HashMap::new(),
             never_sent: BTreeSet::new(),
             next_id: 1,
@@ -407,16 +414,51 @@ impl Engine {
                 self.conn = ConnectionState::ClosedByServer { code, reason };
             }
             _ => {
+                // Losing a live connection is not a failed attempt; ending before
+                // `welcome` is.
+                if self.conn != ConnectionState::Connected {
+                    self.failed += 1;
+                }
                 self.attempt += 1;
-                let delay = backoff_delay(self.attempt - 1, &mut self.rng);
-                self.conn = ConnectionState::Reconnecting {
-                    attempt: self.attempt,
-                    retry_at: now + delay,
+                self.conn = match self.reconnect_bound {
+                    Some(bound) if self.failed >= bound => ConnectionState::Error {
+                        failed: self.failed,
+                    },
+                    _ => ConnectionState::Reconnecting {
+                        attempt: self.attempt,
+                        retry_at: now + backoff_delay(self.attempt - 1, &mut self.rng),
+                    },
                 };
             }
         }
         self.connection_event();
         self.flush_events();
+    }
+
+    /// Bounds reconnecting (SyncLayer's `maxReconnectAttempts`): after `bound` failed
+    /// attempts in a row the device stops in [`ConnectionState::Error`]. `None`: no bound.
+    pub fn set_reconnect_bound(&mut self, bound: Option<u32>) {
+        self.reconnect_bound = bound;
+    }
+
+    /// The reconnect bound, if any.
+    pub fn reconnect_bound(&self) -> Option<u32> {
+        self.reconnect_bound
+    }
+
+    /// The user asks to connect now (a pane's "retry now", a scenario's `retry`): out of
+    /// `error`, `auth-failed` or `closed` the device opens a transport at once, its count
+    /// of failed attempts back at zero. `false` (and nothing happens) in any other state.
+    pub fn retry(&mut self, now: Duration) -> bool {
+        self.now = now;
+        if !self.conn.needs_retry() {
+            return false;
+        }
+        self.attempt = 0;
+        self.failed = 0;
+        self.open(now);
+        self.flush_events();
+        true
     }
 
     /// The user takes the device offline (`false`) or back online (`true`: it reconnects
@@ -435,6 +477,7 @@ impl Engine {
             }
             (true, false) => {
                 self.attempt = 0;
+                self.failed = 0;
                 self.open(now);
             }
             (true, true) => {}

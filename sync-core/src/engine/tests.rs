@@ -820,3 +820,57 @@ fn a_restart_may_change_the_strategy_and_keeps_the_intents() {
         );
     }
 }
+
+/// PROTOCOL.md, "Attempts": with a bound of 3, three attempts that end before `welcome`
+/// stop the device in `error` (no timer, no retry) until the user retries; losing a live
+/// connection is not a failed attempt, and a `welcome` sets the count back to zero.
+#[test]
+fn a_reconnect_bound_stops_in_error_until_the_user_retries() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.e.set_reconnect_bound(Some(3));
+    d.connect(0, vec![], false);
+    // A live connection lost: not a failure.
+    d.e.on_disconnected(None, d.now);
+    assert!(matches!(
+        d.e.connection(),
+        ConnectionState::Reconnecting { .. }
+    ));
+    for failed in 1..=3 {
+        let at = d.e.poll_timeout().expect("a retry is due");
+        d.now = at;
+        d.e.on_timeout(at);
+        d.pump();
+        assert_eq!(d.e.connection(), &ConnectionState::Connecting);
+        // The transport fails before `welcome` (a refused upgrade, a reset).
+        d.e.on_disconnected(None, d.now);
+        d.pump();
+        if failed < 3 {
+            assert!(matches!(
+                d.e.connection(),
+                ConnectionState::Reconnecting { .. }
+            ));
+        }
+    }
+    assert_eq!(d.e.connection(), &ConnectionState::Error { failed: 3 });
+    assert_eq!(d.e.poll_timeout(), None, "no automatic retry");
+    assert_eq!(d.e.connection().scenario_name(), "error");
+    let opens = d.opens;
+    assert!(d.e.retry(d.now));
+    d.pump();
+    assert_eq!(d.opens, opens + 1);
+    d.connect(0, vec![], false);
+    assert_eq!(d.e.connection(), &ConnectionState::Connected);
+    assert!(!d.e.retry(d.now), "nothing to retry while connected");
+    // The count started again from zero: two failures do not reach the bound.
+    d.e.on_disconnected(None, d.now);
+    for _ in 0..2 {
+        let at = d.e.poll_timeout().expect("a retry is due");
+        d.now = at;
+        d.e.on_timeout(at);
+        d.e.on_disconnected(None, d.now);
+    }
+    assert!(matches!(
+        d.e.connection(),
+        ConnectionState::Reconnecting { .. }
+    ));
+}

@@ -83,6 +83,8 @@ pub enum PaneAction {
     Comment(Key, String),
     /// Take the device's network down (`false`) or back up.
     Online(bool),
+    /// Connect now, out of `error`, `auth-failed` or `closed`.
+    Retry,
     /// A fault on this device's link.
     Link(Fault),
     /// Restart the device with this strategy.
@@ -288,7 +290,19 @@ impl Pane {
             text = format!("{text}, next try in {:.1} s", left.as_secs_f64());
             ui.ctx().request_repaint_after(Duration::from_millis(100));
         }
-        ui.add(egui::Label::new(RichText::new(text).color(color).strong()).truncate());
+        ui.horizontal(|ui| {
+            if view.connection.needs_retry() {
+                let retry = ui.small_button("retry now").on_hover_text(
+                    "The device stopped trying (its reconnect bound, a refused token, or a close that forbids reconnecting): connect now",
+                );
+                let label = format!("{} retry now", self.name);
+                retry.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
+                if retry.clicked() {
+                    actions.push(PaneAction::Retry);
+                }
+            }
+            ui.add(egui::Label::new(RichText::new(text).color(color).strong()).truncate());
+        });
     }
 
     /// The strategy box: changing it restarts the device with the new strategy.

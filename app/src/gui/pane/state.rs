@@ -90,9 +90,7 @@ pub(super) fn connection_badge(state: &ConnectionState) -> (Color32, String) {
     match state {
         ConnectionState::Connected => (green, "connected".into()),
         ConnectionState::Offline => (style::QUIET, "offline".into()),
-        ConnectionState::AuthFailed | ConnectionState::ClosedByServer { .. } => {
-            (red, format!("{state}"))
-        }
+        s if s.needs_retry() => (red, format!("{state}")),
         other => (amber, format!("{other}")),
     }
 }

@@ -42,6 +42,7 @@ pub const LESSONS: &[(&str, &str)] = &[
     lesson!("28-jitter-keeps-order.scn"),
     lesson!("29-lost-push-catch-up.scn"),
     lesson!("30-offline-with-held-request.scn"),
+    lesson!("31-bounded-reconnect.scn"),
 ];
 
 /// How a lesson is listed: its number and its `scenario` title (the file name if it has
