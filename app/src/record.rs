@@ -246,36 +246,28 @@ impl Recorder {
     }
 
     /// Stops at `at`: an expectation for every value each device shows and the server
-    /// holds, each device's counters since the start, the held queues' lengths, and
-    /// `expect converged` when every device agreed. `views` and `queued` go together, in
-    /// any order (panes may have moved): each view is matched to its device by id. The
-    /// finished scenario.
+    /// holds, each device's counters since the start, the lengths of the links held now
+    /// (`queued`: `None` for a link not held), and `expect converged` when every device
+    /// agreed. `views` and `queued` go together, in any order (panes may have moved):
+    /// each view is matched to its device by id. The finished scenario.
     pub fn stop(
         mut self,
         at: Duration,
         quiet: bool,
         views: &[DeviceView],
         server: Option<&UserData>,
-        queued: &[Pair<usize>],
+        queued: &[Pair<Option<usize>>],
         converged: bool,
     ) -> Scenario {
         self.advance(at, quiet);
-        let mut pairs: Vec<(DeviceView, Pair<usize>)> = Vec::new();
+        let mut pairs: Vec<(DeviceView, Pair<Option<usize>>)> = Vec::new();
         for device in &self.scenario.devices {
             if let Some(i) = views.iter().position(|v| v.device_id == device.name) {
                 pairs.push((views[i].clone(), queued.get(i).copied().unwrap_or_default()));
             }
         }
-        let (views, queued): (Vec<DeviceView>, Vec<Pair<usize>>) = pairs.into_iter().unzip();
-        let held: Vec<bool> = (0..views.len())
-            .map(|d| {
-                self.scenario
-                    .steps
-                    .iter()
-                    .any(|s| matches!(s.stmt, Stmt::Hold(h, _) if h == d))
-            })
-            .collect();
-        let expects = expectations(&views, &self.counters, &queued, &held, server, converged);
+        let (views, queued): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
+        let expects = expectations(&views, &self.counters, &queued, server, converged);
         for e in expects {
             self.push(Stmt::Expect(e));
         }
@@ -285,13 +277,13 @@ impl Recorder {
 
 /// An expectation for every value each device shows (comments aside: their ids are
 /// revisions, which a replay numbers from 1), each device's counters since `base`, the
-/// queue lengths of devices that held a link, every value the server holds, and
-/// `expect converged` when every device agreed.
+/// length of each held link (`queued`: `None` for a link not held, whose frames are on
+/// their way and depend on timing), every value the server holds, and `expect converged`
+/// when every device agreed.
 pub fn expectations(
     views: &[DeviceView],
     base: &[Counters],
-    queued: &[Pair<usize>],
-    held: &[bool],
+    queued: &[Pair<Option<usize>>],
     server: Option<&UserData>,
     converged: bool,
 ) -> Vec<Expect> {
@@ -313,9 +305,8 @@ pub fn expectations(
             d,
             c.regressions.saturating_sub(base.regressions),
         ));
-        if held.get(d).copied().unwrap_or(false) {
-            let queued = queued.get(d).copied().unwrap_or_default();
-            for (dir, n) in queued.iter() {
+        for (dir, n) in queued.get(d).copied().unwrap_or_default().iter() {
+            if let Some(n) = n {
                 expects.push(Expect::Queued(d, dir, *n as u64));
             }
         }

@@ -176,6 +176,12 @@ impl SyncLab {
         &mut self.player
     }
 
+    /// Whether the live world has been quiet long enough for a recording to say `settle`
+    /// now (for tests).
+    pub fn quiet_for_a_settle(&self) -> bool {
+        self.recording.settled(self.started.elapsed())
+    }
+
     /// The recorder (for tests).
     pub fn recording(&self) -> &recording::Recording {
         &self.recording

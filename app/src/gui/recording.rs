@@ -69,7 +69,8 @@ struct Stopping {
     at: Duration,
     quiet: bool,
     views: Vec<DeviceView>,
-    queued: Vec<Pair<usize>>,
+    /// Frames on each held link (`None`: not held).
+    queued: Vec<Pair<Option<usize>>>,
     converged: bool,
     answer: Answer,
 }
@@ -180,8 +181,9 @@ impl Recording {
         }
     }
 
-    /// Whether the world has been quiet long enough, now, for a replay to `settle` here.
-    fn settled(&self, now: Duration) -> bool {
+    /// Whether the world has been quiet long enough, at `now`, for a replay to `settle`
+    /// here.
+    pub fn settled(&self, now: Duration) -> bool {
         self.quiet.settled(now, self.window)
     }
 
@@ -284,7 +286,15 @@ impl Recording {
                         at: m.now,
                         quiet: self.settled(m.now),
                         views: m.views.to_vec(),
-                        queued: m.queued.clone(),
+                        queued: m
+                            .layouts
+                            .iter()
+                            .zip(&m.queued)
+                            .map(|(l, q)| Pair {
+                                up: l.held.up.then_some(q.up),
+                                down: l.held.down.then_some(q.down),
+                            })
+                            .collect(),
                         converged: m.converged,
                         answer,
                     }));

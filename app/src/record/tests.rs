@@ -100,7 +100,13 @@ fn a_session_is_written_as_a_scenario_that_reads_back() {
         true,
         &end,
         Some(&server),
-        &[[0, 0].into(), [0, 0].into()],
+        &[
+            Pair::both(None),
+            Pair {
+                up: None,
+                down: Some(0),
+            },
+        ],
         true,
     );
     let text = write(&scenario);
@@ -126,7 +132,6 @@ expect phone regressions = 0
 expect laptop stale = 0
 expect laptop rollbacks = 0
 expect laptop regressions = 0
-expect laptop queued up = 0
 expect laptop queued down = 0
 expect server settings/volume = 40
 expect converged
@@ -190,7 +195,14 @@ fn pending_intents_offline_devices_and_holds_are_the_first_statements() {
         queued: [0, 0].into(),
     }];
     let rec = Recorder::start(ms(0), &devices, &UserData::default(), "x").expect("starts");
-    let text = write(&rec.stop(ms(0), true, &[phone.clone()], None, &[[0, 0].into()], false));
+    let text = write(&rec.stop(
+        ms(0),
+        true,
+        &[phone.clone()],
+        None,
+        &[Pair::both(None)],
+        false,
+    ));
     assert!(
         text.contains("\nphone offline\nphone set settings/volume 70\nhold phone up\n"),
         "{text}"
@@ -223,7 +235,7 @@ fn expectations_follow_the_devices_when_the_panes_moved() {
     let mut end = views.clone();
     end[1].counters.rollbacks = 2; // the laptop's
     end.reverse(); // the laptop's pane moved left of the phone's
-    let queued: [Pair<usize>; 2] = [[0, 0].into(), [0, 0].into()];
+    let queued: [Pair<Option<usize>>; 2] = [Pair::both(None), Pair::both(None)];
     let text = write(&rec.stop(ms(2000), true, &end, None, &queued, false));
     assert!(text.contains("expect laptop rollbacks = 2\n"), "{text}");
     assert!(text.contains("expect phone rollbacks = 0\n"), "{text}");
@@ -239,7 +251,7 @@ fn quick_waits_are_rounded_without_drifting() {
         rec.action(at, false, "phone", &tap, [0, 0].into())
             .expect("tap");
     }
-    let scenario = rec.stop(ms(1014), false, &views, None, &[[0, 0].into()], false);
+    let scenario = rec.stop(ms(1014), false, &views, None, &[Pair::both(None)], false);
     let waited: Duration = scenario
         .steps
         .iter()

@@ -122,6 +122,15 @@ where
                 }
             }
             Step::Down(out) => {
+                // Link settings the core sent before these frames apply to them: a new
+                // connection's remembered latency and holds reach it before its `welcome`.
+                let mut goes_on = true;
+                while goes_on && let Ok(message) = link_rx.try_recv() {
+                    goes_on = apply(&mut links, message);
+                }
+                if !goes_on {
+                    break; // a dropped frame takes the connection with it
+                }
                 // Take whatever else is queued now too, so a batch is flushed once.
                 let mut lost = false;
                 let mut next = Some(out);
@@ -134,16 +143,8 @@ where
                     break;
                 }
             }
-            Step::Command((command, reply)) => {
-                let (result, goes_on) = match links.command(command) {
-                    Outcome::Done => (Ok(()), true),
-                    Outcome::Dropped => (Ok(()), false),
-                    Outcome::NoSuchFrame(e) => (Err(e), true),
-                };
-                if let Some(reply) = reply {
-                    let _ = reply.send(result);
-                }
-                if !goes_on {
+            Step::Command(message) => {
+                if !apply(&mut links, message) {
                     break; // a dropped frame takes the connection with it
                 }
             }
@@ -294,4 +295,18 @@ where
     })
     .await;
     Ok(())
+}
+
+/// Carries out a link command and answers it; `false` when it dropped a frame, and the
+/// connection goes with it.
+fn apply(links: &mut Links, (command, reply): LinkMessage) -> bool {
+    let (result, goes_on) = match links.command(command) {
+        Outcome::Done => (Ok(()), true),
+        Outcome::Dropped => (Ok(()), false),
+        Outcome::NoSuchFrame(e) => (Err(e), true),
+    };
+    if let Some(reply) = reply {
+        let _ = reply.send(result);
+    }
+    goes_on
 }

@@ -118,6 +118,9 @@ impl<S: Store> Task<S> {
             return;
         }
         let actions = self.core.handle(std::mem::take(batch), self.now());
+        // Before the actions: a connection that just said `hello` gets its device's link
+        // settings ahead of its `welcome` (the connection applies them first).
+        self.configure_new_connections();
         self.route(actions);
     }
 
