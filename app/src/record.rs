@@ -137,7 +137,7 @@ impl Recorder {
                     strategy: d.layout.strategy,
                     up: d.layout.links.up,
                     down: d.layout.links.down,
-                    reconnect: None,
+                    reconnect: d.layout.reconnect,
                 })
                 .collect(),
             devices_line: 0,
@@ -221,7 +221,7 @@ impl Recorder {
             return Ok(());
         }
         let stmts = statements::of(action, d, self.links[d])
-            .ok_or_else(|| format!("a recording cannot change {device}'s strategy or remove it: a scenario's devices are its setup"))?;
+            .ok_or_else(|| format!("a recording cannot change {device}'s strategy or reconnect bound, or remove it: those are a scenario's setup"))?;
         if stmts.is_empty() {
             return Ok(());
         }

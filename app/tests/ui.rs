@@ -1072,3 +1072,16 @@ fn a_device_stopped_in_error_retries_from_its_pane() {
         "the phone is connecting again"
     );
 }
+
+/// A live device's reconnect bound is set in its pane's menu ("advanced") and kept with
+/// the layout.
+#[test]
+fn the_reconnect_bound_is_set_in_the_menu_and_kept() {
+    let mut h = harness(app(1, "bound"));
+    until_connected(&mut h);
+    click(&mut h, "phone edit");
+    h.run_steps(1);
+    click(&mut h, "phone reconnect attempts 3");
+    h.run_steps(1);
+    assert_eq!(h.state().layout().devices[0].reconnect, Some(3));
+}

@@ -90,6 +90,10 @@ pub struct DeviceLayout {
     pub held: Pair<bool>,
     /// `false` when the user took it offline.
     pub online: bool,
+    /// After this many failed attempts in a row the device stops in `error` (`None`: it
+    /// keeps trying). Missing in layouts saved before it existed.
+    #[serde(default)]
+    pub reconnect: Option<u32>,
 }
 
 impl DeviceLayout {
@@ -103,6 +107,7 @@ impl DeviceLayout {
             links: Pair::both(Preset::DEFAULT.link()),
             held: Pair::both(false),
             online: true,
+            reconnect: None,
         }
     }
 }

@@ -173,6 +173,7 @@ impl LiveDevice {
             PaneAction::Comment(key, text) => self.handle.comment(key.clone(), text.clone()),
             PaneAction::Online(on) => self.handle.set_online(*on),
             PaneAction::Retry => self.handle.retry(),
+            PaneAction::ReconnectBound(bound) => self.handle.set_reconnect_bound(*bound),
             _ => return false,
         }
         true

@@ -146,8 +146,11 @@ impl SyncLab {
             pane.chart.basis = chart::Basis::Settled;
         }
         for action in actions {
-            if let PaneAction::Link(command) = action {
-                self.live.link(&layout.id, command);
+            match action {
+                PaneAction::Link(fault) => self.live.link(&layout.id, fault),
+                other => {
+                    device.act(&other);
+                }
             }
         }
         self.panes.push(pane);
@@ -493,7 +496,8 @@ impl SyncLab {
             | PaneAction::Set(..)
             | PaneAction::Comment(..)
             | PaneAction::Online(_)
-            | PaneAction::Retry => {}
+            | PaneAction::Retry
+            | PaneAction::ReconnectBound(_) => {}
         }
     }
 

@@ -11,8 +11,8 @@ use super::pane::PaneAction;
 
 /// The statements that do `action` on device `d`, whose link in the action's direction
 /// is `link` now (a link change writes only the settings it changes). `None` for what
-/// the language cannot say: a strategy change, moving or removing a pane (a scenario's
-/// devices and strategies are its setup).
+/// the language cannot say mid-run: a strategy or a reconnect bound (setup statements),
+/// moving or removing a pane (a scenario's devices are its setup).
 pub fn of(action: &PaneAction, d: usize, links: Pair<LinkConfig>) -> Option<Vec<Stmt>> {
     Some(match action {
         PaneAction::Tap(key) => vec![Stmt::Tap(d, key.clone())],
@@ -31,7 +31,10 @@ pub fn of(action: &PaneAction, d: usize, links: Pair<LinkConfig>) -> Option<Vec<
             vec![Stmt::Release(d, *dir, Pick::Nth(*n))]
         }
         PaneAction::Link(Fault::Drop(dir, n)) => vec![Stmt::Drop(d, *dir, *n)],
-        PaneAction::Strategy(_) | PaneAction::Move(_) | PaneAction::Remove => return None,
+        PaneAction::Strategy(_)
+        | PaneAction::ReconnectBound(_)
+        | PaneAction::Move(_)
+        | PaneAction::Remove => return None,
     })
 }
 

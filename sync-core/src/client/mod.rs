@@ -64,6 +64,7 @@ enum Command {
     Comment(Key, String),
     Online(bool),
     Retry,
+    ReconnectBound(Option<u32>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -104,6 +105,11 @@ impl DeviceHandle {
     /// Connects now, out of `error`, `auth-failed` or `closed` (a pane's "retry now").
     pub fn retry(&self) {
         let _ = self.commands.send(Command::Retry);
+    }
+
+    /// Bounds failed reconnect attempts in a row (`None`: no bound).
+    pub fn set_reconnect_bound(&self, bound: Option<u32>) {
+        let _ = self.commands.send(Command::ReconnectBound(bound));
     }
 
     /// The latest view.
@@ -317,6 +323,10 @@ impl Device {
             }
             Command::Retry => {
                 self.engine.retry(now);
+                None
+            }
+            Command::ReconnectBound(bound) => {
+                self.engine.set_reconnect_bound(bound);
                 None
             }
             Command::Shutdown(_) => unreachable!("handled by the caller"),

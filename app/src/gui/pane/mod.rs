@@ -47,6 +47,8 @@ pub struct Pane {
     /// Each direction's latency, jitter and loss (up, down).
     links: Pair<LinkConfig>,
     held: Pair<bool>,
+    /// The device's bound on failed reconnect attempts, as set in its menu.
+    reconnect: Option<u32>,
     /// The frames waiting on this device's held links, as last listed by the server.
     pub queue: QueuedFrames,
     /// Queue listings received so far (a listing arrives after every link command sent
@@ -85,6 +87,8 @@ pub enum PaneAction {
     Online(bool),
     /// Connect now, out of `error`, `auth-failed` or `closed`.
     Retry,
+    /// Bound the device's failed reconnect attempts (`None`: no bound).
+    ReconnectBound(Option<u32>),
     /// A fault on this device's link.
     Link(Fault),
     /// Restart the device with this strategy.
@@ -103,7 +107,8 @@ impl Pane {
         pane.label = layout.label.clone();
         pane.links = layout.links;
         pane.held = layout.held;
-        let mut actions = Vec::new();
+        pane.reconnect = layout.reconnect;
+        let mut actions = vec![PaneAction::ReconnectBound(layout.reconnect)];
         for d in Direction::BOTH {
             actions.push(PaneAction::Link(Fault::Configure(d, *pane.links.of(d))));
             actions.push(PaneAction::Link(Fault::Hold(d, *pane.held.of(d))));
@@ -120,6 +125,7 @@ impl Pane {
             links: self.links,
             held: self.held,
             online: view.connection != ConnectionState::Offline,
+            reconnect: self.reconnect,
         }
     }
 
@@ -141,6 +147,7 @@ impl Pane {
             name_draft: String::new(),
             links: Pair::both(Preset::None.link()),
             held: Pair::both(false),
+            reconnect: None,
             queue: QueuedFrames::default(),
             queue_listings: 0,
             volume_pending: None,
@@ -356,6 +363,27 @@ impl Pane {
                     ui.close();
                 }
             }
+            ui.separator();
+            ui.label(RichText::new("advanced").small().strong());
+            // Choices in a row, not a box: a box's list would open over the menu.
+            ui.label("reconnect attempts").on_hover_text(
+                "After this many failed attempts in a row (a connection that ends before its welcome) the device stops in `error` until you retry",
+            );
+            ui.horizontal(|ui| {
+                let before = self.reconnect;
+                for choice in [None, Some(1), Some(2), Some(3), Some(5), Some(10)] {
+                    let text = choice.map_or("no bound".into(), |n: u32| n.to_string());
+                    let r = ui.selectable_value(&mut self.reconnect, choice, &text);
+                    let label = format!("{} reconnect attempts {text}", self.name);
+                    let on = self.reconnect == choice;
+                    r.widget_info(|| {
+                        egui::WidgetInfo::selected(egui::Role::Button, true, on, &label)
+                    });
+                }
+                if self.reconnect != before {
+                    actions.push(PaneAction::ReconnectBound(self.reconnect));
+                }
+            });
             let b = ui.button("remove device").on_hover_text(
                 "Stops the device and forgets it, snapshot and unsent intents included",
             );
