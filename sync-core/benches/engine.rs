@@ -10,8 +10,38 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use sync_core::engine::{Engine, EngineConfig, Output, Strategy};
 use sync_core::protocol::{
-    Change, ClientFrame, Key, ServerFrame, decode_client_frame, decode_server_frame,
+    Change, ClientFrame, Key, ServerFrame, decode_client_frame, decode_server_frame, strict_json,
 };
+
+/// A client frame as serde's derive would decode it: the comparison for the strict
+/// hand-written decoder (same fields, unknown ones refused).
+#[derive(serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[allow(dead_code)] // read only by the decoder
+enum Derived {
+    Hello {
+        protocol: u64,
+        token: String,
+        device_id: String,
+        since: u64,
+    },
+    Set {
+        id: u64,
+        key: String,
+        value: serde_json::Value,
+        local_rev: u64,
+    },
+    Command {
+        id: u64,
+        key: String,
+        name: String,
+        args: serde_json::Value,
+        local_rev: u64,
+    },
+    Ping {
+        id: u64,
+    },
+}
 
 fn connected(strategy: Strategy) -> Engine {
     let now = Duration::ZERO;
@@ -132,6 +162,24 @@ fn frames(c: &mut Criterion) {
     group.bench_function("decode set (strict)", |b| {
         b.iter(|| decode_client_frame(black_box(&set_text)).unwrap())
     });
+    // The alternative #13 asks to measure: serde's derive, with `deny_unknown_fields` and
+    // serde_path_to_error naming the failing field. Alone it accepts repeated keys and
+    // deep nesting (not PROTOCOL.md's step 2); after the strict parse it does not.
+    group.bench_function("decode set (derive + path_to_error)", |b| {
+        b.iter(|| {
+            let mut de = serde_json::Deserializer::from_str(black_box(&set_text));
+            serde_path_to_error::deserialize::<_, Derived>(&mut de).unwrap()
+        })
+    });
+    group.bench_function(
+        "decode set (strict parse, then derive + path_to_error)",
+        |b| {
+            b.iter(|| {
+                let value = strict_json::parse(black_box(&set_text)).unwrap();
+                serde_path_to_error::deserialize::<_, Derived>(value).unwrap()
+            })
+        },
+    );
     group.bench_function("encode push", |b| b.iter(|| black_box(&push).to_json()));
     group.bench_function("decode push", |b| {
         b.iter(|| decode_server_frame(black_box(&push_text)).unwrap())
