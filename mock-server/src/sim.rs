@@ -583,6 +583,20 @@ impl World {
         self.pump(i);
     }
 
+    /// A device edits the comment with that id (`DEVICE edit comment POST ID "text"`).
+    pub fn edit_comment(&mut self, i: usize, key: &Key, id: &str, text: &str) {
+        let now = self.now;
+        self.devices[i].engine.edit_comment(key, id, text, now);
+        self.pump(i);
+    }
+
+    /// A device deletes the comment with that id (`DEVICE delete comment POST ID`).
+    pub fn delete_comment(&mut self, i: usize, key: &Key, id: &str) {
+        let now = self.now;
+        self.devices[i].engine.delete_comment(key, id, now);
+        self.pump(i);
+    }
+
     /// The device's network goes down (`true`) or comes back (`false`; it reconnects at
     /// once).
     pub fn set_offline(&mut self, i: usize, offline: bool) {

@@ -1,7 +1,7 @@
 //! Random schedules: 20,000 seeded worlds per run. Random devices and strategies, link
 //! latency, jitter and loss, random intents on random keys, holds and out-of-order
 //! releases, dropped frames, offline spells, device and server restarts, forced
-//! rejections, reconnect bounds and retries; then everything is released, retried and
+//! rejections, reconnect bounds and retries, comment edits and deletions; then everything is released, retried and
 //! settled. Each device is checked against
 //! the invariants its strategy owes (DESIGN.md; the table is in
 //! [`mock_server::invariants`]) around every intent and after every simulator event.
@@ -24,6 +24,7 @@ use serde_json::json;
 use sync_core::engine::Strategy;
 use sync_core::engine::connection::ConnectionState;
 use sync_core::protocol::Key;
+use sync_core::protocol::model::comments_from_value;
 use sync_core::rng::Rng;
 
 const SEEDS: u64 = 20_000;
@@ -134,10 +135,23 @@ impl Recorder {
                 lines.push(format!("{name} set settings/volume {v}"));
                 checker.intent(w, d, &Key::Volume, Intent::Set(json!(v)))??;
             }
-            35..=37 => {
+            35 | 36 => {
                 lines.push(format!("{name} comment p \"hi\""));
                 let key = Key::parse("comments/p").unwrap();
                 checker.intent(w, d, &key, Intent::Comment("hi"))??;
+            }
+            37 => {
+                // Edit or delete the first comment the device shows (or one it does not).
+                let key = Key::parse("comments/p").unwrap();
+                let shown = comments_from_value(&w.devices()[d].engine.shown(&key));
+                let id = shown.first().map_or("1".to_string(), |c| c.id.clone());
+                if self.rng.chance(0.5) {
+                    lines.push(format!("{name} edit comment p {id} \"edited\""));
+                    w.edit_comment(d, &key, &id, "edited");
+                } else {
+                    lines.push(format!("{name} delete comment p {id}"));
+                    w.delete_comment(d, &key, &id);
+                }
             }
             38..=59 => {
                 let ms = self.rng.up_to(500);

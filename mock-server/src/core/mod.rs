@@ -902,6 +902,9 @@ impl Write {
                 CommandOp::AddComment { text } => CommandOp::AddComment { text: text.clone() }
                     .apply(&[], 0, "")
                     .map(drop),
+                CommandOp::EditComment { text, .. } => CommandOp::AddComment { text: text.clone() }
+                    .apply(&[], 0, "")
+                    .map(drop),
                 CommandOp::DeleteComment { .. } => Ok(()),
             },
             (Write::Command(_), _) => Err(InvalidValue(format!(

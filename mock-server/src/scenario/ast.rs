@@ -81,6 +81,10 @@ pub enum Stmt {
     Set(usize, Key, Value),
     /// `DEVICE comment POST "text"`.
     Comment(usize, Key, String),
+    /// `DEVICE edit comment POST ID "text"`: device, `comments/POST`, id, new text.
+    EditComment(usize, Key, String, String),
+    /// `DEVICE delete comment POST ID`.
+    DeleteComment(usize, Key, String),
     /// `DEVICE offline`.
     Offline(usize),
     /// `DEVICE online`.

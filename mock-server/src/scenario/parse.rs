@@ -498,7 +498,7 @@ impl Parser<'_> {
         let verb = self.need(
             line,
             1,
-            "`tap`, `set`, `comment`, `offline`, `online`, `restart` or `retry`",
+            "`tap`, `set`, `comment`, `edit comment`, `delete comment`, `offline`, `online`, `restart` or `retry`",
         )?;
         let stmt = match verb {
             "tap" => {
@@ -540,6 +540,31 @@ impl Parser<'_> {
                     self.string(line, 3, "the comment's text in double quotes")?,
                 )
             }
+            verb @ ("edit" | "delete") => {
+                match self.need(line, 2, "`comment`")? {
+                    "comment" => {}
+                    other => {
+                        return self.err(line, 2, format!("expected `comment`, found `{other}`"));
+                    }
+                }
+                let post = self.need(line, 3, "a post name")?;
+                if !is_valid_post(post) {
+                    return self.err(
+                        line,
+                        3,
+                        format!("`{post}` is not a post name (1..=64 of [a-z0-9_-])"),
+                    );
+                }
+                let key = Key::Comments(post.into());
+                let id = self.need(line, 4, "the comment's id")?.to_string();
+                if verb == "edit" {
+                    let text = self.string(line, 5, "the comment's new text in double quotes")?;
+                    Stmt::EditComment(d, key, id, text)
+                } else {
+                    self.end(line, 5)?;
+                    Stmt::DeleteComment(d, key, id)
+                }
+            }
             "offline" | "online" | "restart" | "retry" => {
                 self.end(line, 2)?;
                 match verb {
@@ -551,7 +576,7 @@ impl Parser<'_> {
             }
             other => {
                 return self.err(line, 1, format!(
-                    "unknown action `{other}`: expected `tap`, `set`, `comment`, `offline`, `online`, `restart` or `retry`"
+                    "unknown action `{other}`: expected `tap`, `set`, `comment`, `edit comment`, `delete comment`, `offline`, `online`, `restart` or `retry`"
                 ));
             }
         };

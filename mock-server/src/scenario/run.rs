@@ -276,6 +276,8 @@ impl Runner {
             Stmt::Tap(d, key) => w.tap(*d, key)?,
             Stmt::Set(d, key, value) => w.set(*d, key, value.clone())?,
             Stmt::Comment(d, key, text) => w.comment(*d, key, text),
+            Stmt::EditComment(d, key, id, text) => w.edit_comment(*d, key, id, text),
+            Stmt::DeleteComment(d, key, id) => w.delete_comment(*d, key, id),
             Stmt::Offline(d) => w.set_offline(*d, true),
             Stmt::Online(d) => w.set_offline(*d, false),
             Stmt::Restart(d) => w.restart_device(*d)?,

@@ -116,6 +116,10 @@ pub fn statement(stmt: &Stmt, names: &[&str]) -> Vec<String> {
         Stmt::Tap(d, key) => format!("{} tap {key}", n(d)),
         Stmt::Set(d, key, value) => format!("{} set {key} {value}", n(d)),
         Stmt::Comment(d, key, text) => format!("{} comment {} {}", n(d), post(key), string(text)),
+        Stmt::EditComment(d, key, id, text) => {
+            format!("{} edit comment {} {id} {}", n(d), post(key), string(text))
+        }
+        Stmt::DeleteComment(d, key, id) => format!("{} delete comment {} {id}", n(d), post(key)),
         Stmt::Offline(d) => format!("{} offline", n(d)),
         Stmt::Online(d) => format!("{} online", n(d)),
         Stmt::Restart(d) => format!("{} restart", n(d)),
@@ -259,6 +263,8 @@ server set settings/volume 40
 phone tap like/p1
 phone set settings/display_name "Ana # not a comment"
 laptop comment p1 "hi \"there\""
+laptop edit comment p1 3 "edited # not a comment"
+phone delete comment p1 3
 phone offline
 phone online
 laptop restart

@@ -192,16 +192,27 @@ impl CommandHooks<DeviceState> for CommentHooks {
         applied(state, key, value, rev);
         true
     }
+    /// Back to what the server holds: its `current` when the rejection carries it, else
+    /// the newest list this device confirmed. Before any other change that is `initial`;
+    /// after another device's change was applied it is that change (a delete refused
+    /// because another device deleted the comment first must not bring the comment back).
     fn rollback(
         &self,
         state: &mut DeviceState,
         key: &Key,
-        initial: &Vec<Comment>,
+        _initial: &Vec<Comment>,
         _optimistic: &Vec<Comment>,
-        _error: &Rejection,
+        error: &Rejection,
     ) -> bool {
-        let to = comments_to_value(initial);
-        let from = std::mem::replace(&mut state.slot(key).shown, to.clone());
+        let slot = state.slot(key);
+        let to = match &error.current {
+            Some(current) if current.rev >= slot.known_rev => current.value.clone(),
+            _ => slot.confirmed.clone(),
+        };
+        if to == slot.shown {
+            return false;
+        }
+        let from = std::mem::replace(&mut slot.shown, to.clone());
         state.counters.rollbacks += 1;
         state.emit(EventKind::RolledBack {
             key: key.clone(),

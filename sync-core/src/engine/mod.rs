@@ -318,9 +318,33 @@ impl Engine {
         self.flush_events();
     }
 
-    /// Adds a comment to `comments/<post>` (OptimisticCommand: shown at once, rolled back if
-    /// rejected; refused while another comment on that post is pending).
+    /// Adds a comment to a `comments/<post>` key (OptimisticCommand): shown at once with a
+    /// pending id; refused, with a visible event, while another command on that key runs.
     pub fn comment(&mut self, key: &Key, text: &str, now: Duration) {
+        let op = CommandOp::AddComment {
+            text: text.to_string(),
+        };
+        self.command(key, op, now);
+    }
+
+    /// Edits the comment with that id (as the server numbered it): its text changes, its
+    /// id and author stay. A comment this device does not show is refused here, visibly.
+    pub fn edit_comment(&mut self, key: &Key, id: &str, text: &str, now: Duration) {
+        let op = CommandOp::EditComment {
+            id: id.to_string(),
+            text: text.to_string(),
+        };
+        self.command(key, op, now);
+    }
+
+    /// Deletes the comment with that id.
+    pub fn delete_comment(&mut self, key: &Key, id: &str, now: Duration) {
+        let op = CommandOp::DeleteComment { id: id.to_string() };
+        self.command(key, op, now);
+    }
+
+    /// One command on a comments key: shown at once, then sent (OptimisticCommand).
+    fn command(&mut self, key: &Key, op: CommandOp, now: Duration) {
         self.now = now;
         if key.kind() != ValueKind::Comments {
             self.state.emit(EventKind::Error {
@@ -336,26 +360,43 @@ impl Engine {
             self.flush_events();
             return;
         }
+        let shown = crate::protocol::model::comments_from_value(&self.state.slot(key).shown);
+        let next_rev = self.state.slot(key).local_rev + 1;
+        // The list as the server will store it, but for a new comment's id, which the
+        // server gives: until then it is pending.
+        let list = match &op {
+            CommandOp::AddComment { text } => {
+                let mut list = shown;
+                list.push(Comment {
+                    id: format!("pending-{next_rev}"),
+                    text: text.trim().to_string(),
+                    device_id: self.device_id.clone(),
+                });
+                list
+            }
+            other => match other.apply(&shown, 0, &self.device_id) {
+                Ok(list) => list,
+                Err(e) => {
+                    self.state.emit(EventKind::Error {
+                        code: None,
+                        message: format!("{key}: {e}"),
+                    });
+                    self.flush_events();
+                    return;
+                }
+            },
+        };
         let slot = self.state.slot(key);
-        slot.local_rev += 1;
+        slot.local_rev = next_rev;
         slot.superseded_by = None;
-        let local_rev = slot.local_rev;
-        let mut list = crate::protocol::model::comments_from_value(&slot.shown);
+        let local_rev = next_rev;
         self.state.counters.intents += 1;
         *self.state.unsent.entry(key.clone()).or_default() += 1;
-        list.push(Comment {
-            id: format!("pending-{local_rev}"),
-            text: text.trim().to_string(),
-            device_id: self.device_id.clone(),
-        });
         self.state.emit(EventKind::OptimisticWrite {
             key: key.clone(),
             value: comments_to_value(&list),
             local_rev,
         });
-        let op = CommandOp::AddComment {
-            text: text.to_string(),
-        };
         self.commands
             .insert(key.clone(), PendingCommand { op, local_rev });
         if let Dispatched::Started(fx) = self.comments.dispatch(&mut self.state, key.clone(), list)

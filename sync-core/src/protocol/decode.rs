@@ -225,6 +225,21 @@ fn decode_command(name: &str, args: Value) -> Result<CommandOp, Problem> {
             a.finish("add_comment args", "`text`")?;
             Ok(CommandOp::AddComment { text })
         }
+        "edit_comment" => {
+            let id = match a.take("id").map_err(|_| Problem::MissingField("args.id"))? {
+                Value::String(s) => s,
+                other => return Err(bad("args.id", "a string", &other)),
+            };
+            let text = match a
+                .take("text")
+                .map_err(|_| Problem::MissingField("args.text"))?
+            {
+                Value::String(s) => s,
+                other => return Err(bad("args.text", "a string", &other)),
+            };
+            a.finish("edit_comment args", "`id`, `text`")?;
+            Ok(CommandOp::EditComment { id, text })
+        }
         "delete_comment" => {
             let id = match a.take("id").map_err(|_| Problem::MissingField("args.id"))? {
                 Value::String(s) => s,
@@ -235,7 +250,7 @@ fn decode_command(name: &str, args: Value) -> Result<CommandOp, Problem> {
         }
         other => Err(bad(
             "name",
-            "`add_comment` or `delete_comment`",
+            "`add_comment`, `edit_comment` or `delete_comment`",
             &Value::String(other.to_string()),
         )),
     }
@@ -396,6 +411,28 @@ mod tests {
             err(&base("add_comment", r#"{"text":1}"#))
                 .to_string()
                 .contains("args.text")
+        );
+        assert_eq!(
+            decode_client_frame(&base("edit_comment", r#"{"id":"3","text":"new"}"#)).map(
+                |f| match f {
+                    ClientFrame::Command { op, .. } => op,
+                    other => panic!("{other:?}"),
+                }
+            ),
+            Ok(CommandOp::EditComment {
+                id: "3".into(),
+                text: "new".into()
+            })
+        );
+        assert!(
+            err(&base("edit_comment", r#"{"id":"3"}"#))
+                .to_string()
+                .contains("args.text")
+        );
+        assert!(
+            err(&base("edit_comment", r#"{"id":"3","text":"x","by":1}"#))
+                .to_string()
+                .contains("`by`")
         );
         assert!(
             err(&base("add_comment", r#"{"text":"a","b":1}"#))

@@ -204,6 +204,11 @@ impl std::fmt::Display for ClientFrame {
                     "command #{id} {key} add_comment {:?} (local_rev {local_rev})",
                     text
                 ),
+                CommandOp::EditComment { id: cid, text } => write!(
+                    f,
+                    "command #{id} {key} edit_comment {cid} {:?} (local_rev {local_rev})",
+                    text
+                ),
                 CommandOp::DeleteComment { id: cid } => write!(
                     f,
                     "command #{id} {key} delete_comment {cid} (local_rev {local_rev})"

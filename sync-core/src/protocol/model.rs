@@ -146,7 +146,7 @@ impl Key {
                 _ => bad("a string of 1..=40 characters after trimming"),
             },
             ValueKind::Comments => Err(InvalidValue(format!(
-                "`{self}` is written only by the add_comment and delete_comment commands"
+                "`{self}` is written only by the add_comment, edit_comment and delete_comment commands"
             ))),
         }
     }
@@ -223,6 +223,13 @@ pub enum CommandOp {
         /// The comment's text (the server trims it).
         text: String,
     },
+    /// `edit_comment` with `{"id","text"}`: the comment keeps its id and author.
+    EditComment {
+        /// The id of the comment to edit.
+        id: String,
+        /// Its new text (the server trims it; the same rules as `add_comment`).
+        text: String,
+    },
     /// `delete_comment` with `{"id"}`.
     DeleteComment {
         /// The id of the comment to delete.
@@ -241,12 +248,7 @@ impl CommandOp {
     ) -> Result<Vec<Comment>, InvalidValue> {
         match self {
             CommandOp::AddComment { text } => {
-                let text = text.trim();
-                if !(1..=MAX_COMMENT_TEXT).contains(&text.chars().count()) {
-                    return Err(InvalidValue(
-                        "a comment is 1..=280 characters after trimming".into(),
-                    ));
-                }
+                let text = checked_text(text)?;
                 if list.len() >= MAX_COMMENTS {
                     return Err(InvalidValue(format!(
                         "a post holds at most {MAX_COMMENTS} comments"
@@ -260,6 +262,15 @@ impl CommandOp {
                 });
                 Ok(out)
             }
+            CommandOp::EditComment { id, text } => {
+                let text = checked_text(text)?;
+                let Some(pos) = list.iter().position(|c| &c.id == id) else {
+                    return Err(InvalidValue(format!("no comment with id `{id}`")));
+                };
+                let mut out = list.to_vec();
+                out[pos].text = text.to_string();
+                Ok(out)
+            }
             CommandOp::DeleteComment { id } => {
                 let Some(pos) = list.iter().position(|c| &c.id == id) else {
                     return Err(InvalidValue(format!("no comment with id `{id}`")));
@@ -269,6 +280,18 @@ impl CommandOp {
                 Ok(out)
             }
         }
+    }
+}
+
+/// A comment's text, trimmed, if it has 1..=280 characters.
+fn checked_text(text: &str) -> Result<&str, InvalidValue> {
+    let text = text.trim();
+    if (1..=MAX_COMMENT_TEXT).contains(&text.chars().count()) {
+        Ok(text)
+    } else {
+        Err(InvalidValue(
+            "a comment is 1..=280 characters after trimming".into(),
+        ))
     }
 }
 

@@ -43,6 +43,7 @@ pub const LESSONS: &[(&str, &str)] = &[
     lesson!("29-lost-push-catch-up.scn"),
     lesson!("30-offline-with-held-request.scn"),
     lesson!("31-bounded-reconnect.scn"),
+    lesson!("32-comment-edits.scn"),
 ];
 
 /// How a lesson is listed: its number and its `scenario` title (the file name if it has
