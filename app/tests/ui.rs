@@ -1085,3 +1085,30 @@ fn the_reconnect_bound_is_set_in_the_menu_and_kept() {
     h.run_steps(1);
     assert_eq!(h.state().layout().devices[0].reconnect, Some(3));
 }
+
+/// A comment is edited and deleted from another device's pane: "edit" puts its text in the
+/// post's draft, "Save" sends the edit (same id and author), "delete" removes it
+/// everywhere.
+#[test]
+fn a_comment_is_edited_and_deleted_from_another_pane() {
+    let mut h = harness(app(2, "comment-edit"));
+    until_connected(&mut h);
+    type_into(&mut h, "phone comment on post-2", "Nice");
+    click(&mut h, "phone send comment on post-2");
+    let key = Key::parse("comments/post-2").unwrap();
+    step_until(&mut h, "the laptop to see the comment with its id", |a| {
+        a.view(1).shown(&key)[0]["id"] == "1"
+    });
+    click(&mut h, "laptop edit comment 1 on post-2");
+    h.run_steps(1);
+    type_into(&mut h, "laptop comment on post-2", "!");
+    click(&mut h, "laptop save comment edit on post-2");
+    step_until(&mut h, "the phone to see the edit", |a| {
+        a.view(0).shown(&key)[0]["text"] == "Nice!"
+    });
+    assert_eq!(h.state().view(0).shown(&key)[0]["device_id"], "phone");
+    click(&mut h, "phone delete comment 1 on post-2");
+    step_until(&mut h, "both to show no comment", |a| {
+        a.view(0).shown(&key) == json!([]) && a.view(1).shown(&key) == json!([])
+    });
+}

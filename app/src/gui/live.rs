@@ -172,6 +172,13 @@ impl LiveDevice {
             PaneAction::Set(key, value) => self.handle.set(key.clone(), value.clone()),
             PaneAction::Comment(key, text) => self.handle.comment(key.clone(), text.clone()),
             PaneAction::Online(on) => self.handle.set_online(*on),
+            PaneAction::EditComment(key, id, text) => {
+                self.handle
+                    .edit_comment(key.clone(), id.clone(), text.clone())
+            }
+            PaneAction::DeleteComment(key, id) => {
+                self.handle.delete_comment(key.clone(), id.clone())
+            }
             PaneAction::Retry => self.handle.retry(),
             PaneAction::ReconnectBound(bound) => self.handle.set_reconnect_bound(*bound),
             _ => return false,

@@ -495,6 +495,8 @@ impl SyncLab {
             PaneAction::Tap(_)
             | PaneAction::Set(..)
             | PaneAction::Comment(..)
+            | PaneAction::EditComment(..)
+            | PaneAction::DeleteComment(..)
             | PaneAction::Online(_)
             | PaneAction::Retry
             | PaneAction::ReconnectBound(_) => {}

@@ -18,6 +18,10 @@ pub fn of(action: &PaneAction, d: usize, links: Pair<LinkConfig>) -> Option<Vec<
         PaneAction::Tap(key) => vec![Stmt::Tap(d, key.clone())],
         PaneAction::Set(key, value) => vec![Stmt::Set(d, key.clone(), value.clone())],
         PaneAction::Comment(key, text) => vec![Stmt::Comment(d, key.clone(), text.clone())],
+        PaneAction::EditComment(key, id, text) => {
+            vec![Stmt::EditComment(d, key.clone(), id.clone(), text.clone())]
+        }
+        PaneAction::DeleteComment(key, id) => vec![Stmt::DeleteComment(d, key.clone(), id.clone())],
         PaneAction::Online(true) => vec![Stmt::Online(d)],
         PaneAction::Online(false) => vec![Stmt::Offline(d)],
         PaneAction::Retry => vec![Stmt::Retry(d)],

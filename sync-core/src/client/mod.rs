@@ -62,6 +62,8 @@ enum Command {
     Tap(Key),
     Set(Key, Value),
     Comment(Key, String),
+    EditComment(Key, String, String),
+    DeleteComment(Key, String),
     Online(bool),
     Retry,
     ReconnectBound(Option<u32>),
@@ -95,6 +97,18 @@ impl DeviceHandle {
     /// Adds a comment to a `comments/<post>` key.
     pub fn comment(&self, key: Key, text: impl Into<String>) {
         let _ = self.commands.send(Command::Comment(key, text.into()));
+    }
+
+    /// Edits the comment with that id on a `comments/<post>` key.
+    pub fn edit_comment(&self, key: Key, id: impl Into<String>, text: impl Into<String>) {
+        let _ = self
+            .commands
+            .send(Command::EditComment(key, id.into(), text.into()));
+    }
+
+    /// Deletes the comment with that id on a `comments/<post>` key.
+    pub fn delete_comment(&self, key: Key, id: impl Into<String>) {
+        let _ = self.commands.send(Command::DeleteComment(key, id.into()));
     }
 
     /// Takes the device offline (`false`) or back online (`true`).
@@ -315,6 +329,14 @@ impl Device {
             Command::Set(key, value) => self.engine.set(&key, value, now).err(),
             Command::Comment(key, text) => {
                 self.engine.comment(&key, &text, now);
+                None
+            }
+            Command::EditComment(key, id, text) => {
+                self.engine.edit_comment(&key, &id, &text, now);
+                None
+            }
+            Command::DeleteComment(key, id) => {
+                self.engine.delete_comment(&key, &id, now);
                 None
             }
             Command::Online(online) => {

@@ -76,38 +76,38 @@ impl Pane {
             let comments = Key::Comments((*post).into());
             if let Value::Array(list) = view.shown(&comments) {
                 for c in list.iter().rev().take(3).rev() {
-                    let pending = c["id"].as_str().is_some_and(|id| id.starts_with("pending"));
-                    let text = format!(
-                        "  {}: {}",
-                        c["device_id"].as_str().unwrap_or("?"),
-                        c["text"].as_str().unwrap_or("")
-                    );
-                    let mut rt = RichText::new(text).small();
-                    if pending {
-                        rt = rt.italics().weak();
-                    }
-                    ui.label(rt);
+                    self.comment_row(ui, i, &comments, c, actions);
                 }
             }
             ui.horizontal(|ui| {
                 let label = format!("{} comment on {post}", self.name);
+                let hint = if self.editing[i].is_some() {
+                    "edit the comment"
+                } else {
+                    "add a comment"
+                };
                 let edit = ui.add(
                     egui::TextEdit::singleline(&mut self.comment_drafts[i])
-                        .hint_text("add a comment")
+                        .hint_text(hint)
                         .desired_width(140.0),
                 );
                 edit.widget_info(|| egui::WidgetInfo::labeled(egui::Role::TextInput, true, &label));
-                let send = ui.button("Send");
-                let send_label = format!("{} send comment on {post}", self.name);
+                let (text, what) = match self.editing[i] {
+                    Some(_) => ("Save", "save comment edit on"),
+                    None => ("Send", "send comment on"),
+                };
+                let send = ui.button(text);
+                let send_label = format!("{} {what} {post}", self.name);
                 send.widget_info(|| {
                     egui::WidgetInfo::labeled(egui::Role::Button, true, &send_label)
                 });
                 let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 if (send.clicked() || enter) && !self.comment_drafts[i].trim().is_empty() {
-                    actions.push(PaneAction::Comment(
-                        comments.clone(),
-                        std::mem::take(&mut self.comment_drafts[i]),
-                    ));
+                    let text = std::mem::take(&mut self.comment_drafts[i]);
+                    actions.push(match self.editing[i].take() {
+                        Some(id) => PaneAction::EditComment(comments.clone(), id, text),
+                        None => PaneAction::Comment(comments.clone(), text),
+                    });
                 }
             });
         }
@@ -196,6 +196,56 @@ impl Pane {
                 .strong(),
             );
             self.key_badge(ui, view, &Key::DisplayName);
+        });
+    }
+
+    /// One comment: its author and text, and (once the server numbered it) "edit", which
+    /// puts its text in the post's draft to change and save, and "delete". A pending one
+    /// is shown in italics, without them.
+    fn comment_row(
+        &mut self,
+        ui: &mut egui::Ui,
+        post: usize,
+        key: &Key,
+        comment: &Value,
+        actions: &mut Vec<PaneAction>,
+    ) {
+        let id = comment["id"].as_str().unwrap_or_default().to_string();
+        let pending = id.starts_with("pending");
+        let text = comment["text"].as_str().unwrap_or_default().to_string();
+        ui.horizontal(|ui| {
+            let mut rt = RichText::new(format!(
+                "  {}: {text}",
+                comment["device_id"].as_str().unwrap_or("?")
+            ))
+            .small();
+            if pending {
+                ui.label(rt.italics().weak());
+                return;
+            }
+            if self.editing[post].as_deref() == Some(id.as_str()) {
+                rt = rt.underline();
+            }
+            ui.add(egui::Label::new(rt).truncate());
+            let post_name = POSTS[post];
+            let edit = ui.small_button("edit");
+            let label = format!("{} edit comment {id} on {post_name}", self.name);
+            edit.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
+            if edit.clicked() {
+                self.editing[post] = Some(id.clone());
+                self.comment_drafts[post] = text.clone();
+            }
+            let delete = ui
+                .small_button("delete")
+                .on_hover_text("Any device of the user may delete any comment");
+            let label = format!("{} delete comment {id} on {post_name}", self.name);
+            delete.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
+            if delete.clicked() {
+                if self.editing[post].as_deref() == Some(id.as_str()) {
+                    self.editing[post] = None;
+                }
+                actions.push(PaneAction::DeleteComment(key.clone(), id.clone()));
+            }
         });
     }
 }

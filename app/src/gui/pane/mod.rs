@@ -43,6 +43,8 @@ pub struct Pane {
     /// Recent events, newest last.
     pub log: VecDeque<Event>,
     comment_drafts: [String; 3],
+    /// Per post, the id of the comment its draft edits (`None`: the draft is a new one).
+    editing: [Option<String>; 3],
     name_draft: String,
     /// Each direction's latency, jitter and loss (up, down).
     links: Pair<LinkConfig>,
@@ -83,6 +85,10 @@ pub enum PaneAction {
     Set(Key, Value),
     /// Add a comment to a `comments/<post>` key.
     Comment(Key, String),
+    /// Edit a comment: the key, the comment's id, its new text.
+    EditComment(Key, String, String),
+    /// Delete a comment: the key and the comment's id.
+    DeleteComment(Key, String),
     /// Take the device's network down (`false`) or back up.
     Online(bool),
     /// Connect now, out of `error`, `auth-failed` or `closed`.
@@ -144,6 +150,7 @@ impl Pane {
             label: name.to_string(),
             log: VecDeque::new(),
             comment_drafts: Default::default(),
+            editing: Default::default(),
             name_draft: String::new(),
             links: Pair::both(Preset::None.link()),
             held: Pair::both(false),
