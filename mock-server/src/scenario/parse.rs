@@ -525,15 +525,7 @@ impl Parser<'_> {
                 Stmt::Set(d, key, self.value(line, 3)?)
             }
             "comment" => {
-                let post = self.need(line, 2, "a post name")?;
-                if !is_valid_post(post) {
-                    return self.err(
-                        line,
-                        2,
-                        format!("`{post}` is not a post name (1..=64 of [a-z0-9_-])"),
-                    );
-                }
-                let key = Key::Comments(post.into());
+                let key = self.comments_key(line, 2)?;
                 Stmt::Comment(
                     d,
                     key,
@@ -547,15 +539,7 @@ impl Parser<'_> {
                         return self.err(line, 2, format!("expected `comment`, found `{other}`"));
                     }
                 }
-                let post = self.need(line, 3, "a post name")?;
-                if !is_valid_post(post) {
-                    return self.err(
-                        line,
-                        3,
-                        format!("`{post}` is not a post name (1..=64 of [a-z0-9_-])"),
-                    );
-                }
-                let key = Key::Comments(post.into());
+                let key = self.comments_key(line, 3)?;
                 let id = self.need(line, 4, "the comment's id")?.to_string();
                 if verb == "edit" {
                     let text = self.string(line, 5, "the comment's new text in double quotes")?;
@@ -728,6 +712,19 @@ impl Parser<'_> {
                 known.join(", ")
             ),
         )
+    }
+
+    /// A post name, as the `comments/POST` key it names.
+    fn comments_key(&self, line: &Line<'_>, i: usize) -> R<Key> {
+        let post = self.need(line, i, "a post name")?;
+        if !is_valid_post(post) {
+            return self.err(
+                line,
+                i,
+                format!("`{post}` is not a post name (1..=64 of [a-z0-9_-])"),
+            );
+        }
+        Ok(Key::Comments(post.into()))
     }
 
     fn direction(&self, line: &Line<'_>, i: usize) -> R<Direction> {
