@@ -368,13 +368,14 @@ impl Quiet {
     }
 }
 
-/// Whether a device has nothing under way: connected with no request outstanding, or
-/// switched off by the user.
+/// Whether a device has nothing under way: connected with no request outstanding,
+/// switched off by the user, or stopped until asked (`error`, `auth-failed`, `closed`: as
+/// a scenario's `settle` counts them).
 pub fn device_quiet(view: &DeviceView) -> bool {
     match view.connection {
         ConnectionState::Offline => true,
         ConnectionState::Connected => !view.has_pending(),
-        _ => false,
+        ref other => other.needs_retry(),
     }
 }
 

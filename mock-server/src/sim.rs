@@ -402,14 +402,14 @@ impl World {
         }
     }
 
-    /// The earliest pending event: (time, tie-break, what). Events due at the same instant
-    /// run in the order they were scheduled (SCENARIOS.md).
     /// When the next frame delivery or timer is due, if one is (held frames wait for the
     /// script and are not due).
     pub fn next_event_at(&self) -> Option<Duration> {
         self.next_event().map(|(at, _, _)| at)
     }
 
+    /// The earliest pending event: (time, tie-break, what). Events due at the same instant
+    /// run in the order they were scheduled (SCENARIOS.md).
     fn next_event(&self) -> Option<(Duration, u64, Next)> {
         let mut best: Option<(Duration, u64, Next)> = None;
         let mut consider = |t: Duration, tie: u64, n: Next| {

@@ -216,6 +216,9 @@ impl SyncLab {
         for (name, handle) in self.live.poll_restarted() {
             if let Some(i) = self.panes.iter().position(|p| p.name == name) {
                 self.devices[i] = LiveDevice::new(handle);
+                // The new client starts with no bound: give it the pane's.
+                let bound = PaneAction::ReconnectBound(self.panes[i].reconnect());
+                self.devices[i].act(&bound);
             }
         }
         // Every device's new events, to its pane, and to the wire view in the order they
@@ -463,8 +466,13 @@ impl SyncLab {
             .action(now, device, &action, queued(&self.panes[i]))
             .is_err()
         {
-            // Said in the top bar; the recording stays true to what happened.
+            // Said in the top bar; the recording stays true to what happened, and the
+            // pane goes back to what the device has.
+            self.panes[i].refused(action);
             return;
+        }
+        if let PaneAction::ReconnectBound(bound) = action {
+            self.panes[i].set_reconnect(bound);
         }
         if self.devices[i].act(&action) {
             return;

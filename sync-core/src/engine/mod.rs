@@ -477,9 +477,10 @@ impl Engine {
     }
 
     /// Bounds reconnecting (SyncLayer's `maxReconnectAttempts`): after `bound` failed
-    /// attempts in a row the device stops in [`ConnectionState::Error`]. `None`: no bound.
+    /// attempts in a row the device stops in [`ConnectionState::Error`]. `None` (or 0,
+    /// which would stop it after losing a live connection): no bound.
     pub fn set_reconnect_bound(&mut self, bound: Option<u32>) {
-        self.reconnect_bound = bound;
+        self.reconnect_bound = bound.filter(|n| *n > 0);
     }
 
     /// The reconnect bound, if any.

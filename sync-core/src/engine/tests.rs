@@ -874,3 +874,29 @@ fn a_reconnect_bound_stops_in_error_until_the_user_retries() {
         ConnectionState::Reconnecting { .. }
     ));
 }
+
+/// Editing or deleting a comment the device does not show is refused on the device,
+/// visibly, and costs nothing: no intent, no local revision, no frame.
+#[test]
+fn an_edit_of_a_comment_the_device_does_not_show_is_refused_locally() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    let sent = d.sent.len();
+    let comments = key("comments/p");
+    d.e.edit_comment(&comments, "7", "new", d.now);
+    d.e.delete_comment(&comments, "7", d.now);
+    d.pump();
+    assert_eq!(d.sent.len(), sent, "nothing sent");
+    assert_eq!(d.e.counters().intents, 0);
+    assert_eq!(
+        d.e.keys()
+            .iter()
+            .find(|k| k.key == comments)
+            .map_or(0, |k| k.slot.local_rev),
+        0
+    );
+    let errors = std::iter::from_fn(|| d.e.poll_event())
+        .filter(|e| matches!(&e.kind, EventKind::Error { message, .. } if message.contains("no comment with id `7`")))
+        .count();
+    assert_eq!(errors, 2);
+}

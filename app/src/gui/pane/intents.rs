@@ -74,10 +74,16 @@ impl Pane {
                 self.key_badge(ui, view, &like);
             });
             let comments = Key::Comments((*post).into());
-            if let Value::Array(list) = view.shown(&comments) {
-                for c in list.iter().rev().take(3).rev() {
-                    self.comment_row(ui, i, &comments, c, actions);
-                }
+            let shown = view.shown(&comments);
+            let list = shown.as_array().map(Vec::as_slice).unwrap_or_default();
+            // An edit whose comment is gone (deleted elsewhere) is over.
+            if let Some(id) = &self.editing[i]
+                && !list.iter().any(|c| c["id"] == id.as_str())
+            {
+                self.editing[i] = None;
+            }
+            for c in list.iter().rev().take(3).rev() {
+                self.comment_row(ui, i, &comments, c, actions);
             }
             ui.horizontal(|ui| {
                 let label = format!("{} comment on {post}", self.name);
@@ -101,6 +107,17 @@ impl Pane {
                 send.widget_info(|| {
                     egui::WidgetInfo::labeled(egui::Role::Button, true, &send_label)
                 });
+                if self.editing[i].is_some() {
+                    let cancel = ui.small_button("cancel");
+                    let label = format!("{} cancel comment edit on {post}", self.name);
+                    cancel.widget_info(|| {
+                        egui::WidgetInfo::labeled(egui::Role::Button, true, &label)
+                    });
+                    if cancel.clicked() {
+                        self.editing[i] = None;
+                        self.comment_drafts[i].clear();
+                    }
+                }
                 let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 if (send.clicked() || enter) && !self.comment_drafts[i].trim().is_empty() {
                     let text = std::mem::take(&mut self.comment_drafts[i]);

@@ -75,6 +75,13 @@ pub struct Pane {
     pub network_down: Option<bool>,
 }
 
+/// The feed's index of a `comments/<post>` key.
+fn post_of(key: &Key) -> Option<usize> {
+    POSTS
+        .iter()
+        .position(|p| *key == Key::Comments((*p).into()))
+}
+
 /// What a pane asks of whatever drives its device (the live client runtime, or the
 /// simulator), after the frame: the pane itself never touches the device.
 #[derive(Debug)]
@@ -191,6 +198,36 @@ impl Pane {
     /// The rollback that was `key`'s last change on this device ("from -> to"), if it was.
     pub fn rolled_back(&self, key: &Key) -> Option<&str> {
         self.rolled_back.get(key).map(String::as_str)
+    }
+
+    /// The device's reconnect bound, as the pane shows it.
+    pub fn reconnect(&self) -> Option<u32> {
+        self.reconnect
+    }
+
+    /// The reconnect bound the app gave the device.
+    pub fn set_reconnect(&mut self, bound: Option<u32>) {
+        self.reconnect = bound;
+    }
+
+    /// The app did not do what the pane asked (a recording refused it): undo what the
+    /// pane already changed on its side — a hold box, a comment's draft.
+    pub fn refused(&mut self, action: PaneAction) {
+        match action {
+            PaneAction::Link(Fault::Hold(d, on)) => *self.held.of_mut(d) = !on,
+            PaneAction::Comment(key, text) => {
+                if let Some(i) = post_of(&key) {
+                    self.comment_drafts[i] = text;
+                }
+            }
+            PaneAction::EditComment(key, id, text) => {
+                if let Some(i) = post_of(&key) {
+                    self.comment_drafts[i] = text;
+                    self.editing[i] = Some(id);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Ticks or unticks a hold box, as a click would; returns the command to send.
@@ -377,18 +414,20 @@ impl Pane {
                 "After this many failed attempts in a row (a connection that ends before its welcome) the device stops in `error` until you retry",
             );
             ui.horizontal(|ui| {
-                let before = self.reconnect;
+                // The pane shows the new bound once the app has done it (it may refuse,
+                // while recording): see [`Pane::set_reconnect`].
+                let mut chosen = self.reconnect;
                 for choice in [None, Some(1), Some(2), Some(3), Some(5), Some(10)] {
                     let text = choice.map_or("no bound".into(), |n: u32| n.to_string());
-                    let r = ui.selectable_value(&mut self.reconnect, choice, &text);
+                    let r = ui.selectable_value(&mut chosen, choice, &text);
                     let label = format!("{} reconnect attempts {text}", self.name);
                     let on = self.reconnect == choice;
                     r.widget_info(|| {
                         egui::WidgetInfo::selected(egui::Role::Button, true, on, &label)
                     });
                 }
-                if self.reconnect != before {
-                    actions.push(PaneAction::ReconnectBound(self.reconnect));
+                if chosen != self.reconnect {
+                    actions.push(PaneAction::ReconnectBound(chosen));
                 }
             });
             let b = ui.button("remove device").on_hover_text(
