@@ -197,15 +197,8 @@ impl Recording {
         queued: Pair<usize>,
     ) -> Result<(), String> {
         let quiet = self.settled(now);
-        let rec = match &mut self.state {
-            State::On(rec) => rec,
-            // Done now, it would be in the world and not in the file.
-            State::Starting(_) | State::Stopping(_) => {
-                let why = "the recording is starting or stopping: a moment".to_string();
-                self.notice = Some((format!("Not done: {why}"), style::RED));
-                return Err(why);
-            }
-            State::Idle | State::Saving(_) => return Ok(()),
+        let Some(rec) = self.recorder()? else {
+            return Ok(());
         };
         rec.action(now, quiet, device, action, queued)
             .inspect_err(|why| {
@@ -213,18 +206,27 @@ impl Recording {
             })
     }
 
+    /// The recorder while recording (`None` when not recording); `Err` (also the notice)
+    /// while it starts or stops: an action done then would be in the world and not in the
+    /// file.
+    fn recorder(&mut self) -> Result<Option<&mut Recorder>, String> {
+        match &mut self.state {
+            State::On(rec) => Ok(Some(rec)),
+            State::Starting(_) | State::Stopping(_) => {
+                let why = "the recording is starting or stopping: a moment".to_string();
+                self.notice = Some((format!("Not done: {why}"), style::RED));
+                Err(why)
+            }
+            State::Idle | State::Saving(_) => Ok(None),
+        }
+    }
+
     /// Records a server fault, before the app does it; `Err` (also the notice) while the
     /// recording is starting or stopping, when the app should not do it.
     pub fn server(&mut self, now: Duration, stmt: Stmt) -> Result<(), String> {
         let quiet = self.settled(now);
-        match &mut self.state {
-            State::On(rec) => rec.server(now, quiet, stmt),
-            State::Starting(_) | State::Stopping(_) => {
-                let why = "the recording is starting or stopping: a moment".to_string();
-                self.notice = Some((format!("Not done: {why}"), style::RED));
-                return Err(why);
-            }
-            State::Idle | State::Saving(_) => {}
+        if let Some(rec) = self.recorder()? {
+            rec.server(now, quiet, stmt);
         }
         Ok(())
     }

@@ -161,17 +161,18 @@ impl Player {
                     .color(style::AMBER),
                 );
             }
-            let suggested = crate::gui::recording::free_path(&self.save_dir, "branch");
             let label = ui.label("save this run as");
-            // The name only: the directory is the app's data directory.
-            let name = suggested.file_name().unwrap_or_default().to_string_lossy();
+            // The free name is looked up on saving, not on every frame.
             ui.add(
                 egui::TextEdit::singleline(&mut self.branch_path)
-                    .hint_text(name.as_ref())
+                    .hint_text("branch-N.scn")
                     .desired_width(220.0),
             )
             .labelled_by(label.id)
-            .on_hover_text(format!("Empty: {}", suggested.display()));
+            .on_hover_text(format!(
+                "Empty: the next free branch-N.scn in {}",
+                self.save_dir.display()
+            ));
             if ui
                 .button("save .scn")
                 .on_hover_text(
@@ -181,7 +182,7 @@ impl Player {
                 .clicked()
             {
                 let path = match self.branch_path.trim() {
-                    "" => suggested,
+                    "" => crate::gui::recording::free_path(&self.save_dir, "branch"),
                     typed => PathBuf::from(typed),
                 };
                 self.saved = Some(
