@@ -73,6 +73,10 @@ enum Command {
         /// Also write the trace as JSON lines (one FILE only).
         #[arg(long, value_name = "OUT.jsonl")]
         trace_json: Option<PathBuf>,
+        /// Open FILE in the player instead, played to its first broken invariant or
+        /// failed expectation (a counterexample the random-schedule tests wrote, say).
+        #[arg(long, conflicts_with_all = ["svg", "mermaid", "trace_json", "quiet"])]
+        open_at_failure: bool,
     },
 }
 
@@ -85,8 +89,12 @@ fn main() -> ExitCode {
         svg,
         mermaid,
         trace_json,
+        open_at_failure,
     }) = cli.command
     {
+        if open_at_failure {
+            return open_at_failure_in_player(&files, seed);
+        }
         let exports = run::Exports {
             svg,
             mermaid,
@@ -157,6 +165,63 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("Sync Lab could not open its window: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// `run --open-at-failure FILE`: the player alone in a window, played to the file's first
+/// failure. Says on stdout what it found, as `run` would.
+fn open_at_failure_in_player(files: &[PathBuf], seed: u64) -> ExitCode {
+    let [path] = files else {
+        println!(
+            "ERROR --open-at-failure opens one FILE, not {}",
+            files.len()
+        );
+        return ExitCode::from(run::BROKEN);
+    };
+    let name = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            println!("ERROR {name}: cannot read: {e}");
+            return ExitCode::from(run::BROKEN);
+        }
+    };
+    if let Err(e) = mock_server::scenario::parse(&name, &text) {
+        println!("ERROR {e}");
+        return ExitCode::from(run::BROKEN);
+    }
+    let mut player = gui::player::Player::new(&name, &text);
+    player.set_seed(seed);
+    match player
+        .to_failure()
+        .then(|| player.verdict().cloned())
+        .flatten()
+    {
+        Some(mock_server::scenario::Verdict::Fail { line, message }) => {
+            println!("FAIL {name}:{line}: {message} (the player opens there)");
+        }
+        _ => println!("PASS {name} (nothing fails: the player opens at the end)"),
+    }
+    let options = eframe::NativeOptions {
+        viewport: eframe::egui::ViewportBuilder::default()
+            .with_inner_size([1400.0, 900.0])
+            .with_title(format!("Sync Lab player: {name}")),
+        ..Default::default()
+    };
+    let result = eframe::run_native(
+        "Sync Lab player",
+        options,
+        Box::new(move |cc| {
+            cc.egui_ctx.set_theme(eframe::egui::Theme::Light);
+            Ok(Box::new(player))
+        }),
+    );
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            println!("ERROR the player could not open its window: {e}");
+            ExitCode::from(run::BROKEN)
         }
     }
 }

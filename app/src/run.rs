@@ -1,6 +1,7 @@
 //! `app run FILE...`: scenarios, headless. Prints the trace (one line per event, with
 //! virtual time) and a verdict per file; the exit code is the worst of all files: 0 when
-//! every expectation held, 1 when one failed, 2 when a file could not be read or parsed.
+//! every expectation held, 1 when one failed (or an invariant broke: the runner checks
+//! DESIGN.md's invariants as it goes), 2 when a file could not be read or parsed.
 //! `--svg`, `--mermaid` and `--trace-json` also write the run's exports ([`crate::export`],
 //! from time 0) without changing stdout or the exit code when they succeed; they take one
 //! file, and an export that cannot be written is an error (exit 2).

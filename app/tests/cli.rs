@@ -193,3 +193,25 @@ fn exports_take_one_file_and_a_writable_path() {
         "{out}"
     );
 }
+
+/// `--open-at-failure` opens one file in the player: more files, or one that cannot be
+/// read or parsed, are refused before any window opens (exit 2, saying why).
+#[test]
+fn open_at_failure_takes_one_readable_file() {
+    let files = Files::new("open-at-failure");
+    let (a, b) = (files.write("a.scn", PASSES), files.write("b.scn", FAILS));
+    let (code, out) = run(&["--open-at-failure"], &[&a, &b]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("--open-at-failure opens one FILE, not 2"),
+        "{out}"
+    );
+    let broken = files.write("broken.scn", BROKEN);
+    let (code, out) = run(&["--open-at-failure"], &[&broken]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.starts_with("ERROR "), "{out}");
+    let missing = files.dir.join("missing.scn");
+    let (code, out) = run(&["--open-at-failure"], &[&missing]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("cannot read"), "{out}");
+}

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use app::gui::SyncLab;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
+use mock_server::scenario::Verdict;
 use serde_json::json;
 use sync_core::engine::Strategy;
 use sync_core::engine::connection::ConnectionState;
@@ -805,11 +806,7 @@ fn a_learner_taps_and_holds_a_simulated_device_mid_lesson() {
     assert!(text.contains("hold laptop down\n"), "{text}");
     let scenario = mock_server::scenario::parse("branch-1.scn", &text).unwrap();
     let mut runner = mock_server::scenario::Runner::new(scenario, 0);
-    assert_eq!(
-        runner.run_to_end(),
-        &mock_server::scenario::Verdict::Pass,
-        "{text}"
-    );
+    assert_eq!(runner.run_to_end(), &Verdict::Pass, "{text}");
     assert!(
         h.query_by_label(&format!("saved {}", path.display()))
             .is_some()
@@ -1010,11 +1007,7 @@ fn a_recorded_session_with_a_hold_an_out_of_order_release_and_a_drop_replays_gre
     }
     let scenario = mock_server::scenario::parse("session-1.scn", &text).unwrap();
     let mut runner = mock_server::scenario::Runner::new(scenario, 0);
-    assert_eq!(
-        runner.run_to_end(),
-        &mock_server::scenario::Verdict::Pass,
-        "{text}"
-    );
+    assert_eq!(runner.run_to_end(), &Verdict::Pass, "{text}");
     // And in the player, from the save window.
     click(&mut h, "open in the player");
     assert_eq!(h.state().mode, app::gui::Mode::Player);
@@ -1110,5 +1103,41 @@ fn a_comment_is_edited_and_deleted_from_another_pane() {
     click(&mut h, "phone delete comment 1 on post-2");
     step_until(&mut h, "both to show no comment", |a| {
         a.view(0).shown(&key) == json!([]) && a.view(1).shown(&key) == json!([])
+    });
+}
+
+/// A counterexample the tests wrote, opened "at failure" from the player's file box, stops
+/// where its invariant breaks and names the invariant on screen.
+#[test]
+fn a_counterexample_opens_where_its_invariant_breaks() {
+    use sync_core::engine::mutant::{Mutant, during};
+    during(Mutant::ApplyStalePushes, || {
+        let mut h = harness(app(1, "counterexample"));
+        click(&mut h, "scenario player");
+        h.run_steps(2);
+        let script = "scenario \"Stale push\"\ndevices phone\n\nwait 0ms\n\
+                      server set settings/volume 8\nserver set settings/volume 70\n\
+                      release phone down 2\nwait 50ms\nexpect phone settings/volume = 70\n";
+        let path = data_dir("counterexample-file").with_extension("scn");
+        std::fs::write(&path, script).unwrap();
+        type_into(&mut h, "or a file", &path.display().to_string());
+        click(&mut h, "open at failure");
+        h.run_steps(2);
+        let verdict = h.state().player().verdict().cloned();
+        assert!(
+            matches!(verdict, Some(Verdict::Fail { line: 8, .. })),
+            "{verdict:?}"
+        );
+        assert!(
+            h.query_by_label("Invariant 4 broke: revisions never regress")
+                .is_some(),
+            "the invariant is named"
+        );
+        assert!(
+            h.query_by_label_contains("It promises: a device's known server revision")
+                .is_some(),
+            "with what it promises"
+        );
+        h.snapshot("counterexample-at-failure");
     });
 }

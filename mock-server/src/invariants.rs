@@ -1,10 +1,13 @@
 //! DESIGN.md's invariants, checked on a running [`World`].
 //!
-//! A [`Checker`] watches one world: make each intent through [`Checker::intent`], call
+//! A [`Checker`] watches one world: wrap each intent in [`Checker::before_intent`] and
+//! [`Checker::after_intent`] (or make it through [`Checker::intent`]), call
 //! [`Checker::after_step`] after anything that moves the world (an intent, one simulator
-//! event, a release, a restart), and [`Checker::at_rest`] once everything is released,
-//! online and settled. It reads the world's trace and the engines' state; it never changes the world,
-//! so a checked run is the same run as an unchecked one.
+//! event, a release, a restart), and [`Checker::at_rest`] after a `settle`. It reads the
+//! world's trace and the engines' state; it never changes the world, so a checked run is
+//! the same run as an unchecked one. The scenario [`Runner`](crate::scenario::Runner)
+//! does all of this on every run: a lesson, a recording, a random schedule and a
+//! counterexample are checked alike.
 //!
 //! Each device is held to what its strategy owes:
 //!
@@ -28,6 +31,7 @@ use sync_core::engine::{EventKind, Strategy};
 use sync_core::protocol::{ClientFrame, Key, ServerFrame};
 
 use crate::sim::{TraceKind, World};
+use sync_core::engine::connection::ConnectionState;
 
 /// A broken invariant: its number in DESIGN.md and what happened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,7 +43,8 @@ pub struct Violation {
     pub message: String,
 }
 
-fn name(number: u8) -> &'static str {
+/// Invariant `number`'s name, as DESIGN.md gives it.
+pub fn name(number: u8) -> &'static str {
     match number {
         1 => "optimistic",
         2 => "one in flight",
@@ -49,6 +54,31 @@ fn name(number: u8) -> &'static str {
         6 => "nothing accepted is lost",
         7 => "intent wins over silence",
         _ => "isolation",
+    }
+}
+
+/// What invariant `number` promises, as DESIGN.md states it (the player shows it beside a
+/// broken one).
+pub fn statement(number: u8) -> &'static str {
+    match number {
+        1 => "a user intent changes the device's visible value in the same step, before any I/O",
+        2 => "at most one request per key per device is outstanding",
+        3 => {
+            "a burst of intents on one key while a request is in flight costs at most one follow-up request"
+        }
+        4 => {
+            "a device's known server revision for a key only grows (except after a `welcome` with `reset`); a push or response older than it never changes the visible value"
+        }
+        5 => {
+            "when no intents are pending and the network is quiet, every connected device shows the server's value for every key and knows its revision"
+        }
+        6 => {
+            "every write the server acknowledged is in its store after a restart; a resend after a lost acknowledgement is applied at most once"
+        }
+        7 => {
+            "a user intent that was never acknowledged is retried after reconnect, unless a newer server revision has superseded it"
+        }
+        _ => "a device sees only its own user's keys",
     }
 }
 
@@ -73,6 +103,20 @@ pub enum Intent<'a> {
     Set(Value),
     /// `comment`: add one with this text (the key is a `comments/<post>` key).
     Comment(&'a str),
+}
+
+/// What a device showed just before an intent: [`Checker::after_intent`] compares.
+#[derive(Debug, Clone)]
+pub struct BeforeIntent {
+    d: usize,
+    key: Key,
+    bounded: bool,
+    was_in_flight: bool,
+    shown: Value,
+    requests: u64,
+    now: std::time::Duration,
+    frames: u64,
+    trace_len: usize,
 }
 
 /// What one step did, read from the trace.
@@ -114,13 +158,8 @@ impl Checker {
         Checker::default()
     }
 
-    /// Makes device `d`'s intent on `key` and checks it:
-    /// - 1: as soon as the intent returns, with no virtual time passing and no frame
-    ///   delivered, the device shows the intended value: a tap the opposite of what it
-    ///   showed, a set its value, a comment one more comment in the list (or, if the
-    ///   engine refused it because another comment on the post is pending, no change);
-    /// - 3: under `sync` and `sync-with-push`, an intent made while a request for the key is
-    ///   in flight sends no request of its own (so a burst costs one follow-up at most).
+    /// Makes device `d`'s intent on `key` and checks it: [`Checker::before_intent`], the
+    /// intent, [`Checker::after_intent`].
     ///
     /// The outer `Result` is the check; the inner one is the world's answer to the intent
     /// (a `tap` on a key that is not boolean is refused, and nothing is checked). Call
@@ -132,12 +171,7 @@ impl Checker {
         key: &Key,
         intent: Intent<'_>,
     ) -> Result<Result<(), String>, Violation> {
-        let engine = &w.devices()[d].engine;
-        let bounded = engine.strategy() != Strategy::Naive;
-        let was_in_flight = engine.in_flight(key).is_some();
-        let before = engine.shown(key);
-        let requests_before = requests(w, d, key);
-        let (now, frames, trace_len) = (w.now(), w.frames_delivered, w.trace.len());
+        let before = Checker::before_intent(w, d, key);
         let answer = match &intent {
             Intent::Tap => w.tap(d, key),
             Intent::Set(value) => w.set(d, key, value.clone()),
@@ -146,29 +180,59 @@ impl Checker {
                 Ok(())
             }
         };
-        if answer.is_err() {
-            return Ok(answer);
+        if answer.is_ok() {
+            Checker::after_intent(w, before, intent)?;
         }
+        Ok(answer)
+    }
+
+    /// What device `d` shows of `key` and has sent for it, just before an intent on it.
+    pub fn before_intent(w: &World, d: usize, key: &Key) -> BeforeIntent {
+        let engine = &w.devices()[d].engine;
+        BeforeIntent {
+            d,
+            key: key.clone(),
+            bounded: engine.strategy() != Strategy::Naive,
+            was_in_flight: engine.in_flight(key).is_some(),
+            shown: engine.shown(key),
+            requests: requests(w, d, key),
+            now: w.now(),
+            frames: w.frames_delivered,
+            trace_len: w.trace.len(),
+        }
+    }
+
+    /// Checks an intent the world accepted, against what [`Checker::before_intent`] saw:
+    /// - 1: as soon as the intent returns, with no virtual time passing and no frame
+    ///   delivered, the device shows the intended value: a tap the opposite of what it
+    ///   showed, a set its value, a comment one more comment in the list (or, if the
+    ///   engine refused it because another comment on the post is pending, no change);
+    /// - 3: under `sync` and `sync-with-push`, an intent made while a request for the key is
+    ///   in flight sends no request of its own (so a burst costs one follow-up at most).
+    pub fn after_intent(w: &World, b: BeforeIntent, intent: Intent<'_>) -> Result<(), Violation> {
+        let (d, key, before) = (b.d, &b.key, &b.shown);
         let dev = &w.devices()[d];
-        ensure(w.now() == now && w.frames_delivered == frames, 1, || {
-            format!("{}'s intent on {key} waited for the network", dev.name)
-        })?;
+        ensure(
+            w.now() == b.now && w.frames_delivered == b.frames,
+            1,
+            || format!("{}'s intent on {key} waited for the network", dev.name),
+        )?;
         let shown = dev.engine.shown(key);
         let expected = match intent {
             Intent::Tap => Value::Bool(!before.as_bool().unwrap_or(false)),
             Intent::Set(value) => value,
             Intent::Comment(_) => {
-                let written = w.trace[trace_len..].iter().any(|t| {
+                let written = w.trace[b.trace_len..].iter().any(|t| {
                     t.device.as_deref() == Some(&dev.name)
                         && matches!(&t.kind, TraceKind::Device(EventKind::OptimisticWrite { key: k, .. }) if k == key)
                 });
                 let len = |v: &Value| v.as_array().map_or(0, Vec::len);
-                let grew = len(&shown) == len(&before) + usize::from(written);
+                let grew = len(&shown) == len(before) + usize::from(written);
                 ensure(grew, 1, || {
                     format!(
                         "{}'s comment on {key}: {} comments shown before, {} after",
                         dev.name,
-                        len(&before),
+                        len(before),
                         len(&shown)
                     )
                 })?;
@@ -183,17 +247,16 @@ impl Checker {
         })?;
         let requests_after = requests(w, d, key);
         ensure(
-            !bounded || !was_in_flight || requests_after == requests_before,
+            !b.bounded || !b.was_in_flight || requests_after == b.requests,
             3,
             || {
                 format!(
                     "{}'s intent on {key} while a request was in flight sent one \
-                     ({requests_before} → {requests_after} requests)",
-                    dev.name
+                     ({} → {requests_after} requests)",
+                    dev.name, b.requests
                 )
             },
-        )?;
-        Ok(answer)
+        )
     }
 
     /// Checks 2, 4 and 6 after the world moved.
@@ -332,13 +395,23 @@ impl Checker {
         Ok(step)
     }
 
-    /// Checks 5 and 7 for `sync-with-push` devices. Call it once the world is released,
-    /// online and settled.
+    /// Checks 5 and 7 for each `sync-with-push` device at rest: online, connected, its
+    /// links neither held nor carrying a frame. Call it once the world has settled. A
+    /// device that is not at rest (offline, held, or in `error`, `auth-failed` or
+    /// `closed`, waiting for the user) owes neither yet (DESIGN.md).
     pub fn at_rest(&mut self, w: &World) -> Result<(), Violation> {
         self.after_step(w)?;
         let user = w.core().user(crate::core::DEMO_USER);
         for (d, dev) in w.devices().iter().enumerate() {
-            if dev.engine.strategy() != Strategy::SyncWithPush {
+            // As `World::is_quiet` reads a link: held, or carrying frames.
+            let (_, held) = dev.links();
+            let resting = !dev.offline
+                && *dev.engine.connection() == ConnectionState::Connected
+                && !held.up
+                && !held.down
+                && dev.up.queued().next().is_none()
+                && dev.down.queued().next().is_none();
+            if dev.engine.strategy() != Strategy::SyncWithPush || !resting {
                 continue;
             }
             w.device_converged(d)

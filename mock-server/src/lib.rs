@@ -14,7 +14,7 @@
 //! | [`link`] | one direction of a device's network: latency, jitter, loss, hold / release / drop; and the fault vocabulary everything translates into ([`link::Direction`], [`link::Pair`], [`link::Fault`]) |
 //! | [`sim`] | the simulator: engines + core + links on a virtual clock with a seeded RNG |
 //! | [`scenario`] | the scenario language of SCENARIOS.md: parser and runner |
-//! | `invariants` | DESIGN.md's invariants, checked on a running simulated world (each device against what its strategy owes); a test oracle, behind the `test-oracles` feature |
+//! | [`invariants`] | DESIGN.md's invariants, checked on a running simulated world (each device against what its strategy owes): the scenario runner checks them on every run |
 //! | [`paths`] | default locations of data |
 //! | [`memory`] | jemalloc's background purging, which the binaries turn on so that memory freed when connections close goes back to the system |
 //! | `fuzz` | one fuzz input through the decoder and the core, with its checks (the cargo-fuzz target's body); behind `test-oracles` |
@@ -25,7 +25,6 @@
 pub mod core;
 #[cfg(feature = "test-oracles")]
 pub mod fuzz;
-#[cfg(feature = "test-oracles")]
 pub mod invariants;
 pub mod link;
 pub mod memory;

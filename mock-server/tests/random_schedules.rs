@@ -1,28 +1,30 @@
 //! Random schedules: 20,000 seeded worlds per run. Random devices and strategies, link
 //! latency, jitter and loss, random intents on random keys, holds and out-of-order
 //! releases, dropped frames, offline spells, device and server restarts, forced
-//! rejections, reconnect bounds and retries, comment edits and deletions; then everything is released, retried and
-//! settled. Each device is checked against
-//! the invariants its strategy owes (DESIGN.md; the table is in
-//! [`mock_server::invariants`]) around every intent and after every simulator event.
-//! Each seed's virtual time is capped: its waits add up to 20 s at most, and its final
-//! settle fails after [`SETTLE_LIMIT`].
+//! rejections, reconnect bounds and retries, comment edits and deletions; then everything
+//! is released, retried and settled. Each schedule is written as scenario statements and
+//! run by the scenario [`Runner`], which checks every device against the invariants its
+//! strategy owes (DESIGN.md; the table is in [`mock_server::invariants`]) after every
+//! statement and every simulator event. Each seed's virtual time is capped: its waits add
+//! up to 20 s at most, and each `settle` fails after [`mock_server::sim::SETTLE_LIMIT`].
 //!
-//! Every action is recorded as a scenario line, so a failing seed (a broken invariant, a
-//! world that does not settle, or a panic) prints a scenario file that reproduces the
-//! run: save it and run `cargo run -p app -- run --seed N FILE`.
+//! A failing seed (a broken invariant, a world that does not settle, or a panic) is
+//! shrunk to a short counterexample ([`mock_server::scenario::shrink`]) and written to a
+//! file the failure names, with a comment saying what broke at which line:
+//! `cargo run -p app -- run --seed N --open-at-failure FILE` opens it in the player there.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use mock_server::invariants::{Checker, Intent};
-use mock_server::link::Direction;
-use mock_server::link::LinkConfig;
-use mock_server::scenario::{Runner, Verdict, parse};
-use mock_server::sim::{DeviceSpec, SETTLE_LIMIT, World};
+use mock_server::link::{Direction, LinkConfig};
+use mock_server::scenario::ast::{DeviceSetup, Expect, Pick, Scenario, Step, Stmt};
+use mock_server::scenario::shrink::{Failure, counterexample, shrink};
+use mock_server::scenario::{Runner, Verdict, parse, write};
 use serde_json::json;
 use sync_core::engine::Strategy;
 use sync_core::engine::connection::ConnectionState;
+use sync_core::engine::mutant::{self, Mutant};
 use sync_core::protocol::Key;
 use sync_core::protocol::model::comments_from_value;
 use sync_core::rng::Rng;
@@ -32,35 +34,22 @@ const ACTIONS: usize = 40;
 const NAMES: [&str; 3] = ["phone", "laptop", "tablet"];
 const BOOL_KEYS: [&str; 3] = ["like/a", "like/b", "settings/dark_mode"];
 
-/// Why a seed failed: a broken invariant, a world that would not settle, a panic.
-type Failure = Box<dyn std::error::Error>;
-
-struct Recorder {
+/// One seed's schedule, written as it runs.
+struct Schedule {
     rng: Rng,
-    lines: Vec<String>,
-    world: World,
-    checker: Checker,
-    names: Vec<&'static str>,
+    runner: Runner,
 }
 
 fn pick<'a, T>(rng: &mut Rng, items: &'a [T]) -> &'a T {
     &items[rng.up_to(items.len() as u64 - 1) as usize]
 }
 
-impl Recorder {
-    fn new(seed: u64) -> Recorder {
+impl Schedule {
+    fn new(seed: u64) -> Schedule {
         let mut rng = Rng::new(seed);
         let n = 2 + rng.up_to(1) as usize;
-        let names: Vec<&'static str> = NAMES[..n].to_vec();
-        let mut lines = vec![
-            format!("# Random schedule, seed {seed}."),
-            "# Reproduce: cargo run -p app -- run --seed SEED THIS-FILE".into(),
-            format!("scenario \"random schedule {seed}\""),
-            format!("devices {}", names.join(" ")),
-        ];
-        let mut specs = Vec::new();
-        let mut bounds = Vec::new();
-        for name in &names {
+        let mut devices = Vec::new();
+        for name in &NAMES[..n] {
             let strategy = *pick(
                 &mut rng,
                 &[
@@ -73,178 +62,103 @@ impl Recorder {
             let latency = 10 + rng.up_to(190);
             let jitter = if rng.chance(0.5) { rng.up_to(60) } else { 0 };
             let loss = if rng.chance(0.3) { rng.up_to(10) } else { 0 };
-            lines.push(format!("strategy {name} {strategy}"));
-            lines.push(format!("latency {name} {latency}ms"));
-            lines.push(format!("jitter {name} {jitter}ms"));
-            lines.push(format!("loss {name} {loss}%"));
-            let bound = rng.chance(0.3).then(|| 1 + rng.up_to(2) as u32);
-            if let Some(n) = bound {
-                lines.push(format!("reconnect attempts {name} {n}"));
-            }
-            bounds.push(bound);
+            let reconnect = rng.chance(0.3).then(|| 1 + rng.up_to(2) as u32);
             let link = LinkConfig {
                 latency: Duration::from_millis(latency),
                 jitter: Duration::from_millis(jitter),
                 loss: loss as f64 / 100.0,
             };
-            specs.push(DeviceSpec {
+            devices.push(DeviceSetup {
                 name: name.to_string(),
                 strategy,
                 up: link,
                 down: link,
+                reconnect,
             });
         }
-        let mut world = World::new(seed, &specs);
-        for (i, bound) in bounds.into_iter().enumerate() {
-            world.set_reconnect_bound(i, bound);
-        }
-        world.settle().expect("the handshake settles");
-        Recorder {
+        let scenario = Scenario {
+            title: Some(format!("random schedule {seed}")),
+            about: vec![format!("Random schedule, seed {seed}.")],
+            devices,
+            devices_line: 0,
+            server_sets: Vec::new(),
+            steps: Vec::new(),
+        };
+        Schedule {
             rng,
-            lines,
-            world,
-            checker: Checker::new(),
-            names,
+            runner: Runner::new(scenario, seed),
         }
     }
 
-    /// Records and runs one random action, then checks the world.
-    fn act(&mut self) -> Result<(), Failure> {
-        let d = self.rng.up_to(self.names.len() as u64 - 1) as usize;
-        let name = self.names[d];
+    /// Decides one random action from the world as it is, and runs it.
+    fn act(&mut self) {
+        let w = self.runner.world();
+        let devices = w.devices().len();
+        let d = self.rng.up_to(devices as u64 - 1) as usize;
         let dir = if self.rng.chance(0.5) {
             Direction::Up
         } else {
             Direction::Down
         };
-        let dir_name = if dir == Direction::Up { "up" } else { "down" };
-        let queued = self.world.queued(d, dir);
-        // Each line is recorded before it runs, so a failing action ends the reproducer.
-        let checker = &mut self.checker;
-        let lines = &mut self.lines;
-        let w = &mut self.world;
-        match self.rng.up_to(99) {
-            0..=24 => {
-                let key = *pick(&mut self.rng, &BOOL_KEYS);
-                lines.push(format!("{name} tap {key}"));
-                let key = Key::parse(key).unwrap();
-                checker.intent(w, d, &key, Intent::Tap)??;
-            }
-            25..=34 => {
-                let v = self.rng.up_to(110) as i64 - 5;
-                lines.push(format!("{name} set settings/volume {v}"));
-                checker.intent(w, d, &Key::Volume, Intent::Set(json!(v)))??;
-            }
-            35 | 36 => {
-                lines.push(format!("{name} comment p \"hi\""));
-                let key = Key::parse("comments/p").unwrap();
-                checker.intent(w, d, &key, Intent::Comment("hi"))??;
-            }
+        let queued = w.queued(d, dir);
+        let key = |k: &str| Key::parse(k).unwrap();
+        let stmt = match self.rng.up_to(99) {
+            0..=24 => Stmt::Tap(d, key(pick::<&str>(&mut self.rng, &BOOL_KEYS))),
+            25..=34 => Stmt::Set(d, Key::Volume, json!(self.rng.up_to(110) as i64 - 5)),
+            35 | 36 => Stmt::Comment(d, key("comments/p"), "hi".into()),
             37 => {
                 // Edit or delete the first comment the device shows (or one it does not).
-                let key = Key::parse("comments/p").unwrap();
-                let shown = comments_from_value(&w.devices()[d].engine.shown(&key));
+                let shown = comments_from_value(&w.devices()[d].engine.shown(&key("comments/p")));
                 let id = shown.first().map_or("1".to_string(), |c| c.id.clone());
                 if self.rng.chance(0.5) {
-                    lines.push(format!("{name} edit comment p {id} \"edited\""));
-                    w.edit_comment(d, &key, &id, "edited");
+                    Stmt::EditComment(d, key("comments/p"), id, "edited".into())
                 } else {
-                    lines.push(format!("{name} delete comment p {id}"));
-                    w.delete_comment(d, &key, &id);
+                    Stmt::DeleteComment(d, key("comments/p"), id)
                 }
             }
-            38..=59 => {
-                let ms = self.rng.up_to(500);
-                lines.push(format!("wait {ms}ms"));
-                let until = w.now() + Duration::from_millis(ms);
-                while w.wait_step(until) {
-                    checker.after_step(w)?;
-                }
-            }
-            60..=63 => {
-                lines.push(format!("hold {name} {dir_name}"));
-                w.hold(d, Some(dir), true);
-            }
-            64..=68 => {
-                lines.push(format!("unhold {name}"));
-                w.hold(d, None, false);
-            }
+            38..=59 => Stmt::Wait(Duration::from_millis(self.rng.up_to(500))),
+            60..=63 => Stmt::Hold(d, Some(dir)),
+            64..=68 => Stmt::Unhold(d, None),
             69..=74 if queued > 0 => {
                 let n = 1 + self.rng.up_to(queued as u64 - 1) as usize;
-                lines.push(format!("release {name} {dir_name} {n}"));
-                w.release(d, dir, n)?;
+                Stmt::Release(d, dir, Pick::Nth(n))
             }
             75..=77 if queued > 0 => {
-                let n = 1 + self.rng.up_to(queued as u64 - 1) as usize;
-                lines.push(format!("drop {name} {dir_name} {n}"));
-                w.drop_frame(d, dir, n)?;
+                Stmt::Drop(d, dir, 1 + self.rng.up_to(queued as u64 - 1) as usize)
             }
-            78..=83 => {
-                let offline = self.rng.chance(0.5);
-                lines.push(format!(
-                    "{name} {}",
-                    if offline { "offline" } else { "online" }
-                ));
-                w.set_offline(d, offline);
-            }
-            84..=87 => {
-                lines.push(format!("{name} restart"));
-                w.restart_device(d)?;
-            }
-            88..=91 => {
-                let key = *pick(&mut self.rng, &["like/a", "settings/volume", "comments/p"]);
-                lines.push(format!("server reject {key}"));
-                w.reject_next(Key::parse(key).unwrap());
-            }
-            92..=93 => {
-                lines.push("server restart".into());
-                w.restart_server();
-            }
-            94..=96 => {
-                let v = self.rng.up_to(100);
-                lines.push(format!("server set settings/volume {v}"));
-                w.server_set(&Key::Volume, json!(v))?;
-            }
-            97 => {
-                lines.push(format!("{name} retry"));
-                w.retry(d);
-            }
-            _ => {
-                lines.push("wait 50ms".into());
-                let until = w.now() + Duration::from_millis(50);
-                while w.wait_step(until) {
-                    checker.after_step(w)?;
-                }
-            }
-        }
-        Ok(checker.after_step(w)?)
+            78..=83 if self.rng.chance(0.5) => Stmt::Offline(d),
+            78..=83 => Stmt::Online(d),
+            84..=87 => Stmt::Restart(d),
+            88..=91 => Stmt::ServerReject(key(pick::<&str>(
+                &mut self.rng,
+                &["like/a", "settings/volume", "comments/p"],
+            ))),
+            92..=93 => Stmt::ServerRestart,
+            94..=96 => Stmt::ServerSet(Key::Volume, json!(self.rng.up_to(100))),
+            97 => Stmt::Retry(d),
+            _ => Stmt::Wait(Duration::from_millis(50)),
+        };
+        self.runner.append(stmt);
     }
 
-    /// Releases everything, settles, and checks what each device owes.
-    fn finish(&mut self) -> Result<(), Failure> {
-        for (d, name) in self.names.iter().enumerate() {
-            self.world.hold(d, None, false);
-            self.world.set_offline(d, false);
+    /// Releases everything, settles, and checks what each device owes (the runner checks
+    /// convergence after each `settle`; the `expect` lines say so in the file too).
+    fn finish(&mut self) {
+        let devices = self.runner.world().devices().len();
+        for d in 0..devices {
+            self.runner.append(Stmt::Unhold(d, None));
+            self.runner.append(Stmt::Online(d));
             // A device in `error` waits for the user: ask it, so everything can settle.
-            self.world.retry(d);
-            self.lines.push(format!("unhold {name}"));
-            self.lines.push(format!("{name} online"));
-            self.lines.push(format!("{name} retry"));
+            self.runner.append(Stmt::Retry(d));
         }
         // A lossy link can stop a bounded device in `error` again while settling: ask it
         // again (as a user would) until every device has come back.
         for _ in 0..50 {
-            self.lines.push("settle".into());
-            let w = &mut self.world;
-            // The same limit as the reproducer's `settle`, so a seed fails the same way there.
-            let deadline = w.now() + SETTLE_LIMIT;
-            while w.settle_step(deadline)? {
-                self.checker.after_step(w)?;
-            }
-            let stopped: Vec<usize> = (0..self.names.len())
+            self.runner.append(Stmt::Settle);
+            let stopped: Vec<usize> = (0..devices)
                 .filter(|d| {
                     matches!(
-                        w.devices()[*d].engine.connection(),
+                        self.runner.world().devices()[*d].engine.connection(),
                         ConnectionState::Error { .. }
                     )
                 })
@@ -253,37 +167,43 @@ impl Recorder {
                 break;
             }
             for d in stopped {
-                self.lines.push(format!("{} retry", self.names[d]));
-                self.world.retry(d);
+                self.runner.append(Stmt::Retry(d));
             }
         }
-        let w = &mut self.world;
-        // What `at_rest` checks of convergence, as a line the replay checks too.
-        for (d, name) in self.names.iter().enumerate() {
-            if w.devices()[d].engine.strategy() == Strategy::SyncWithPush {
-                self.lines.push(format!("expect {name} converged"));
+        for d in 0..devices {
+            if self.runner.world().devices()[d].engine.strategy() == Strategy::SyncWithPush {
+                self.runner.append(Stmt::Expect(Expect::DeviceConverged(d)));
             }
         }
-        Ok(self.checker.at_rest(w)?)
     }
 
-    /// All the actions, then the finish; a panic is a failure too.
-    fn run(&mut self) -> Result<(), Failure> {
-        catch_unwind(AssertUnwindSafe(|| {
+    /// All the actions, then the finish; `false` if the run failed (or panicked).
+    fn run(&mut self) -> bool {
+        let ran = catch_unwind(AssertUnwindSafe(|| {
             for _ in 0..ACTIONS {
-                self.act()?;
+                self.act();
             }
-            self.finish()
-        }))
-        .unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            Err(format!("panicked: {what}").into())
-        })
+            self.finish();
+        }));
+        ran.is_ok() && self.runner.verdict() == Some(&Verdict::Pass)
     }
+
+    /// The schedule so far, as a scenario.
+    fn scenario(&self) -> Scenario {
+        self.runner.scenario().clone()
+    }
+}
+
+/// Shrinks a failing seed's schedule and writes the counterexample where the failure
+/// message says; its path and text.
+fn write_counterexample(seed: u64, scenario: Scenario) -> (PathBuf, String) {
+    let shrunk = shrink(scenario, seed).expect("a failing schedule fails again when replayed");
+    let text = counterexample(&shrunk, seed, "random_schedules");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("counterexamples");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("random-schedule-{seed}.scn"));
+    std::fs::write(&path, &text).unwrap();
+    (path, text)
 }
 
 #[test]
@@ -291,22 +211,12 @@ fn random_schedules_keep_the_invariants() {
     let started = std::time::Instant::now();
     let mut frames = 0;
     for seed in 0..SEEDS {
-        let mut r = Recorder::new(seed);
-        let result = r.run();
-        frames += r.world.frames_delivered;
-        if let Err(e) = result {
-            let text = r.lines.join("\n") + "\n";
-            let replay = match parse("replay.scn", &text) {
-                Ok(s) => format!("{:?}", Runner::new(s, seed).run_to_end()),
-                Err(e) => format!("the reproducer does not parse: {e}"),
-            };
-            panic!(
-                "seed {seed} failed: {e}\n\
-                 replaying the scenario below gives: {replay} (it replays the same run, but \
-                 its `expect` lines check convergence only: look for the failure above in \
-                 its trace)\n\
-                 ---- save as a .scn file and run with --seed {seed} ----\n{text}"
-            );
+        let mut schedule = Schedule::new(seed);
+        let passed = schedule.run();
+        frames += schedule.runner.world().frames_delivered;
+        if !passed {
+            let (path, text) = write_counterexample(seed, schedule.scenario());
+            panic!("seed {seed} failed; shrunk to {}:\n{text}", path.display());
         }
     }
     println!(
@@ -316,20 +226,73 @@ fn random_schedules_keep_the_invariants() {
 }
 
 #[test]
-fn the_recorded_scenario_replays_the_same_run() {
-    // The reproducer is only useful if parsing and running it gives the same world.
+fn the_written_schedule_replays_the_same_run() {
+    // A counterexample is only useful if writing, parsing and running it gives the same
+    // world.
     for seed in [3, 17, 123] {
-        let mut r = Recorder::new(seed);
-        r.run().unwrap();
-        let text = r.lines.join("\n") + "\n";
+        let mut schedule = Schedule::new(seed);
+        assert!(schedule.run(), "seed {seed}");
+        let text = write(&schedule.scenario());
         let mut runner = Runner::new(parse("replay.scn", &text).unwrap(), seed);
         assert_eq!(runner.run_to_end(), &Verdict::Pass, "seed {seed}:\n{text}");
         // Same frames, same events, same order: the whole trace (hash-map order must not
         // leak into behaviour).
         assert_eq!(
-            format!("{:?}", r.world.trace),
+            format!("{:?}", schedule.runner.world().trace),
             format!("{:?}", runner.world().trace),
             "seed {seed}"
         );
     }
+}
+
+/// The checker and the shrinker together, against an engine broken on purpose: with
+/// stale pushes applied, some schedule breaks invariant 4, and it shrinks to at most ten
+/// statements that break it at the line the file names — and pass on the sound engine.
+#[test]
+fn a_broken_rule_is_caught_and_shrunk_to_a_short_counterexample() {
+    let (seed, scenario) = mutant::during(Mutant::ApplyStalePushes, || {
+        (0..2_000)
+            .find_map(|seed| {
+                let mut schedule = Schedule::new(seed);
+                (!schedule.run()).then(|| (seed, schedule.scenario()))
+            })
+            .expect("applying stale pushes breaks some schedule within 2,000 seeds")
+    });
+    let steps = scenario.steps.len();
+    let (path, text) = mutant::during(Mutant::ApplyStalePushes, || {
+        write_counterexample(seed, scenario)
+    });
+    let file = parse("counterexample.scn", &text).unwrap();
+    assert!(
+        file.steps.len() <= 10,
+        "seed {seed}: {steps} statements shrunk to {}:\n{text}",
+        file.steps.len()
+    );
+    let broken = mutant::during(Mutant::ApplyStalePushes, || {
+        mock_server::scenario::shrink::failure(&file, seed)
+    })
+    .expect("the counterexample fails");
+    assert_eq!(broken.failure, Failure::Invariant(4), "{text}");
+    let named = format!("Line {} fails: invariant 4 ", broken.line);
+    assert!(
+        text.contains(&named),
+        "the file names line {}:\n{text}",
+        broken.line
+    );
+    assert!(
+        matches!(
+            file.steps.iter().find(|s| s.line == broken.line),
+            Some(Step {
+                stmt: Stmt::Release(..) | Stmt::Wait(_) | Stmt::Settle | Stmt::Unhold(..),
+                ..
+            })
+        ),
+        "it breaks where a stale push arrives:\n{text}"
+    );
+    assert_eq!(
+        Runner::new(file, seed).run_to_end(),
+        &Verdict::Pass,
+        "the sound engine passes {}",
+        path.display()
+    );
 }

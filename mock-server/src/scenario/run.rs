@@ -1,5 +1,7 @@
 //! Running a parsed scenario on the simulator, one statement at a time (the GUI player
-//! steps; the headless runner runs to the end).
+//! steps; the headless runner runs to the end), with DESIGN.md's invariants checked after
+//! every statement and every simulator event: a broken one fails the run where it broke,
+//! as a failed `expect` would.
 
 use std::time::Duration;
 
@@ -7,8 +9,9 @@ use serde_json::Value;
 
 use super::ast::{Expect, Pick, Scenario, Step, Stmt};
 use super::parse::apply_change;
+use crate::invariants::{BeforeIntent, Checker, Intent, Violation};
 use crate::link::{Direction, Fault};
-use crate::sim::{DeviceSpec, Trace, TraceKind, World};
+use crate::sim::{DeviceSpec, SETTLE_LIMIT, Trace, TraceKind, World};
 
 /// How a scenario ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +52,10 @@ pub struct Runner {
     /// Every action and held expectation so far, the script's and [`Runner::act`]'s, at
     /// the virtual time it ran (since time 0): what [`Runner::transcript`] writes.
     ran: Vec<(Duration, Stmt)>,
+    /// Checks each device against the invariants its strategy owes.
+    checker: Checker,
+    /// The invariant that broke, if one did (the verdict names it too).
+    violation: Option<Violation>,
 }
 
 /// A statement that takes virtual time, part way through.
@@ -91,7 +98,7 @@ impl Runner {
         }
         let t0 = world.now();
         let setup_trace = world.trace.len();
-        Runner {
+        let mut runner = Runner {
             scenario,
             world,
             t0,
@@ -100,7 +107,14 @@ impl Runner {
             verdict,
             ongoing: None,
             ran: Vec::new(),
+            checker: Checker::new(),
+            violation: None,
+        };
+        if let Err(message) = runner.check(false) {
+            let line = runner.scenario.devices_line;
+            runner.verdict.get_or_insert(fail(line, message));
         }
+        runner
     }
 
     /// The scenario.
@@ -150,6 +164,24 @@ impl Runner {
         self.verdict.as_ref()
     }
 
+    /// The invariant that broke, once one did (the run failed there).
+    pub fn violation(&self) -> Option<&Violation> {
+        self.violation.as_ref()
+    }
+
+    /// Appends a statement to the script and runs it whole: a generator that writes its
+    /// script as it goes (the random-schedule tests) runs it this way, deciding each
+    /// statement from the world the last one left. `None` once the run has failed.
+    pub fn append(&mut self, stmt: Stmt) -> Option<StepOutcome> {
+        if matches!(self.verdict, Some(Verdict::Fail { .. })) || self.ongoing.is_some() {
+            return None;
+        }
+        self.verdict = None;
+        let line = self.scenario.steps.last().map_or(1, |s| s.line + 1);
+        self.scenario.steps.push(Step { line, stmt });
+        self.step()
+    }
+
     /// Runs the next statement (or the rest of one part way through). `None` when the
     /// run has ended.
     pub fn step(&mut self) -> Option<StepOutcome> {
@@ -177,7 +209,7 @@ impl Runner {
                 let step = self.next_step()?.clone();
                 let ongoing = match step.stmt {
                     Stmt::Wait(d) => Ongoing::Wait(self.world.now() + d),
-                    Stmt::Settle => Ongoing::Settle(self.world.now() + crate::sim::SETTLE_LIMIT),
+                    Stmt::Settle => Ongoing::Settle(self.world.now() + SETTLE_LIMIT),
                     _ => return self.step(),
                 };
                 self.next += 1;
@@ -188,6 +220,11 @@ impl Runner {
             Ongoing::Wait(until) => Ok(self.world.wait_step(until)),
             Ongoing::Settle(deadline) => self.world.settle_step(deadline),
         };
+        // A settle that ended leaves devices at rest: they owe convergence then.
+        let more = more.and_then(|more| {
+            self.check(!more && matches!(ongoing, Ongoing::Settle(_)))?;
+            Ok(more)
+        });
         Some(match more {
             Ok(true) => {
                 self.ongoing = Some((step, ongoing));
@@ -228,7 +265,13 @@ impl Runner {
         if matches!(stmt, Stmt::Wait(_) | Stmt::Settle | Stmt::Expect(_)) {
             return Err("only an action can be done between statements".into());
         }
-        self.run(stmt).map(|_| ())
+        let result = self.run(stmt).map(|_| ());
+        // An action that broke an invariant ends the run, as a statement would.
+        if let (Some(v), None) = (&self.violation, &self.verdict) {
+            let line = self.scenario.steps.get(self.next).map_or(0, |s| s.line);
+            self.verdict = Some(fail(line, v.to_string()));
+        }
+        result
     }
 
     /// The run so far as a scenario: the same setup, then every action and held
@@ -263,14 +306,68 @@ impl Runner {
 
     fn run(&mut self, stmt: &Stmt) -> Result<Option<String>, String> {
         let at = self.elapsed();
+        let intent = self.before_intent(stmt);
         let result = self.run_inner(stmt);
-        if result.is_ok() && !matches!(stmt, Stmt::Wait(_) | Stmt::Settle) {
-            self.ran.push((at, stmt.clone()));
+        if result.is_ok() {
+            if let Some((before, intent)) = intent {
+                Checker::after_intent(&self.world, before, intent).map_err(|v| self.broke(v))?;
+            }
+            self.check(*stmt == Stmt::Settle)?;
+            if !matches!(stmt, Stmt::Wait(_) | Stmt::Settle) {
+                self.ran.push((at, stmt.clone()));
+            }
         }
         result
     }
 
+    /// For an intent statement, what its device shows before it (invariants 1 and 3).
+    fn before_intent<'s>(&self, stmt: &'s Stmt) -> Option<(BeforeIntent, Intent<'s>)> {
+        let (d, key, intent) = match stmt {
+            Stmt::Tap(d, key) => (d, key, Intent::Tap),
+            Stmt::Set(d, key, value) => (d, key, Intent::Set(value.clone())),
+            Stmt::Comment(d, key, text) => (d, key, Intent::Comment(text)),
+            _ => return None,
+        };
+        Some((Checker::before_intent(&self.world, *d, key), intent))
+    }
+
+    /// Checks the invariants after the world moved; `settled`: after a `settle`, when
+    /// devices at rest owe convergence too.
+    fn check(&mut self, settled: bool) -> Result<(), String> {
+        let checked = if settled {
+            self.checker.at_rest(&self.world)
+        } else {
+            self.checker.after_step(&self.world)
+        };
+        checked.map_err(|v| self.broke(v))
+    }
+
+    /// Remembers a broken invariant; the message the run fails with.
+    fn broke(&mut self, v: Violation) -> String {
+        let message = v.to_string();
+        self.violation = Some(v);
+        message
+    }
+
     fn run_inner(&mut self, stmt: &Stmt) -> Result<Option<String>, String> {
+        // Time passes event by event, each one checked.
+        match stmt {
+            Stmt::Wait(d) => {
+                let until = self.world.now() + *d;
+                while self.world.wait_step(until) {
+                    self.check(false)?;
+                }
+                return Ok(None);
+            }
+            Stmt::Settle => {
+                let deadline = self.world.now() + SETTLE_LIMIT;
+                while self.world.settle_step(deadline)? {
+                    self.check(false)?;
+                }
+                return Ok(None);
+            }
+            _ => {}
+        }
         let w = &mut self.world;
         match stmt {
             Stmt::Tap(d, key) => w.tap(*d, key)?,
@@ -315,9 +412,7 @@ impl Runner {
             Stmt::ServerRestart => w.restart_server(),
             Stmt::ServerSet(key, value) => w.server_set(key, value.clone())?,
             Stmt::Say(text) => w.say(text),
-            Stmt::Pause => {}
-            Stmt::Wait(d) => w.wait(*d),
-            Stmt::Settle => w.settle()?,
+            Stmt::Pause | Stmt::Wait(_) | Stmt::Settle => {}
             Stmt::Expect(e) => return self.expect(e).map(Some),
         }
         Ok(None)

@@ -241,3 +241,27 @@ fn a_transcript_with_a_learners_action_replays_to_the_same_state() {
         runner.world().core().writes()
     );
 }
+
+/// Shrinking keeps only what the failure needs: twenty statements of noise around a
+/// failing expectation go, and the expectation stays.
+#[test]
+fn shrinking_drops_what_the_failure_does_not_need() {
+    let mut text = String::from("devices phone laptop\njitter phone 30ms\nloss laptop 5%\n");
+    for i in 0..10 {
+        text.push_str(&format!("laptop tap like/n{i}\nwait {}ms\n", 40 + i));
+    }
+    text.push_str("expect phone settings/volume = 7\n");
+    let scenario = parse("noise.scn", &text).unwrap();
+    let shrunk = shrink::shrink(scenario, 3).expect("it fails");
+    assert_eq!(shrunk.from, 21);
+    assert_eq!(
+        shrunk.failed.failure,
+        shrink::Failure::Statement("expected phone settings/volume = 7, got 50".into())
+    );
+    let written = write(&shrunk.scenario);
+    assert_eq!(
+        written, "devices phone\n\nexpect phone settings/volume = 7\n",
+        "{written}"
+    );
+    assert!(shrink::shrink(parse("ok.scn", "devices phone\n").unwrap(), 0).is_none());
+}

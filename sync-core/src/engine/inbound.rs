@@ -206,6 +206,13 @@ impl Engine {
                     device_id: change.device_id.clone(),
                 };
                 match m.push(&mut self.state, &key, meta, change.value.clone()) {
+                    #[cfg(feature = "mutants")]
+                    PushOutcome::Stale { .. }
+                        if super::mutant::breaks(super::mutant::Mutant::ApplyStalePushes) =>
+                    {
+                        self.state.confirm(&key, change.value.clone(), change.rev);
+                        true
+                    }
                     PushOutcome::Stale { known } => {
                         self.state.stale(EventKind::PushStale {
                             key: key.clone(),

@@ -41,6 +41,7 @@
 //! | [`snapshot`] | what a device restart keeps |
 //! | [`events`] | the observable events |
 //! | [`view`] | the device view a pane renders, whatever drives the device |
+//! | `mutant` (feature `mutants`) | a test-only switch that breaks one rule, to show the invariant checker catches it |
 //!
 //! This module is long because [`Engine`] owns the state every submodule works on, and
 //! its intents, transport and timer handling live here; part of its length is the
@@ -51,6 +52,8 @@ pub mod cursor;
 pub mod events;
 pub mod hooks;
 pub mod inbound;
+#[cfg(feature = "mutants")]
+pub mod mutant;
 pub mod naive;
 pub mod snapshot;
 pub mod state;

@@ -53,13 +53,22 @@ impl Player {
                     .desired_width(150.0),
             )
             .labelled_by(label.id);
-            if ui
-                .add_enabled(!self.path.trim().is_empty(), egui::Button::new("open"))
-                .clicked()
-            {
+            let named = !self.path.trim().is_empty();
+            if ui.add_enabled(named, egui::Button::new("open")).clicked() {
                 self.open_file();
             }
-            ui.separator();
+            if ui
+                .add_enabled(named, egui::Button::new("open at failure"))
+                .on_hover_text("Open the file and play it to the first broken invariant or failed expectation (a counterexample the tests wrote, say)")
+                .clicked()
+                && self.open_file()
+            {
+                self.to_failure();
+            }
+        });
+        // The run's controls on a row of their own, so the lesson list and the file box
+        // never push them off the window's edge.
+        ui.horizontal_wrapped(|ui| {
             let label = ui.label("seed");
             if ui
                 .add(egui::DragValue::new(&mut self.seed))
@@ -104,16 +113,23 @@ impl Player {
                 self.playing = !self.playing;
                 self.last_step = None;
             }
+            ui.spacing_mut().slider_width = 90.0;
             let label = ui
                 .label("speed")
                 .on_hover_text("Statements per second while playing");
-            ui.spacing_mut().slider_width = 90.0;
             ui.add(
                 egui::Slider::new(&mut self.speed, 0.5..=20.0)
                     .logarithmic(true)
                     .suffix(" /s"),
             )
             .labelled_by(label.id);
+            if ui
+                .add_enabled(running, egui::Button::new("to failure"))
+                .on_hover_text("Play on to the first broken invariant or failed expectation, and stop there (back shows the moment before)")
+                .clicked()
+            {
+                self.to_failure();
+            }
         });
         self.timeline_bar(ui);
     }

@@ -32,7 +32,7 @@ use super::style;
 use controls::help_overlay;
 pub use lessons::{LESSONS, lesson_title};
 use run::Run;
-use stage::{caption_band, drawable, script, verdict_line, world};
+use stage::{broken_invariant, caption_band, drawable, script, verdict_line, world};
 
 /// The player's state.
 pub struct Player {
@@ -139,6 +139,21 @@ impl Player {
         self.run.as_mut().is_ok_and(Run::step)
     }
 
+    /// Plays on to the first failure — a broken invariant or a failed expectation — and
+    /// stops at the event where it happened (step back shows the moment before); `false`
+    /// when the run ends without one.
+    pub fn to_failure(&mut self) -> bool {
+        self.playing = false;
+        while self.verdict().is_none() && self.step() {}
+        matches!(self.verdict(), Some(Verdict::Fail { .. }))
+    }
+
+    /// Plays with this seed from now on (the world is built again).
+    pub fn set_seed(&mut self, seed: u64) {
+        self.seed = seed;
+        self.restart();
+    }
+
     /// Runs one simulator event (inside a `wait` or `settle`; other statements whole);
     /// `false` when the run is over.
     pub fn step_event(&mut self) -> bool {
@@ -235,17 +250,20 @@ impl Player {
         self.run.as_ref().ok().and_then(|r| r.runner.verdict())
     }
 
-    /// Opens a scenario file; an unreadable file is reported in the player.
-    fn open_file(&mut self) {
+    /// Opens a scenario file; an unreadable file is reported in the player. `false` when
+    /// it could not be read.
+    fn open_file(&mut self) -> bool {
         let path = self.path.trim().to_string();
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 self.source = (path, text);
                 self.restart();
+                true
             }
             Err(e) => {
                 self.playing = false;
                 self.run = Err(format!("{path}: {e}"));
+                false
             }
         }
     }
@@ -288,6 +306,9 @@ impl Player {
             }
         };
         verdict_line(ui, &run.runner);
+        if let Some(v) = run.runner.violation() {
+            broken_invariant(ui, v);
+        }
         if let Some(caption) = run.caption() {
             caption_band(ui, caption);
         }
@@ -330,5 +351,13 @@ impl Player {
                     .auto_shrink([false, false])
                     .show(ui, |ui| world(ui, run));
             });
+    }
+}
+
+/// The player alone in a window, without the live devices or the embedded server: what
+/// `app run --open-at-failure FILE` opens.
+impl eframe::App for Player {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        egui::CentralPanel::default().show(ui, |ui| Player::ui(self, ui));
     }
 }

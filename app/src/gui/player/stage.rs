@@ -3,6 +3,7 @@
 
 use eframe::egui::{self, RichText};
 use mock_server::core::DEMO_USER;
+use mock_server::invariants::{self, Violation};
 use mock_server::scenario::run::format_trace;
 use mock_server::scenario::{Runner, StepOutcome, Verdict};
 use sync_core::engine::DeviceView;
@@ -60,6 +61,30 @@ pub(super) fn verdict_line(ui: &mut egui::Ui, runner: &Runner) {
         ui.label(RichText::new(agreement).color(color))
             .on_hover_text("As `expect converged` judges it: every connected device shows the server's value and knows its revision for every key, with nothing in flight");
     });
+}
+
+/// A broken invariant, named, with what it promises: the run stopped where it broke.
+pub(super) fn broken_invariant(ui: &mut egui::Ui, v: &Violation) {
+    egui::Frame::new()
+        .fill(style::RED.gamma_multiply(0.15))
+        .stroke(egui::Stroke::new(1.0, style::RED))
+        .inner_margin(egui::Margin::symmetric(12, 8))
+        .corner_radius(6.0)
+        .show(ui, |ui| {
+            ui.set_min_width(ui.available_width());
+            ui.label(
+                RichText::new(format!(
+                    "Invariant {} broke: {}",
+                    v.number,
+                    invariants::name(v.number)
+                ))
+                .size(20.0)
+                .strong()
+                .color(style::RED),
+            );
+            ui.label(RichText::new(drawable(&v.message)).strong());
+            ui.label(format!("It promises: {}.", invariants::statement(v.number)));
+        });
 }
 
 /// The source, line by line: what ran is dimmed, the next statement is marked, and each

@@ -259,3 +259,44 @@ fn a_failing_expectation_and_a_parse_error_are_shown() {
     let err = player.run.as_ref().err().unwrap();
     assert!(err.starts_with("bad.scn:2:"), "{err}");
 }
+
+/// Two pushes of the volume delivered newest first: the second one is stale. An engine
+/// that applies stale pushes (a test-only mutant) breaks invariant 4 at the `wait` that
+/// delivers it.
+const STALE_PUSH: &str = "scenario \"Stale push\"\ndevices phone\n\nwait 0ms\n\
+                          server set settings/volume 8\nserver set settings/volume 70\n\
+                          release phone down 2\nwait 50ms\n";
+
+/// Opened at its failure, a counterexample stops at the event that breaks the invariant,
+/// named; one step back is the moment before, when the device still showed the newer value.
+#[test]
+fn to_failure_stops_where_the_invariant_breaks_and_back_is_the_moment_before() {
+    use sync_core::engine::mutant::{Mutant, during};
+    use sync_core::protocol::Key;
+    let volume = |p: &Player| {
+        let run = p.run.as_ref().expect("parsed");
+        run.runner.world().devices()[0].engine.shown(&Key::Volume)
+    };
+    during(Mutant::ApplyStalePushes, || {
+        let mut p = Player::new("stale.scn", STALE_PUSH);
+        assert!(p.to_failure(), "the mutant breaks an invariant");
+        let Some(Verdict::Fail { line, message }) = p.verdict().cloned() else {
+            panic!("a failure");
+        };
+        assert_eq!(line, 8, "{message}");
+        assert!(
+            message.starts_with("invariant 4 (revisions never regress)"),
+            "{message}"
+        );
+        let run = p.run.as_ref().expect("parsed");
+        assert_eq!(run.runner.violation().map(|v| v.number), Some(4));
+        assert_eq!(volume(&p), serde_json::json!(8), "the stale value is shown");
+        assert!(p.step_back());
+        assert_eq!(p.verdict(), None);
+        assert_eq!(volume(&p), serde_json::json!(70), "the moment before");
+    });
+    // The sound engine ignores the stale push: nothing to stop at.
+    let mut p = Player::new("stale.scn", STALE_PUSH);
+    assert!(!p.to_failure());
+    assert_eq!(p.verdict(), Some(&Verdict::Pass));
+}
