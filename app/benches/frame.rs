@@ -7,9 +7,12 @@
 //! too, for comparison.
 //!
 //! Also the scenario player's step back at the end of every lesson (it builds the world
-//! again and redoes all but the last step).
+//! again and redoes all but the last step), and the player's wire view holding 10,000
+//! arrows: frames while it is scrolled, and a jump along the timeline (which builds the
+//! world again, runs it to there and feeds the wire every arrow up to there).
 //!
-//! `cargo bench -p app --bench frame` — prints the figures recorded in BENCHMARKS.md.
+//! `cargo bench -p app --bench frame` — prints the figures recorded in BENCHMARKS.md
+//! (`-- wire`: only the wire view at scale).
 //! Targets: < 4 ms per frame; a step back (a jump anywhere in a lesson) < 100 ms.
 
 use std::time::{Duration, Instant};
@@ -53,6 +56,11 @@ fn time(mut one: impl FnMut()) -> (f64, f64, f64) {
 }
 
 fn main() {
+    // `cargo bench -p app --bench frame -- wire`: the player's wire at scale alone.
+    if std::env::args().any(|a| a == "wire") {
+        wire_at_scale();
+        return;
+    }
     let data = std::env::temp_dir().join(format!("sync-lab-frame-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
@@ -120,6 +128,94 @@ fn main() {
     drop(h);
     let _ = std::fs::remove_dir_all(&data);
     step_back();
+    wire_at_scale();
+}
+
+/// The player with a run whose wire holds 10,000 arrows: frames at rest and while the
+/// wire scrolls, and timeline jumps (each followed by the frame that shows it).
+fn wire_at_scale() {
+    use app::gui::player::Player;
+    // A tap is a request, its ack and a push to each other device, fewer where taps on
+    // one key coalesce: 3,500 taps fill the wire's 10,000 arrows.
+    let mut text = String::from("scenario \"Ten thousand arrows\"\ndevices phone laptop tablet\n");
+    for i in 0..3_500 {
+        text.push_str(&format!("phone tap like/p{}\nwait 20ms\n", i % 3));
+    }
+    let mut player = Player::new("arrows.scn", &text);
+    while player.step() {}
+    let ctx = egui::Context::default();
+    ctx.set_theme(egui::Theme::Light);
+    let screen = egui::Rect::from_min_size(egui::Pos2::ZERO, SIZE);
+    // Over the wire panel, at the bottom of the window.
+    let over_wire = egui::pos2(SIZE.x / 2.0, SIZE.y - 80.0);
+    // Frames at 60 a second, so a wheel's smooth scrolling moves on between them.
+    let clock = std::cell::Cell::new(0.0);
+    let frame = |player: &mut Player, events: Vec<egui::Event>| {
+        clock.set(clock.get() + 1.0 / 60.0);
+        let input = egui::RawInput {
+            screen_rect: Some(screen),
+            time: Some(clock.get()),
+            events,
+            ..Default::default()
+        };
+        let output = ctx.run_ui(input, |ui| {
+            egui::CentralPanel::default().show(ui, |ui| player.ui(ui));
+        });
+        std::hint::black_box(ctx.tessellate(output.shapes, output.pixels_per_point));
+    };
+    let player = &mut player;
+    for _ in 0..5 {
+        frame(player, vec![egui::Event::PointerMoved(over_wire)]);
+    }
+    let arrows = player.wire_labels().len();
+    let (mean, p50, p99) = time(|| frame(player, Vec::new()));
+    println!(
+        "player, wire of {arrows} arrows at rest: mean {mean:.2} ms, p50 {p50:.2} ms, p99 {p99:.2} ms (target < 4 ms)"
+    );
+    let mut up = true;
+    let mut n = 0;
+    let (mean, p50, p99) = time(|| {
+        // Up for a while, then down again: every frame shows other rows.
+        n += 1;
+        if n % 100 == 0 {
+            up = !up;
+        }
+        let delta = egui::vec2(0.0, if up { 3.0 } else { -3.0 });
+        frame(
+            player,
+            vec![
+                egui::Event::PointerMoved(over_wire),
+                egui::Event::MouseWheel {
+                    unit: egui::MouseWheelUnit::Line,
+                    delta,
+                    phase: egui::TouchPhase::Move,
+                    source: egui::MouseWheelSource::Wheel,
+                    modifiers: egui::Modifiers::NONE,
+                },
+            ],
+        );
+    });
+    println!(
+        "  while it scrolls: mean {mean:.2} ms, p50 {p50:.2} ms, p99 {p99:.2} ms (target < 4 ms)"
+    );
+    let Some((_, total)) = player.timeline() else {
+        return;
+    };
+    let mut jumps = Vec::new();
+    for i in 1..=20 {
+        let start = Instant::now();
+        player.scrub_to(total * (i % 10) / 10);
+        frame(player, Vec::new());
+        jumps.push(start.elapsed());
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mean = jumps.iter().sum::<Duration>() / jumps.len() as u32;
+    let worst = jumps.iter().max().copied().unwrap_or_default();
+    println!(
+        "  a timeline jump over its {total} events, and the frame that shows it: mean {:.1} ms, worst {:.1} ms (target < 100 ms)",
+        ms(mean),
+        ms(worst)
+    );
 }
 
 /// The player's step back at the end of each built-in lesson: mean and worst, in ms.

@@ -131,7 +131,7 @@ struct Step {
 }
 
 /// What a checker remembers between steps.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Checker {
     /// How much of the trace has been read.
     trace_seen: usize,

@@ -81,6 +81,7 @@ pub struct Trace {
 }
 
 /// One simulated device.
+#[derive(Clone)]
 pub struct SimDevice {
     /// Its name (also its device id).
     pub name: String,
@@ -121,6 +122,7 @@ impl SimDevice {
 }
 
 /// The simulated world.
+#[derive(Clone)]
 pub struct World {
     now: Duration,
     core: Core<MemoryStore>,

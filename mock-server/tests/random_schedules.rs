@@ -1,7 +1,8 @@
 //! Random schedules: 20,000 seeded worlds per run. Random devices and strategies, link
-//! latency, jitter and loss, random intents on random keys, holds and out-of-order
-//! releases, dropped frames, offline spells, device and server restarts, forced
-//! rejections, reconnect bounds and retries, comment edits and deletions; then everything
+//! latency, jitter and loss (set up, and changed during the run), random intents on random
+//! keys, holds and out-of-order releases (of one frame, the newest, or all), dropped
+//! frames, offline spells, device and server restarts, forced rejections, `server set`,
+//! reconnect bounds and retries, comment edits and deletions; then everything
 //! is released, retried and settled. Each schedule is written as scenario statements and
 //! run by the scenario [`Runner`], which checks every device against the invariants its
 //! strategy owes (DESIGN.md; the table is in [`mock_server::invariants`]) after every
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mock_server::link::{Direction, LinkConfig};
-use mock_server::scenario::ast::{DeviceSetup, Expect, Pick, Scenario, Step, Stmt};
+use mock_server::scenario::ast::{DeviceSetup, Expect, LinkChange, Pick, Scenario, Step, Stmt};
 use mock_server::scenario::shrink::{Failure, counterexample, shrink};
 use mock_server::scenario::{Runner, Verdict, parse, write};
 use serde_json::json;
@@ -119,10 +120,12 @@ impl Schedule {
             38..=59 => Stmt::Wait(Duration::from_millis(self.rng.up_to(500))),
             60..=63 => Stmt::Hold(d, Some(dir)),
             64..=68 => Stmt::Unhold(d, None),
-            69..=74 if queued > 0 => {
+            69..=72 if queued > 0 => {
                 let n = 1 + self.rng.up_to(queued as u64 - 1) as usize;
                 Stmt::Release(d, dir, Pick::Nth(n))
             }
+            73 if queued > 0 => Stmt::Release(d, dir, Pick::Last),
+            74 if queued > 0 => Stmt::Release(d, dir, Pick::All),
             75..=77 if queued > 0 => {
                 Stmt::Drop(d, dir, 1 + self.rng.up_to(queued as u64 - 1) as usize)
             }
@@ -136,6 +139,18 @@ impl Schedule {
             92..=93 => Stmt::ServerRestart,
             94..=96 => Stmt::ServerSet(Key::Volume, json!(self.rng.up_to(100))),
             97 => Stmt::Retry(d),
+            98 => {
+                let dirs = *pick(
+                    &mut self.rng,
+                    &[None, Some(Direction::Up), Some(Direction::Down)],
+                );
+                let change = match self.rng.up_to(2) {
+                    0 => LinkChange::Latency(Duration::from_millis(10 + self.rng.up_to(190))),
+                    1 => LinkChange::Jitter(Duration::from_millis(self.rng.up_to(60))),
+                    _ => LinkChange::Loss(self.rng.up_to(10) as f64 / 100.0),
+                };
+                Stmt::Link(vec![d], dirs, change)
+            }
             _ => Stmt::Wait(Duration::from_millis(50)),
         };
         self.runner.append(stmt);

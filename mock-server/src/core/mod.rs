@@ -124,6 +124,7 @@ struct Staged {
 }
 
 /// The server core. See the [module docs](self).
+#[derive(Clone)]
 pub struct Core<S: Store> {
     tokens: BTreeMap<String, String>,
     store: S,

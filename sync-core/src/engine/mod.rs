@@ -171,7 +171,7 @@ pub enum IntentError {
 }
 
 /// The engine's strategy for values.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Machine {
     WithPush(OptimisticSyncWithPush<PushKeyHooks, DeviceState>),
     Sync(OptimisticSync<SyncKeyHooks, DeviceState>),
@@ -195,8 +195,9 @@ pub struct PendingCommand {
     pub local_rev: u64,
 }
 
-/// One device's sync engine. See the [module docs](self).
-#[derive(Debug)]
+/// One device's sync engine. See the [module docs](self). `Clone`, so a model checker
+/// can branch a world at every choice instead of replaying the path to it.
+#[derive(Debug, Clone)]
 pub struct Engine {
     device_id: String,
     token: String,

@@ -229,7 +229,7 @@ struct Op<V, E> {
 }
 
 /// Runs `OptimisticCommand`s: at most one per key at a time.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CommandRunner<H: CommandHooks<S>, S> {
     /// The hooks.
     pub hooks: H,

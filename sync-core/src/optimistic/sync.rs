@@ -116,7 +116,7 @@ struct Cycle<V> {
 }
 
 /// The `OptimisticSync` strategy for many keys.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct OptimisticSync<H: SyncHooks<S>, S> {
     /// The hooks.
     pub hooks: H,

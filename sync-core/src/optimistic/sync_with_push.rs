@@ -217,7 +217,7 @@ pub struct OpenRequest<V> {
 }
 
 /// The `OptimisticSyncWithPush` strategy and its `ServerPush` companion, for many keys.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct OptimisticSyncWithPush<H: PushHooks<S>, S> {
     /// The hooks.
     pub hooks: H,

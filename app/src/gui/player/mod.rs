@@ -145,7 +145,11 @@ impl Player {
     pub fn to_failure(&mut self) -> bool {
         self.playing = false;
         while self.verdict().is_none() && self.step() {}
-        matches!(self.verdict(), Some(Verdict::Fail { .. }))
+        let failed = matches!(self.verdict(), Some(Verdict::Fail { .. }));
+        if let Ok(run) = &mut self.run {
+            run.reveal_failure = failed;
+        }
+        failed
     }
 
     /// Plays with this seed from now on (the world is built again).
@@ -332,14 +336,7 @@ impl Player {
         egui::Panel::left("player-script")
             .resizable(true)
             .default_size(script_width)
-            .show(ui, |ui| {
-                // Both ways: a long line scrolls inside its panel instead of running into
-                // the devices beside it.
-                egui::ScrollArea::both()
-                    .id_salt("script")
-                    .auto_shrink([false, false])
-                    .show(ui, |ui| script(ui, &self.source.1, run));
-            });
+            .show(ui, |ui| script(ui, &self.source.1, run));
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE)
             .show(ui, |ui| {

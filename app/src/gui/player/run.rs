@@ -30,6 +30,8 @@ pub(super) struct Run {
     pub(super) seen: usize,
     /// Why the last thing a learner did in a pane was refused (e.g. a frame no longer held).
     pub(super) notice: Option<String>,
+    /// The script scrolls to the failing line on the next frame (after "to failure").
+    pub(super) reveal_failure: bool,
     /// Everything done to the world since it was built, in order: stepping back is
     /// building it again and doing all but the last (the simulator is deterministic).
     pub(super) history: Vec<Op>,
@@ -87,6 +89,7 @@ impl Run {
             sections: Sections::default(),
             seen: 0,
             notice: None,
+            reveal_failure: false,
             history: Vec::new(),
             kept: None,
             events: 0,

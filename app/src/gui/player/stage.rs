@@ -11,8 +11,8 @@ use sync_core::engine::DeviceView;
 use super::run::Run;
 use crate::gui::{server_panel, style};
 
-/// Trace lines shown (the newest).
-const TRACE_SHOWN: usize = 400;
+/// The trace's height: the newest lines, scrolling back to the first.
+const TRACE_HEIGHT: f32 = 260.0;
 
 /// Text from a scenario or the trace, drawable with the app's fonts (the terminal's
 /// arrows and cross have no glyph in egui's default fonts).
@@ -87,37 +87,110 @@ pub(super) fn broken_invariant(ui: &mut egui::Ui, v: &Violation) {
         });
 }
 
+/// One row of the script: a source line, or what its statement did (under it).
+enum Row<'a> {
+    Line(usize, &'a str),
+    Outcome(String, egui::Color32),
+}
+
 /// The source, line by line: what ran is dimmed, the next statement is marked, and each
-/// expectation shows whether it held and with what values.
-pub(super) fn script(ui: &mut egui::Ui, text: &str, run: &Run) {
+/// expectation shows whether it held and with what values. Only the rows in view are laid
+/// out, so a script of thousands of lines costs a frame no more than a short one.
+pub(super) fn script(ui: &mut egui::Ui, text: &str, run: &mut Run) {
     let next = run.runner.next_step().map(|s| s.line);
-    egui::Grid::new("script").num_columns(2).show(ui, |ui| {
-        for (i, line) in text.lines().enumerate() {
-            let n = i + 1;
-            ui.label(RichText::new(n.to_string()).font(style::mono()).weak());
-            let mut rt = RichText::new(drawable(line)).font(style::mono());
-            if Some(n) == next {
-                rt = rt.strong().background_color(ui.visuals().selection.bg_fill);
-            } else if run.outcomes.contains_key(&n) {
-                rt = rt.weak();
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        rows.push(Row::Line(n, line));
+        match run.outcomes.get(&n) {
+            Some(StepOutcome::Held(what)) => {
+                rows.push(Row::Outcome(format!("held: {what}"), style::GREEN))
             }
-            ui.label(rt);
-            ui.end_row();
-            let (text, color) = match run.outcomes.get(&n) {
-                Some(StepOutcome::Held(what)) => (format!("held: {what}"), style::GREEN),
-                Some(StepOutcome::Failed(why)) => (format!("FAILED: {why}"), style::RED),
-                _ => continue,
-            };
-            ui.label("");
-            ui.label(
-                RichText::new(drawable(&text))
-                    .font(style::mono())
-                    .strong()
-                    .color(color),
-            );
-            ui.end_row();
+            Some(StepOutcome::Failed(why)) => {
+                rows.push(Row::Outcome(format!("FAILED: {why}"), style::RED))
+            }
+            _ => {}
+        }
+    }
+    let font = style::mono();
+    // A row is a horizontal layout: at least the interaction height tall.
+    let height = ui
+        .fonts_mut(|f| f.row_height(&font))
+        .max(ui.spacing().interact_size.y);
+    // Line numbers in a column as wide as the largest.
+    let numbers = ui.fonts_mut(|f| {
+        f.layout_no_wrap(
+            rows.len().to_string(),
+            font.clone(),
+            egui::Color32::PLACEHOLDER,
+        )
+        .size()
+        .x
+    }) + 12.0;
+    // Both ways: a long line scrolls inside its panel instead of running into the devices
+    // beside it. Opened at a failure, it jumps near the failing line (rows out of view are
+    // not laid out, so there is nothing to scroll to yet), then scrolls it into the middle.
+    let mut area = egui::ScrollArea::both()
+        .id_salt("script")
+        .auto_shrink([false, false]);
+    let reveal = run
+        .reveal_failure
+        .then(|| {
+            rows.iter()
+                .position(|r| matches!(r, Row::Outcome(_, c) if *c == style::RED))
+        })
+        .flatten();
+    if let Some(at) = reveal {
+        let row = height + ui.spacing().item_spacing.y;
+        area =
+            area.vertical_scroll_offset((at as f32 * row - ui.available_height() / 2.0).max(0.0));
+    }
+    let mut revealed = reveal.is_none();
+    let shown = &*run;
+    area.show_rows(ui, height, rows.len(), |ui, range| {
+        let run = shown;
+        let first = range.start;
+        for (k, row) in rows[range].iter().enumerate() {
+            let drawn = ui.horizontal(|ui| {
+                let (n, rt) = match row {
+                    Row::Line(n, line) => {
+                        let mut rt = RichText::new(drawable(line)).font(font.clone());
+                        if Some(*n) == next {
+                            rt = rt.strong().background_color(ui.visuals().selection.bg_fill);
+                        } else if run.outcomes.contains_key(n) {
+                            rt = rt.weak();
+                        }
+                        (n.to_string(), rt)
+                    }
+                    Row::Outcome(text, color) => (
+                        String::new(),
+                        RichText::new(drawable(text))
+                            .font(font.clone())
+                            .strong()
+                            .color(*color),
+                    ),
+                };
+                let (space, _) =
+                    ui.allocate_exact_size(egui::vec2(numbers, height), egui::Sense::hover());
+                ui.painter().text(
+                    space.left_center(),
+                    egui::Align2::LEFT_CENTER,
+                    n,
+                    font.clone(),
+                    ui.visuals().weak_text_color(),
+                );
+                ui.label(rt);
+            });
+            // Drawn at last: egui keeps it in view from here on.
+            if reveal == Some(first + k) {
+                drawn.response.scroll_to_me(Some(egui::Align::Center));
+                revealed = true;
+            }
         }
     });
+    if revealed {
+        run.reveal_failure = false;
+    }
 }
 
 /// The simulated devices in the live demo's panes, the server, and the trace so far.
@@ -160,9 +233,18 @@ pub(super) fn world(ui: &mut egui::Ui, run: &mut Run) {
         server_panel::table(ui, &data);
     });
     ui.label(RichText::new("trace").strong());
+    // The whole trace, newest at the bottom; only the lines in view are laid out.
     let t0 = run.runner.t0();
-    let skip = world.trace.len().saturating_sub(TRACE_SHOWN);
-    for t in &world.trace[skip..] {
-        ui.label(RichText::new(drawable(&format_trace(t, t0))).font(style::mono()));
-    }
+    let font = style::mono();
+    let height = ui.fonts_mut(|f| f.row_height(&font));
+    egui::ScrollArea::vertical()
+        .id_salt("trace")
+        .max_height(TRACE_HEIGHT)
+        .stick_to_bottom(true)
+        .auto_shrink([false, true])
+        .show_rows(ui, height, world.trace.len(), |ui, range| {
+            for t in &world.trace[range] {
+                ui.label(RichText::new(drawable(&format_trace(t, t0))).font(font.clone()));
+            }
+        });
 }
