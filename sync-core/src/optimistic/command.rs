@@ -29,7 +29,7 @@
 //! assert_eq!(items, ["initial"]);                                // rolled back
 //! ```
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::hash::Hash;
 use std::time::Duration;
 
@@ -250,7 +250,7 @@ impl<H: CommandHooks<S>, S> CommandRunner<H, S> {
     pub fn new(hooks: H) -> Self {
         CommandRunner {
             hooks,
-            ops: HashMap::new(),
+            ops: HashMap::default(),
             _state: std::marker::PhantomData,
         }
     }

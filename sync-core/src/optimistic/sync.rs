@@ -27,7 +27,7 @@
 //! assert!(matches!(fx[0], SyncEffect::Finished { result: Ok(()), .. })); // no follow-up
 //! ```
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::hash::Hash;
 
 use super::{Before, Failure, Finish, SendKind, end_cycle};
@@ -133,7 +133,7 @@ impl<H: SyncHooks<S>, S> OptimisticSync<H, S> {
     pub fn new(hooks: H) -> Self {
         OptimisticSync {
             hooks,
-            cycles: HashMap::new(),
+            cycles: HashMap::default(),
             _state: std::marker::PhantomData,
         }
     }

@@ -42,7 +42,7 @@
 //! assert_eq!((s.value, s.rev), (false, 12));
 //! ```
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
@@ -235,8 +235,8 @@ impl<H: PushHooks<S>, S> OptimisticSyncWithPush<H, S> {
     pub fn new(hooks: H) -> Self {
         OptimisticSyncWithPush {
             hooks,
-            map: HashMap::new(),
-            cycles: HashMap::new(),
+            map: HashMap::default(),
+            cycles: HashMap::default(),
             _state: std::marker::PhantomData,
         }
     }
