@@ -75,6 +75,7 @@ enum Command {
         trace_json: Option<PathBuf>,
         /// Open FILE in the player instead, played to its first broken invariant or
         /// failed expectation (a counterexample the random-schedule tests wrote, say).
+        /// Exits as `run` would (0 or 1) once the window is closed.
         #[arg(long, conflicts_with_all = ["svg", "mermaid", "trace_json", "quiet"])]
         open_at_failure: bool,
     },
@@ -193,16 +194,18 @@ fn open_at_failure_in_player(files: &[PathBuf], seed: u64) -> ExitCode {
     }
     let mut player = gui::player::Player::new(&name, &text);
     player.set_seed(seed);
-    match player
-        .to_failure()
-        .then(|| player.verdict().cloned())
-        .flatten()
-    {
-        Some(mock_server::scenario::Verdict::Fail { line, message }) => {
+    // The exit code is `run`'s for the same file, once the window is closed.
+    let failed = player.to_failure();
+    let code = match player.verdict().cloned() {
+        Some(mock_server::scenario::Verdict::Fail { line, message }) if failed => {
             println!("FAIL {name}:{line}: {message} (the player opens there)");
+            run::FAIL
         }
-        _ => println!("PASS {name} (nothing fails: the player opens at the end)"),
-    }
+        _ => {
+            println!("PASS {name} (nothing fails: the player opens at the end)");
+            run::PASS
+        }
+    };
     let options = eframe::NativeOptions {
         viewport: eframe::egui::ViewportBuilder::default()
             .with_inner_size([1400.0, 900.0])
@@ -218,7 +221,7 @@ fn open_at_failure_in_player(files: &[PathBuf], seed: u64) -> ExitCode {
         }),
     );
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(code),
         Err(e) => {
             println!("ERROR the player could not open its window: {e}");
             ExitCode::from(run::BROKEN)

@@ -13,9 +13,9 @@
 //!
 //! | invariant | sync-with-push | sync | naive | checked by |
 //! |---|---|---|---|---|
-//! | 1 optimistic | ✔ | ✔ | ✔ | [`Checker::intent`] |
+//! | 1 optimistic | ✔ | ✔ | ✔ | [`Checker::after_intent`] |
 //! | 2 one in flight | ✔ | ✔ | | [`Checker::after_step`] |
-//! | 3 bounded requests | ✔ | ✔ | | [`Checker::intent`] |
+//! | 3 bounded requests | ✔ | ✔ | | [`Checker::after_intent`] |
 //! | 4 revisions never regress | ✔ | | | [`Checker::after_step`] |
 //! | 5 convergence | ✔ | | | [`Checker::at_rest`] |
 //! | 6 nothing accepted is lost, nothing applied twice | ✔ | ✔ | ✔ | [`Checker::after_step`] |

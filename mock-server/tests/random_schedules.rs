@@ -117,9 +117,13 @@ impl Schedule {
                     Stmt::DeleteComment(d, key("comments/p"), id)
                 }
             }
-            38..=59 => Stmt::Wait(Duration::from_millis(self.rng.up_to(500))),
-            60..=63 => Stmt::Hold(d, Some(dir)),
-            64..=68 => Stmt::Unhold(d, None),
+            38 => Stmt::Settle,
+            39..=59 => Stmt::Wait(Duration::from_millis(self.rng.up_to(500))),
+            // One direction or both, held and let go.
+            60..=62 => Stmt::Hold(d, Some(dir)),
+            63 => Stmt::Hold(d, None),
+            64..=66 => Stmt::Unhold(d, None),
+            67 | 68 => Stmt::Unhold(d, Some(dir)),
             69..=72 if queued > 0 => {
                 let n = 1 + self.rng.up_to(queued as u64 - 1) as usize;
                 Stmt::Release(d, dir, Pick::Nth(n))
@@ -149,7 +153,13 @@ impl Schedule {
                     1 => LinkChange::Jitter(Duration::from_millis(self.rng.up_to(60))),
                     _ => LinkChange::Loss(self.rng.up_to(10) as f64 / 100.0),
                 };
-                Stmt::Link(vec![d], dirs, change)
+                // One device, or all of them at once.
+                let which = if self.rng.chance(0.5) {
+                    vec![d]
+                } else {
+                    (0..devices).collect()
+                };
+                Stmt::Link(which, dirs, change)
             }
             _ => Stmt::Wait(Duration::from_millis(50)),
         };

@@ -110,9 +110,12 @@ impl Runner {
             checker: Checker::new(),
             violation: None,
         };
-        if let Err(message) = runner.check(false) {
+        // A setup that already failed (a `server set`, the handshake) fails for that reason.
+        if runner.verdict.is_none()
+            && let Err(message) = runner.check(false)
+        {
             let line = runner.scenario.devices_line;
-            runner.verdict.get_or_insert(fail(line, message));
+            runner.verdict = Some(fail(line, message));
         }
         runner
     }
@@ -265,10 +268,22 @@ impl Runner {
         if matches!(stmt, Stmt::Wait(_) | Stmt::Settle | Stmt::Expect(_)) {
             return Err("only an action can be done between statements".into());
         }
+        let broken_before = self.violation.is_some();
         let result = self.run(stmt).map(|_| ());
-        // An action that broke an invariant ends the run, as a statement would.
-        if let (Some(v), None) = (&self.violation, &self.verdict) {
-            let line = self.scenario.steps.get(self.next).map_or(0, |s| s.line);
+        // An action that broke an invariant ends the run, as a statement would — after the
+        // script's end too. It is pinned on the statement under way (a `wait` part way
+        // through), else the next one, else the last.
+        if !broken_before
+            && let Some(v) = &self.violation
+            && !matches!(self.verdict, Some(Verdict::Fail { .. }))
+        {
+            let line = self
+                .ongoing
+                .as_ref()
+                .map(|(step, _)| step.line)
+                .or_else(|| self.scenario.steps.get(self.next).map(|s| s.line))
+                .or_else(|| self.scenario.steps.last().map(|s| s.line))
+                .unwrap_or(0);
             self.verdict = Some(fail(line, v.to_string()));
         }
         result
@@ -309,13 +324,14 @@ impl Runner {
         let intent = self.before_intent(stmt);
         let result = self.run_inner(stmt);
         if result.is_ok() {
+            // It ran, whatever the checks say next: the transcript has it.
+            if !matches!(stmt, Stmt::Wait(_) | Stmt::Settle) {
+                self.ran.push((at, stmt.clone()));
+            }
             if let Some((before, intent)) = intent {
                 Checker::after_intent(&self.world, before, intent).map_err(|v| self.broke(v))?;
             }
             self.check(*stmt == Stmt::Settle)?;
-            if !matches!(stmt, Stmt::Wait(_) | Stmt::Settle) {
-                self.ran.push((at, stmt.clone()));
-            }
         }
         result
     }
@@ -342,10 +358,11 @@ impl Runner {
         checked.map_err(|v| self.broke(v))
     }
 
-    /// Remembers a broken invariant; the message the run fails with.
+    /// Remembers a broken invariant (the first: the run ended there); the message the run
+    /// fails with.
     fn broke(&mut self, v: Violation) -> String {
         let message = v.to_string();
-        self.violation = Some(v);
+        self.violation.get_or_insert(v);
         message
     }
 

@@ -28,9 +28,10 @@ pub enum Failure {
     /// DESIGN.md's invariant with this number broke.
     Invariant(u8),
     /// A statement failed (an `expect`, a `settle` that never came, a `release` of a
-    /// frame that is not there): its message up to the first colon.
+    /// frame that is not there): its message up to the first colon, digit or ", got" —
+    /// what failed, not the values it failed with (a smaller run may have others).
     Statement(String),
-    /// The run panicked: the message up to the first colon.
+    /// The run panicked: the message cut the same way.
     Panic(String),
 }
 
@@ -52,7 +53,18 @@ pub fn failure(scenario: &Scenario, seed: u64) -> Option<Failed> {
         let verdict = runner.run_to_end().clone();
         (verdict, runner.violation().map(|v| v.number))
     }));
-    let head = |m: &str| m.split(':').next().unwrap_or_default().to_string();
+    let head = |m: &str| {
+        let end = [
+            m.find(':'),
+            m.find(", got"),
+            m.find(|c: char| c.is_ascii_digit()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(m.len());
+        m[..end].to_string()
+    };
     match run {
         Ok((Verdict::Pass, _)) => None,
         Ok((Verdict::Fail { line, message }, invariant)) => Some(Failed {
@@ -186,7 +198,10 @@ impl Shrinker {
                     return;
                 };
                 let simpler = match &step.stmt {
-                    Stmt::Wait(d) if *d > Duration::from_millis(1) => Stmt::Wait(*d / 2),
+                    // Whole milliseconds, as a file writes them.
+                    Stmt::Wait(d) if d.as_millis() > 0 => {
+                        Stmt::Wait(Duration::from_millis((d.as_millis() / 2) as u64))
+                    }
                     Stmt::Release(d, dir, Pick::Nth(n)) if *n > 1 => {
                         Stmt::Release(*d, *dir, Pick::Nth(n - 1))
                     }
@@ -294,13 +309,12 @@ fn names(stmt: &Stmt, d: usize) -> bool {
 /// which line, and how to open it at that line; then the scenario. The line named is the
 /// file's own (the text is parsed and run again to find it).
 pub fn counterexample(shrunk: &Shrunk, seed: u64, origin: &str) -> String {
-    let text = |line: &str, message: &str| {
+    let text = |line: &str, message: &str, statements: usize| {
         let scenario = Scenario {
             about: vec![
                 format!(
-                    "Counterexample: {origin}, seed {seed}, shrunk from {} statements to {}.",
+                    "Counterexample: {origin}, seed {seed}, shrunk from {} statements to {statements}.",
                     shrunk.from,
-                    shrunk.scenario.steps.len()
                 ),
                 format!("Line {line} fails: {}", message.replace('\n', " ")),
                 format!(
@@ -311,12 +325,15 @@ pub fn counterexample(shrunk: &Shrunk, seed: u64, origin: &str) -> String {
         };
         write(&scenario)
     };
-    // The comment's length does not depend on the line number it names: write it once to
-    // find the line, then with it.
-    let draft = text("?", &shrunk.failed.message);
-    let line = parse("counterexample.scn", &draft)
-        .ok()
-        .and_then(|s| failure(&s, seed))
-        .map_or_else(|| "?".to_string(), |f| f.line.to_string());
-    text(&line, &shrunk.failed.message)
+    // The comments' lengths do not depend on the numbers they give: write the file once
+    // to find the failing line (and the statements, a leading `wait 0ms` included), then
+    // with them, and with the message of that very run.
+    let draft = text("?", &shrunk.failed.message, shrunk.scenario.steps.len());
+    let Ok(file) = parse("counterexample.scn", &draft) else {
+        return draft;
+    };
+    match failure(&file, seed) {
+        Some(f) => text(&f.line.to_string(), &f.message, file.steps.len()),
+        None => draft,
+    }
 }

@@ -59,7 +59,7 @@ impl Player {
             }
             if ui
                 .add_enabled(named, egui::Button::new("open at failure"))
-                .on_hover_text("Open the file and play it to the first broken invariant or failed expectation (a counterexample the tests wrote, say)")
+                .on_hover_text("Open the file and play it to the first broken invariant or failed expectation (a counterexample the tests wrote, say: set the seed its first line names first)")
                 .clicked()
                 && self.open_file()
             {

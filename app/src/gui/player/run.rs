@@ -149,7 +149,8 @@ impl Run {
         }
         self.finish_instant();
         let done = self.push_act(stmts);
-        if done.is_ok() {
+        // An action that broke an invariant was done too (the run ended there).
+        if done.is_ok() || self.runner.violation().is_some() {
             // A new path: the timeline's kept one is no longer what happened.
             self.kept = None;
         }
