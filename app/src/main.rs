@@ -192,8 +192,10 @@ fn open_at_failure_in_player(files: &[PathBuf], seed: u64) -> ExitCode {
         println!("ERROR {e}");
         return ExitCode::from(run::BROKEN);
     }
-    let mut player = gui::player::Player::new(&name, &text);
+    // Opened as the file box opens a file: its path stays in the box.
+    let mut player = gui::player::Player::default();
     player.set_seed(seed);
+    player.open(&name, &text);
     // The exit code is `run`'s for the same file, once the window is closed.
     let failed = player.to_failure();
     let code = match player.verdict().cloned() {

@@ -123,6 +123,16 @@ fn dir(up: bool) -> Direction {
 const NAMES: [&str; 3] = ["a", "b", "c"];
 
 impl Setup {
+    /// Two devices of `strategy`, three taps (two and one), no faults.
+    fn three_taps(strategy: Strategy) -> Setup {
+        Setup {
+            strategy,
+            taps: vec![2, 1],
+            restarts: 0,
+            drops: 0,
+        }
+    }
+
     /// `sync-with-push` devices tapping this often, one device restart and one lost frame
     /// allowed per path.
     fn with_a_restart_and_a_lost_frame(taps: Vec<u64>) -> Setup {
@@ -347,13 +357,10 @@ fn check(what: &str, world: Setup) -> usize {
 
 #[test]
 fn every_delivery_order_of_three_taps_on_two_devices_converges() {
-    let world = Setup {
-        strategy: Strategy::SyncWithPush,
-        taps: vec![2, 1],
-        restarts: 0,
-        drops: 0,
-    };
-    let states = check("two devices, three taps", world);
+    let states = check(
+        "two devices, three taps",
+        Setup::three_taps(Strategy::SyncWithPush),
+    );
     assert!(
         states > 100,
         "the exploration went somewhere ({states} states)"
@@ -385,13 +392,10 @@ fn three_tapping_devices_with_a_restart_and_a_lost_frame_converge_in_every_order
 /// a device showing an old value, and the model finds the delivery order that does it.
 #[test]
 fn naive_devices_can_end_up_disagreeing_and_the_model_finds_how() {
-    let world = Setup {
-        strategy: Strategy::Naive,
-        taps: vec![2, 1],
-        restarts: 0,
-        drops: 0,
-    };
-    let checker = world.checker().spawn_bfs().join();
+    let checker = Setup::three_taps(Strategy::Naive)
+        .checker()
+        .spawn_bfs()
+        .join();
     let path = checker
         .discovery("once everything is delivered, every device agrees")
         .expect("a counterexample");
