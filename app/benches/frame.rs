@@ -208,13 +208,9 @@ fn wire_at_scale() {
         frame(player, Vec::new());
         jumps.push(start.elapsed());
     }
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let mean = jumps.iter().sum::<Duration>() / jumps.len() as u32;
-    let worst = jumps.iter().max().copied().unwrap_or_default();
+    let (mean, worst) = mean_and_worst(&jumps);
     println!(
-        "  a timeline jump over its {total} events, and the frame that shows it: mean {:.1} ms, worst {:.1} ms (target < 100 ms)",
-        ms(mean),
-        ms(worst)
+        "  a timeline jump over its {total} events, and the frame that shows it: mean {mean:.1} ms, worst {worst:.1} ms (target < 100 ms)"
     );
 }
 
@@ -231,13 +227,19 @@ fn step_back() {
             times.push(start.elapsed());
         }
     }
+    let (mean, worst) = mean_and_worst(&times);
+    println!(
+        "player step back at the end of each of {} lessons: mean {mean:.3} ms, worst {worst:.3} ms (target < 100 ms)",
+        LESSONS.len()
+    );
+}
+
+/// The mean and the worst of some timings, in ms.
+fn mean_and_worst(times: &[Duration]) -> (f64, f64) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let mean = times.iter().sum::<Duration>() / times.len() as u32;
-    let worst = times.iter().max().copied().unwrap_or_default();
-    println!(
-        "player step back at the end of each of {} lessons: mean {:.3} ms, worst {:.3} ms (target < 100 ms)",
-        LESSONS.len(),
+    (
         ms(mean),
-        ms(worst)
-    );
+        ms(times.iter().max().copied().unwrap_or_default()),
+    )
 }

@@ -138,12 +138,9 @@ fn main() -> ExitCode {
     };
     let devices = cli.devices.map(usize::from);
     let options = eframe::NativeOptions {
-        viewport: eframe::egui::ViewportBuilder::default()
-            .with_inner_size([1400.0, 900.0])
-            .with_title("Sync Lab"),
         // In the data directory, so `--data` and `--reset` cover it too.
         persistence_path: Some(config.data.join("app.ron")),
-        ..Default::default()
+        ..window("Sync Lab")
     };
     let result = eframe::run_native(
         "Sync Lab",
@@ -167,6 +164,16 @@ fn main() -> ExitCode {
             tracing::error!("Sync Lab could not open its window: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The app's window: its size and title.
+fn window(title: &str) -> eframe::NativeOptions {
+    eframe::NativeOptions {
+        viewport: eframe::egui::ViewportBuilder::default()
+            .with_inner_size([1400.0, 900.0])
+            .with_title(title),
+        ..Default::default()
     }
 }
 
@@ -208,15 +215,9 @@ fn open_at_failure_in_player(files: &[PathBuf], seed: u64) -> ExitCode {
             run::PASS
         }
     };
-    let options = eframe::NativeOptions {
-        viewport: eframe::egui::ViewportBuilder::default()
-            .with_inner_size([1400.0, 900.0])
-            .with_title(format!("Sync Lab player: {name}")),
-        ..Default::default()
-    };
     let result = eframe::run_native(
         "Sync Lab player",
-        options,
+        window(&format!("Sync Lab player: {name}")),
         Box::new(move |cc| {
             cc.egui_ctx.set_theme(eframe::egui::Theme::Light);
             Ok(Box::new(player))
