@@ -102,6 +102,7 @@ pub fn present(kind: &EventKind) -> Presentation {
             value,
             local_rev,
             kind,
+            batch,
             ..
         } => {
             let command = matches!(key, Key::Comments(_));
@@ -122,9 +123,37 @@ pub fn present(kind: &EventKind) -> Presentation {
             (
                 tone,
                 "One request per key in flight; later taps wait for its answer",
-                arrow(ToServer, export, label),
+                // A write inside a batch travels in the batch's frame, which has the arrow.
+                match batch {
+                    None => arrow(ToServer, export, label),
+                    Some(_) => None,
+                },
             )
         }
+        BatchSent { id, keys } => {
+            let mut label = format!("batch #{id}: {} writes (", keys.len());
+            for (i, key) in keys.iter().take(3).enumerate() {
+                label.push_str(&format!("{}{key}", if i == 0 { "" } else { ", " }));
+            }
+            if keys.len() > 3 {
+                label.push_str(&format!(", +{} more", keys.len() - 3));
+            }
+            label.push(')');
+            (
+                Tone::Amber,
+                "Writes due at once after a welcome leave in one batch frame: each is answered alone, then batch_done",
+                arrow(ToServer, "batch", label),
+            )
+        }
+        BatchDone { id, count } => (
+            Tone::Quiet,
+            "The server answered every write of the batch (their answers came first); the pushes follow",
+            arrow(
+                ToDevice,
+                "batch_done",
+                format!("batch_done #{id}: {count} answered"),
+            ),
+        ),
         RequestQueued { .. } => (
             Tone::Quiet,
             "Not connected: the intent is kept and sent after the next welcome",
@@ -314,16 +343,33 @@ mod tests {
             message: String::new(),
         };
         assert_eq!(export_kind(reject), "reject");
-        let request = |kind| EventKind::RequestSent {
+        let request = |kind, batch| EventKind::RequestSent {
             key: key(),
             id: 5,
             number: 2,
             value: json!(true),
             local_rev: 2,
             kind,
+            batch,
         };
-        assert_eq!(export_kind(request(SendKind::FollowUp)), "follow-up");
-        assert_eq!(export_kind(request(SendKind::First)), "set");
+        assert_eq!(export_kind(request(SendKind::FollowUp, None)), "follow-up");
+        assert_eq!(export_kind(request(SendKind::First, None)), "set");
+        assert!(
+            present(&request(SendKind::Queued, Some(7))).arrow.is_none(),
+            "a write in a batch travels in the batch's frame"
+        );
+        let batch = EventKind::BatchSent {
+            id: 7,
+            keys: vec![key(), Key::DarkMode, Key::Volume, Key::Notifications],
+        };
+        let arrow = present(&batch).arrow.expect("a batch is a frame");
+        assert_eq!(arrow.kind, "batch");
+        assert_eq!(
+            arrow.label,
+            "batch #7: 4 writes (like/post-1, settings/dark_mode, settings/volume, +1 more)"
+        );
+        let done = EventKind::BatchDone { id: 7, count: 4 };
+        assert_eq!(export_kind(done), "batch_done");
         let intent = EventKind::OptimisticWrite {
             key: key(),
             value: json!(true),

@@ -137,7 +137,7 @@ impl Recorder {
                     strategy: d.layout.strategy,
                     up: d.layout.links.up,
                     down: d.layout.links.down,
-                    reconnect: d.layout.reconnect,
+                    settings: d.layout.settings(),
                 })
                 .collect(),
             devices_line: 0,
@@ -227,7 +227,7 @@ impl Recorder {
             return Err("a comment's id is the live server's revision, which a replay numbers from 1: editing or deleting a comment cannot be recorded yet".into());
         }
         let stmts = statements::of(action, d, self.links[d])
-            .ok_or_else(|| format!("a recording cannot change {device}'s strategy or reconnect bound, or remove it: those are a scenario's setup"))?;
+            .ok_or_else(|| format!("a recording cannot change {device}'s strategy or settings, or remove it: those are a scenario's setup"))?;
         if stmts.is_empty() {
             return Ok(());
         }

@@ -1068,17 +1068,51 @@ fn a_device_stopped_in_error_retries_from_its_pane() {
     );
 }
 
-/// A live device's reconnect bound is set in its pane's menu ("advanced") and kept with
-/// the layout.
+/// A live device's settings are set in its pane's menu ("advanced") and kept with the
+/// layout; the device works by them: with a batch size of 2, three likes made offline go
+/// out after the welcome as a batch of two and one write alone, drawn on the wire as such.
 #[test]
-fn the_reconnect_bound_is_set_in_the_menu_and_kept() {
+fn the_advanced_settings_are_set_in_the_menu_kept_and_used() {
     let mut h = harness(app(1, "bound"));
     until_connected(&mut h);
     click(&mut h, "phone edit");
     h.run_steps(1);
     click(&mut h, "phone reconnect attempts 3");
     h.run_steps(1);
-    assert_eq!(h.state().layout().devices[0].reconnect, Some(3));
+    // A choice closes the menu, as any menu button does.
+    click(&mut h, "phone edit");
+    h.run_steps(1);
+    click(&mut h, "phone batch size 2");
+    h.run_steps(1);
+    let layout = &h.state().layout().devices[0];
+    assert_eq!((layout.reconnect, layout.batch_size), (Some(3), 2));
+    click(&mut h, "phone online");
+    step_until(&mut h, "the phone to go offline", |a| {
+        a.view(0).connection == ConnectionState::Offline
+    });
+    let frames = h.state().view(0).counters.frames_up;
+    for post in ["post-1", "post-2", "post-3"] {
+        click(&mut h, &format!("phone like {post}"));
+    }
+    click(&mut h, "phone online");
+    step_until(&mut h, "the three likes to be stored", |a| {
+        a.agreement().is_ok() && a.server().is_some_and(|s| s.writes == 3)
+    });
+    assert_eq!(
+        h.state().view(0).counters.frames_up,
+        frames + 3,
+        "a hello, a batch of two, one write alone"
+    );
+    let labels: Vec<String> = h.state().wire().arrows().map(|a| a.label.clone()).collect();
+    assert_eq!(
+        labels.iter().filter(|l| l.starts_with("batch #")).count(),
+        1,
+        "{labels:?}"
+    );
+    assert!(
+        labels.iter().any(|l| l.starts_with("batch_done #")),
+        "{labels:?}"
+    );
 }
 
 /// A comment is edited and deleted from another device's pane: "edit" puts its text in the

@@ -359,15 +359,18 @@ impl Checker {
                 ) => {
                     step.changed.insert((d, key.clone()));
                 }
-                TraceKind::Up(
-                    ClientFrame::Set {
-                        id, key, local_rev, ..
+                TraceKind::Up(frame) => {
+                    for write in frame.writes() {
+                        if let ClientFrame::Set {
+                            id, key, local_rev, ..
+                        }
+                        | ClientFrame::Command {
+                            id, key, local_rev, ..
+                        } = write
+                        {
+                            self.sent.insert((d, *id), (key.clone(), *local_rev));
+                        }
                     }
-                    | ClientFrame::Command {
-                        id, key, local_rev, ..
-                    },
-                ) => {
-                    self.sent.insert((d, *id), (key.clone(), *local_rev));
                 }
                 TraceKind::Down(ServerFrame::Ack {
                     id,

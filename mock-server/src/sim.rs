@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sync_core::engine::snapshot::Snapshot;
-use sync_core::engine::{Engine, EngineConfig, EventKind, Output, Strategy};
+use sync_core::engine::{DeviceSettings, Engine, EngineConfig, EventKind, Output, Strategy};
 use sync_core::protocol::{ClientFrame, Key, ServerFrame};
 use sync_core::rng::Rng;
 
@@ -625,18 +625,18 @@ impl World {
         let d = &mut self.devices[i];
         d.seed = Rng::new(d.seed).next_u64();
         let config = config(&d.name, d.engine.strategy(), d.seed);
-        let bound = d.engine.reconnect_bound();
+        let settings = d.engine.settings();
         d.engine = Engine::restore(config, snapshot, self.now).map_err(|e| e.to_string())?;
-        d.engine.set_reconnect_bound(bound);
+        d.engine.configure(settings);
         self.record(Some(i), TraceKind::DeviceRestart);
         self.pump(i);
         Ok(())
     }
 
-    /// Bounds device `i`'s reconnect attempts (the scenario's `reconnect attempts`); kept
+    /// Device `i`'s settings (the scenario's `reconnect attempts`, `batch size`); kept
     /// across a device restart.
-    pub fn set_reconnect_bound(&mut self, i: usize, bound: Option<u32>) {
-        self.devices[i].engine.set_reconnect_bound(bound);
+    pub fn configure(&mut self, i: usize, settings: DeviceSettings) {
+        self.devices[i].engine.configure(settings);
     }
 
     /// The device is asked to connect now (`DEVICE retry`): out of `error`, `auth-failed`

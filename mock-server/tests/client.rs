@@ -1,5 +1,6 @@
 //! The client runtime (sync-core, feature `client`) against the real server on 127.0.0.1:
-//! live devices that converge, survive a server restart, coalesce offline intents, stop on
+//! live devices that converge, survive a server restart, coalesce offline intents (and send
+//! them in one batch), stop on
 //! a bad token, and keep unacknowledged intents across a device restart.
 
 use std::path::PathBuf;
@@ -204,6 +205,7 @@ async fn offline_intents_coalesce_into_one_request_per_key() {
         v.connection == ConnectionState::Offline
     })
     .await;
+    let frames_before = phone.view().counters.frames_up;
     for _ in 0..5 {
         phone.tap(key("like/post-1"));
     }
@@ -220,6 +222,11 @@ async fn offline_intents_coalesce_into_one_request_per_key() {
     assert_eq!(view.counters.requests_by_key[&key("like/post-1")], 1);
     assert_eq!(view.counters.requests_by_key[&key("settings/volume")], 1);
     assert_eq!(state.writes, 2);
+    assert_eq!(
+        view.counters.frames_up,
+        frames_before + 2,
+        "a hello, then both writes in one batch"
+    );
     phone.shutdown().await;
     server.shutdown().await;
 }

@@ -2,7 +2,7 @@
 //! latency, jitter and loss (set up, and changed during the run), random intents on random
 //! keys, holds and out-of-order releases (of one frame, the newest, or all), dropped
 //! frames, offline spells, device and server restarts, forced rejections, `server set`,
-//! reconnect bounds and retries, comment edits and deletions; then everything
+//! reconnect bounds and retries, batch sizes, comment edits and deletions; then everything
 //! is released, retried and settled. Each schedule is written as scenario statements and
 //! run by the scenario [`Runner`], which checks every device against the invariants its
 //! strategy owes (DESIGN.md; the table is in [`mock_server::invariants`]) after every
@@ -23,9 +23,9 @@ use mock_server::scenario::ast::{DeviceSetup, Expect, LinkChange, Pick, Scenario
 use mock_server::scenario::shrink::{Failure, counterexample, shrink};
 use mock_server::scenario::{Runner, Verdict, parse, write};
 use serde_json::json;
-use sync_core::engine::Strategy;
 use sync_core::engine::connection::ConnectionState;
 use sync_core::engine::mutant::{self, Mutant};
+use sync_core::engine::{DeviceSettings, Strategy};
 use sync_core::protocol::Key;
 use sync_core::protocol::model::comments_from_value;
 use sync_core::rng::Rng;
@@ -63,7 +63,13 @@ impl Schedule {
             let latency = 10 + rng.up_to(190);
             let jitter = if rng.chance(0.5) { rng.up_to(60) } else { 0 };
             let loss = if rng.chance(0.3) { rng.up_to(10) } else { 0 };
-            let reconnect = rng.chance(0.3).then(|| 1 + rng.up_to(2) as u32);
+            let reconnect_bound = rng.chance(0.3).then(|| 1 + rng.up_to(2) as u32);
+            // Small batches too, so that the writes due after a `welcome` are split.
+            let batch_size = if rng.chance(0.5) {
+                1 + rng.up_to(3) as usize
+            } else {
+                DeviceSettings::default().batch_size
+            };
             let link = LinkConfig {
                 latency: Duration::from_millis(latency),
                 jitter: Duration::from_millis(jitter),
@@ -74,7 +80,10 @@ impl Schedule {
                 strategy,
                 up: link,
                 down: link,
-                reconnect,
+                settings: DeviceSettings {
+                    reconnect_bound,
+                    batch_size,
+                },
             });
         }
         let scenario = Scenario {

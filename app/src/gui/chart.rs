@@ -150,6 +150,7 @@ mod tests {
             value: json!(true),
             local_rev: 1,
             kind: SendKind::First,
+            batch: None,
         }
     }
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sync_core::engine::Strategy;
+use sync_core::engine::{DeviceSettings, Strategy};
 
 use mock_server::link::{LinkConfig, Pair};
 
@@ -94,6 +94,14 @@ pub struct DeviceLayout {
     /// keeps trying). Missing in layouts saved before it existed.
     #[serde(default)]
     pub reconnect: Option<u32>,
+    /// The most writes one `batch` frame carries. Missing in layouts saved before it
+    /// existed: the default.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+}
+
+fn default_batch_size() -> usize {
+    DeviceSettings::default().batch_size
 }
 
 impl DeviceLayout {
@@ -108,7 +116,17 @@ impl DeviceLayout {
             held: Pair::both(false),
             online: true,
             reconnect: None,
+            batch_size: default_batch_size(),
         }
+    }
+
+    /// The device settings it keeps (the pane menu's "advanced" part).
+    pub fn settings(&self) -> DeviceSettings {
+        DeviceSettings {
+            reconnect_bound: self.reconnect,
+            batch_size: self.batch_size,
+        }
+        .sanitized()
     }
 }
 

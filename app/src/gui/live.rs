@@ -180,7 +180,7 @@ impl LiveDevice {
                 self.handle.delete_comment(key.clone(), id.clone())
             }
             PaneAction::Retry => self.handle.retry(),
-            PaneAction::ReconnectBound(bound) => self.handle.set_reconnect_bound(*bound),
+            PaneAction::Settings(settings) => self.handle.configure(*settings),
             _ => return false,
         }
         true

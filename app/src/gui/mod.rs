@@ -216,9 +216,9 @@ impl SyncLab {
         for (name, handle) in self.live.poll_restarted() {
             if let Some(i) = self.panes.iter().position(|p| p.name == name) {
                 self.devices[i] = LiveDevice::new(handle);
-                // The new client starts with no bound: give it the pane's.
-                let bound = PaneAction::ReconnectBound(self.panes[i].reconnect());
-                self.devices[i].act(&bound);
+                // The new client starts with the default settings: give it the pane's.
+                let settings = PaneAction::Settings(self.panes[i].device_settings());
+                self.devices[i].act(&settings);
             }
         }
         // Every device's new events, to its pane, and to the wire view in the order they
@@ -471,8 +471,8 @@ impl SyncLab {
             self.panes[i].refused(action);
             return;
         }
-        if let PaneAction::ReconnectBound(bound) = action {
-            self.panes[i].set_reconnect(bound);
+        if let PaneAction::Settings(settings) = action {
+            self.panes[i].set_settings(settings);
         }
         if self.devices[i].act(&action) {
             return;
@@ -507,7 +507,7 @@ impl SyncLab {
             | PaneAction::DeleteComment(..)
             | PaneAction::Online(_)
             | PaneAction::Retry
-            | PaneAction::ReconnectBound(_) => {}
+            | PaneAction::Settings(_) => {}
         }
     }
 

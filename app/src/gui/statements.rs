@@ -11,7 +11,7 @@ use super::pane::PaneAction;
 
 /// The statements that do `action` on device `d`, whose link in the action's direction
 /// is `link` now (a link change writes only the settings it changes). `None` for what
-/// the language cannot say mid-run: a strategy or a reconnect bound (setup statements),
+/// the language cannot say mid-run: a strategy or a device setting (setup statements),
 /// moving or removing a pane (a scenario's devices are its setup).
 pub fn of(action: &PaneAction, d: usize, links: Pair<LinkConfig>) -> Option<Vec<Stmt>> {
     Some(match action {
@@ -36,7 +36,7 @@ pub fn of(action: &PaneAction, d: usize, links: Pair<LinkConfig>) -> Option<Vec<
         }
         PaneAction::Link(Fault::Drop(dir, n)) => vec![Stmt::Drop(d, *dir, *n)],
         PaneAction::Strategy(_)
-        | PaneAction::ReconnectBound(_)
+        | PaneAction::Settings(_)
         | PaneAction::Move(_)
         | PaneAction::Remove => return None,
     })

@@ -110,13 +110,16 @@ struct Conn {
     refusals: Refusals,
 }
 
-/// A write accepted in memory, waiting for the batch's commit.
+/// A write accepted in memory, waiting for the commit of the frames handled together.
 struct Staged {
     record: Record,
     ack: Action,
-    /// How many immediate answers came before it: its ack and pushes go in at that place,
-    /// so every connection's answers keep the order of its frames.
+    /// How many immediate answers came before it: its ack goes in at that place, so every
+    /// connection's answers keep the order of its frames.
     at: usize,
+    /// Where its pushes go in: right after its ack, or for a write in a `batch`, after the
+    /// batch's `batch_done` (PROTOCOL.md: every answer, `batch_done`, then the pushes).
+    push_at: usize,
     /// The connections of the user when the write arrived: they get its push. A device
     /// whose `hello` comes later in the same batch gets the change in its `welcome`
     /// instead, never as a push ahead of it.
@@ -316,30 +319,34 @@ impl<S: Store> Core<S> {
             }
             return;
         }
+        // Each ack and push with the place it goes in; a stable sort keeps, at one place,
+        // the order of the writes (their revisions) and every ack before its pushes.
+        let mut released: Vec<(usize, Action)> = Vec::new();
+        for s in staged {
+            released.push((s.at, s.ack));
+            let change = change_of(&s.record);
+            // Those still connected (one replaced later among these frames is gone).
+            for id in s
+                .recipients
+                .into_iter()
+                .filter(|id| self.conns.contains_key(id))
+            {
+                released.push((
+                    s.push_at,
+                    Action::Send(id, ServerFrame::Push(change.clone())),
+                ));
+            }
+        }
+        released.sort_by_key(|(at, _)| *at);
         let immediate = std::mem::take(out);
-        let mut staged = staged.into_iter().peekable();
+        let mut released = released.into_iter().peekable();
         for (i, action) in immediate.into_iter().enumerate() {
-            while let Some(s) = staged.next_if(|s| s.at <= i) {
-                self.release(s, out);
+            while let Some((_, r)) = released.next_if(|(at, _)| *at <= i) {
+                out.push(r);
             }
             out.push(action);
         }
-        for s in staged {
-            self.release(s, out);
-        }
-    }
-
-    fn release(&self, s: Staged, out: &mut Vec<Action>) {
-        out.push(s.ack);
-        let change = change_of(&s.record);
-        // Those still connected (one replaced later in the batch is gone).
-        for id in s
-            .recipients
-            .into_iter()
-            .filter(|id| self.conns.contains_key(id))
-        {
-            out.push(Action::Send(id, ServerFrame::Push(change.clone())));
-        }
+        out.extend(released.map(|(_, r)| r));
     }
 
     /// The user's authenticated connections, which a write of theirs is pushed to.
@@ -395,11 +402,19 @@ impl<S: Store> Core<S> {
             Inbound::Text(text) => Ok(text),
             Inbound::Decoded(frame) => Err(frame),
         };
-        // Step 1: rate limit, before anything else is looked at.
-        if !conn.bucket.take(now) {
-            let text = match &text {
-                Ok(text) => text.clone(),
-                Err(frame) => frame.to_json(),
+        // Step 2, decoding, comes first only to tell a `batch`, which costs no token of its
+        // own (its writes cost one each, see [`Core::batch`]).
+        let (decoded, text) = match text {
+            Ok(text) => (decode_client_frame(&text), Some(text)),
+            Err(frame) => (Ok(frame), None),
+        };
+        let batch = conn.auth.is_some() && matches!(decoded, Ok(ClientFrame::Batch { .. }));
+        // Step 1: rate limit; a refused frame is not processed.
+        if !batch && !conn.bucket.take(now) {
+            let text = match (text, &decoded) {
+                (Some(text), _) => text,
+                (None, Ok(frame)) => frame.to_json(),
+                (None, Err(_)) => unreachable!("a decoded frame has no decoding error"),
             };
             if conn.refusals.refused(now) {
                 return self.close_with(
@@ -413,11 +428,6 @@ impl<S: Store> Core<S> {
             }
             return out.push(rate_limited(id, &text));
         }
-        // Step 2: decoding.
-        let decoded = match text {
-            Ok(text) => decode_client_frame(&text),
-            Err(frame) => Ok(frame),
-        };
         let Some((user, device)) = conn.auth.clone() else {
             return self.before_hello(id, decoded, now, out);
         };
@@ -435,39 +445,89 @@ impl<S: Store> Core<S> {
             ClientFrame::Ping { id: rid } => {
                 out.push(Action::Send(id, ServerFrame::Pong { id: rid }))
             }
+            ClientFrame::Batch { id: rid, writes } => {
+                self.batch(id, (&user, &device), rid, writes, now, out, staged)
+            }
+            write => self.write_frame(id, (&user, &device), write, out, staged),
+        }
+    }
+
+    /// A `batch`: each write through the pipeline as if sent alone, each costing one
+    /// token (over the limit, that write and every later one are `reject rate_limited`);
+    /// then `batch_done`, then the pushes of its accepted writes, in revision order. Its
+    /// accepted writes are staged with the other frames', so they share one commit.
+    #[allow(clippy::too_many_arguments)]
+    fn batch(
+        &mut self,
+        id: ConnId,
+        who: (&str, &str),
+        rid: u64,
+        writes: Vec<ClientFrame>,
+        now: Duration,
+        out: &mut Vec<Action>,
+        staged: &mut Vec<Staged>,
+    ) {
+        let first = staged.len();
+        let count = writes.len() as u64;
+        let mut limited = false;
+        for write in writes {
+            let conn = self
+                .conns
+                .get_mut(&id)
+                .expect("open while its frame is handled");
+            limited = limited || !conn.bucket.take(now);
+            if limited {
+                out.push(rate_limited(id, &write.to_json()));
+            } else {
+                self.write_frame(id, who, write, out, staged);
+            }
+        }
+        out.push(Action::Send(id, ServerFrame::BatchDone { id: rid, count }));
+        let after_done = out.len();
+        for s in &mut staged[first..] {
+            s.push_at = after_done;
+        }
+        let conn = self
+            .conns
+            .get_mut(&id)
+            .expect("open while its frame is handled");
+        if limited && conn.refusals.refused(now) {
+            self.close_with(
+                id,
+                ErrorCode::RateLimited,
+                "refused frames in each of 5 consecutive seconds",
+                None,
+                close::POLICY,
+                out,
+            );
+        }
+    }
+
+    /// A `set` or `command` (alone or from a batch) into the write pipeline.
+    fn write_frame(
+        &mut self,
+        id: ConnId,
+        (user, device): (&str, &str),
+        frame: ClientFrame,
+        out: &mut Vec<Action>,
+        staged: &mut Vec<Staged>,
+    ) {
+        let (rid, key, write, local_rev) = match frame {
             ClientFrame::Set {
-                id: rid,
+                id,
                 key,
                 value,
                 local_rev,
-            } => self.write(
-                id,
-                &user,
-                &device,
-                rid,
-                &key,
-                Write::Set(value),
-                local_rev,
-                out,
-                staged,
-            ),
+            } => (id, key, Write::Set(value), local_rev),
             ClientFrame::Command {
-                id: rid,
+                id,
                 key,
                 op,
                 local_rev,
-            } => self.write(
-                id,
-                &user,
-                &device,
-                rid,
-                &key,
-                Write::Command(op),
-                local_rev,
-                out,
-                staged,
-            ),
-        }
+            } => (id, key, Write::Command(op), local_rev),
+            other => unreachable!("only writes reach the pipeline, not {other}"),
+        };
+        self.write(id, user, device, rid, &key, write, local_rev, out, staged);
     }
 
     fn before_hello(
@@ -691,6 +751,7 @@ impl<S: Store> Core<S> {
             record,
             ack: Action::Send(conn, ack),
             at: out.len(),
+            push_at: out.len(),
         });
     }
 

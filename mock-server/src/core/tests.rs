@@ -802,3 +802,168 @@ fn a_hello_without_a_token_is_unauthorized() {
     assert_eq!(error_code(&out, A), Some(ErrorCode::Unauthorized));
     assert_eq!(closed(&out, A), Some(4401));
 }
+
+/// Short names for frames, to compare whole answer sequences.
+fn names(frames: &[ServerFrame]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|f| match f {
+            ServerFrame::Ack { id, duplicate, .. } => {
+                format!("ack {id}{}", if *duplicate { " dup" } else { "" })
+            }
+            ServerFrame::Reject { id, code, .. } => format!("reject {id} {code}"),
+            ServerFrame::BatchDone { id, count } => format!("done {id} {count}"),
+            ServerFrame::Push(c) => format!("push {} {}", c.key, c.rev),
+            ServerFrame::Pong { id } => format!("pong {id}"),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+fn batch_text(id: u64, writes: &[Value]) -> String {
+    json!({"type":"batch","id":id,"writes":writes}).to_string()
+}
+
+fn set_json(id: u64, key: &str, value: Value, local_rev: u64) -> Value {
+    json!({"type":"set","id":id,"key":key,"value":value,"local_rev":local_rev})
+}
+
+/// PROTOCOL.md, "Several writes in one frame": every write's answer in list order (a
+/// rejected one rejected alone, a repeated `local_rev` a duplicate), `batch_done`, then the
+/// pushes in revision order, to the writer and the user's other devices; one commit.
+#[test]
+fn a_batch_answers_in_list_order_then_batch_done_then_pushes_in_one_commit() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    t.hello(B, "laptop", 0);
+    let before = t.core.store.commits;
+    let text = batch_text(
+        9,
+        &[
+            set_json(1, "like/a", json!(true), 1),
+            set_json(2, "like/A", json!(true), 1),
+            set_json(3, "settings/volume", json!(7), 1),
+            set_json(4, "settings/volume", json!(500), 2),
+            json!({"type":"command","id":5,"key":"comments/p","name":"add_comment","args":{"text":"hi"},"local_rev":1}),
+            set_json(6, "like/a", json!(true), 1),
+        ],
+    );
+    let out = t.send(A, &text);
+    assert_eq!(t.core.store.commits - before, 1, "one transaction");
+    assert_eq!(
+        names(&frames_to(&out, A)),
+        [
+            "ack 1",
+            "reject 2 unknown_key",
+            "ack 3",
+            "reject 4 invalid_value",
+            "ack 5",
+            "ack 6 dup",
+            "done 9 6",
+            "push like/a 1",
+            "push settings/volume 2",
+            "push comments/p 3",
+        ]
+    );
+    assert_eq!(
+        names(&frames_to(&out, B)),
+        [
+            "push like/a 1",
+            "push settings/volume 2",
+            "push comments/p 3"
+        ]
+    );
+    assert_eq!(t.core.writes(), 3);
+}
+
+/// A batch malformed as a whole is one `error bad_message` with its id, and nothing in it
+/// is applied — not even its well-formed writes.
+#[test]
+fn a_malformed_batch_applies_nothing() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    let bad_item = json!({"type":"set","id":2,"key":"like/b","value":true,"local_rev":0});
+    let out = t.send(
+        A,
+        &batch_text(4, &[set_json(1, "like/a", json!(true), 1), bad_item]),
+    );
+    match &frames_to(&out, A)[..] {
+        [ServerFrame::Error { code, id, message }] => {
+            assert_eq!((*code, *id), (ErrorCode::BadMessage, Some(4)));
+            assert!(message.contains("writes[1]"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(closed(&out, A), None);
+    assert_eq!(t.core.writes(), 0);
+    assert_eq!(t.core.store.commits, 0);
+}
+
+/// Each write of a batch costs one token and the batch itself none: with 3 tokens left, a
+/// batch of 5 gets 3 answers and 2 `reject rate_limited`, then `batch_done`.
+#[test]
+fn each_write_of_a_batch_costs_a_token_and_the_rest_is_rate_limited() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0); // 1 token
+    let pings: Vec<_> = (0..396)
+        .map(|i| (A, Inbound::Text(format!(r#"{{"type":"ping","id":{i}}}"#))))
+        .collect();
+    t.core.handle(pings, t.now); // 3 left
+    let writes: Vec<Value> = (1..=5)
+        .map(|i| set_json(i, &format!("like/p{i}"), json!(true), 1))
+        .collect();
+    let out = t.send(A, &batch_text(10, &writes));
+    assert_eq!(
+        names(&frames_to(&out, A)),
+        [
+            "ack 1",
+            "ack 2",
+            "ack 3",
+            "reject 4 rate_limited",
+            "reject 5 rate_limited",
+            "done 10 5",
+            "push like/p1 1",
+            "push like/p2 2",
+            "push like/p3 3",
+        ]
+    );
+}
+
+/// A batch between other frames of the same delivery keeps their order: what came before
+/// it is answered before, what came after after its pushes.
+#[test]
+fn a_batch_keeps_its_place_among_the_frames_around_it() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    let frames = vec![
+        (
+            A,
+            Inbound::Text(set_json(1, "like/x", json!(true), 1).to_string()),
+        ),
+        (
+            A,
+            Inbound::Text(batch_text(
+                2,
+                &[
+                    set_json(3, "like/y", json!(true), 1),
+                    set_json(4, "like/z", json!(true), 1),
+                ],
+            )),
+        ),
+        (A, Inbound::Text(r#"{"type":"ping","id":5}"#.into())),
+    ];
+    let out = t.core.handle(frames, t.now);
+    assert_eq!(
+        names(&frames_to(&out, A)),
+        [
+            "ack 1",
+            "push like/x 1",
+            "ack 3",
+            "ack 4",
+            "done 2 2",
+            "push like/y 2",
+            "push like/z 3",
+            "pong 5",
+        ]
+    );
+}

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sync_core::engine::Strategy;
+use sync_core::engine::{DeviceSettings, Strategy};
 use sync_core::protocol::Key;
 
 use crate::link::Direction;
@@ -37,8 +37,9 @@ pub struct DeviceSetup {
     pub up: LinkConfig,
     /// Server → device.
     pub down: LinkConfig,
-    /// `reconnect attempts DEVICE N`: the bound on failed attempts in a row.
-    pub reconnect: Option<u32>,
+    /// `reconnect attempts DEVICE N` (the bound on failed attempts in a row) and
+    /// `batch size DEVICE N`.
+    pub settings: DeviceSettings,
 }
 
 /// A statement with its line number (1-based).
@@ -140,6 +141,8 @@ pub enum Expect {
     Inflight(usize, Key, bool),
     /// `expect DEVICE queued up|down = N`.
     Queued(usize, Direction, u64),
+    /// `expect DEVICE frames up = N`: frames handed to the link, heartbeats left out.
+    FramesUp(usize, u64),
     /// `expect server KEY = VALUE`.
     ServerValue(Key, Value),
     /// `expect server KEY rev N`.

@@ -11,7 +11,8 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sync_core::engine::Strategy;
+use sync_core::engine::{DeviceSettings, Strategy};
+use sync_core::protocol::frames::MAX_BATCH;
 use sync_core::protocol::model::{is_valid_device_id, is_valid_post};
 use sync_core::protocol::{Key, ValueKind};
 
@@ -312,7 +313,28 @@ impl Parser<'_> {
                     Ok(n) if n > 0 => n,
                     _ => return self.err(line, 3, "expected a bound from 1 to 4294967295"),
                 };
-                self.scenario.devices[d].reconnect = Some(n);
+                self.scenario.devices[d].settings.reconnect_bound = Some(n);
+                Ok(())
+            }
+            "batch" => {
+                self.setup_only(line)?;
+                match self.need(line, 1, "`size`")? {
+                    "size" => {}
+                    other => {
+                        return self.err(line, 1, format!("expected `size`, found `{other}`"));
+                    }
+                }
+                let d = self.device(line, 2)?;
+                let n = self.number(line, 3)?;
+                self.end(line, 4)?;
+                if !(1..=MAX_BATCH as u64).contains(&n) {
+                    return self.err(
+                        line,
+                        3,
+                        format!("expected a batch size from 1 to {MAX_BATCH} (1: never batch)"),
+                    );
+                }
+                self.scenario.devices[d].settings.batch_size = n as usize;
                 Ok(())
             }
             "server" => self.server(line),
@@ -410,7 +432,7 @@ impl Parser<'_> {
                 strategy: Strategy::default(),
                 up: LinkConfig::default(),
                 down: LinkConfig::default(),
-                reconnect: None,
+                settings: DeviceSettings::default(),
             });
         }
         Ok(())
@@ -600,7 +622,7 @@ impl Parser<'_> {
         match self.need(
             line,
             2,
-            "a key, `converged`, `connection`, `requests`, `stale`, `rollbacks`, `regressions`, `inflight` or `queued`",
+            "a key, `converged`, `connection`, `requests`, `stale`, `rollbacks`, `regressions`, `inflight`, `queued` or `frames`",
         )? {
             "converged" => {
                 self.end(line, 3)?;
@@ -662,6 +684,22 @@ impl Parser<'_> {
                 let n = self.number(line, 5)?;
                 self.end(line, 6)?;
                 Ok(Expect::Queued(d, dir, n))
+            }
+            "frames" => {
+                match self.need(line, 3, "`up`")? {
+                    "up" => {}
+                    other => {
+                        return self.err(
+                            line,
+                            3,
+                            format!("expected `up` (frames are counted device → server), found `{other}`"),
+                        );
+                    }
+                }
+                self.equals(line, 4)?;
+                let n = self.number(line, 5)?;
+                self.end(line, 6)?;
+                Ok(Expect::FramesUp(d, n))
             }
             _ => {
                 let key = self.key(line, 2)?;

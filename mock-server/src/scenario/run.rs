@@ -83,7 +83,7 @@ impl Runner {
             .collect();
         let mut world = World::new(seed, &specs);
         for (i, d) in scenario.devices.iter().enumerate() {
-            world.set_reconnect_bound(i, d.reconnect);
+            world.configure(i, d.settings);
         }
         let mut verdict = None;
         for (line, key, value) in &scenario.server_sets {
@@ -484,6 +484,11 @@ impl Runner {
                 format!("{} regressions", name(d)),
                 n.to_string(),
                 engine(d).counters().regressions.to_string(),
+            ),
+            Expect::FramesUp(d, n) => check(
+                format!("{} frames up", name(d)),
+                n.to_string(),
+                engine(d).counters().frames_up.to_string(),
             ),
             Expect::Inflight(d, key, b) => check(
                 format!("{} inflight {key}", name(d)),

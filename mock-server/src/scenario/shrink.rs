@@ -17,6 +17,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
+use sync_core::engine::DeviceSettings;
+
 use super::ast::{Pick, Scenario, Stmt};
 use super::{Runner, Verdict, parse, write};
 use crate::link::LinkConfig;
@@ -231,7 +233,7 @@ impl Shrinker {
                 match change {
                     0 => (setup.up, setup.down) = (plain, plain),
                     1 => (setup.up, setup.down) = (LinkConfig::default(), LinkConfig::default()),
-                    _ => setup.reconnect = None,
+                    _ => setup.settings = DeviceSettings::default(),
                 }
                 if candidate != self.best {
                     self.try_keep(candidate);
@@ -291,6 +293,7 @@ fn names(stmt: &Stmt, d: usize) -> bool {
             | E::Regressions(x, _)
             | E::Inflight(x, ..)
             | E::Queued(x, ..)
+            | E::FramesUp(x, _)
             | E::DeviceConverged(x)
             | E::Connection(x, _) => *x == d,
             E::ServerValue(..) | E::ServerRev(..) | E::ServerWrites(_) | E::Converged => false,

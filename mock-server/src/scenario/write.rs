@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde_json::Value;
+use sync_core::engine::DeviceSettings;
 use sync_core::protocol::Key;
 
 use super::ast::{DeviceSetup, Expect, LinkChange, Pick, Scenario, Stmt};
@@ -66,8 +67,11 @@ fn setup(out: &mut String, d: &DeviceSetup) {
     if d.strategy != Default::default() {
         let _ = writeln!(out, "strategy {name} {}", d.strategy);
     }
-    if let Some(n) = d.reconnect {
+    if let Some(n) = d.settings.reconnect_bound {
         let _ = writeln!(out, "reconnect attempts {name} {n}");
+    }
+    if d.settings.batch_size != DeviceSettings::default().batch_size {
+        let _ = writeln!(out, "batch size {name} {}", d.settings.batch_size);
     }
     let default = LinkConfig::default();
     let both = changes(&default, &d.up, &d.down);
@@ -174,6 +178,7 @@ fn expectation(e: &Expect, names: &[&str]) -> String {
         Expect::Regressions(d, k) => format!("{} regressions = {k}", n(d)),
         Expect::Inflight(d, key, b) => format!("{} inflight {key} = {b}", n(d)),
         Expect::Queued(d, dir, k) => format!("{} queued {} = {k}", n(d), dir.name()),
+        Expect::FramesUp(d, k) => format!("{} frames up = {k}", n(d)),
         Expect::ServerValue(key, v) => format!("server {key} = {v}"),
         Expect::ServerRev(key, r) => format!("server {key} rev {r}"),
         Expect::ServerWrites(k) => format!("server writes = {k}"),

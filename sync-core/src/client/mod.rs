@@ -32,7 +32,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub use crate::engine::DeviceView;
-use crate::engine::{Engine, EngineConfig, Event, EventKind, Output};
+use crate::engine::{DeviceSettings, Engine, EngineConfig, Event, EventKind, Output};
 use crate::protocol::{ClientFrame, Key};
 
 /// At most this many snapshot writes per second (one per this interval).
@@ -66,7 +66,7 @@ enum Command {
     DeleteComment(Key, String),
     Online(bool),
     Retry,
-    ReconnectBound(Option<u32>),
+    Configure(DeviceSettings),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -121,9 +121,9 @@ impl DeviceHandle {
         let _ = self.commands.send(Command::Retry);
     }
 
-    /// Bounds failed reconnect attempts in a row (`None`: no bound).
-    pub fn set_reconnect_bound(&self, bound: Option<u32>) {
-        let _ = self.commands.send(Command::ReconnectBound(bound));
+    /// Changes the device's settings (reconnect bound, batch size).
+    pub fn configure(&self, settings: DeviceSettings) {
+        let _ = self.commands.send(Command::Configure(settings));
     }
 
     /// The latest view.
@@ -347,8 +347,8 @@ impl Device {
                 self.engine.retry(now);
                 None
             }
-            Command::ReconnectBound(bound) => {
-                self.engine.set_reconnect_bound(bound);
+            Command::Configure(settings) => {
+                self.engine.configure(settings);
                 None
             }
             Command::Shutdown(_) => unreachable!("handled by the caller"),

@@ -49,6 +49,24 @@ pub enum EventKind {
         /// First, follow-up, resend, or sent after a failure.
         #[serde(serialize_with = "ser_kind")]
         kind: SendKind,
+        /// The id of the `batch` frame that carried it, when one did.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        batch: Option<u64>,
+    },
+    /// Two or more requests (their `RequestSent` events just before) left in one `batch`
+    /// frame.
+    BatchSent {
+        /// The batch's frame id.
+        id: u64,
+        /// The keys of its writes, in list order.
+        keys: Vec<Key>,
+    },
+    /// The server answered every write of a batch (`batch_done`).
+    BatchDone {
+        /// The batch's frame id.
+        id: u64,
+        /// How many writes the server answered.
+        count: u64,
     },
     /// A request is due but the device is not connected: it goes out after `welcome`.
     RequestQueued {
@@ -224,11 +242,22 @@ impl fmt::Display for EventKind {
                 value,
                 local_rev,
                 kind,
-            } => write!(
-                f,
-                "request {number} {key} = {value} (local_rev {local_rev}, {}, frame id {id})",
-                send_kind_name(*kind)
-            ),
+                batch,
+            } => {
+                write!(
+                    f,
+                    "request {number} {key} = {value} (local_rev {local_rev}, {}, frame id {id}",
+                    send_kind_name(*kind)
+                )?;
+                match batch {
+                    Some(batch) => write!(f, ", in batch {batch})"),
+                    None => write!(f, ")"),
+                }
+            }
+            BatchSent { id, keys } => {
+                write!(f, "batch {id} sent: {} writes in one frame", keys.len())
+            }
+            BatchDone { id, count } => write!(f, "batch {id} done: {count} answered"),
             RequestQueued { key } => write!(f, "request for {key} waits for the connection"),
             FollowUpDecided { key, rev } => {
                 write!(

@@ -65,6 +65,10 @@ impl Engine {
             ServerFrame::Pong { id } => {
                 self.requests.remove(&id);
             }
+            ServerFrame::BatchDone { id, count } => {
+                self.requests.remove(&id);
+                self.state.emit(EventKind::BatchDone { id, count });
+            }
             ServerFrame::Error { code, message, .. } => self.state.emit(EventKind::Error {
                 code: Some(code),
                 message,
@@ -94,7 +98,7 @@ impl Engine {
                     .on_response(&mut self.state, &key, Ok(Some((value, rev))));
                 self.run_command_effects(fx);
             }
-            Request::Ping => {}
+            Request::Ping | Request::Batch => {}
         }
     }
 
@@ -130,7 +134,7 @@ impl Engine {
         };
         let key = match &request {
             Request::Write { key, .. } | Request::Command { key } => key.clone(),
-            Request::Ping => return,
+            Request::Ping | Request::Batch => return,
         };
         self.state.emit(EventKind::Rejected {
             key: key.clone(),
@@ -160,7 +164,7 @@ impl Engine {
                     .on_response(&mut self.state, &key, Err(rejection));
                 self.run_command_effects(fx);
             }
-            Request::Ping => {}
+            Request::Ping | Request::Batch => {}
         }
         if let Some(current) = current {
             self.learn_current(&key, current);
@@ -350,7 +354,13 @@ impl Engine {
     /// by another device's newer change → nothing is sent; else the unanswered request is
     /// resent unchanged, or the newest intent is sent. Commands are always resent unchanged
     /// (the server's idempotency makes that safe; a comment is not last-value-wins).
+    ///
+    /// What is due goes out gathered: two or more writes leave in `batch` frames.
     fn resolve_open_requests(&mut self) {
+        self.gather(Self::resend_due);
+    }
+
+    fn resend_due(&mut self) {
         for key in self.pending_keys() {
             let known = self.known_rev(&key);
             let superseded = self

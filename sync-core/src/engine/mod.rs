@@ -37,6 +37,7 @@
 //! | [`naive`] | the `naive` strategy's bookkeeping |
 //! | [`inbound`] | handling server frames: acks, rejects, pushes, `welcome` |
 //! | [`connection`] | connection state, backoff, heartbeat |
+//! | [`settings`] | what a user may change on a running device (reconnect bound, batch size) |
 //! | [`cursor`] | the contiguous cursor |
 //! | [`snapshot`] | what a device restart keeps |
 //! | [`events`] | the observable events |
@@ -55,6 +56,7 @@ pub mod inbound;
 #[cfg(feature = "mutants")]
 pub mod mutant;
 pub mod naive;
+pub mod settings;
 pub mod snapshot;
 pub mod state;
 pub mod view;
@@ -79,6 +81,7 @@ use crate::optimistic::sync_with_push::{
 use crate::protocol::model::comments_to_value;
 use crate::protocol::{ClientFrame, CommandOp, Comment, Key, PROTOCOL_VERSION, ValueKind};
 use crate::rng::Rng;
+pub use settings::DeviceSettings;
 
 use connection::{ConnectionState, Heartbeat, backoff_delay};
 use cursor::Cursor;
@@ -181,9 +184,16 @@ enum Machine {
 /// A request of the current connection, waiting for its answer.
 #[derive(Debug, Clone)]
 enum Request {
-    Write { key: Key, local_rev: u64 },
-    Command { key: Key },
+    Write {
+        key: Key,
+        local_rev: u64,
+    },
+    Command {
+        key: Key,
+    },
     Ping,
+    /// A `batch`: its writes are requests of their own; this waits for `batch_done`.
+    Batch,
 }
 
 /// The command running for a comments key, as sent on the wire.
@@ -212,9 +222,11 @@ pub struct Engine {
     attempt: u32,
     /// Attempts that failed in a row (ended before `welcome`; PROTOCOL.md, "Attempts").
     failed: u32,
-    /// After this many failed attempts in a row the device stops in `error`.
-    reconnect_bound: Option<u32>,
+    settings: DeviceSettings,
     requests: HashMap<u64, Request>,
+    /// While the writes due after a `welcome` are gathered, the requests handed over: they
+    /// leave in `batch` frames of at most the batch size (see [`Engine::send_gathered`]).
+    gathering: Option<Vec<(EventKind, ClientFrame)>>,
     /// Keys whose open write or command was opened while no connection was up (one is
     /// open per key at a time): its first send is labelled [`SendKind::Queued`]. Not kept
     /// across a restart of the device, where "resend" is the safe word.
@@ -243,8 +255,9 @@ impl Engine {
             heartbeat: Heartbeat::opened(now),
             attempt: 0,
             failed: 0,
-            reconnect_bound: None,
+            settings: DeviceSettings::default(),
             requests: HashMap::new(),
+            gathering: None,
             never_sent: BTreeSet::new(),
             next_id: 1,
             cursor: Cursor::new(0),
@@ -465,7 +478,7 @@ impl Engine {
                     self.failed += 1;
                 }
                 self.attempt += 1;
-                self.conn = match self.reconnect_bound {
+                self.conn = match self.settings.reconnect_bound {
                     Some(bound) if self.failed >= bound => ConnectionState::Error {
                         failed: self.failed,
                     },
@@ -480,16 +493,17 @@ impl Engine {
         self.flush_events();
     }
 
-    /// Bounds reconnecting (SyncLayer's `maxReconnectAttempts`): after `bound` failed
-    /// attempts in a row the device stops in [`ConnectionState::Error`]. `None` (or 0,
-    /// which would stop it after losing a live connection): no bound.
-    pub fn set_reconnect_bound(&mut self, bound: Option<u32>) {
-        self.reconnect_bound = bound.filter(|n| *n > 0);
+    /// Changes the device's settings (taken [sanitized](DeviceSettings::sanitized)). A
+    /// reconnect bound (SyncLayer's `maxReconnectAttempts`) stops the device in
+    /// [`ConnectionState::Error`] after that many failed attempts in a row; the batch size
+    /// applies to the next writes gathered after a `welcome`.
+    pub fn configure(&mut self, settings: DeviceSettings) {
+        self.settings = settings.sanitized();
     }
 
-    /// The reconnect bound, if any.
-    pub fn reconnect_bound(&self) -> Option<u32> {
-        self.reconnect_bound
+    /// The device's settings.
+    pub fn settings(&self) -> DeviceSettings {
+        self.settings
     }
 
     /// The user asks to connect now (a pane's "retry now", a scenario's `retry`): out of
@@ -583,7 +597,60 @@ impl Engine {
 
     fn send_frame(&mut self, frame: ClientFrame) {
         self.heartbeat.last_sent = self.now;
+        if !matches!(frame, ClientFrame::Ping { .. }) {
+            self.state.counters.frames_up += 1;
+        }
         self.outputs.push_back(Output::Send(frame));
+    }
+
+    /// A request goes out: its `RequestSent` event and its frame, now, or gathered for a
+    /// batch while [`Engine::gather`] runs.
+    fn hand_over(&mut self, event: EventKind, frame: ClientFrame) {
+        match &mut self.gathering {
+            Some(gathered) => gathered.push((event, frame)),
+            None => {
+                self.state.emit(event);
+                self.send_frame(frame);
+            }
+        }
+    }
+
+    /// Runs `f` with the requests it sends gathered, then sends them in `batch` frames of
+    /// at most the batch size (PROTOCOL.md: a device batches when two or more writes are
+    /// due at once after `welcome`). A single write, and a last chunk of one, go alone.
+    fn gather(&mut self, f: impl FnOnce(&mut Self)) {
+        self.gathering = Some(Vec::new());
+        f(self);
+        let gathered = self.gathering.take().unwrap_or_default();
+        self.send_gathered(gathered);
+    }
+
+    fn send_gathered(&mut self, gathered: Vec<(EventKind, ClientFrame)>) {
+        let mut rest = gathered.into_iter().peekable();
+        while rest.peek().is_some() {
+            let chunk: Vec<_> = rest.by_ref().take(self.settings.batch_size).collect();
+            if chunk.len() == 1 {
+                for (event, frame) in chunk {
+                    self.state.emit(event);
+                    self.send_frame(frame);
+                }
+                continue;
+            }
+            let id = self.take_id();
+            self.requests.insert(id, Request::Batch);
+            let mut writes = Vec::with_capacity(chunk.len());
+            let mut keys = Vec::with_capacity(chunk.len());
+            for (mut event, frame) in chunk {
+                if let EventKind::RequestSent { batch, key, .. } = &mut event {
+                    *batch = Some(id);
+                    keys.push(key.clone());
+                }
+                self.state.emit(event);
+                writes.push(frame);
+            }
+            self.state.emit(EventKind::BatchSent { id, keys });
+            self.send_frame(ClientFrame::Batch { id, writes });
+        }
     }
 
     /// Hands a write to the link if connected; otherwise it waits for the next `welcome`
@@ -594,14 +661,15 @@ impl Engine {
         };
         let id = self.take_id();
         let number = self.count_request(&key);
-        self.state.emit(EventKind::RequestSent {
+        let event = EventKind::RequestSent {
             key: key.clone(),
             id,
             number,
             value: value.clone(),
             local_rev,
             kind,
-        });
+            batch: None,
+        };
         self.requests.insert(
             id,
             Request::Write {
@@ -609,12 +677,13 @@ impl Engine {
                 local_rev,
             },
         );
-        self.send_frame(ClientFrame::Set {
+        let frame = ClientFrame::Set {
             id,
             key: key.to_string(),
             value,
             local_rev,
-        });
+        };
+        self.hand_over(event, frame);
     }
 
     /// Counts a request going out; returns its number (the `requests` counter with it).
@@ -675,22 +744,24 @@ impl Engine {
             .comments
             .running(key)
             .map_or(Value::Null, |l| comments_to_value(l));
-        self.state.emit(EventKind::RequestSent {
+        let event = EventKind::RequestSent {
             key: key.clone(),
             id,
             number,
             value,
             local_rev: cmd.local_rev,
             kind,
-        });
+            batch: None,
+        };
         self.requests
             .insert(id, Request::Command { key: key.clone() });
-        self.send_frame(ClientFrame::Command {
+        let frame = ClientFrame::Command {
             id,
             key: key.to_string(),
             op: cmd.op,
             local_rev: cmd.local_rev,
-        });
+        };
+        self.hand_over(event, frame);
     }
 
     // ---- effects of the generic machines -------------------------------------------------
@@ -846,7 +917,7 @@ impl Engine {
             .values()
             .filter_map(|r| match r {
                 Request::Write { key, .. } | Request::Command { key } => Some(key.clone()),
-                Request::Ping => None,
+                Request::Ping | Request::Batch => None,
             })
             .collect()
     }

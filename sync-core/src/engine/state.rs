@@ -65,6 +65,10 @@ pub struct Counters {
     /// `sync-with-push`.
     #[serde(default)]
     pub regressions: u64,
+    /// Frames handed to the link since the device was created, heartbeats (`ping`) left
+    /// out: the setup `hello` counts, a `batch` counts once (SCENARIOS.md, `frames up`).
+    #[serde(default)]
+    pub frames_up: u64,
 }
 
 impl Counters {

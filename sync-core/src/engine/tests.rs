@@ -93,10 +93,15 @@ impl Dev {
         self.pump();
     }
 
-    /// The writes sent so far, as `(id, key, value, local_rev)`, and forget them.
+    /// The writes sent so far, as `(id, key, value, local_rev)`, alone or in a batch, and
+    /// forget them.
     fn writes(&mut self) -> Vec<(u64, String, Value, u64)> {
         std::mem::take(&mut self.sent)
             .into_iter()
+            .flat_map(|f| match f {
+                ClientFrame::Batch { writes, .. } => writes,
+                other => vec![other],
+            })
             .filter_map(|f| match f {
                 ClientFrame::Set {
                     id,
@@ -827,7 +832,10 @@ fn a_restart_may_change_the_strategy_and_keeps_the_intents() {
 #[test]
 fn a_reconnect_bound_stops_in_error_until_the_user_retries() {
     let mut d = Dev::new(Strategy::SyncWithPush);
-    d.e.set_reconnect_bound(Some(3));
+    d.e.configure(DeviceSettings {
+        reconnect_bound: Some(3),
+        ..DeviceSettings::default()
+    });
     d.connect(0, vec![], false);
     // A live connection lost: not a failure.
     d.e.on_disconnected(None, d.now);
@@ -899,4 +907,88 @@ fn an_edit_of_a_comment_the_device_does_not_show_is_refused_locally() {
         .filter(|e| matches!(&e.kind, EventKind::Error { message, .. } if message.contains("no comment with id `7`")))
         .count();
     assert_eq!(errors, 2);
+}
+
+/// PROTOCOL.md, "Several writes in one frame": the writes due after `welcome` leave in
+/// `batch` frames of at most the batch size, a last chunk of one alone; each write is a
+/// request of its own (counted, answered alone), the batch one frame.
+#[test]
+fn writes_due_after_welcome_leave_in_batches_of_the_batch_size() {
+    let keys = ["like/a", "like/b", "like/c", "like/d", "like/e"];
+    for (size, frames) in [
+        (64, vec![5]),
+        (2, vec![2, 2, 1]),
+        (4, vec![4, 1]),
+        (1, vec![1; 5]),
+    ] {
+        let mut d = Dev::new(Strategy::SyncWithPush);
+        d.e.configure(DeviceSettings {
+            batch_size: size,
+            ..DeviceSettings::default()
+        });
+        for k in keys {
+            d.tap(k);
+        }
+        assert!(d.sent.is_empty(), "offline: nothing goes out");
+        d.connect(0, vec![], false);
+        let shape: Vec<usize> = d
+            .sent
+            .iter()
+            .map(|f| match f {
+                ClientFrame::Batch { writes, .. } => writes.len(),
+                ClientFrame::Set { .. } => 1,
+                other => panic!("unexpected {other}"),
+            })
+            .collect();
+        assert_eq!(shape, frames, "batch size {size}");
+        assert!(
+            d.sent
+                .iter()
+                .all(|f| !matches!(f, ClientFrame::Batch { writes, .. } if writes.len() < 2)),
+            "a batch carries two or more writes"
+        );
+        let batches: Vec<u64> = d
+            .sent
+            .iter()
+            .filter_map(|f| match f {
+                ClientFrame::Batch { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(d.e.counters().requests, 5, "each write is a request");
+        assert_eq!(
+            d.e.counters().frames_up,
+            1 + frames.len() as u64,
+            "hello + one per frame"
+        );
+        // Each write answered alone, then `batch_done`: nothing is left outstanding.
+        let writes = d.writes();
+        for (i, (id, k, _, _)) in writes.iter().enumerate() {
+            d.ack(*id, k, json!(true), i as u64 + 1);
+        }
+        for id in &batches {
+            d.frame(ServerFrame::BatchDone { id: *id, count: 2 });
+        }
+        assert!(!d.e.has_pending());
+        assert!(d.e.unanswered().is_empty());
+        for k in keys {
+            assert_eq!(d.e.shown(&key(k)), json!(true));
+        }
+    }
+}
+
+/// One write due is sent alone, and writes made while connected are never gathered.
+#[test]
+fn a_single_due_write_and_live_writes_go_alone() {
+    let mut d = Dev::new(Strategy::Sync);
+    d.tap("like/a");
+    d.connect(0, vec![], false);
+    assert!(matches!(d.sent.as_slice(), [ClientFrame::Set { .. }]));
+    d.sent.clear();
+    d.tap("like/b");
+    d.tap("like/c");
+    assert!(matches!(
+        d.sent.as_slice(),
+        [ClientFrame::Set { .. }, ClientFrame::Set { .. }]
+    ));
 }

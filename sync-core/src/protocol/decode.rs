@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::frames::{ClientFrame, ServerFrame};
+use super::frames::{ClientFrame, MAX_BATCH, ServerFrame};
 use super::model::{CommandOp, is_valid_device_id};
 
 /// Why a frame could not be decoded.
@@ -35,7 +35,7 @@ pub enum Problem {
     #[error("missing field `type` (a string)")]
     MissingType,
     /// A `type` this protocol does not have.
-    #[error("unknown type `{0}`, expected one of `hello`, `set`, `command`, `ping`")]
+    #[error("unknown type `{0}`, expected one of `hello`, `set`, `command`, `ping`, `batch`")]
     UnknownType(String),
     /// A required field is absent.
     #[error("missing field `{0}`")]
@@ -63,6 +63,20 @@ pub enum Problem {
     /// A binary WebSocket frame (the protocol is JSON text only).
     #[error("binary frames are not part of the protocol; send JSON text")]
     Binary,
+    /// One item of a `batch`'s `writes` is malformed: the whole batch is.
+    #[error("`writes[{index}]`: {problem}")]
+    InBatch {
+        /// The item's place in the list, from 0.
+        index: usize,
+        /// What was wrong with it.
+        problem: Box<Problem>,
+    },
+    /// A `batch` item that is not a write (`hello`, `ping`, or a nested `batch`).
+    #[error("a batch carries only `set` and `command` frames, not `{0}`")]
+    NotAWrite(&'static str),
+    /// Two items of one `batch` share an `id`.
+    #[error("`writes`: the id {0} appears twice (each write needs its own)")]
+    DuplicateId(u64),
 }
 
 /// Decodes a frame a device sent, as strictly as PROTOCOL.md requires.
@@ -204,8 +218,47 @@ fn decode_object(map: Map<String, Value>) -> Result<ClientFrame, Problem> {
             f.finish("ping", "`type`, `id`")?;
             Ok(ClientFrame::Ping { id })
         }
+        "batch" => {
+            let id = f.u64("id", 0)?;
+            let writes = f.take("writes")?;
+            f.finish("batch", "`type`, `id`, `writes`")?;
+            Ok(ClientFrame::Batch {
+                id,
+                writes: decode_writes(writes)?,
+            })
+        }
         _ => Err(Problem::UnknownType(kind)),
     }
+}
+
+/// A batch's `writes`: 1..=[`MAX_BATCH`] `set` / `command` objects with distinct ids, each
+/// decoded exactly as if sent alone (its problem named with its place in the list).
+fn decode_writes(writes: Value) -> Result<Vec<ClientFrame>, Problem> {
+    let items = match writes {
+        Value::Array(items) if (1..=MAX_BATCH).contains(&items.len()) => items,
+        other => return Err(bad("writes", "a list of 1 to 64 writes", &other)),
+    };
+    let mut ids = std::collections::HashSet::with_capacity(items.len());
+    let mut frames = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let in_item = |problem| Problem::InBatch {
+            index,
+            problem: Box::new(problem),
+        };
+        let frame = match item {
+            Value::Object(map) => decode_object(map).map_err(in_item)?,
+            other => return Err(in_item(Problem::NotObject(json_type(&other)))),
+        };
+        if !frame.is_write() {
+            return Err(in_item(Problem::NotAWrite(frame.type_name())));
+        }
+        let id = frame.id().expect("writes have ids");
+        if !ids.insert(id) {
+            return Err(Problem::DuplicateId(id));
+        }
+        frames.push(frame);
+    }
+    Ok(frames)
 }
 
 fn decode_command(name: &str, args: Value) -> Result<CommandOp, Problem> {
@@ -322,6 +375,26 @@ mod tests {
                 local_rev: 2,
             },
             ClientFrame::Ping { id: 9 },
+            ClientFrame::Batch {
+                id: 10,
+                writes: vec![
+                    ClientFrame::Set {
+                        id: 11,
+                        key: "like/a".into(),
+                        value: json!(true),
+                        local_rev: 1,
+                    },
+                    ClientFrame::Command {
+                        id: 12,
+                        key: "comments/p".into(),
+                        op: CommandOp::EditComment {
+                            id: "4".into(),
+                            text: "new".into(),
+                        },
+                        local_rev: 3,
+                    },
+                ],
+            },
         ];
         for f in frames {
             assert_eq!(decode_client_frame(&f.to_json()).unwrap(), f);
@@ -445,6 +518,58 @@ mod tests {
                 .contains("args.id")
         );
         assert!(decode_client_frame(&base("delete_comment", r#"{"id":"3"}"#)).is_ok());
+    }
+
+    /// PROTOCOL.md: a batch malformed as a whole — `writes` not a list, empty, over 64, a
+    /// nested batch, repeated item ids, or an item that would be `bad_message` alone — is
+    /// one `bad_message` with the batch's id, naming the item.
+    #[test]
+    fn a_malformed_batch_is_named_with_the_batch_id_and_the_item() {
+        let set = |id: u64| {
+            format!(r#"{{"type":"set","id":{id},"key":"like/a","value":true,"local_rev":1}}"#)
+        };
+        let batch = |writes: &str| format!(r#"{{"type":"batch","id":7,"writes":{writes}}}"#);
+        let sixty_five: Vec<String> = (1..=65).map(set).collect();
+        let sixty_four = format!("[{}]", sixty_five[..64].join(","));
+        assert!(decode_client_frame(&batch(&sixty_four)).is_ok());
+        let cases = [
+            (batch("{}"), "field `writes`"),
+            (batch("[]"), "field `writes`"),
+            (
+                batch(&format!("[{}]", sixty_five.join(","))),
+                "field `writes`",
+            ),
+            (batch(&format!("[{}]", batch("[]"))), "`writes[0]`"),
+            (
+                batch(&format!("[{},{}]", set(1), batch(&format!("[{}]", set(3))))),
+                "`writes[1]`: a batch carries only `set` and `command` frames, not `batch`",
+            ),
+            (
+                batch(r#"[{"type":"ping","id":1}]"#),
+                "`writes[0]`: a batch carries only",
+            ),
+            (
+                batch(&format!("[{},{}]", set(2), set(2))),
+                "the id 2 appears twice",
+            ),
+            (
+                batch(&format!(
+                    r#"[{},{{"type":"set","id":3,"key":"like/a","value":1,"local_rev":0}}]"#,
+                    set(1)
+                )),
+                "`writes[1]`: field `local_rev`",
+            ),
+            (batch("[5]"), "`writes[0]`: a frame is a JSON object"),
+            (
+                format!(r#"{{"type":"batch","id":7,"writes":[{}],"x":1}}"#, set(1)),
+                "unknown field `x` in `batch`",
+            ),
+        ];
+        for (text, says) in cases {
+            let e = err(&text);
+            assert_eq!(e.id, Some(7), "{text}");
+            assert!(e.to_string().contains(says), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -13,6 +13,10 @@ use super::model::CommandOp;
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u64 = 1;
 
+/// The most writes one `batch` frame may carry (PROTOCOL.md, "Several writes in one
+/// frame").
+pub const MAX_BATCH: usize = 64;
+
 /// A frame a device sends to the server.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -56,6 +60,14 @@ pub enum ClientFrame {
         /// Request id.
         id: u64,
     },
+    /// Several writes in one frame: each answered as if sent alone, in list order, then
+    /// `batch_done`; the accepted ones committed in one transaction.
+    Batch {
+        /// Request id of the batch (each write has its own too).
+        id: u64,
+        /// 1..=[`MAX_BATCH`] `Set` / `Command` frames with distinct ids.
+        writes: Vec<ClientFrame>,
+    },
 }
 
 impl ClientFrame {
@@ -65,7 +77,34 @@ impl ClientFrame {
             ClientFrame::Hello { .. } => None,
             ClientFrame::Set { id, .. }
             | ClientFrame::Command { id, .. }
-            | ClientFrame::Ping { id } => Some(*id),
+            | ClientFrame::Ping { id }
+            | ClientFrame::Batch { id, .. } => Some(*id),
+        }
+    }
+
+    /// The writes the frame carries: itself for a `set` or `command`, its `writes` for a
+    /// `batch`, none for the others.
+    pub fn writes(&self) -> &[ClientFrame] {
+        match self {
+            ClientFrame::Set { .. } | ClientFrame::Command { .. } => std::slice::from_ref(self),
+            ClientFrame::Batch { writes, .. } => writes,
+            ClientFrame::Hello { .. } | ClientFrame::Ping { .. } => &[],
+        }
+    }
+
+    /// `true` for a `set` or a `command`: what a `batch` may carry.
+    pub fn is_write(&self) -> bool {
+        matches!(self, ClientFrame::Set { .. } | ClientFrame::Command { .. })
+    }
+
+    /// The frame's `type`, for logs, the wire view and exports.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ClientFrame::Hello { .. } => "hello",
+            ClientFrame::Set { .. } => "set",
+            ClientFrame::Command { .. } => "command",
+            ClientFrame::Ping { .. } => "ping",
+            ClientFrame::Batch { .. } => "batch",
         }
     }
 
@@ -149,6 +188,13 @@ pub enum ServerFrame {
         /// The ping's id.
         id: u64,
     },
+    /// Every write of a `batch` has been answered (the answers came before this).
+    BatchDone {
+        /// The batch's id.
+        id: u64,
+        /// How many writes were answered.
+        count: u64,
+    },
     /// A frame could not be handled.
     Error {
         /// What went wrong.
@@ -175,6 +221,7 @@ impl ServerFrame {
             ServerFrame::Reject { .. } => "reject",
             ServerFrame::Push(_) => "push",
             ServerFrame::Pong { .. } => "pong",
+            ServerFrame::BatchDone { .. } => "batch_done",
             ServerFrame::Error { .. } => "error",
         }
     }
@@ -215,6 +262,17 @@ impl std::fmt::Display for ClientFrame {
                 ),
             },
             ClientFrame::Ping { id } => write!(f, "ping #{id}"),
+            // The first writes only: a trace line stays a line.
+            ClientFrame::Batch { id, writes } => {
+                write!(f, "batch #{id} of {}:", writes.len())?;
+                for (i, w) in writes.iter().take(2).enumerate() {
+                    write!(f, "{} {w}", if i == 0 { "" } else { ";" })?;
+                }
+                match writes.len().saturating_sub(2) {
+                    0 => Ok(()),
+                    more => write!(f, "; and {more} more"),
+                }
+            }
         }
     }
 }
@@ -252,6 +310,9 @@ impl std::fmt::Display for ServerFrame {
                 c.key, c.value, c.rev, c.device_id, c.local_rev
             ),
             ServerFrame::Pong { id } => write!(f, "pong #{id}"),
+            ServerFrame::BatchDone { id, count } => {
+                write!(f, "batch_done #{id}, {count} answered")
+            }
             ServerFrame::Error { code, message, .. } => write!(f, "error {code}: {message}"),
         }
     }

@@ -20,7 +20,7 @@ use mock_server::link::{Direction, Fault, LinkConfig, Pair};
 use mock_server::net::QueuedFrames;
 use serde_json::{Value, json};
 use sync_core::engine::connection::ConnectionState;
-use sync_core::engine::{DeviceView, Event, EventKind, Strategy};
+use sync_core::engine::{DeviceSettings, DeviceView, Event, EventKind, Strategy};
 use sync_core::protocol::Key;
 
 use super::chart::Chart;
@@ -49,8 +49,8 @@ pub struct Pane {
     /// Each direction's latency, jitter and loss (up, down).
     links: Pair<LinkConfig>,
     held: Pair<bool>,
-    /// The device's bound on failed reconnect attempts, as set in its menu.
-    reconnect: Option<u32>,
+    /// The device's settings, as set in its menu's "advanced" part.
+    settings: DeviceSettings,
     /// The frames waiting on this device's held links, as last listed by the server.
     pub queue: QueuedFrames,
     /// Queue listings received so far (a listing arrives after every link command sent
@@ -100,8 +100,8 @@ pub enum PaneAction {
     Online(bool),
     /// Connect now, out of `error`, `auth-failed` or `closed`.
     Retry,
-    /// Bound the device's failed reconnect attempts (`None`: no bound).
-    ReconnectBound(Option<u32>),
+    /// Change the device's settings (reconnect bound, batch size).
+    Settings(DeviceSettings),
     /// A fault on this device's link.
     Link(Fault),
     /// Restart the device with this strategy.
@@ -120,8 +120,8 @@ impl Pane {
         pane.label = layout.label.clone();
         pane.links = layout.links;
         pane.held = layout.held;
-        pane.reconnect = layout.reconnect;
-        let mut actions = vec![PaneAction::ReconnectBound(layout.reconnect)];
+        pane.settings = layout.settings();
+        let mut actions = vec![PaneAction::Settings(pane.settings)];
         for d in Direction::BOTH {
             actions.push(PaneAction::Link(Fault::Configure(d, *pane.links.of(d))));
             actions.push(PaneAction::Link(Fault::Hold(d, *pane.held.of(d))));
@@ -138,7 +138,8 @@ impl Pane {
             links: self.links,
             held: self.held,
             online: view.connection != ConnectionState::Offline,
-            reconnect: self.reconnect,
+            reconnect: self.settings.reconnect_bound,
+            batch_size: self.settings.batch_size,
         }
     }
 
@@ -161,7 +162,7 @@ impl Pane {
             name_draft: String::new(),
             links: Pair::both(Preset::None.link()),
             held: Pair::both(false),
-            reconnect: None,
+            settings: DeviceSettings::default(),
             queue: QueuedFrames::default(),
             queue_listings: 0,
             volume_pending: None,
@@ -200,14 +201,14 @@ impl Pane {
         self.rolled_back.get(key).map(String::as_str)
     }
 
-    /// The device's reconnect bound, as the pane shows it.
-    pub fn reconnect(&self) -> Option<u32> {
-        self.reconnect
+    /// The device's settings, as the pane shows them.
+    pub fn device_settings(&self) -> DeviceSettings {
+        self.settings
     }
 
-    /// The reconnect bound the app gave the device.
-    pub fn set_reconnect(&mut self, bound: Option<u32>) {
-        self.reconnect = bound;
+    /// The settings the app gave the device.
+    pub fn set_settings(&mut self, settings: DeviceSettings) {
+        self.settings = settings;
     }
 
     /// The app did not do what the pane asked (a recording refused it): undo what the
@@ -409,27 +410,25 @@ impl Pane {
             }
             ui.separator();
             ui.label(RichText::new("advanced").small().strong());
-            // Choices in a row, not a box: a box's list would open over the menu.
             ui.label("reconnect attempts").on_hover_text(
                 "After this many failed attempts in a row (a connection that ends before its welcome) the device stops in `error` until you retry",
             );
-            ui.horizontal(|ui| {
-                // The pane shows the new bound once the app has done it (it may refuse,
-                // while recording): see [`Pane::set_reconnect`].
-                let mut chosen = self.reconnect;
-                for choice in [None, Some(1), Some(2), Some(3), Some(5), Some(10)] {
-                    let text = choice.map_or("no bound".into(), |n: u32| n.to_string());
-                    let r = ui.selectable_value(&mut chosen, choice, &text);
-                    let label = format!("{} reconnect attempts {text}", self.name);
-                    let on = self.reconnect == choice;
-                    r.widget_info(|| {
-                        egui::WidgetInfo::selected(egui::Role::Button, true, on, &label)
-                    });
-                }
-                if chosen != self.reconnect {
-                    actions.push(PaneAction::ReconnectBound(chosen));
-                }
+            // The pane shows a new setting once the app has done it (it may refuse, while
+            // recording): see [`Pane::set_settings`].
+            let mut chosen = self.settings;
+            let choices = [None, Some(1), Some(2), Some(3), Some(5), Some(10)];
+            self.choice_row(ui, "reconnect attempts", &mut chosen.reconnect_bound, &choices, |c| {
+                c.map_or("no bound".into(), |n| n.to_string())
             });
+            ui.label("batch size").on_hover_text(
+                "After a welcome, the writes due at once (resends, intents made offline) leave in batch frames of at most this many writes; 1 never batches",
+            );
+            self.choice_row(ui, "batch size", &mut chosen.batch_size, &[1, 2, 8, 64], |n| {
+                n.to_string()
+            });
+            if chosen != self.settings {
+                actions.push(PaneAction::Settings(chosen));
+            }
             let b = ui.button("remove device").on_hover_text(
                 "Stops the device and forgets it, snapshot and unsent intents included",
             );
@@ -443,6 +442,28 @@ impl Pane {
         let label = format!("{} edit", self.name);
         menu.response
             .widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
+    }
+
+    /// One setting's choices in a row, not a box: a box's list would open over the menu.
+    /// Each is named "DEVICE SETTING CHOICE" for tests and screen readers.
+    fn choice_row<T: PartialEq + Copy>(
+        &self,
+        ui: &mut egui::Ui,
+        setting: &str,
+        chosen: &mut T,
+        choices: &[T],
+        text: impl Fn(T) -> String,
+    ) {
+        let now = *chosen;
+        ui.horizontal(|ui| {
+            for &choice in choices {
+                let text = text(choice);
+                let r = ui.selectable_value(chosen, choice, &text);
+                let label = format!("{} {setting} {text}", self.name);
+                let on = now == choice;
+                r.widget_info(|| egui::WidgetInfo::selected(egui::Role::Button, true, on, &label));
+            }
+        });
     }
 
     fn recent(&self, ui: &mut egui::Ui) {

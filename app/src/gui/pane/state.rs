@@ -53,7 +53,12 @@ pub(super) fn counters(ui: &mut egui::Ui, view: &DeviceView) {
             (
                 "requests",
                 c.requests,
-                "set/command frames sent, resends included",
+                "Writes (set/command) sent, alone or in a batch, resends included",
+            ),
+            (
+                "frames up",
+                c.frames_up,
+                "Frames handed to the link (hello, writes, batches; heartbeats left out): a batch of 50 writes is one frame",
             ),
             (
                 "saved",

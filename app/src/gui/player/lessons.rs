@@ -44,6 +44,7 @@ pub const LESSONS: &[(&str, &str)] = &[
     lesson!("30-offline-with-held-request.scn"),
     lesson!("31-bounded-reconnect.scn"),
     lesson!("32-comment-edits.scn"),
+    lesson!("33-offline-batch.scn"),
 ];
 
 /// How a lesson is listed: its number and its `scenario` title (the file name if it has

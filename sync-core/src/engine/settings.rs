@@ -1,0 +1,43 @@
+//! The settings a user may change on a running device: the "advanced" part of a pane's
+//! menu, the scenario language's per-device setup statements, and what a layout keeps.
+//!
+//! They are one value so that a new setting is one new field here: the pane, the layout,
+//! the simulator and the client runtime pass the whole value along.
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::frames::MAX_BATCH;
+
+/// A device's settings. Missing fields take their defaults, so a layout saved before a
+/// setting existed still loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeviceSettings {
+    /// After this many failed attempts in a row (PROTOCOL.md, "Attempts") the device stops
+    /// in `error` until the user retries. `None`: it keeps trying.
+    #[serde(rename = "reconnect")]
+    pub reconnect_bound: Option<u32>,
+    /// The most writes one `batch` frame carries, 1..=[`MAX_BATCH`] (1: never batch).
+    pub batch_size: usize,
+}
+
+impl Default for DeviceSettings {
+    fn default() -> Self {
+        DeviceSettings {
+            reconnect_bound: None,
+            batch_size: MAX_BATCH,
+        }
+    }
+}
+
+impl DeviceSettings {
+    /// The settings with every value in its range: a bound of 0 (which would stop the
+    /// device after losing a live connection) is no bound; a batch size is clamped to
+    /// 1..=[`MAX_BATCH`].
+    pub fn sanitized(self) -> DeviceSettings {
+        DeviceSettings {
+            reconnect_bound: self.reconnect_bound.filter(|n| *n > 0),
+            batch_size: self.batch_size.clamp(1, MAX_BATCH),
+        }
+    }
+}
