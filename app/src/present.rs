@@ -145,6 +145,35 @@ pub fn present(kind: &EventKind) -> Presentation {
                 arrow(ToServer, "batch", label),
             )
         }
+        TokenReceived => (
+            Tone::Quiet,
+            "The token source (the account the user's devices share) handed over a new token",
+            None,
+        ),
+        TokenExpired => (
+            Tone::Red,
+            "The token was rotated away: writes are refused (nothing applied) until the device re-authenticates with the new one, within 30 s",
+            arrow(ToDevice, "error", "error token_expired".into()),
+        ),
+        KeptForToken { key } => (
+            Tone::Amber,
+            "Refused because the token expired, not because of its value: the intent is kept (no rollback) and resent after authed",
+            arrow(
+                ToDevice,
+                "token-expired",
+                format!("reject {key} token_expired (kept)"),
+            ),
+        ),
+        AuthSent { id } => (
+            Tone::Amber,
+            "Re-authenticating the open connection with the new token: no reconnect, nothing lost",
+            arrow(ToServer, "auth", format!("auth #{id} (new token)")),
+        ),
+        Authed { id } => (
+            Tone::Green,
+            "The connection runs on the new token: what waited goes out by the rule after a welcome",
+            arrow(ToDevice, "authed", format!("authed #{id}")),
+        ),
         BatchDone { id, count } => (
             Tone::Quiet,
             "The server answered every write of the batch (their answers came first); the pushes follow",

@@ -1184,3 +1184,33 @@ fn a_counterexample_opens_where_its_invariant_breaks() {
         h.snapshot("counterexample-at-failure");
     });
 }
+
+/// The server panel's "rotate token": each device hears `token_expired`, gets the new
+/// token from the account after its auth delay, sends `auth` on the same connection and
+/// goes on; a like made right after the rotation is stored, nothing rolls back, and the
+/// account keeps the new token for devices started later.
+#[test]
+fn rotating_the_token_reauthenticates_every_device_and_loses_nothing() {
+    let mut h = harness(app(2, "rotate"));
+    until_connected(&mut h);
+    click(&mut h, "rotate token");
+    step_until(&mut h, "both devices to re-authenticate", |a| {
+        let authed = a
+            .wire()
+            .arrows()
+            .filter(|arrow| arrow.label.starts_with("authed #"))
+            .count();
+        authed == 2
+    });
+    click(&mut h, "phone like post-1");
+    step_until(&mut h, "the like to be stored and seen by both", |a| {
+        a.agreement().is_ok() && a.server().is_some_and(|s| s.writes == 1)
+    });
+    for d in 0..2 {
+        let view = h.state().view(d);
+        assert_eq!(view.connection, ConnectionState::Connected);
+        assert_eq!(view.counters.rollbacks, 0);
+    }
+    let kept = std::fs::read_to_string(data_dir("rotate").join("account-token")).unwrap();
+    assert!(kept.starts_with("demo-token-"), "{kept}");
+}

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use sync_core::protocol::Key;
 
-use crate::core::store::{Durable, Mark, Record, Store, StoreError, Stored};
+use crate::core::store::{Durable, Mark, Record, Store, StoreError, Stored, TokenRecord};
 
 /// `user \0 key` → [`Stored`] as JSON.
 const KEYS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("keys");
@@ -21,6 +21,8 @@ const MARKS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("marks");
 const HEADS: TableDefinition<'_, &str, u64> = TableDefinition::new("heads");
 /// `writes` → revisions assigned so far.
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+/// token → [`TokenRecord`] as JSON: the tokens rotations made or retired.
+const TOKENS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("tokens");
 
 /// The file inside the data directory.
 pub const FILE_NAME: &str = "sync-lab.redb";
@@ -81,6 +83,8 @@ impl RedbStore {
                 .map_err(|e| err(&path, "heads table", e))?;
             txn.open_table(META)
                 .map_err(|e| err(&path, "meta table", e))?;
+            txn.open_table(TOKENS)
+                .map_err(|e| err(&path, "tokens table", e))?;
         }
         txn.commit().map_err(|e| err(&path, "cannot commit", e))?;
         Ok(RedbStore { db, path })
@@ -123,6 +127,29 @@ impl Store for RedbStore {
     fn commit(&mut self, batch: &[Record]) -> Result<(), StoreError> {
         let path = self.path.clone();
         guarded(&path, || self.commit_unguarded(batch))
+    }
+
+    fn commit_tokens(&mut self, tokens: &[(String, TokenRecord)]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        guarded(&path, || {
+            let p = &self.path;
+            let txn = self
+                .db
+                .begin_write()
+                .map_err(|e| err(p, "cannot write", e))?;
+            {
+                let mut table = txn
+                    .open_table(TOKENS)
+                    .map_err(|e| err(p, "tokens table", e))?;
+                for (token, record) in tokens {
+                    let json = serde_json::to_vec(record).expect("token records serialize");
+                    table
+                        .insert(token.as_str(), json.as_slice())
+                        .map_err(|e| err(p, "tokens table", e))?;
+                }
+            }
+            txn.commit().map_err(|e| err(p, "cannot commit", e))
+        })
     }
 }
 
@@ -187,6 +214,16 @@ impl RedbStore {
             .get("writes")
             .map_err(|e| err(p, "meta table", e))?
             .map_or(0, |v| v.value());
+        let tokens = txn
+            .open_table(TOKENS)
+            .map_err(|e| err(p, "tokens table", e))?;
+        for item in tokens.iter().map_err(|e| err(p, "tokens table", e))? {
+            let (k, v) = item.map_err(|e| err(p, "tokens table", e))?;
+            // A token is a secret: a damaged record is named by its place, not its text.
+            let record: TokenRecord = serde_json::from_slice(v.value())
+                .map_err(|_| corrupt("unreadable token record", "tokens"))?;
+            data.tokens.insert(k.value().to_string(), record);
+        }
         for (user, d) in &data.users {
             if let Some(max) = d.keys.values().map(|s| s.rev).max()
                 && max > d.head
@@ -283,13 +320,23 @@ mod tests {
             record("ana", "settings/volume", 2, "laptop", 4),
             record("bob", "like/a", 1, "server", 0),
         ];
+        let rotated = |user: &str, expired| TokenRecord {
+            user: user.into(),
+            expired,
+        };
+        let tokens = [
+            ("ta".to_string(), rotated("ana", true)),
+            ("ta2".to_string(), rotated("ana", false)),
+        ];
         {
             let mut store = RedbStore::open(&dir).unwrap();
             store.commit(&batch[..2]).unwrap();
             store.commit(&batch[2..]).unwrap();
+            store.commit_tokens(&tokens).unwrap();
         }
         let mut expected = Durable::default();
         batch.iter().for_each(|r| expected.apply(r));
+        expected.tokens.extend(tokens.iter().cloned());
         let loaded = RedbStore::open(&dir).unwrap().load().unwrap();
         assert_eq!(loaded, expected);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -137,6 +137,11 @@ pub struct World {
     pub trace: Vec<Trace>,
     /// Frames delivered (both directions), for the benchmark.
     pub frames_delivered: u64,
+    /// Token rotations so far (each new token is named after its number).
+    rotations: u64,
+    /// Tokens on their way from a token source to a device: when, tie-break, device,
+    /// token.
+    tokens: Vec<(Duration, u64, usize, String)>,
 }
 
 /// A device to put in the world.
@@ -184,6 +189,8 @@ impl World {
             timers: vec![None; specs.len() + 1],
             trace: Vec::new(),
             frames_delivered: 0,
+            rotations: 0,
+            tokens: Vec::new(),
         };
         for i in 0..world.devices.len() {
             world.pump(i);
@@ -436,6 +443,9 @@ impl World {
         if let Some((t, seq)) = self.timers[self.devices.len()] {
             consider(t, seq, Next::Core);
         }
+        for (k, (t, seq, ..)) in self.tokens.iter().enumerate() {
+            consider(*t, *seq, Next::Token(k));
+        }
         best
     }
 
@@ -468,6 +478,11 @@ impl World {
             Next::Core => {
                 let actions = self.core.on_timeout(now);
                 self.apply_actions(actions);
+            }
+            Next::Token(k) => {
+                let (_, _, i, token) = self.tokens.remove(k);
+                self.devices[i].engine.set_token(&token, now);
+                self.pump(i);
             }
         }
         true
@@ -624,7 +639,9 @@ impl World {
         self.reset(i, None);
         let d = &mut self.devices[i];
         d.seed = Rng::new(d.seed).next_u64();
-        let config = config(&d.name, d.engine.strategy(), d.seed);
+        let mut config = config(&d.name, d.engine.strategy(), d.seed);
+        // The token source's token, not the one the device was created with.
+        config.token = d.engine.token().to_string();
         let settings = d.engine.settings();
         d.engine = Engine::restore(config, snapshot, self.now).map_err(|e| e.to_string())?;
         d.engine.configure(settings);
@@ -664,6 +681,23 @@ impl World {
     pub fn server_set(&mut self, key: &Key, value: Value) -> Result<(), String> {
         let actions = self.core.server_set(DEMO_USER, key, value)?;
         self.apply_actions(actions);
+        Ok(())
+    }
+
+    /// `server rotate token`: the user gets a new token and the old one expires now; each
+    /// device's token source hands it the new one after its `auth delay` (never, with
+    /// `never`).
+    pub fn rotate_token(&mut self) -> Result<(), String> {
+        self.rotations += 1;
+        let token = format!("{DEMO_TOKEN}-{}", self.rotations + 1);
+        let actions = self.core.rotate_token(DEMO_USER, &token, self.now)?;
+        self.apply_actions(actions);
+        for i in 0..self.devices.len() {
+            if let Some(delay) = self.devices[i].engine.settings().auth_delay {
+                let seq = self.seq();
+                self.tokens.push((self.now + delay, seq, i, token.clone()));
+            }
+        }
         Ok(())
     }
 
@@ -807,6 +841,8 @@ enum Next {
     Down(usize),
     Engine(usize),
     Core,
+    /// A token source hands a device its token.
+    Token(usize),
 }
 
 fn no_frame(n: usize, len: usize) -> String {

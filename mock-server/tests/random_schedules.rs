@@ -2,7 +2,8 @@
 //! latency, jitter and loss (set up, and changed during the run), random intents on random
 //! keys, holds and out-of-order releases (of one frame, the newest, or all), dropped
 //! frames, offline spells, device and server restarts, forced rejections, `server set`,
-//! reconnect bounds and retries, batch sizes, comment edits and deletions; then everything
+//! reconnect bounds and retries, batch sizes, token rotations (with slow token sources, or
+//! none), comment edits and deletions; then everything
 //! is released, retried and settled. Each schedule is written as scenario statements and
 //! run by the scenario [`Runner`], which checks every device against the invariants its
 //! strategy owes (DESIGN.md; the table is in [`mock_server::invariants`]) after every
@@ -70,6 +71,12 @@ impl Schedule {
             } else {
                 DeviceSettings::default().batch_size
             };
+            // The token source: as fast as by default, slower, or never (shut out).
+            let auth_delay = match rng.up_to(9) {
+                0..=5 => DeviceSettings::default().auth_delay,
+                6..=8 => Some(Duration::from_millis(rng.up_to(2000))),
+                _ => None,
+            };
             let link = LinkConfig {
                 latency: Duration::from_millis(latency),
                 jitter: Duration::from_millis(jitter),
@@ -83,6 +90,7 @@ impl Schedule {
                 settings: DeviceSettings {
                     reconnect_bound,
                     batch_size,
+                    auth_delay,
                 },
             });
         }
@@ -150,7 +158,8 @@ impl Schedule {
                 &["like/a", "settings/volume", "comments/p"],
             ))),
             92..=93 => Stmt::ServerRestart,
-            94..=96 => Stmt::ServerSet(Key::Volume, json!(self.rng.up_to(100))),
+            94 => Stmt::ServerRotateToken,
+            95 | 96 => Stmt::ServerSet(Key::Volume, json!(self.rng.up_to(100))),
             97 => Stmt::Retry(d),
             98 => {
                 let dirs = *pick(

@@ -111,6 +111,7 @@ mod tests {
             device_id: "d".into(),
             strategy: Strategy::SyncWithPush,
             connection,
+            token: Default::default(),
             keys,
             counters: Counters::default(),
             cursor: 0,

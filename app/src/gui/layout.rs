@@ -98,10 +98,20 @@ pub struct DeviceLayout {
     /// existed: the default.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// How long the token source takes to hand over a rotated token, in ms (`None`:
+    /// never). Missing in layouts saved before it existed: the default.
+    #[serde(default = "default_auth_delay_ms")]
+    pub auth_delay_ms: Option<u64>,
 }
 
 fn default_batch_size() -> usize {
     DeviceSettings::default().batch_size
+}
+
+fn default_auth_delay_ms() -> Option<u64> {
+    DeviceSettings::default()
+        .auth_delay
+        .map(|d| d.as_millis() as u64)
 }
 
 impl DeviceLayout {
@@ -117,6 +127,7 @@ impl DeviceLayout {
             online: true,
             reconnect: None,
             batch_size: default_batch_size(),
+            auth_delay_ms: default_auth_delay_ms(),
         }
     }
 
@@ -125,6 +136,7 @@ impl DeviceLayout {
         DeviceSettings {
             reconnect_bound: self.reconnect,
             batch_size: self.batch_size,
+            auth_delay: self.auth_delay_ms.map(Duration::from_millis),
         }
         .sanitized()
     }

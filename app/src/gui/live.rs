@@ -92,7 +92,17 @@ impl Server {
             Server::Remote(r) => r.restart().await,
         }
     }
+
+    async fn rotate_token(&self, user: &str, token: &str) -> Result<(), String> {
+        match self {
+            Server::Embedded(s) => s.rotate_token(user, token).await,
+            Server::Remote(r) => r.rotate_token(user, token).await,
+        }
+    }
 }
+
+/// The file in the data directory that keeps the account's token after a rotation.
+const ACCOUNT_FILE: &str = "account-token";
 
 /// The live world: server and devices.
 pub struct Live {
@@ -103,7 +113,10 @@ pub struct Live {
     server: Option<Server>,
     url: String,
     user: String,
-    token: String,
+    /// The account the user's devices share: their token source. A rotation changes it;
+    /// for the embedded server it is kept in the data directory (the server keeps the
+    /// rotation in its store), so a device started later uses the valid token.
+    account: Arc<Mutex<String>>,
     data: PathBuf,
     repaint: Arc<dyn Fn() + Send + Sync>,
     inspections: (mpsc::Sender<Inspected>, mpsc::Receiver<Inspected>),
@@ -119,9 +132,11 @@ pub struct Live {
     restarting: Arc<Mutex<BTreeSet<String>>>,
 }
 
-/// The set stays usable if a task panicked while holding it (it is only ever a set of ids).
-fn lock(set: &Mutex<BTreeSet<String>>) -> MutexGuard<'_, BTreeSet<String>> {
-    set.lock()
+/// The value stays usable if a task panicked while holding it (a set of ids, a token:
+/// nothing a panic can leave half-written).
+fn lock<T>(value: &Mutex<T>) -> MutexGuard<'_, T> {
+    value
+        .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -223,6 +238,11 @@ impl Live {
             None => {
                 let store =
                     RedbStore::open(&config.data.join("server")).map_err(|e| e.to_string())?;
+                let token = std::fs::read_to_string(config.data.join(ACCOUNT_FILE))
+                    .ok()
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or_else(|| DEMO_TOKEN.to_string());
                 let server_config = ServerConfig {
                     addr: std::net::SocketAddr::from(([127, 0, 0, 1], config.port)),
                     ..ServerConfig::default()
@@ -235,7 +255,7 @@ impl Live {
                     Some(Server::Embedded(Arc::new(server))),
                     url,
                     DEMO_USER.to_string(),
-                    DEMO_TOKEN.to_string(),
+                    token,
                 )
             }
         };
@@ -245,7 +265,7 @@ impl Live {
             server,
             url,
             user,
-            token,
+            account: Arc::new(Mutex::new(token)),
             data: config.data.clone(),
             repaint,
             inspections: mpsc::channel(),
@@ -273,7 +293,7 @@ impl Live {
             url: self.url.clone(),
             engine: EngineConfig {
                 device_id: name.to_string(),
-                token: self.token.clone(),
+                token: lock(&self.account).clone(),
                 strategy,
                 seed: name.bytes().map(u64::from).sum(),
             },
@@ -503,6 +523,41 @@ impl Live {
                 tracing::warn!("reject next: {e}");
             }
             let _ = tx.send(server.inspect(&user).await);
+            repaint();
+        });
+    }
+
+    /// Rotates the user's token to a new one; once the server has it, the account keeps it
+    /// and hands it to each device after that device's delay (`None`: never).
+    pub fn rotate_token(&self, devices: Vec<(DeviceHandle, Option<std::time::Duration>)>) {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let token = format!("{DEMO_TOKEN}-{}", since_epoch.as_millis());
+        let user = self.user.clone();
+        let account = self.account.clone();
+        let file =
+            matches!(self.server, Some(Server::Embedded(_))).then(|| self.data.join(ACCOUNT_FILE));
+        let repaint = self.repaint.clone();
+        self.with_server(|server| async move {
+            if let Err(e) = server.rotate_token(&user, &token).await {
+                tracing::error!("token rotation failed: {e}");
+                return;
+            }
+            *lock(&account) = token.clone();
+            if let Some(file) = file
+                && let Err(e) = std::fs::write(&file, &token)
+            {
+                tracing::warn!("cannot keep the new token in {}: {e}", file.display());
+            }
+            for (handle, delay) in devices {
+                let Some(delay) = delay else { continue };
+                let token = token.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    handle.set_token(token);
+                });
+            }
             repaint();
         });
     }

@@ -443,6 +443,17 @@ impl SyncLab {
                     self.live.restart_server();
                 }
             }
+            server_panel::ServerAction::RotateToken => {
+                if self.recording.server(now, Stmt::ServerRotateToken).is_ok() {
+                    let devices = self
+                        .panes
+                        .iter()
+                        .zip(&self.devices)
+                        .map(|(p, d)| (d.handle().clone(), p.device_settings().auth_delay))
+                        .collect();
+                    self.live.rotate_token(devices);
+                }
+            }
             server_panel::ServerAction::RejectNext(key) => {
                 if self
                     .recording

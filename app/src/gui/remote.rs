@@ -173,6 +173,13 @@ impl Remote {
     pub async fn restart(&self) -> Result<(), String> {
         self.call(json!({"cmd": "restart"})).await.map(drop)
     }
+
+    /// Rotates a user's token.
+    pub async fn rotate_token(&self, user: &str, token: &str) -> Result<(), String> {
+        self.call(json!({"cmd": "rotate_token", "user": user, "token": token}))
+            .await
+            .map(drop)
+    }
 }
 
 /// Sends a command and reads the next text frame as its answer.

@@ -16,6 +16,8 @@ pub enum ServerAction {
     Restart,
     /// Reject the next write to the key.
     RejectNext(Key),
+    /// Rotate the user's token: the old one expires now.
+    RotateToken,
 }
 
 /// Draws the panel; the fault the user asked for, if any.
@@ -33,6 +35,8 @@ pub fn ui(
         ui.add_enabled(false, egui::Button::new("restart"))
             .on_disabled_hover_text(why);
         ui.add_enabled(false, egui::Button::new("reject next write"))
+            .on_disabled_hover_text(why);
+        ui.add_enabled(false, egui::Button::new("rotate token"))
             .on_disabled_hover_text(why);
         return None;
     }
@@ -54,6 +58,18 @@ pub fn ui(
             .clicked()
         {
             action = Some(ServerAction::Restart);
+        }
+        if ui
+            .button("rotate token")
+            .on_hover_text(
+                "Rotate the user's token: the new one is valid at once and the old one expires \
+                 now. Connected devices are told token_expired, their writes are refused (kept, \
+                 not rolled back), and each re-authenticates once its token source hands it the \
+                 new token (its pane's auth delay); 30 s without that and the server closes it.",
+            )
+            .clicked()
+        {
+            action = Some(ServerAction::RotateToken);
         }
         ui.label(format!(
             "head revision {} · accepted writes {}",

@@ -23,6 +23,7 @@ fn view(id: &str) -> DeviceView {
         device_id: id.into(),
         strategy: Strategy::SyncWithPush,
         connection: ConnectionState::Connected,
+        token: Default::default(),
         keys: Vec::new(),
         counters: Counters::default(),
         cursor: 0,

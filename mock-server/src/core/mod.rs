@@ -60,12 +60,14 @@ use sync_core::protocol::{
 
 use guard::AuthGuard;
 use rate::{Refusals, TokenBucket};
-use store::{Durable, Record, Store, StoreError, Stored};
+use store::{Durable, Record, Store, StoreError, Stored, TokenRecord};
 
 /// `hello` must arrive within this long of the upgrade.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection with no frame from the client for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection whose token was rotated away has this long to `auth` (then 4401).
+pub const TOKEN_GRACE: Duration = Duration::from_secs(30);
 /// The default user when no token is configured.
 pub const DEMO_USER: &str = "demo";
 /// The default token.
@@ -106,6 +108,11 @@ struct Conn {
     /// The address it came from, for [`AuthGuard`] (none in the simulator).
     source: Option<IpAddr>,
     auth: Option<(String, String)>,
+    /// The token it authenticated with (`hello`, then each valid `auth`).
+    token: String,
+    /// When its token was rotated away, until a valid `auth`: its writes are refused
+    /// `token_expired`, and [`TOKEN_GRACE`] later it is closed 4401.
+    expired_at: Option<Duration>,
     bucket: TokenBucket,
     refusals: Refusals,
 }
@@ -129,7 +136,14 @@ struct Staged {
 /// The server core. See the [module docs](self).
 #[derive(Clone)]
 pub struct Core<S: Store> {
+    /// The tokens the server was started with (token → user).
+    configured: BTreeMap<String, String>,
+    /// Valid tokens (token → user): the configured ones and those rotations made, less
+    /// those rotations retired.
     tokens: BTreeMap<String, String>,
+    /// Tokens rotations retired (token → user): they get `token_expired`, not
+    /// `unauthorized`, so a client knows to refresh rather than give up.
+    expired: BTreeMap<String, String>,
     store: S,
     data: Durable,
     conns: BTreeMap<ConnId, Conn>,
@@ -147,14 +161,17 @@ impl<S: Store> Core<S> {
     /// A core serving `tokens` (token → user; empty for the demo user), with what `store`
     /// holds.
     pub fn new(tokens: BTreeMap<String, String>, mut store: S) -> Result<Self, StoreError> {
-        let tokens = if tokens.is_empty() {
+        let configured = if tokens.is_empty() {
             BTreeMap::from([(DEMO_TOKEN.to_string(), DEMO_USER.to_string())])
         } else {
             tokens
         };
         let data = store.load()?;
+        let (tokens, expired) = token_tables(&configured, &data);
         Ok(Core {
+            configured,
             tokens,
+            expired,
             store,
             data,
             conns: BTreeMap::new(),
@@ -181,6 +198,7 @@ impl<S: Store> Core<S> {
         self.forced.clear();
         match self.store.load() {
             Ok(data) => {
+                (self.tokens, self.expired) = token_tables(&self.configured, &data);
                 self.data = data;
                 self.broken = None;
                 Ok(())
@@ -212,6 +230,8 @@ impl<S: Store> Core<S> {
                 last_frame: now,
                 source,
                 auth: None,
+                token: String::new(),
+                expired_at: None,
                 bucket: TokenBucket::full(now),
                 refusals: Refusals::default(),
             },
@@ -448,6 +468,7 @@ impl<S: Store> Core<S> {
             ClientFrame::Batch { id: rid, writes } => {
                 self.batch(id, (&user, &device), rid, writes, now, out, staged)
             }
+            ClientFrame::Auth { id: rid, token } => self.auth(id, &user, rid, token, now, out),
             write => self.write_frame(id, (&user, &device), write, out, staged),
         }
     }
@@ -503,7 +524,57 @@ impl<S: Store> Core<S> {
         }
     }
 
-    /// A `set` or `command` (alone or from a batch) into the write pipeline.
+    /// `auth`: a valid token of the same user ends an expiry; an expired one changes
+    /// nothing; an unknown one, or another user's, is `unauthorized` and closes 4401 (and
+    /// counts as a failed token check of the address).
+    fn auth(
+        &mut self,
+        id: ConnId,
+        user: &str,
+        rid: u64,
+        token: String,
+        now: Duration,
+        out: &mut Vec<Action>,
+    ) {
+        let source = self.conns.get(&id).and_then(|c| c.source);
+        if self.guard.blocked(source, now) {
+            return self.close_with(
+                id,
+                ErrorCode::TooManyAttempts,
+                "too many failed token checks from this address: try again in a minute",
+                Some(rid),
+                close::POLICY,
+                out,
+            );
+        }
+        if self.tokens.get(&token).is_some_and(|u| u == user) {
+            let conn = self
+                .conns
+                .get_mut(&id)
+                .expect("open while its frame is handled");
+            conn.token = token;
+            conn.expired_at = None;
+            return out.push(Action::Send(id, ServerFrame::Authed { id: rid }));
+        }
+        if self.expired.get(&token).is_some_and(|u| u == user) {
+            let message = "this token was rotated away: ask for the new one".to_string();
+            return out.push(error(id, ErrorCode::TokenExpired, message, Some(rid)));
+        }
+        if !self.tokens.contains_key(&token) && !self.expired.contains_key(&token) {
+            self.guard.failed(source, now);
+        }
+        self.close_with(
+            id,
+            ErrorCode::Unauthorized,
+            "unknown token, or another user's",
+            Some(rid),
+            close::UNAUTHORIZED,
+            out,
+        );
+    }
+
+    /// A `set` or `command` (alone or from a batch) into the write pipeline. On a
+    /// connection whose token expired it is refused before any step (nothing applied).
     fn write_frame(
         &mut self,
         id: ConnId,
@@ -512,6 +583,22 @@ impl<S: Store> Core<S> {
         out: &mut Vec<Action>,
         staged: &mut Vec<Staged>,
     ) {
+        if self.conns.get(&id).is_some_and(|c| c.expired_at.is_some()) {
+            let rid = frame.id().expect("writes have ids");
+            let key = match &frame {
+                ClientFrame::Set { key, .. } | ClientFrame::Command { key, .. } => key.as_str(),
+                _ => "",
+            };
+            let message = "the token expired: nothing applied; send `auth` with the new one";
+            return out.push(reject(
+                id,
+                rid,
+                key,
+                ErrorCode::TokenExpired,
+                message.into(),
+                None,
+            ));
+        }
         let (rid, key, write, local_rev) = match frame {
             ClientFrame::Set {
                 id,
@@ -599,6 +686,16 @@ impl<S: Store> Core<S> {
                 out,
             );
         }
+        if self.expired.contains_key(&token) {
+            return self.close_with(
+                id,
+                ErrorCode::TokenExpired,
+                "this token was rotated away: ask for the new one",
+                None,
+                close::UNAUTHORIZED,
+                out,
+            );
+        }
         let Some(user) = self.tokens.get(&token).cloned() else {
             self.guard.failed(source, now);
             return self.close_with(
@@ -623,7 +720,9 @@ impl<S: Store> Core<S> {
                 out,
             );
         }
-        self.conns.get_mut(&id).expect("open").auth = Some(device);
+        let conn = self.conns.get_mut(&id).expect("open");
+        conn.auth = Some(device);
+        conn.token = token;
         let welcome = self.welcome(&user, since);
         out.push(Action::Send(id, welcome));
     }
@@ -800,51 +899,45 @@ impl<S: Store> Core<S> {
             .values()
             .map(|c| {
                 let idle = c.last_frame + IDLE_TIMEOUT;
+                let expiry = c.expired_at.map_or(idle, |at| at + TOKEN_GRACE);
                 if c.auth.is_none() {
                     idle.min(c.opened + HELLO_TIMEOUT)
                 } else {
-                    idle
+                    idle.min(expiry)
                 }
             })
             .min()
     }
 
-    /// Closes connections whose `hello` or whose next frame is overdue.
+    /// Closes connections whose `hello`, whose next frame, or whose `auth` after an
+    /// expiry is overdue.
     pub fn on_timeout(&mut self, now: Duration) -> Vec<Action> {
         let mut out = Vec::new();
-        let due: Vec<(ConnId, bool)> = self
+        let due: Vec<(ConnId, ErrorCode)> = self
             .conns
             .iter()
             .filter_map(|(id, c)| {
                 if c.auth.is_none() && now >= c.opened + HELLO_TIMEOUT {
-                    Some((*id, true))
+                    Some((*id, ErrorCode::HelloRequired))
+                } else if c.expired_at.is_some_and(|at| now >= at + TOKEN_GRACE) {
+                    Some((*id, ErrorCode::TokenExpired))
                 } else if now >= c.last_frame + IDLE_TIMEOUT {
-                    Some((*id, false))
+                    Some((*id, ErrorCode::IdleTimeout))
                 } else {
                     None
                 }
             })
             .collect();
-        for (id, hello) in due {
-            if hello {
-                self.close_with(
-                    id,
-                    ErrorCode::HelloRequired,
-                    "no `hello` within 5 s",
-                    None,
-                    close::BAD_HELLO,
-                    &mut out,
-                );
-            } else {
-                self.close_with(
-                    id,
-                    ErrorCode::IdleTimeout,
-                    "no frame for 30 s",
-                    None,
-                    close::IDLE,
-                    &mut out,
-                );
-            }
+        for (id, code) in due {
+            let (message, close_code) = match code {
+                ErrorCode::HelloRequired => ("no `hello` within 5 s", close::BAD_HELLO),
+                ErrorCode::TokenExpired => (
+                    "the token expired 30 s ago and no `auth` came",
+                    close::UNAUTHORIZED,
+                ),
+                _ => ("no frame for 30 s", close::IDLE),
+            };
+            self.close_with(id, code, message, None, close_code, &mut out);
         }
         out
     }
@@ -880,6 +973,60 @@ impl<S: Store> Core<S> {
         self.data.apply(&record);
         let mut out = Vec::new();
         self.fan_out(user, change_of(&record), &mut out);
+        Ok(out)
+    }
+
+    /// Rotates `user`'s token (admin `rotate_token`, scenario `server rotate token`): `new`
+    /// is valid at once and every token the user had expires at once, durably. Each
+    /// connection on an expired token gets `error token_expired` and [`TOKEN_GRACE`] to
+    /// `auth`. An error for a user with no token, an empty or overlong token, or one that
+    /// is or was in use.
+    pub fn rotate_token(
+        &mut self,
+        user: &str,
+        new: &str,
+        now: Duration,
+    ) -> Result<Vec<Action>, String> {
+        if !self.users().contains(user) {
+            return Err(format!("no user `{user}`"));
+        }
+        if new.is_empty() || new.len() > 256 || new.chars().any(char::is_control) {
+            return Err("a token is 1 to 256 bytes, no control characters".into());
+        }
+        if self.tokens.contains_key(new) || self.expired.contains_key(new) {
+            return Err("that token is (or was) in use: choose a new one".into());
+        }
+        let old: Vec<String> = self
+            .tokens
+            .iter()
+            .filter(|(_, u)| *u == user)
+            .map(|(t, _)| t.clone())
+            .collect();
+        let record = |expired| TokenRecord {
+            user: user.to_string(),
+            expired,
+        };
+        let mut changes = vec![(new.to_string(), record(false))];
+        changes.extend(old.iter().map(|t| (t.clone(), record(true))));
+        self.store
+            .commit_tokens(&changes)
+            .map_err(|e| e.to_string())?;
+        for token in &old {
+            self.tokens.remove(token);
+            self.expired.insert(token.clone(), user.to_string());
+        }
+        self.tokens.insert(new.to_string(), user.to_string());
+        let mut out = Vec::new();
+        for (id, conn) in &mut self.conns {
+            let on_old =
+                conn.auth.as_ref().is_some_and(|(u, _)| u == user) && old.contains(&conn.token);
+            if on_old && conn.expired_at.is_none() {
+                conn.expired_at = Some(now);
+                let message =
+                    "the token was rotated: send `auth` with the new one within 30 s".into();
+                out.push(error(*id, ErrorCode::TokenExpired, message, None));
+            }
+        }
         Ok(out)
     }
 
@@ -947,6 +1094,25 @@ impl<S: Store> Core<S> {
     pub fn users(&self) -> BTreeSet<&str> {
         self.tokens.values().map(String::as_str).collect()
     }
+}
+
+/// The valid and the expired tokens (token → user): the configured ones, with what
+/// rotations made and retired applied over them.
+fn token_tables(
+    configured: &BTreeMap<String, String>,
+    data: &Durable,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let mut valid = configured.clone();
+    let mut expired = BTreeMap::new();
+    for (token, record) in &data.tokens {
+        if record.expired {
+            valid.remove(token);
+            expired.insert(token.clone(), record.user.clone());
+        } else {
+            valid.insert(token.clone(), record.user.clone());
+        }
+    }
+    (valid, expired)
 }
 
 /// A `set` or a `command`.

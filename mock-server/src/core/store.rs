@@ -116,6 +116,16 @@ pub struct Record {
     pub stored: Stored,
 }
 
+/// A token a rotation made or retired (PROTOCOL.md: rotations are persisted, so after a
+/// restart the old token is still expired and the new one valid).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Whose token it is.
+    pub user: String,
+    /// Rotated away: it no longer authenticates, and says so (`token_expired`).
+    pub expired: bool,
+}
+
 /// The whole durable state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Durable {
@@ -123,6 +133,9 @@ pub struct Durable {
     pub users: BTreeMap<String, UserData>,
     /// Accepted, non-duplicate writes ever (revisions assigned), across restarts.
     pub writes: u64,
+    /// Tokens made or retired by rotations (the configured ones are not stored).
+    #[serde(default)]
+    pub tokens: BTreeMap<String, TokenRecord>,
 }
 
 impl Durable {
@@ -160,6 +173,8 @@ pub trait Store {
     fn load(&mut self) -> Result<Durable, StoreError>;
     /// Makes a batch durable, all or nothing. Returns only once it is durable.
     fn commit(&mut self, batch: &[Record]) -> Result<(), StoreError>;
+    /// Makes a rotation durable, all or nothing: the new token and the retired ones.
+    fn commit_tokens(&mut self, tokens: &[(String, TokenRecord)]) -> Result<(), StoreError>;
 }
 
 /// A store in memory: durable across a simulated server restart (the simulator keeps it
@@ -181,6 +196,11 @@ impl Store for MemoryStore {
             self.data.apply(record);
         }
         self.commits += 1;
+        Ok(())
+    }
+
+    fn commit_tokens(&mut self, tokens: &[(String, TokenRecord)]) -> Result<(), StoreError> {
+        self.data.tokens.extend(tokens.iter().cloned());
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sync_core::protocol::{ErrorCode, Key, ServerFrame};
 
-use super::store::{MemoryStore, Store};
+use super::store::{MemoryStore, Store, TokenRecord};
 use super::*;
 
 fn ms(n: u64) -> Duration {
@@ -608,6 +608,9 @@ impl Store for FailingStore {
     fn commit(&mut self, _: &[Record]) -> Result<(), StoreError> {
         Err(StoreError("disk full".into()))
     }
+    fn commit_tokens(&mut self, _: &[(String, TokenRecord)]) -> Result<(), StoreError> {
+        Err(StoreError("disk full".into()))
+    }
 }
 
 #[test]
@@ -670,6 +673,9 @@ impl Store for DeadStore {
         Ok(Durable::default())
     }
     fn commit(&mut self, _: &[Record]) -> Result<(), StoreError> {
+        Err(StoreError("disk full".into()))
+    }
+    fn commit_tokens(&mut self, _: &[(String, TokenRecord)]) -> Result<(), StoreError> {
         Err(StoreError("disk full".into()))
     }
 }
@@ -966,4 +972,108 @@ fn a_batch_keeps_its_place_among_the_frames_around_it() {
             "pong 5",
         ]
     );
+}
+
+/// PROTOCOL.md, "Re-authenticating": a rotation expires the old token at once; each
+/// connection on it gets `error token_expired`, then its writes `reject token_expired`
+/// (nothing applied, not even a duplicate ack), pings still answered and pushes still
+/// delivered; `auth` with the expired token changes nothing; with the new one, `authed`.
+#[test]
+fn a_rotation_expires_the_connection_until_a_valid_auth() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    t.hello(B, "laptop", 0);
+    t.set(A, 1, "like/a", json!(true), 1);
+    let out = t.core.rotate_token("demo", "t2", t.now).unwrap();
+    for c in [A, B] {
+        assert_eq!(error_code(&out, c), Some(ErrorCode::TokenExpired));
+    }
+    // A resend of an applied write: refused all the same (no duplicate ack).
+    let out = t.set(A, 2, "like/a", json!(true), 1);
+    assert_eq!(names(&frames_to(&out, A)), ["reject 2 token_expired"]);
+    assert!(matches!(
+        frames_to(&out, A)[0],
+        ServerFrame::Reject { current: None, .. }
+    ));
+    let out = t.send(A, r#"{"type":"ping","id":3}"#);
+    assert_eq!(names(&frames_to(&out, A)), ["pong 3"]);
+    let out = t.send(A, r#"{"type":"auth","id":4,"token":"demo-token"}"#);
+    match &frames_to(&out, A)[..] {
+        [ServerFrame::Error { code, id, .. }] => {
+            assert_eq!((*code, *id), (ErrorCode::TokenExpired, Some(4)))
+        }
+        other => panic!("{other:?}"),
+    }
+    let out = t.send(A, r#"{"type":"auth","id":5,"token":"t2"}"#);
+    assert_eq!(frames_to(&out, A), [ServerFrame::Authed { id: 5 }]);
+    let out = t.set(A, 6, "like/b", json!(true), 1);
+    assert_eq!(names(&frames_to(&out, A)), ["ack 6", "push like/b 2"]);
+    assert_eq!(
+        names(&frames_to(&out, B)),
+        ["push like/b 2"],
+        "an expired connection still gets pushes"
+    );
+    // The laptop never re-authenticates: 30 s after the expiry it is closed 4401 (the
+    // phone pings meanwhile, so it is not idle).
+    t.now = ms(20_000);
+    t.send(A, r#"{"type":"ping","id":7}"#);
+    t.now = ms(29_999);
+    assert_eq!(closed(&t.core.on_timeout(t.now), B), None);
+    t.now = ms(30_000);
+    let out = t.core.on_timeout(t.now);
+    assert_eq!(error_code(&out, B), Some(ErrorCode::TokenExpired));
+    assert_eq!(closed(&out, B), Some(4401));
+    assert_eq!(closed(&out, A), None, "the phone re-authenticated");
+}
+
+/// A `hello` with an expired token is `token_expired` and 4401 (with the reason the
+/// device reads to wait for a new token); an unknown token is still `unauthorized`; an
+/// `auth` with an unknown token closes 4401; the rotation survives a restart.
+#[test]
+fn an_expired_token_is_told_apart_from_an_unknown_one_and_survives_a_restart() {
+    let mut t = T::new();
+    t.core.rotate_token("demo", "t2", t.now).unwrap();
+    t.core.restart().unwrap();
+    t.core.connect(A, t.now);
+    let out = t.send(
+        A,
+        r#"{"type":"hello","protocol":1,"token":"demo-token","device_id":"p","since":0}"#,
+    );
+    assert_eq!(error_code(&out, A), Some(ErrorCode::TokenExpired));
+    assert!(out.contains(&Action::Close(A, 4401, "token_expired".into())));
+    t.core.connect(B, t.now);
+    let out = t.send(
+        B,
+        r#"{"type":"hello","protocol":1,"token":"nope","device_id":"q","since":0}"#,
+    );
+    assert_eq!(error_code(&out, B), Some(ErrorCode::Unauthorized));
+    let mut t2 = T::new();
+    t2.core.rotate_token("demo", "t2", t2.now).unwrap();
+    assert!(matches!(
+        {
+            t2.core.connect(B, t2.now);
+            frames_to(
+                &t2.send(
+                    B,
+                    r#"{"type":"hello","protocol":1,"token":"t2","device_id":"q","since":0}"#,
+                ),
+                B,
+            )
+            .pop()
+        },
+        Some(ServerFrame::Welcome { .. })
+    ));
+    let out = t2.send(B, r#"{"type":"auth","id":1,"token":"nope"}"#);
+    assert_eq!(error_code(&out, B), Some(ErrorCode::Unauthorized));
+    assert_eq!(closed(&out, B), Some(4401));
+    assert!(
+        t2.core.rotate_token("demo", "t2", t2.now).is_err(),
+        "in use"
+    );
+    assert!(
+        t2.core.rotate_token("demo", "demo-token", t2.now).is_err(),
+        "was in use"
+    );
+    assert!(t2.core.rotate_token("nobody", "t9", t2.now).is_err());
+    assert!(t2.core.rotate_token("demo", "", t2.now).is_err());
 }

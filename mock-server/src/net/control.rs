@@ -79,6 +79,16 @@ pub enum Control {
         /// The outcome.
         reply: Reply,
     },
+    /// The user's token is rotated: `token` is valid at once, the old ones expire at once
+    /// (PROTOCOL.md, "Re-authenticating an open connection").
+    RotateToken {
+        /// The user.
+        user: String,
+        /// The new token.
+        token: String,
+        /// The outcome.
+        reply: Reply,
+    },
     /// A write by the server itself.
     ServerSet {
         /// The user.

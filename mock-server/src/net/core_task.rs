@@ -317,6 +317,14 @@ impl<S: Store> Task<S> {
                 };
                 let _ = reply.send(user.map(|user| self.core.reject_next(&user, key)));
             }
+            Control::RotateToken { user, token, reply } => {
+                let now = self.now();
+                let result = self
+                    .known(&user)
+                    .and_then(|()| self.core.rotate_token(&user, &token, now))
+                    .map(|actions| self.route(actions));
+                let _ = reply.send(result);
+            }
             Control::ServerSet {
                 user,
                 key,

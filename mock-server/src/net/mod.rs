@@ -179,6 +179,14 @@ impl ServerHandle {
             .await
     }
 
+    /// Rotates `user`'s token to `token`: valid at once; the old one expires at once, and
+    /// its connections have 30 s to `auth` with the new one.
+    pub async fn rotate_token(&self, user: &str, token: &str) -> Result<(), String> {
+        let (user, token) = (user.to_string(), token.to_string());
+        self.ask(|reply| Control::RotateToken { user, token, reply })
+            .await
+    }
+
     /// How many frames wait on a device's links: `(up, down)`; `(0, 0)` if not connected.
     pub async fn queued(&self, user: &str, device_id: &str) -> (usize, usize) {
         let q = self.queued_frames(user, device_id).await;

@@ -37,8 +37,8 @@ pub struct DeviceSetup {
     pub up: LinkConfig,
     /// Server → device.
     pub down: LinkConfig,
-    /// `reconnect attempts DEVICE N` (the bound on failed attempts in a row) and
-    /// `batch size DEVICE N`.
+    /// `reconnect attempts DEVICE N` (the bound on failed attempts in a row),
+    /// `batch size DEVICE N` and `auth delay DEVICE D|never`.
     pub settings: DeviceSettings,
 }
 
@@ -108,6 +108,8 @@ pub enum Stmt {
     ServerReject(Key),
     /// `server restart`.
     ServerRestart,
+    /// `server rotate token`.
+    ServerRotateToken,
     /// `server set KEY VALUE` during the run.
     ServerSet(Key, Value),
     /// `say "text"`: narration.

@@ -337,6 +337,23 @@ impl Parser<'_> {
                 self.scenario.devices[d].settings.batch_size = n as usize;
                 Ok(())
             }
+            "auth" => {
+                self.setup_only(line)?;
+                match self.need(line, 1, "`delay`")? {
+                    "delay" => {}
+                    other => {
+                        return self.err(line, 1, format!("expected `delay`, found `{other}`"));
+                    }
+                }
+                let d = self.device(line, 2)?;
+                let delay = match line.word(3) {
+                    Some("never") => None,
+                    _ => Some(self.duration(line, 3)?),
+                };
+                self.end(line, 4)?;
+                self.scenario.devices[d].settings.auth_delay = delay;
+                Ok(())
+            }
             "server" => self.server(line),
             "hold" | "unhold" => {
                 let d = self.device(line, 1)?;
@@ -477,7 +494,7 @@ impl Parser<'_> {
     }
 
     fn server(&mut self, line: &Line<'_>) -> R<()> {
-        match self.need(line, 1, "`set`, `reject` or `restart`")? {
+        match self.need(line, 1, "`set`, `reject`, `restart` or `rotate token`")? {
             "set" => {
                 let key = self.key(line, 2)?;
                 let value = self.value(line, 3)?;
@@ -505,11 +522,22 @@ impl Parser<'_> {
                 self.step(line, Stmt::ServerRestart);
                 Ok(())
             }
+            "rotate" => {
+                match self.need(line, 2, "`token`")? {
+                    "token" => {}
+                    other => {
+                        return self.err(line, 2, format!("expected `token`, found `{other}`"));
+                    }
+                }
+                self.end(line, 3)?;
+                self.step(line, Stmt::ServerRotateToken);
+                Ok(())
+            }
             other => self.err(
                 line,
                 1,
                 format!(
-                    "unknown server statement `{other}`: expected `set`, `reject` or `restart`"
+                    "unknown server statement `{other}`: expected `set`, `reject`, `restart` or `rotate token`"
                 ),
             ),
         }

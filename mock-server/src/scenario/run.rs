@@ -427,6 +427,7 @@ impl Runner {
             }
             Stmt::ServerReject(key) => w.reject_next(key.clone()),
             Stmt::ServerRestart => w.restart_server(),
+            Stmt::ServerRotateToken => w.rotate_token()?,
             Stmt::ServerSet(key, value) => w.server_set(key, value.clone())?,
             Stmt::Say(text) => w.say(text),
             Stmt::Pause | Stmt::Wait(_) | Stmt::Settle => {}

@@ -300,6 +300,7 @@ fn names(stmt: &Stmt, d: usize) -> bool {
         },
         Stmt::ServerReject(_)
         | Stmt::ServerRestart
+        | Stmt::ServerRotateToken
         | Stmt::ServerSet(..)
         | Stmt::Say(_)
         | Stmt::Pause

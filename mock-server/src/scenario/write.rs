@@ -73,6 +73,10 @@ fn setup(out: &mut String, d: &DeviceSetup) {
     if d.settings.batch_size != DeviceSettings::default().batch_size {
         let _ = writeln!(out, "batch size {name} {}", d.settings.batch_size);
     }
+    if d.settings.auth_delay != DeviceSettings::default().auth_delay {
+        let delay = d.settings.auth_delay.map_or("never".into(), duration);
+        let _ = writeln!(out, "auth delay {name} {delay}");
+    }
     let default = LinkConfig::default();
     let both = changes(&default, &d.up, &d.down);
     for change in &both {
@@ -153,6 +157,7 @@ pub fn statement(stmt: &Stmt, names: &[&str]) -> Vec<String> {
         }
         Stmt::ServerReject(key) => format!("server reject {key}"),
         Stmt::ServerRestart => "server restart".into(),
+        Stmt::ServerRotateToken => "server rotate token".into(),
         Stmt::ServerSet(key, value) => format!("server set {key} {value}"),
         Stmt::Say(text) => format!("say {}", string(text)),
         Stmt::Pause => "pause".into(),

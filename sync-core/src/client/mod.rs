@@ -67,6 +67,7 @@ enum Command {
     Online(bool),
     Retry,
     Configure(DeviceSettings),
+    Token(String),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -119,6 +120,12 @@ impl DeviceHandle {
     /// Connects now, out of `error`, `auth-failed` or `closed` (a pane's "retry now").
     pub fn retry(&self) {
         let _ = self.commands.send(Command::Retry);
+    }
+
+    /// The token source has a new token for the device (after a rotation): it
+    /// re-authenticates its open connection, or reconnects after an expiry's 4401.
+    pub fn set_token(&self, token: impl Into<String>) {
+        let _ = self.commands.send(Command::Token(token.into()));
     }
 
     /// Changes the device's settings (reconnect bound, batch size).
@@ -349,6 +356,10 @@ impl Device {
             }
             Command::Configure(settings) => {
                 self.engine.configure(settings);
+                None
+            }
+            Command::Token(token) => {
+                self.engine.set_token(&token, now);
                 None
             }
             Command::Shutdown(_) => unreachable!("handled by the caller"),

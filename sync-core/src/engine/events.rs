@@ -61,6 +61,26 @@ pub enum EventKind {
         /// The keys of its writes, in list order.
         keys: Vec<Key>,
     },
+    /// The token source handed the device a new token.
+    TokenReceived,
+    /// The server said the connection's token expired: writes wait for a new one.
+    TokenExpired,
+    /// A write was refused `token_expired`: nothing applied, the intent kept, resent after
+    /// `authed`.
+    KeptForToken {
+        /// The key.
+        key: Key,
+    },
+    /// `auth` with the new token was sent.
+    AuthSent {
+        /// Its frame id.
+        id: u64,
+    },
+    /// `authed`: the connection runs on the new token.
+    Authed {
+        /// The `auth`'s frame id.
+        id: u64,
+    },
     /// The server answered every write of a batch (`batch_done`).
     BatchDone {
         /// The batch's frame id.
@@ -68,7 +88,8 @@ pub enum EventKind {
         /// How many writes the server answered.
         count: u64,
     },
-    /// A request is due but the device is not connected: it goes out after `welcome`.
+    /// A request is due but the device is not connected (or its token expired): it goes
+    /// out after `welcome` (or `authed`).
     RequestQueued {
         /// The key.
         key: Key,
@@ -258,7 +279,18 @@ impl fmt::Display for EventKind {
                 write!(f, "batch {id} sent: {} writes in one frame", keys.len())
             }
             BatchDone { id, count } => write!(f, "batch {id} done: {count} answered"),
-            RequestQueued { key } => write!(f, "request for {key} waits for the connection"),
+            TokenReceived => write!(f, "the token source handed over a new token"),
+            TokenExpired => write!(f, "token expired: writes wait for a new one"),
+            KeptForToken { key } => write!(
+                f,
+                "{key} refused: token expired (nothing applied; kept, resent after auth)"
+            ),
+            AuthSent { id } => write!(f, "auth sent with the new token (frame id {id})"),
+            Authed { id } => write!(f, "authed (frame id {id}): the connection goes on"),
+            RequestQueued { key } => write!(
+                f,
+                "request for {key} waits: no connection, or its token expired"
+            ),
             FollowUpDecided { key, rev } => {
                 write!(
                     f,

@@ -12,7 +12,7 @@ use super::hooks::{Rejection, roll_back_rejected};
 use super::{Engine, Machine, Request};
 use crate::optimistic::SendKind;
 use crate::optimistic::sync_with_push::{Answer, PushMeta, PushOutcome, RevisionEntry};
-use crate::protocol::{Change, Current, Key, ServerFrame, decode_server_frame};
+use crate::protocol::{Change, Current, ErrorCode, Key, ServerFrame, decode_server_frame};
 
 impl Engine {
     /// A text frame from the server. A frame that does not decode is reported as an
@@ -65,6 +65,12 @@ impl Engine {
             ServerFrame::Pong { id } => {
                 self.requests.remove(&id);
             }
+            ServerFrame::Authed { id } => self.on_authed(id),
+            ServerFrame::Error {
+                code: ErrorCode::TokenExpired,
+                id,
+                ..
+            } => self.on_token_expired(id),
             ServerFrame::BatchDone { id, count } => {
                 self.requests.remove(&id);
                 self.state.emit(EventKind::BatchDone { id, count });
@@ -98,7 +104,7 @@ impl Engine {
                     .on_response(&mut self.state, &key, Ok(Some((value, rev))));
                 self.run_command_effects(fx);
             }
-            Request::Ping | Request::Batch => {}
+            Request::Ping | Request::Batch | Request::Auth => {}
         }
     }
 
@@ -134,8 +140,11 @@ impl Engine {
         };
         let key = match &request {
             Request::Write { key, .. } | Request::Command { key } => key.clone(),
-            Request::Ping | Request::Batch => return,
+            Request::Ping | Request::Batch | Request::Auth => return,
         };
+        if rejection.code == ErrorCode::TokenExpired {
+            return self.kept_for_token(key, id);
+        }
         self.state.emit(EventKind::Rejected {
             key: key.clone(),
             code: rejection.code,
@@ -164,7 +173,7 @@ impl Engine {
                     .on_response(&mut self.state, &key, Err(rejection));
                 self.run_command_effects(fx);
             }
-            Request::Ping | Request::Batch => {}
+            Request::Ping | Request::Batch | Request::Auth => {}
         }
         if let Some(current) = current {
             self.learn_current(&key, current);
@@ -357,11 +366,22 @@ impl Engine {
     ///
     /// What is due goes out gathered: two or more writes leave in `batch` frames.
     fn resolve_open_requests(&mut self) {
-        self.gather(Self::resend_due);
+        self.gather(|e| e.resend_due(false));
     }
 
-    fn resend_due(&mut self) {
+    /// The rule after `welcome` for every key with an open write or command; with
+    /// `idle_only` (after `authed`, on a connection that stayed up) only for keys with no
+    /// request on the wire: the others are still answered as usual.
+    pub(super) fn resend_due(&mut self, idle_only: bool) {
+        let on_wire = if idle_only {
+            self.unanswered()
+        } else {
+            Vec::new()
+        };
         for key in self.pending_keys() {
+            if on_wire.contains(&key) {
+                continue;
+            }
             let known = self.known_rev(&key);
             let superseded = self
                 .state
@@ -402,7 +422,12 @@ impl Engine {
                 }
             }
         }
-        let commands: Vec<Key> = self.commands.keys().cloned().collect();
+        let commands: Vec<Key> = self
+            .commands
+            .keys()
+            .filter(|k| !on_wire.contains(k))
+            .cloned()
+            .collect();
         for key in commands {
             self.send_command(&key, SendKind::Resend);
         }

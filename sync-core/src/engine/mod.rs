@@ -37,6 +37,7 @@
 //! | [`naive`] | the `naive` strategy's bookkeeping |
 //! | [`inbound`] | handling server frames: acks, rejects, pushes, `welcome` |
 //! | [`connection`] | connection state, backoff, heartbeat |
+//! | [`token`] | re-authenticating when the token is rotated away |
 //! | [`settings`] | what a user may change on a running device (reconnect bound, batch size) |
 //! | [`cursor`] | the contiguous cursor |
 //! | [`snapshot`] | what a device restart keeps |
@@ -59,6 +60,7 @@ pub mod naive;
 pub mod settings;
 pub mod snapshot;
 pub mod state;
+pub mod token;
 pub mod view;
 
 #[cfg(test)]
@@ -79,9 +81,12 @@ use crate::optimistic::sync_with_push::{
     DropReason, OpenRequest, OptimisticSyncWithPush, PushEffect,
 };
 use crate::protocol::model::comments_to_value;
-use crate::protocol::{ClientFrame, CommandOp, Comment, Key, PROTOCOL_VERSION, ValueKind};
+use crate::protocol::{
+    ClientFrame, CommandOp, Comment, ErrorCode, Key, PROTOCOL_VERSION, ValueKind,
+};
 use crate::rng::Rng;
 pub use settings::DeviceSettings;
+pub use token::TokenState;
 
 use connection::{ConnectionState, Heartbeat, backoff_delay};
 use cursor::Cursor;
@@ -194,6 +199,8 @@ enum Request {
     Ping,
     /// A `batch`: its writes are requests of their own; this waits for `batch_done`.
     Batch,
+    /// An `auth`, waiting for `authed`.
+    Auth,
 }
 
 /// The command running for a comments key, as sent on the wire.
@@ -210,7 +217,18 @@ pub struct PendingCommand {
 #[derive(Debug, Clone)]
 pub struct Engine {
     device_id: String,
+    /// The newest token from the device's token source.
     token: String,
+    /// The token the current connection authenticated with (`hello`, then `authed`).
+    conn_token: String,
+    token_state: TokenState,
+    /// The `auth` on its way: its id and the token it carries.
+    auth_request: Option<(u64, String)>,
+    /// Closed 4401 because the token expired: reconnect once the source has a new one.
+    awaiting_token: bool,
+    /// The id of the latest `auth` answered `authed`: requests with lower ids were sent
+    /// on the token before it (ids only grow).
+    reauthed_at: u64,
     strategy: Strategy,
     state: DeviceState,
     machine: Machine,
@@ -246,7 +264,12 @@ impl Engine {
         let mut engine = Engine {
             machine: Self::machine_for(config.strategy, &config.device_id),
             device_id: config.device_id,
+            conn_token: config.token.clone(),
             token: config.token,
+            token_state: TokenState::Valid,
+            auth_request: None,
+            awaiting_token: false,
+            reauthed_at: 0,
             strategy: config.strategy,
             state: DeviceState::default(),
             comments: CommandRunner::new(CommentHooks),
@@ -446,6 +469,7 @@ impl Engine {
         }
         self.heartbeat = Heartbeat::opened(now);
         self.conn = ConnectionState::Handshaking;
+        self.conn_token = self.token.clone();
         self.connection_event();
         self.send_frame(ClientFrame::Hello {
             protocol: PROTOCOL_VERSION,
@@ -464,9 +488,13 @@ impl Engine {
             return;
         }
         self.requests.clear();
+        self.token_state = TokenState::Valid;
+        self.auth_request = None;
         match close {
-            Some((crate::protocol::close::UNAUTHORIZED, _)) => {
+            Some((crate::protocol::close::UNAUTHORIZED, reason)) => {
                 self.conn = ConnectionState::AuthFailed;
+                // An expired token is refreshed by the token source, not by the user.
+                self.awaiting_token = reason == ErrorCode::TokenExpired.as_str();
             }
             Some((code, reason)) if crate::protocol::close::forbids_reconnect(code) => {
                 self.conn = ConnectionState::ClosedByServer { code, reason };
@@ -490,6 +518,11 @@ impl Engine {
             }
         }
         self.connection_event();
+        if self.awaiting_token && self.token != self.conn_token {
+            // The source already had a newer token: use it.
+            self.awaiting_token = false;
+            self.open(now);
+        }
         self.flush_events();
     }
 
@@ -716,7 +749,8 @@ impl Engine {
     /// no connection is up; a "resend" or "follow-up" of a request that never went out is
     /// `Queued`.
     fn on_the_wire(&mut self, key: &Key, kind: SendKind) -> Option<SendKind> {
-        if self.conn != ConnectionState::Connected {
+        // While the token is expired a write would be refused: it waits for `authed`.
+        if self.conn != ConnectionState::Connected || self.token_state != TokenState::Valid {
             self.never_sent.insert(key.clone());
             self.state
                 .emit(EventKind::RequestQueued { key: key.clone() });
@@ -917,7 +951,7 @@ impl Engine {
             .values()
             .filter_map(|r| match r {
                 Request::Write { key, .. } | Request::Command { key } => Some(key.clone()),
-                Request::Ping | Request::Batch => None,
+                Request::Ping | Request::Batch | Request::Auth => None,
             })
             .collect()
     }

@@ -2,23 +2,28 @@
 //! menu, the scenario language's per-device setup statements, and what a layout keeps.
 //!
 //! They are one value so that a new setting is one new field here: the pane, the layout,
-//! the simulator and the client runtime pass the whole value along.
+//! the simulator and the client runtime pass the whole value along. Some belong to what
+//! drives the device rather than to its engine (the token source's delay): the engine
+//! keeps them so that a driver can read them back.
 
-use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 use crate::protocol::frames::MAX_BATCH;
 
-/// A device's settings. Missing fields take their defaults, so a layout saved before a
-/// setting existed still loads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+/// How long a token source takes to hand a device a rotated token, by default.
+pub const AUTH_DELAY: Duration = Duration::from_millis(100);
+
+/// A device's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceSettings {
     /// After this many failed attempts in a row (PROTOCOL.md, "Attempts") the device stops
     /// in `error` until the user retries. `None`: it keeps trying.
-    #[serde(rename = "reconnect")]
     pub reconnect_bound: Option<u32>,
     /// The most writes one `batch` frame carries, 1..=[`MAX_BATCH`] (1: never batch).
     pub batch_size: usize,
+    /// How long the device's token source takes to hand it a rotated token (`None`: never,
+    /// so the device is shut out 30 s after the rotation).
+    pub auth_delay: Option<Duration>,
 }
 
 impl Default for DeviceSettings {
@@ -26,6 +31,7 @@ impl Default for DeviceSettings {
         DeviceSettings {
             reconnect_bound: None,
             batch_size: MAX_BATCH,
+            auth_delay: Some(AUTH_DELAY),
         }
     }
 }
@@ -38,6 +44,7 @@ impl DeviceSettings {
         DeviceSettings {
             reconnect_bound: self.reconnect_bound.filter(|n| *n > 0),
             batch_size: self.batch_size.clamp(1, MAX_BATCH),
+            auth_delay: self.auth_delay,
         }
     }
 }

@@ -992,3 +992,90 @@ fn a_single_due_write_and_live_writes_go_alone() {
         [ClientFrame::Set { .. }, ClientFrame::Set { .. }]
     ));
 }
+
+/// PROTOCOL.md, "Re-authenticating": a write refused `token_expired` is kept (no rollback,
+/// no rejection), new intents wait while the token is expired, the new token goes out in
+/// `auth`, and after `authed` the newest intent is sent by the rule after `welcome`.
+#[test]
+fn an_expired_token_keeps_the_intent_and_resends_it_after_authed() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    d.tap("like/a");
+    let (id, ..) = d.writes().pop().expect("the tap went out");
+    d.frame(ServerFrame::Error {
+        code: ErrorCode::TokenExpired,
+        message: "rotated".into(),
+        id: None,
+    });
+    assert_eq!(d.e.token_state(), TokenState::Expired);
+    d.frame(ServerFrame::Reject {
+        id,
+        key: "like/a".into(),
+        code: ErrorCode::TokenExpired,
+        message: "expired".into(),
+        current: None,
+    });
+    assert_eq!(d.e.shown(&key("like/a")), json!(true), "no rollback");
+    assert_eq!(d.e.counters().rollbacks, 0);
+    d.tap("like/a");
+    d.tap("like/a");
+    d.set("settings/volume", json!(9));
+    assert!(
+        d.writes().is_empty(),
+        "nothing is sent while the token is expired"
+    );
+    // The same token again changes nothing; a new one goes out in `auth`.
+    d.e.set_token("demo-token", d.now);
+    d.pump();
+    assert!(d.sent.is_empty());
+    d.e.set_token("t2", d.now);
+    d.pump();
+    let auth = match d.sent.pop() {
+        Some(ClientFrame::Auth { id, token }) => {
+            assert_eq!(token, "t2");
+            id
+        }
+        other => panic!("expected auth, got {other:?}"),
+    };
+    assert_eq!(d.e.token_state(), TokenState::Reauthenticating);
+    d.frame(ServerFrame::Authed { id: auth });
+    assert_eq!(d.e.token_state(), TokenState::Valid);
+    let mut resent: Vec<(String, Value, u64)> = d
+        .writes()
+        .into_iter()
+        .map(|(_, k, v, lr)| (k, v, lr))
+        .collect();
+    resent.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        resent,
+        [
+            ("like/a".to_string(), json!(true), 3),
+            ("settings/volume".to_string(), json!(9), 1)
+        ],
+        "the newest intents, once each"
+    );
+}
+
+/// A `hello` (or a grace period) refused with 4401 `token_expired` leaves the device
+/// `auth-failed` until its token source has a new token; then it reconnects with it. Any
+/// other 4401 waits for the user.
+#[test]
+fn a_4401_for_an_expired_token_reconnects_once_a_new_token_comes() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    d.e.on_disconnected(Some((close::UNAUTHORIZED, "token_expired".into())), d.now);
+    d.pump();
+    assert_eq!(d.e.connection(), &ConnectionState::AuthFailed);
+    let opens = d.opens;
+    d.e.set_token("t2", d.now);
+    d.pump();
+    assert_eq!(d.opens, opens + 1, "reconnects with the new token");
+    d.e.on_connected(d.now);
+    d.pump();
+    assert!(matches!(d.sent.pop(), Some(ClientFrame::Hello { token, .. }) if token == "t2"));
+    d.e.on_disconnected(Some((close::UNAUTHORIZED, "unauthorized".into())), d.now);
+    d.pump();
+    d.e.set_token("t3", d.now);
+    d.pump();
+    assert_eq!(d.opens, opens + 1, "a refused token waits for the user");
+}

@@ -12,6 +12,7 @@ use super::Engine;
 use super::Strategy;
 use super::connection::ConnectionState;
 use super::state::{Counters, KeySlot};
+use super::token::TokenState;
 use crate::protocol::Key;
 
 /// A device's view of one key, for panes and expectations.
@@ -39,6 +40,8 @@ pub struct DeviceView {
     pub strategy: Strategy,
     /// The connection state.
     pub connection: ConnectionState,
+    /// Where the connection stands with its token.
+    pub token: TokenState,
     /// Every key it knows.
     pub keys: Vec<KeyView>,
     /// Its counters.
@@ -54,6 +57,7 @@ impl Engine {
             device_id: self.device_id().to_string(),
             strategy: self.strategy(),
             connection: self.connection().clone(),
+            token: self.token_state(),
             keys: self.keys(),
             counters: self.counters().clone(),
             cursor: self.cursor(),

@@ -41,6 +41,9 @@ pub enum ErrorCode {
     TooManyAttempts,
     /// The server could not commit to its store (close 1011).
     StoreFailed,
+    /// The connection's token was rotated away: re-authenticate with `auth` within 30 s
+    /// (then close 4401); a `hello` with an expired token is closed 4401 at once.
+    TokenExpired,
     /// A code this client does not know (sent by a newer server).
     #[serde(other)]
     Other,
@@ -65,6 +68,7 @@ impl ErrorCode {
             ErrorCode::Replaced => "replaced",
             ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::StoreFailed => "store_failed",
+            ErrorCode::TokenExpired => "token_expired",
             ErrorCode::Other => "other",
         }
     }

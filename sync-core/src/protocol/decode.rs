@@ -35,7 +35,9 @@ pub enum Problem {
     #[error("missing field `type` (a string)")]
     MissingType,
     /// A `type` this protocol does not have.
-    #[error("unknown type `{0}`, expected one of `hello`, `set`, `command`, `ping`, `batch`")]
+    #[error(
+        "unknown type `{0}`, expected one of `hello`, `set`, `command`, `ping`, `auth`, `batch`"
+    )]
     UnknownType(String),
     /// A required field is absent.
     #[error("missing field `{0}`")]
@@ -218,6 +220,12 @@ fn decode_object(map: Map<String, Value>) -> Result<ClientFrame, Problem> {
             f.finish("ping", "`type`, `id`")?;
             Ok(ClientFrame::Ping { id })
         }
+        "auth" => {
+            let id = f.u64("id", 0)?;
+            let token = f.string("token")?;
+            f.finish("auth", "`type`, `id`, `token`")?;
+            Ok(ClientFrame::Auth { id, token })
+        }
         "batch" => {
             let id = f.u64("id", 0)?;
             let writes = f.take("writes")?;
@@ -375,6 +383,10 @@ mod tests {
                 local_rev: 2,
             },
             ClientFrame::Ping { id: 9 },
+            ClientFrame::Auth {
+                id: 13,
+                token: "t2".into(),
+            },
             ClientFrame::Batch {
                 id: 10,
                 writes: vec![

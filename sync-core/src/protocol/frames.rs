@@ -60,6 +60,13 @@ pub enum ClientFrame {
         /// Request id.
         id: u64,
     },
+    /// Re-authenticate the open connection with a new token of the same user.
+    Auth {
+        /// Request id.
+        id: u64,
+        /// The new token.
+        token: String,
+    },
     /// Several writes in one frame: each answered as if sent alone, in list order, then
     /// `batch_done`; the accepted ones committed in one transaction.
     Batch {
@@ -78,6 +85,7 @@ impl ClientFrame {
             ClientFrame::Set { id, .. }
             | ClientFrame::Command { id, .. }
             | ClientFrame::Ping { id }
+            | ClientFrame::Auth { id, .. }
             | ClientFrame::Batch { id, .. } => Some(*id),
         }
     }
@@ -88,7 +96,7 @@ impl ClientFrame {
         match self {
             ClientFrame::Set { .. } | ClientFrame::Command { .. } => std::slice::from_ref(self),
             ClientFrame::Batch { writes, .. } => writes,
-            ClientFrame::Hello { .. } | ClientFrame::Ping { .. } => &[],
+            ClientFrame::Hello { .. } | ClientFrame::Ping { .. } | ClientFrame::Auth { .. } => &[],
         }
     }
 
@@ -104,6 +112,7 @@ impl ClientFrame {
             ClientFrame::Set { .. } => "set",
             ClientFrame::Command { .. } => "command",
             ClientFrame::Ping { .. } => "ping",
+            ClientFrame::Auth { .. } => "auth",
             ClientFrame::Batch { .. } => "batch",
         }
     }
@@ -188,6 +197,11 @@ pub enum ServerFrame {
         /// The ping's id.
         id: u64,
     },
+    /// An `auth` succeeded: the connection runs on the new token.
+    Authed {
+        /// The `auth`'s id.
+        id: u64,
+    },
     /// Every write of a `batch` has been answered (the answers came before this).
     BatchDone {
         /// The batch's id.
@@ -221,6 +235,7 @@ impl ServerFrame {
             ServerFrame::Reject { .. } => "reject",
             ServerFrame::Push(_) => "push",
             ServerFrame::Pong { .. } => "pong",
+            ServerFrame::Authed { .. } => "authed",
             ServerFrame::BatchDone { .. } => "batch_done",
             ServerFrame::Error { .. } => "error",
         }
@@ -262,6 +277,8 @@ impl std::fmt::Display for ClientFrame {
                 ),
             },
             ClientFrame::Ping { id } => write!(f, "ping #{id}"),
+            // The token is a secret: traces and logs never show it.
+            ClientFrame::Auth { id, .. } => write!(f, "auth #{id}"),
             // The first writes only: a trace line stays a line.
             ClientFrame::Batch { id, writes } => {
                 write!(f, "batch #{id} of {}:", writes.len())?;
@@ -310,6 +327,7 @@ impl std::fmt::Display for ServerFrame {
                 c.key, c.value, c.rev, c.device_id, c.local_rev
             ),
             ServerFrame::Pong { id } => write!(f, "pong #{id}"),
+            ServerFrame::Authed { id } => write!(f, "authed #{id}"),
             ServerFrame::BatchDone { id, count } => {
                 write!(f, "batch_done #{id}, {count} answered")
             }

@@ -20,7 +20,7 @@ use mock_server::link::{Direction, Fault, LinkConfig, Pair};
 use mock_server::net::QueuedFrames;
 use serde_json::{Value, json};
 use sync_core::engine::connection::ConnectionState;
-use sync_core::engine::{DeviceSettings, DeviceView, Event, EventKind, Strategy};
+use sync_core::engine::{DeviceSettings, DeviceView, Event, EventKind, Strategy, TokenState};
 use sync_core::protocol::Key;
 
 use super::chart::Chart;
@@ -140,6 +140,7 @@ impl Pane {
             online: view.connection != ConnectionState::Offline,
             reconnect: self.settings.reconnect_bound,
             batch_size: self.settings.batch_size,
+            auth_delay_ms: self.settings.auth_delay.map(|d| d.as_millis() as u64),
         }
     }
 
@@ -336,6 +337,18 @@ impl Pane {
             });
         });
         let (color, mut text) = connection_badge(&view.connection);
+        let token_note = match view.token {
+            TokenState::Valid => None,
+            TokenState::Expired => Some(
+                "The server rotated the user's token: writes wait (kept on screen, no rollback) until the token source hands over the new one; 30 s after the rotation the server closes the connection",
+            ),
+            TokenState::Reauthenticating => Some(
+                "auth with the new token is on its way, on the same connection: what waited goes out after authed",
+            ),
+        };
+        if token_note.is_some() {
+            text = format!("{text} · {}", view.token.name());
+        }
         if let Some(at) = view.next_try_at() {
             // Count down to the next attempt (repainting until it starts).
             let left = at.saturating_sub(clock);
@@ -353,7 +366,12 @@ impl Pane {
                     actions.push(PaneAction::Retry);
                 }
             }
-            ui.add(egui::Label::new(RichText::new(text).color(color).strong()).truncate());
+            let color = if token_note.is_some() { style::AMBER } else { color };
+            let badge =
+                ui.add(egui::Label::new(RichText::new(text).color(color).strong()).truncate());
+            if let Some(note) = token_note {
+                badge.on_hover_text(note);
+            }
         });
     }
 
@@ -425,6 +443,18 @@ impl Pane {
             );
             self.choice_row(ui, "batch size", &mut chosen.batch_size, &[1, 2, 8, 64], |n| {
                 n.to_string()
+            });
+            ui.label("auth delay").on_hover_text(
+                "How long the token source (the account the user's devices share) takes to hand this device a rotated token; never: it is shut out 30 s after a rotation",
+            );
+            let delays = [
+                Some(Duration::from_millis(100)),
+                Some(Duration::from_secs(2)),
+                Some(Duration::from_secs(10)),
+                None,
+            ];
+            self.choice_row(ui, "auth delay", &mut chosen.auth_delay, &delays, |d| {
+                d.map_or("never".into(), |d| format!("{} ms", d.as_millis()))
             });
             if chosen != self.settings {
                 actions.push(PaneAction::Settings(chosen));

@@ -45,6 +45,8 @@ pub const LESSONS: &[(&str, &str)] = &[
     lesson!("31-bounded-reconnect.scn"),
     lesson!("32-comment-edits.scn"),
     lesson!("33-offline-batch.scn"),
+    lesson!("34-token-rotation.scn"),
+    lesson!("35-shut-out-after-30s.scn"),
 ];
 
 /// How a lesson is listed: its number and its `scenario` title (the file name if it has
