@@ -175,6 +175,7 @@ mod tests {
                     rev: 2,
                     device_id: "d".into(),
                     local_rev: 1,
+                    time_ms: 0,
                 },
             }],
         )

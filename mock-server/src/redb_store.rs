@@ -302,6 +302,7 @@ mod tests {
                 rev,
                 device_id: device.into(),
                 local_rev,
+                time_ms: rev * 1000,
             },
         }
     }

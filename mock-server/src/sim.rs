@@ -28,6 +28,11 @@ use crate::core::store::{Difference, MemoryStore};
 use crate::core::{Action, ConnId, Core, DEMO_TOKEN, DEMO_USER, Inbound};
 use crate::link::{Direction, Fault, Link, LinkConfig, Pair, Sent};
 
+/// The simulated clocks' time zero: 2026-01-01T00:00:00Z, in ms since the Unix epoch
+/// (PROTOCOL.md, "Catching up by clock"), so a device clock behind by a skew stays
+/// above zero.
+pub const SIM_EPOCH_MS: u64 = 1_767_225_600_000;
+
 /// The longest `settle` may take in virtual time before the run fails.
 pub const SETTLE_LIMIT: Duration = Duration::from_secs(600);
 
@@ -161,7 +166,8 @@ impl World {
     /// A world with these devices (not yet connected) and an empty server.
     pub fn new(seed: u64, specs: &[DeviceSpec]) -> World {
         let core = Core::new(BTreeMap::new(), MemoryStore::default())
-            .expect("a memory store always loads");
+            .expect("a memory store always loads")
+            .with_clock_epoch(SIM_EPOCH_MS);
         let rng = Rng::new(seed);
         let devices = specs
             .iter()
@@ -169,9 +175,12 @@ impl World {
             .map(|(i, spec)| {
                 let stream = i as u64 * 3;
                 let seed = rng.fork(stream).next_u64();
+                let mut engine =
+                    Engine::new(config(&spec.name, spec.strategy, seed), Duration::ZERO);
+                engine.set_wall_clock(SIM_EPOCH_MS);
                 SimDevice {
                     name: spec.name.clone(),
-                    engine: Engine::new(config(&spec.name, spec.strategy, seed), Duration::ZERO),
+                    engine,
                     up: Link::new(spec.up, rng.fork(stream + 1)),
                     down: Link::new(spec.down, rng.fork(stream + 2)),
                     conn: None,
@@ -645,6 +654,7 @@ impl World {
         let settings = d.engine.settings();
         d.engine = Engine::restore(config, snapshot, self.now).map_err(|e| e.to_string())?;
         d.engine.configure(settings);
+        d.engine.set_wall_clock(SIM_EPOCH_MS);
         self.record(Some(i), TraceKind::DeviceRestart);
         self.pump(i);
         Ok(())
@@ -679,7 +689,7 @@ impl World {
 
     /// A write by the server itself.
     pub fn server_set(&mut self, key: &Key, value: Value) -> Result<(), String> {
-        let actions = self.core.server_set(DEMO_USER, key, value)?;
+        let actions = self.core.server_set(DEMO_USER, key, value, self.now)?;
         self.apply_actions(actions);
         Ok(())
     }

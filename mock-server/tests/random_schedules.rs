@@ -3,7 +3,7 @@
 //! keys, holds and out-of-order releases (of one frame, the newest, or all), dropped
 //! frames, offline spells, device and server restarts, forced rejections, `server set`,
 //! reconnect bounds and retries, batch sizes, token rotations (with slow token sources, or
-//! none), comment edits and deletions; then everything
+//! none), clock cursors with skewed clocks, comment edits and deletions; then everything
 //! is released, retried and settled. Each schedule is written as scenario statements and
 //! run by the scenario [`Runner`], which checks every device against the invariants its
 //! strategy owes (DESIGN.md; the table is in [`mock_server::invariants`]) after every
@@ -26,7 +26,7 @@ use mock_server::scenario::{Runner, Verdict, parse, write};
 use serde_json::json;
 use sync_core::engine::connection::ConnectionState;
 use sync_core::engine::mutant::{self, Mutant};
-use sync_core::engine::{DeviceSettings, Strategy};
+use sync_core::engine::{CursorMode, DeviceSettings, Strategy};
 use sync_core::protocol::Key;
 use sync_core::protocol::model::comments_from_value;
 use sync_core::rng::Rng;
@@ -77,6 +77,13 @@ impl Schedule {
                 6..=8 => Some(Duration::from_millis(rng.up_to(2000))),
                 _ => None,
             };
+            // Some devices catch up by their (skewed) clock: they may miss changes, which
+            // the invariants they still owe must survive.
+            let (cursor, clock_skew_ms) = if rng.chance(0.2) {
+                (CursorMode::Clock, rng.up_to(65_000) as i64 - 5_000)
+            } else {
+                (CursorMode::Revision, 0)
+            };
             let link = LinkConfig {
                 latency: Duration::from_millis(latency),
                 jitter: Duration::from_millis(jitter),
@@ -91,6 +98,8 @@ impl Schedule {
                     reconnect_bound,
                     batch_size,
                     auth_delay,
+                    cursor,
+                    clock_skew_ms,
                 },
             });
         }
@@ -214,7 +223,11 @@ impl Schedule {
             }
         }
         for d in 0..devices {
-            if self.runner.world().devices()[d].engine.strategy() == Strategy::SyncWithPush {
+            let engine = &self.runner.world().devices()[d].engine;
+            // A device on the clock cursor owes no convergence: it may have missed changes.
+            if engine.strategy() == Strategy::SyncWithPush
+                && engine.settings().cursor == CursorMode::Revision
+            {
                 self.runner.append(Stmt::Expect(Expect::DeviceConverged(d)));
             }
         }

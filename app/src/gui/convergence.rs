@@ -115,6 +115,8 @@ mod tests {
             keys,
             counters: Counters::default(),
             cursor: 0,
+            clock_cursor: None,
+            settings: Default::default(),
         }
     }
 
@@ -143,6 +145,7 @@ mod tests {
                     rev: *rev,
                     device_id: "phone".into(),
                     local_rev: 1,
+                    time_ms: 0,
                 },
             );
             data.head = data.head.max(*rev);

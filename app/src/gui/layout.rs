@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sync_core::engine::{DeviceSettings, Strategy};
+use sync_core::engine::{CursorMode, DeviceSettings, Strategy};
 
 use mock_server::link::{LinkConfig, Pair};
 
@@ -102,6 +102,12 @@ pub struct DeviceLayout {
     /// never). Missing in layouts saved before it existed: the default.
     #[serde(default = "default_auth_delay_ms")]
     pub auth_delay_ms: Option<u64>,
+    /// Catches up by its clock (`since_time`) instead of its revision cursor.
+    #[serde(default)]
+    pub clock_cursor: bool,
+    /// How far its clock runs ahead (or behind, negative), in ms.
+    #[serde(default)]
+    pub clock_skew_ms: i64,
 }
 
 fn default_batch_size() -> usize {
@@ -128,6 +134,8 @@ impl DeviceLayout {
             reconnect: None,
             batch_size: default_batch_size(),
             auth_delay_ms: default_auth_delay_ms(),
+            clock_cursor: false,
+            clock_skew_ms: 0,
         }
     }
 
@@ -137,6 +145,12 @@ impl DeviceLayout {
             reconnect_bound: self.reconnect,
             batch_size: self.batch_size,
             auth_delay: self.auth_delay_ms.map(Duration::from_millis),
+            cursor: if self.clock_cursor {
+                CursorMode::Clock
+            } else {
+                CursorMode::Revision
+            },
+            clock_skew_ms: self.clock_skew_ms,
         }
         .sanitized()
     }

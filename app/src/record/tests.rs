@@ -27,6 +27,8 @@ fn view(id: &str) -> DeviceView {
         keys: Vec::new(),
         counters: Counters::default(),
         cursor: 0,
+        clock_cursor: None,
+        settings: Default::default(),
     }
 }
 
@@ -57,6 +59,7 @@ fn a_session_is_written_as_a_scenario_that_reads_back() {
             rev: 3,
             device_id: "server".into(),
             local_rev: 0,
+            time_ms: 0,
         },
     );
     let mut rec = start(&views, &server);

@@ -54,8 +54,8 @@ use std::time::Duration;
 use serde_json::Value;
 use sync_core::protocol::model::{SERVER_DEVICE_ID, comments_from_value, comments_to_value};
 use sync_core::protocol::{
-    Change, ClientFrame, CommandOp, Current, ErrorCode, InvalidValue, Key, PROTOCOL_VERSION,
-    Problem, ServerFrame, ValueKind, close, decode_client_frame,
+    CatchUp, Change, ClientFrame, CommandOp, Current, ErrorCode, InvalidValue, Key,
+    PROTOCOL_VERSION, Problem, ServerFrame, ValueKind, close, decode_client_frame,
 };
 
 use guard::AuthGuard;
@@ -151,6 +151,9 @@ pub struct Core<S: Store> {
     /// Pending forced rejections: `(user, key)`.
     forced: BTreeSet<(String, Key)>,
     guard: AuthGuard,
+    /// The server's clock: ms since the Unix epoch at the shell's time zero (the `now`
+    /// every call takes counts from there), for the change times `since_time` reads.
+    clock_epoch_ms: u64,
     /// Set when a commit failed and the store could not be read back either: the state in
     /// memory may hold writes that were never stored, so nothing is served (every frame
     /// is answered with a 1011 close) until the server restarts.
@@ -178,8 +181,21 @@ impl<S: Store> Core<S> {
             devices: HashMap::new(),
             forced: BTreeSet::new(),
             guard: AuthGuard::new(guard::MAX_AUTH_FAILURES),
+            clock_epoch_ms: 0,
             broken: None,
         })
+    }
+
+    /// Sets the server's clock: `epoch_ms` (ms since the Unix epoch) is the time at the
+    /// shell's time zero. The live shell gives the wall clock; the simulator a fixed date.
+    pub fn with_clock_epoch(mut self, epoch_ms: u64) -> Self {
+        self.clock_epoch_ms = epoch_ms;
+        self
+    }
+
+    /// The server's time at `now`, in ms since the Unix epoch.
+    fn time_ms(&self, now: Duration) -> u64 {
+        self.clock_epoch_ms + now.as_millis() as u64
     }
 
     /// Allows `limit` failed token checks per source address within a minute instead of
@@ -469,7 +485,7 @@ impl<S: Store> Core<S> {
                 self.batch(id, (&user, &device), rid, writes, now, out, staged)
             }
             ClientFrame::Auth { id: rid, token } => self.auth(id, &user, rid, token, now, out),
-            write => self.write_frame(id, (&user, &device), write, out, staged),
+            write => self.write_frame(id, (&user, &device), write, now, out, staged),
         }
     }
 
@@ -500,7 +516,7 @@ impl<S: Store> Core<S> {
             if limited {
                 out.push(rate_limited(id, &write.to_json()));
             } else {
-                self.write_frame(id, who, write, out, staged);
+                self.write_frame(id, who, write, now, out, staged);
             }
         }
         out.push(Action::Send(id, ServerFrame::BatchDone { id: rid, count }));
@@ -580,6 +596,7 @@ impl<S: Store> Core<S> {
         id: ConnId,
         (user, device): (&str, &str),
         frame: ClientFrame,
+        now: Duration,
         out: &mut Vec<Action>,
         staged: &mut Vec<Staged>,
     ) {
@@ -614,7 +631,8 @@ impl<S: Store> Core<S> {
             } => (id, key, Write::Command(op), local_rev),
             other => unreachable!("only writes reach the pipeline, not {other}"),
         };
-        self.write(id, user, device, rid, &key, write, local_rev, out, staged);
+        let at = (rid, local_rev, now);
+        self.write(id, user, device, &key, write, at, out, staged);
     }
 
     fn before_hello(
@@ -624,13 +642,13 @@ impl<S: Store> Core<S> {
         now: Duration,
         out: &mut Vec<Action>,
     ) {
-        let (protocol, token, device_id, since) = match decoded {
+        let (protocol, token, device_id, catch_up) = match decoded {
             Ok(ClientFrame::Hello {
                 protocol,
                 token,
                 device_id,
-                since,
-            }) => (protocol, token, device_id, since),
+                catch_up,
+            }) => (protocol, token, device_id, catch_up),
             Err(e) if e.in_hello && is_token_problem(&e.problem) => {
                 return self.close_with(
                     id,
@@ -723,20 +741,25 @@ impl<S: Store> Core<S> {
         let conn = self.conns.get_mut(&id).expect("open");
         conn.auth = Some(device);
         conn.token = token;
-        let welcome = self.welcome(&user, since);
+        let welcome = self.welcome(&user, catch_up);
         out.push(Action::Send(id, welcome));
     }
 
     /// `welcome`: every change after `since`, or the whole state with `reset` when `since`
-    /// is ahead of the server (it lost history).
-    fn welcome(&self, user: &str, since: u64) -> ServerFrame {
+    /// is ahead of the server (it lost history); or, by clock, every key whose last change
+    /// is later than `since_time` (never `reset`: times cannot tell a lost history).
+    fn welcome(&self, user: &str, catch_up: CatchUp) -> ServerFrame {
         let data = self.data.users.get(user);
         let head = data.map_or(0, |d| d.head);
-        let reset = since > head;
+        let (reset, newer): (bool, &dyn Fn(&Stored) -> bool) = match catch_up {
+            CatchUp::Since(since) if since > head => (true, &|_| true),
+            CatchUp::Since(since) => (false, &move |s: &Stored| s.rev > since),
+            CatchUp::SinceTime(t) => (false, &move |s: &Stored| s.time_ms > t),
+        };
         let mut changes: Vec<Change> = data
             .into_iter()
             .flat_map(|d| d.keys.iter())
-            .filter(|(_, s)| reset || s.rev > since)
+            .filter(|(_, s)| newer(s))
             .map(|(key, stored)| change_of_parts(key, stored))
             .collect();
         changes.sort_by_key(|c| c.rev);
@@ -754,10 +777,9 @@ impl<S: Store> Core<S> {
         conn: ConnId,
         user: &str,
         device: &str,
-        rid: u64,
         key_text: &str,
         write: Write,
-        local_rev: u64,
+        (rid, local_rev, now): (u64, u64, Duration),
         out: &mut Vec<Action>,
         staged: &mut Vec<Staged>,
     ) {
@@ -831,6 +853,7 @@ impl<S: Store> Core<S> {
             rev,
             device_id: device.to_string(),
             local_rev,
+            time_ms: self.time_ms(now),
         };
         let record = Record {
             user: user.to_string(),
@@ -951,6 +974,7 @@ impl<S: Store> Core<S> {
         user: &str,
         key: &Key,
         value: Value,
+        now: Duration,
     ) -> Result<Vec<Action>, String> {
         if let Some(why) = &self.broken {
             return Err(format!("store unavailable: {why}"));
@@ -965,6 +989,7 @@ impl<S: Store> Core<S> {
                 rev,
                 device_id: SERVER_DEVICE_ID.to_string(),
                 local_rev: 0,
+                time_ms: self.time_ms(now),
             },
         };
         self.store

@@ -21,6 +21,10 @@ pub struct Stored {
     pub device_id: String,
     /// The writer's `local_rev` (0 for the server).
     pub local_rev: u64,
+    /// When the server stored it, in ms since the Unix epoch (for `since_time`). 0 in
+    /// stores written before change times were kept.
+    #[serde(default)]
+    pub time_ms: u64,
 }
 
 /// The idempotency watermark of one `(device, key)`: the highest `local_rev` applied, the

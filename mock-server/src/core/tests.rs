@@ -703,7 +703,7 @@ fn a_store_that_cannot_be_read_back_after_a_failed_commit_stops_serving() {
     assert_eq!(closed(&out, c), Some(1011));
     // Nor does the server write, nor a restart that cannot read the store.
     assert!(
-        core.server_set("demo", &Key::DarkMode, json!(true))
+        core.server_set("demo", &Key::DarkMode, json!(true), ms(0))
             .is_err()
     );
     assert!(core.restart().is_err());
@@ -745,12 +745,19 @@ fn restart_from_the_store_keeps_writes_revisions_and_watermarks() {
 fn server_set_is_validated_and_pushed() {
     let mut t = T::new();
     t.hello(A, "phone", 0);
-    let out = t.core.server_set("demo", &Key::Volume, json!(20)).unwrap();
+    let out = t
+        .core
+        .server_set("demo", &Key::Volume, json!(20), t.now)
+        .unwrap();
     assert!(matches!(
         &frames_to(&out, A)[..],
         [ServerFrame::Push(c)] if c.device_id == "server" && c.local_rev == 0 && c.rev == 1
     ));
-    assert!(t.core.server_set("demo", &Key::Volume, json!(200)).is_err());
+    assert!(
+        t.core
+            .server_set("demo", &Key::Volume, json!(200), t.now)
+            .is_err()
+    );
 }
 
 #[test]
@@ -1076,4 +1083,53 @@ fn an_expired_token_is_told_apart_from_an_unknown_one_and_survives_a_restart() {
     );
     assert!(t2.core.rotate_token("nobody", "t9", t2.now).is_err());
     assert!(t2.core.rotate_token("demo", "", t2.now).is_err());
+}
+
+/// PROTOCOL.md, "Catching up by clock": the server keeps each change's time, and a `hello`
+/// with `since_time` gets every key whose last change is later than it (never `reset`).
+#[test]
+fn since_time_returns_the_keys_changed_after_it() {
+    let mut t = T::new();
+    t.core = Core::new(BTreeMap::new(), MemoryStore::default())
+        .unwrap()
+        .with_clock_epoch(1_000_000);
+    t.hello(A, "phone", 0);
+    t.set(A, 1, "like/a", json!(true), 1); // at 1,000,000 ms
+    t.now = ms(500);
+    t.set(A, 2, "like/b", json!(true), 1); // at 1,000,500 ms
+    t.now = ms(900);
+    t.core
+        .server_set("demo", &Key::Volume, json!(7), t.now)
+        .unwrap(); // at 1,000,900 ms
+    assert_eq!(
+        t.core.user("demo").unwrap().keys[&Key::Volume].time_ms,
+        1_000_900
+    );
+    let keys = |w: ServerFrame| match w {
+        ServerFrame::Welcome {
+            changes,
+            reset,
+            rev,
+            ..
+        } => {
+            assert!(!reset);
+            assert_eq!(rev, 3);
+            changes.into_iter().map(|c| c.key).collect::<Vec<_>>()
+        }
+        other => panic!("{other:?}"),
+    };
+    let hello = |t: &mut T, c: ConnId, since_time: u64| {
+        t.core.connect(c, t.now);
+        let text = json!({"type":"hello","protocol":1,"token":"demo-token","device_id":"q","since_time":since_time});
+        frames_to(&t.send(c, &text.to_string()), c).pop().unwrap()
+    };
+    assert_eq!(
+        keys(hello(&mut t, B, 1_000_000)),
+        ["like/b", "settings/volume"]
+    );
+    assert_eq!(
+        keys(hello(&mut t, ConnId(3), 1_000_900)),
+        Vec::<String>::new()
+    );
+    assert_eq!(keys(hello(&mut t, ConnId(4), 0)).len(), 3);
 }

@@ -333,7 +333,7 @@ impl<S: Store> Task<S> {
             } => {
                 let result = self
                     .known(&user)
-                    .and_then(|()| self.core.server_set(&user, &key, value))
+                    .and_then(|()| self.core.server_set(&user, &key, value, self.now()))
                     .map(|actions| self.route(actions));
                 let _ = reply.send(result);
             }

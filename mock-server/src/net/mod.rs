@@ -240,7 +240,13 @@ pub async fn start<S: Store + Send + 'static>(
     store: S,
 ) -> Result<ServerHandle, StartError> {
     check_exposure(&config)?;
-    let core = Core::new(config.tokens, store)?.with_max_auth_failures(config.max_auth_failures);
+    // The core's clock counts from `epoch`, below; change times are on the wall clock.
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let core = Core::new(config.tokens, store)?
+        .with_max_auth_failures(config.max_auth_failures)
+        .with_clock_epoch(wall.as_millis() as u64);
     let listener = bind(config.addr).map_err(|e| StartError::Bind(config.addr, e))?;
     let addr = listener
         .local_addr()

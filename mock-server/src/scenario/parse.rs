@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sync_core::engine::{DeviceSettings, Strategy};
+use sync_core::engine::{CursorMode, DeviceSettings, Strategy};
 use sync_core::protocol::frames::MAX_BATCH;
 use sync_core::protocol::model::{is_valid_device_id, is_valid_post};
 use sync_core::protocol::{Key, ValueKind};
@@ -335,6 +335,40 @@ impl Parser<'_> {
                     );
                 }
                 self.scenario.devices[d].settings.batch_size = n as usize;
+                Ok(())
+            }
+            "cursor" => {
+                self.setup_only(line)?;
+                let d = self.device(line, 1)?;
+                let mode = match self.need(line, 2, "`clock` or `revision`")? {
+                    "clock" => CursorMode::Clock,
+                    "revision" => CursorMode::Revision,
+                    other => {
+                        return self.err(
+                            line,
+                            2,
+                            format!("expected `clock` or `revision`, found `{other}`"),
+                        );
+                    }
+                };
+                self.end(line, 3)?;
+                self.scenario.devices[d].settings.cursor = mode;
+                Ok(())
+            }
+            "clock" => {
+                self.setup_only(line)?;
+                let d = self.device(line, 1)?;
+                match self.need(line, 2, "`skew`")? {
+                    "skew" => {}
+                    other => {
+                        return self.err(line, 2, format!("expected `skew`, found `{other}`"));
+                    }
+                }
+                let behind = line.word(3).is_some_and(|w| w.starts_with('-'));
+                let skew = self.duration_at(line, 3, behind)?;
+                self.end(line, 4)?;
+                let ms = i64::try_from(skew.as_millis()).unwrap_or(i64::MAX);
+                self.scenario.devices[d].settings.clock_skew_ms = if behind { -ms } else { ms };
                 Ok(())
             }
             "auth" => {
@@ -844,7 +878,13 @@ impl Parser<'_> {
     }
 
     fn duration(&self, line: &Line<'_>, i: usize) -> R<Duration> {
+        self.duration_at(line, i, false)
+    }
+
+    /// A duration, after a leading `-` when `signed` (the caller keeps the sign).
+    fn duration_at(&self, line: &Line<'_>, i: usize, signed: bool) -> R<Duration> {
         let w = self.need(line, i, "a duration such as `250ms` or `2s`")?;
+        let w = if signed { &w[1..] } else { w };
         let parsed = if let Some(n) = w.strip_suffix("ms") {
             n.parse::<u64>().ok().map(Duration::from_millis)
         } else if let Some(n) = w.strip_suffix('s') {

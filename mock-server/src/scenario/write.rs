@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde_json::Value;
-use sync_core::engine::DeviceSettings;
+use sync_core::engine::{CursorMode, DeviceSettings};
 use sync_core::protocol::Key;
 
 use super::ast::{DeviceSetup, Expect, LinkChange, Pick, Scenario, Stmt};
@@ -72,6 +72,15 @@ fn setup(out: &mut String, d: &DeviceSetup) {
     }
     if d.settings.batch_size != DeviceSettings::default().batch_size {
         let _ = writeln!(out, "batch size {name} {}", d.settings.batch_size);
+    }
+    if d.settings.cursor == CursorMode::Clock {
+        let _ = writeln!(out, "cursor {name} clock");
+    }
+    if d.settings.clock_skew_ms != 0 {
+        let ms = d.settings.clock_skew_ms;
+        let sign = if ms < 0 { "-" } else { "" };
+        let skew = duration(Duration::from_millis(ms.unsigned_abs()));
+        let _ = writeln!(out, "clock {name} skew {sign}{skew}");
     }
     if d.settings.auth_delay != DeviceSettings::default().auth_delay {
         let delay = d.settings.auth_delay.map_or("never".into(), duration);

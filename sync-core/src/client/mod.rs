@@ -194,6 +194,11 @@ pub fn spawn(config: ClientConfig, on_change: Arc<dyn Fn() + Send + Sync>) -> De
         }
         Some(Ok(None)) | None => Engine::new(config.engine.clone(), Duration::ZERO),
     };
+    // The device's clock (for the clock cursor) is the wall clock; its time zero is now.
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    engine.set_wall_clock(wall.as_millis() as u64);
     if !config.online {
         engine.set_online(false, Duration::ZERO);
     }

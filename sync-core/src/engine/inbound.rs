@@ -12,7 +12,7 @@ use super::hooks::{Rejection, roll_back_rejected};
 use super::{Engine, Machine, Request};
 use crate::optimistic::SendKind;
 use crate::optimistic::sync_with_push::{Answer, PushMeta, PushOutcome, RevisionEntry};
-use crate::protocol::{Change, Current, ErrorCode, Key, ServerFrame, decode_server_frame};
+use crate::protocol::{CatchUp, Change, Current, ErrorCode, Key, ServerFrame, decode_server_frame};
 
 impl Engine {
     /// A text frame from the server. A frame that does not decode is reported as an
@@ -208,6 +208,7 @@ impl Engine {
                 return;
             }
         };
+        self.clock_cursor = Some(self.device_clock());
         let from_other = change.device_id != self.device_id;
         let before = self.state.before(&key);
         let rev = change.rev;
@@ -305,7 +306,10 @@ impl Engine {
             for change in changes {
                 self.apply_change(change);
             }
-            self.cursor.caught_up(rev);
+            // A catch-up by clock may have left changes out: the revision cursor stays.
+            if let CatchUp::Since(_) = self.hello_catch_up {
+                self.cursor.caught_up(rev);
+            }
         }
         self.conn = ConnectionState::Connected;
         self.attempt = 0;

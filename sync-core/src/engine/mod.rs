@@ -82,10 +82,10 @@ use crate::optimistic::sync_with_push::{
 };
 use crate::protocol::model::comments_to_value;
 use crate::protocol::{
-    ClientFrame, CommandOp, Comment, ErrorCode, Key, PROTOCOL_VERSION, ValueKind,
+    CatchUp, ClientFrame, CommandOp, Comment, ErrorCode, Key, PROTOCOL_VERSION, ValueKind,
 };
 use crate::rng::Rng;
-pub use settings::DeviceSettings;
+pub use settings::{CursorMode, DeviceSettings};
 pub use token::TokenState;
 
 use connection::{ConnectionState, Heartbeat, backoff_delay};
@@ -251,6 +251,15 @@ pub struct Engine {
     never_sent: BTreeSet<Key>,
     next_id: u64,
     cursor: Cursor,
+    /// The clock cursor: the device clock's time (ms since the Unix epoch) when it last
+    /// received a change; what a `hello` on [`CursorMode::Clock`] sends as `since_time`.
+    clock_cursor: Option<u64>,
+    /// The device clock at time zero of `now` (ms since the Unix epoch), before its skew:
+    /// the driver gives it ([`Engine::set_wall_clock`]).
+    wall_epoch_ms: u64,
+    /// How the last `hello` asked to catch up (a `welcome` answering `since_time` does
+    /// not move the revision cursor: it may have left changes out).
+    hello_catch_up: CatchUp,
     user: Option<String>,
     rng: Rng,
     now: Duration,
@@ -284,6 +293,9 @@ impl Engine {
             never_sent: BTreeSet::new(),
             next_id: 1,
             cursor: Cursor::new(0),
+            clock_cursor: None,
+            wall_epoch_ms: 0,
+            hello_catch_up: CatchUp::Since(0),
             user: None,
             rng: Rng::new(config.seed),
             now,
@@ -471,11 +483,15 @@ impl Engine {
         self.conn = ConnectionState::Handshaking;
         self.conn_token = self.token.clone();
         self.connection_event();
+        self.hello_catch_up = match self.settings.cursor {
+            CursorMode::Revision => CatchUp::Since(self.cursor.at()),
+            CursorMode::Clock => CatchUp::SinceTime(self.clock_cursor.unwrap_or(0)),
+        };
         self.send_frame(ClientFrame::Hello {
             protocol: PROTOCOL_VERSION,
             token: self.token.clone(),
             device_id: self.device_id.clone(),
-            since: self.cursor.at(),
+            catch_up: self.hello_catch_up,
         });
         self.flush_events();
     }
@@ -896,6 +912,24 @@ impl Engine {
     /// The contiguous cursor (the `since` of the next `hello`).
     pub fn cursor(&self) -> u64 {
         self.cursor.at()
+    }
+
+    /// The clock cursor: the device clock's time when it last received a change (the
+    /// `since_time` of the next `hello` on the clock cursor).
+    pub fn clock_cursor(&self) -> Option<u64> {
+        self.clock_cursor
+    }
+
+    /// Where the device's clock is: `epoch_ms` (ms since the Unix epoch) is its time at
+    /// time zero of the `now` its driver passes, before the skew of its settings.
+    pub fn set_wall_clock(&mut self, epoch_ms: u64) {
+        self.wall_epoch_ms = epoch_ms;
+    }
+
+    /// The device clock now, skew included (never below zero).
+    fn device_clock(&self) -> u64 {
+        let ms = self.wall_epoch_ms as i128 + self.now.as_millis() as i128;
+        (ms + self.settings.clock_skew_ms as i128).max(0) as u64
     }
 
     /// The counters.

@@ -10,6 +10,27 @@ use std::time::Duration;
 
 use crate::protocol::frames::MAX_BATCH;
 
+/// How a device catches up after reconnecting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CursorMode {
+    /// `since`: its contiguous revision cursor. Never misses a change.
+    #[default]
+    Revision,
+    /// `since_time`: its own clock's time of the last change it received
+    /// (local_first_websocket's `request_events`). A skewed clock misses changes.
+    Clock,
+}
+
+impl CursorMode {
+    /// The name in scenarios and the UI.
+    pub fn name(self) -> &'static str {
+        match self {
+            CursorMode::Revision => "revision",
+            CursorMode::Clock => "clock",
+        }
+    }
+}
+
 /// How long a token source takes to hand a device a rotated token, by default.
 pub const AUTH_DELAY: Duration = Duration::from_millis(100);
 
@@ -24,6 +45,11 @@ pub struct DeviceSettings {
     /// How long the device's token source takes to hand it a rotated token (`None`: never,
     /// so the device is shut out 30 s after the rotation).
     pub auth_delay: Option<Duration>,
+    /// How it catches up after reconnecting.
+    pub cursor: CursorMode,
+    /// How far its clock runs ahead of (positive) or behind (negative) the server's, in
+    /// ms: it matters only to the clock cursor.
+    pub clock_skew_ms: i64,
 }
 
 impl Default for DeviceSettings {
@@ -32,6 +58,8 @@ impl Default for DeviceSettings {
             reconnect_bound: None,
             batch_size: MAX_BATCH,
             auth_delay: Some(AUTH_DELAY),
+            cursor: CursorMode::Revision,
+            clock_skew_ms: 0,
         }
     }
 }
@@ -44,7 +72,7 @@ impl DeviceSettings {
         DeviceSettings {
             reconnect_bound: self.reconnect_bound.filter(|n| *n > 0),
             batch_size: self.batch_size.clamp(1, MAX_BATCH),
-            auth_delay: self.auth_delay,
+            ..self
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct Snapshot {
     pub commands: Vec<SavedCommand>,
     /// The counters.
     pub counters: Counters,
+    /// The clock cursor (missing in snapshots written before it existed).
+    #[serde(default)]
+    pub clock_cursor: Option<u64>,
 }
 
 /// A comment command waiting for its answer.
@@ -133,6 +136,7 @@ impl Engine {
             revisions,
             commands,
             counters: self.state.counters.clone(),
+            clock_cursor: self.clock_cursor,
         }
     }
 
@@ -179,6 +183,7 @@ impl Engine {
         engine.state.keys = snapshot.keys;
         engine.state.counters = snapshot.counters;
         engine.cursor = snapshot.cursor;
+        engine.clock_cursor = snapshot.clock_cursor;
         for write in snapshot.open_writes {
             engine.restore_open_write(write);
         }

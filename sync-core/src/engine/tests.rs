@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::connection::ConnectionState;
 use super::*;
-use crate::protocol::{Change, ClientFrame, Current, ErrorCode, Key, ServerFrame, close};
+use crate::protocol::{CatchUp, Change, ClientFrame, Current, ErrorCode, Key, ServerFrame, close};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -66,7 +66,10 @@ impl Dev {
         self.e.on_connected(self.now);
         self.pump();
         let since = match self.sent.pop() {
-            Some(ClientFrame::Hello { since, .. }) => since,
+            Some(ClientFrame::Hello {
+                catch_up: CatchUp::Since(since),
+                ..
+            }) => since,
             other => panic!("expected hello, got {other:?}"),
         };
         self.frame(ServerFrame::Welcome {
@@ -1078,4 +1081,66 @@ fn a_4401_for_an_expired_token_reconnects_once_a_new_token_comes() {
     d.e.set_token("t3", d.now);
     d.pump();
     assert_eq!(d.opens, opens + 1, "a refused token waits for the user");
+}
+
+/// A device on the clock cursor sends `since_time`: its own clock's time (wall clock, plus
+/// its skew) of the last change it received; that `welcome` leaves the revision cursor
+/// where it was, since it may have left changes out.
+#[test]
+fn the_clock_cursor_sends_the_device_clocks_time_of_the_last_change() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.e.set_wall_clock(1_000_000);
+    d.e.configure(DeviceSettings {
+        cursor: CursorMode::Clock,
+        clock_skew_ms: 60_000,
+        ..DeviceSettings::default()
+    });
+    d.e.on_connected(d.now);
+    d.pump();
+    assert!(matches!(
+        d.sent.pop(),
+        Some(ClientFrame::Hello {
+            catch_up: CatchUp::SinceTime(0),
+            ..
+        })
+    ));
+    d.frame(ServerFrame::Welcome {
+        user: "demo".into(),
+        rev: 0,
+        changes: vec![],
+        reset: false,
+    });
+    d.now = ms(2_000);
+    d.frame(ServerFrame::Push(Change {
+        key: "like/a".into(),
+        value: json!(true),
+        rev: 1,
+        device_id: "laptop".into(),
+        local_rev: 1,
+    }));
+    assert_eq!(d.e.clock_cursor(), Some(1_000_000 + 2_000 + 60_000));
+    assert_eq!(d.e.cursor(), 1);
+    d.e.on_disconnected(None, d.now);
+    d.now = ms(10_000);
+    d.e.on_timeout(d.now);
+    d.e.on_connected(d.now);
+    d.pump();
+    assert!(matches!(
+        d.sent.pop(),
+        Some(ClientFrame::Hello {
+            catch_up: CatchUp::SinceTime(1_062_000),
+            ..
+        })
+    ));
+    d.frame(ServerFrame::Welcome {
+        user: "demo".into(),
+        rev: 5,
+        changes: vec![],
+        reset: false,
+    });
+    assert_eq!(
+        d.e.cursor(),
+        1,
+        "a catch-up by clock does not move the revision cursor"
+    );
 }

@@ -48,6 +48,10 @@ pub struct DeviceView {
     pub counters: Counters,
     /// Its contiguous cursor.
     pub cursor: u64,
+    /// Its clock cursor (device clock, ms since the Unix epoch), if it received a change.
+    pub clock_cursor: Option<u64>,
+    /// Its settings (how it catches up, its clock's skew, …).
+    pub settings: super::DeviceSettings,
 }
 
 impl Engine {
@@ -61,6 +65,8 @@ impl Engine {
             keys: self.keys(),
             counters: self.counters().clone(),
             cursor: self.cursor(),
+            clock_cursor: self.clock_cursor(),
+            settings: self.settings(),
         }
     }
 }

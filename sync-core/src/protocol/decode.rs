@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::frames::{ClientFrame, MAX_BATCH, ServerFrame};
+use super::frames::{CatchUp, ClientFrame, MAX_BATCH, ServerFrame};
 use super::model::{CommandOp, is_valid_device_id};
 
 /// Why a frame could not be decoded.
@@ -175,13 +175,30 @@ fn decode_object(map: Map<String, Value>) -> Result<ClientFrame, Problem> {
                     &Value::String(device_id),
                 ));
             }
-            let since = f.u64("since", 0)?;
-            f.finish("hello", "`type`, `protocol`, `token`, `device_id`, `since`")?;
+            let catch_up = match (
+                f.map.contains_key("since"),
+                f.map.contains_key("since_time"),
+            ) {
+                (true, true) => {
+                    let got = f.take("since_time")?;
+                    return Err(bad(
+                        "since_time",
+                        "absent when `since` is given (send one of them)",
+                        &got,
+                    ));
+                }
+                (false, true) => CatchUp::SinceTime(f.u64("since_time", 0)?),
+                _ => CatchUp::Since(f.u64("since", 0)?),
+            };
+            f.finish(
+                "hello",
+                "`type`, `protocol`, `token`, `device_id`, `since` or `since_time`",
+            )?;
             Ok(ClientFrame::Hello {
                 protocol,
                 token,
                 device_id,
-                since,
+                catch_up,
             })
         }
         "set" => {
@@ -362,7 +379,13 @@ mod tests {
                 protocol: 1,
                 token: "t".into(),
                 device_id: "phone".into(),
-                since: 3,
+                catch_up: CatchUp::Since(3),
+            },
+            ClientFrame::Hello {
+                protocol: 1,
+                token: "t".into(),
+                device_id: "phone".into(),
+                catch_up: CatchUp::SinceTime(1_767_225_600_000),
             },
             ClientFrame::Set {
                 id: 1,
@@ -593,6 +616,11 @@ mod tests {
         assert!(e.in_hello);
         let e = err(r#"{"type":"hello","protocol":1,"token":"t","device_id":"a"}"#);
         assert_eq!(e.problem, Problem::MissingField("since"));
+        let e = err(
+            r#"{"type":"hello","protocol":1,"token":"t","device_id":"a","since":1,"since_time":5}"#,
+        );
+        assert!(e.in_hello);
+        assert!(e.to_string().contains("since_time"), "{e}");
         assert!(!err(r#"{"type":"ping"}"#).in_hello);
     }
 

@@ -17,6 +17,19 @@ pub const PROTOCOL_VERSION: u64 = 1;
 /// frame").
 pub const MAX_BATCH: usize = 64;
 
+/// How a `hello` asks to catch up: by revision (`since`) or by the server's change times
+/// (`since_time`, PROTOCOL.md "Catching up by clock"). A frame carries exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CatchUp {
+    /// Every change after this revision: the contiguous cursor (0 for none).
+    #[serde(rename = "since")]
+    Since(u64),
+    /// Every key whose last change is later than this server time, in ms since the Unix
+    /// epoch (taken from the device's own clock, so a skewed clock misses changes).
+    #[serde(rename = "since_time")]
+    SinceTime(u64),
+}
+
 /// A frame a device sends to the server.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -29,8 +42,9 @@ pub enum ClientFrame {
         token: String,
         /// 1..=64 of `[A-Za-z0-9_-]`, not `server`.
         device_id: String,
-        /// The device's contiguous cursor (0 for none).
-        since: u64,
+        /// `since` or `since_time`.
+        #[serde(flatten)]
+        catch_up: CatchUp,
     },
     /// Write a value (last write wins).
     Set {
@@ -247,8 +261,15 @@ impl std::fmt::Display for ClientFrame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ClientFrame::Hello {
-                device_id, since, ..
+                device_id,
+                catch_up: CatchUp::Since(since),
+                ..
             } => write!(f, "hello {device_id} since {since}"),
+            ClientFrame::Hello {
+                device_id,
+                catch_up: CatchUp::SinceTime(ms),
+                ..
+            } => write!(f, "hello {device_id} since_time {ms}"),
             ClientFrame::Set {
                 id,
                 key,

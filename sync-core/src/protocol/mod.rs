@@ -14,5 +14,5 @@ pub mod strict_json;
 
 pub use codes::{ErrorCode, close};
 pub use decode::{DecodeError, Problem, decode_client_frame, decode_server_frame};
-pub use frames::{Change, ClientFrame, Current, PROTOCOL_VERSION, ServerFrame};
+pub use frames::{CatchUp, Change, ClientFrame, Current, PROTOCOL_VERSION, ServerFrame};
 pub use model::{CommandOp, Comment, InvalidValue, Key, UnknownKey, ValueKind};

@@ -20,14 +20,16 @@ use mock_server::link::{Direction, Fault, LinkConfig, Pair};
 use mock_server::net::QueuedFrames;
 use serde_json::{Value, json};
 use sync_core::engine::connection::ConnectionState;
-use sync_core::engine::{DeviceSettings, DeviceView, Event, EventKind, Strategy, TokenState};
+use sync_core::engine::{
+    CursorMode, DeviceSettings, DeviceView, Event, EventKind, Strategy, TokenState,
+};
 use sync_core::protocol::Key;
 
 use super::chart::Chart;
 use super::layout::{DeviceLayout, Preset};
 use super::sections::{Section, Sections};
 use super::style;
-use state::{connection_badge, counters, sync_table};
+use state::{connection_badge, counters, cursors, sync_table};
 
 /// The posts of the little feed.
 pub const POSTS: [&str; 3] = ["post-1", "post-2", "post-3"];
@@ -141,6 +143,8 @@ impl Pane {
             reconnect: self.settings.reconnect_bound,
             batch_size: self.settings.batch_size,
             auth_delay_ms: self.settings.auth_delay.map(|d| d.as_millis() as u64),
+            clock_cursor: self.settings.cursor == CursorMode::Clock,
+            clock_skew_ms: self.settings.clock_skew_ms,
         }
     }
 
@@ -293,6 +297,7 @@ impl Pane {
                     });
                     sections.show(ui, &name, Section::SyncState, |ui| {
                         sync_table(ui, &name, view);
+                        cursors(ui, view);
                         counters(ui, view);
                     });
                     sections.show(ui, &name, Section::Charts, |ui| {
@@ -455,6 +460,20 @@ impl Pane {
             ];
             self.choice_row(ui, "auth delay", &mut chosen.auth_delay, &delays, |d| {
                 d.map_or("never".into(), |d| format!("{} ms", d.as_millis()))
+            });
+            ui.label("catch up by").on_hover_text(
+                "After reconnecting, the device asks for what it missed: by its revision cursor (never misses a change), or by its own clock's time of the last change it received (since_time, as local_first_websocket does: a fast clock misses changes)",
+            );
+            let modes = [CursorMode::Revision, CursorMode::Clock];
+            self.choice_row(ui, "catch up by", &mut chosen.cursor, &modes, |m| {
+                m.name().to_string()
+            });
+            ui.label("clock skew").on_hover_text(
+                "How far the device's clock runs ahead of the server's (or behind): only the clock cursor reads it",
+            );
+            let skews = [-5_000, 0, 5_000, 60_000];
+            self.choice_row(ui, "clock skew", &mut chosen.clock_skew_ms, &skews, |ms| {
+                format!("{:+} s", ms / 1000)
             });
             if chosen != self.settings {
                 actions.push(PaneAction::Settings(chosen));

@@ -2,8 +2,8 @@
 //! counters, the connection badge.
 
 use eframe::egui::{self, Color32, RichText};
-use sync_core::engine::DeviceView;
 use sync_core::engine::connection::ConnectionState;
+use sync_core::engine::{CursorMode, DeviceView};
 use sync_core::protocol::Key;
 
 use crate::gui::style;
@@ -12,6 +12,34 @@ use crate::gui::style;
 /// row that grew a line would move every aligned section below it, in every pane.
 pub(super) fn badge(ui: &mut egui::Ui, text: RichText, why: &str) {
     ui.add(egui::Label::new(text).truncate()).on_hover_text(why);
+}
+
+/// How the device will catch up: its revision cursor, and on the clock cursor the time
+/// (UTC, on its own skewed clock) it will ask `since_time` from, side by side.
+pub(super) fn cursors(ui: &mut egui::Ui, view: &DeviceView) {
+    let revision = format!("cursor rev {}", view.cursor);
+    let (text, why) = match view.settings.cursor {
+        CursorMode::Revision => (
+            revision,
+            "The revision up to which the device has seen every change: its next hello asks for everything after it (since), and misses nothing",
+        ),
+        CursorMode::Clock => {
+            let at = view.clock_cursor.map_or("never".to_string(), time_of_day);
+            let skew = view.settings.clock_skew_ms as f64 / 1000.0;
+            (
+                format!("{revision} · catches up by clock from {at} (clock {skew:+} s)"),
+                "The device asks since_time: its own clock's time of the last change it received. A clock that runs fast asks from a moment the server has not reached, and misses what changed meanwhile; the revision cursor beside it would not",
+            )
+        }
+    };
+    badge(ui, RichText::new(text).small(), why);
+}
+
+/// `HH:MM:SS.mmm` (UTC) of a time in ms since the Unix epoch.
+fn time_of_day(ms: u64) -> String {
+    let day_ms = ms % 86_400_000;
+    let (h, m, s) = (day_ms / 3_600_000, day_ms / 60_000 % 60, day_ms / 1000 % 60);
+    format!("{h:02}:{m:02}:{s:02}.{:03}", day_ms % 1000)
 }
 
 /// Per key: shown, confirmed and its revision, local revision.

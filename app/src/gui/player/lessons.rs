@@ -47,6 +47,7 @@ pub const LESSONS: &[(&str, &str)] = &[
     lesson!("33-offline-batch.scn"),
     lesson!("34-token-rotation.scn"),
     lesson!("35-shut-out-after-30s.scn"),
+    lesson!("36-clock-cursor.scn"),
 ];
 
 /// How a lesson is listed: its number and its `scenario` title (the file name if it has
