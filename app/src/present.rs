@@ -160,7 +160,7 @@ pub fn present(kind: &EventKind) -> Presentation {
             "Refused because the token expired, not because of its value: the intent is kept (no rollback) and resent after authed",
             arrow(
                 ToDevice,
-                "token-expired",
+                "reject",
                 format!("reject {key} token_expired (kept)"),
             ),
         ),

@@ -55,7 +55,7 @@ use serde_json::Value;
 use sync_core::protocol::model::{SERVER_DEVICE_ID, comments_from_value, comments_to_value};
 use sync_core::protocol::{
     CatchUp, Change, ClientFrame, CommandOp, Current, ErrorCode, InvalidValue, Key,
-    PROTOCOL_VERSION, Problem, ServerFrame, ValueKind, close, decode_client_frame,
+    PROTOCOL_VERSION, Problem, ServerFrame, ValueKind, check_batch, close, decode_client_frame,
 };
 
 use guard::AuthGuard;
@@ -504,6 +504,15 @@ impl<S: Store> Core<S> {
         out: &mut Vec<Action>,
         staged: &mut Vec<Staged>,
     ) {
+        // A text frame was checked by the decoder; one handed over decoded is checked here.
+        if let Err(problem) = check_batch(&writes) {
+            return out.push(error(
+                id,
+                ErrorCode::BadMessage,
+                problem.to_string(),
+                Some(rid),
+            ));
+        }
         let first = staged.len();
         let count = writes.len() as u64;
         let mut limited = false;
@@ -601,10 +610,11 @@ impl<S: Store> Core<S> {
         staged: &mut Vec<Staged>,
     ) {
         if self.conns.get(&id).is_some_and(|c| c.expired_at.is_some()) {
-            let rid = frame.id().expect("writes have ids");
-            let key = match &frame {
-                ClientFrame::Set { key, .. } | ClientFrame::Command { key, .. } => key.as_str(),
-                _ => "",
+            let (rid, key) = match &frame {
+                ClientFrame::Set { id, key, .. } | ClientFrame::Command { id, key, .. } => {
+                    (*id, key.as_str())
+                }
+                other => unreachable!("only writes reach the pipeline, not {other}"),
             };
             let message = "the token expired: nothing applied; send `auth` with the new one";
             return out.push(reject(

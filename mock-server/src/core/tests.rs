@@ -1133,3 +1133,23 @@ fn since_time_returns_the_keys_changed_after_it() {
     );
     assert_eq!(keys(hello(&mut t, ConnId(4), 0)).len(), 3);
 }
+
+/// A batch handed over already decoded (the simulator's path) is checked as the decoder
+/// checks a text one: a `ping` inside is `bad_message` with the batch's id, not a panic.
+#[test]
+fn a_decoded_batch_is_checked_like_a_text_one() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    let batch = ClientFrame::Batch {
+        id: 9,
+        writes: vec![ClientFrame::Ping { id: 1 }],
+    };
+    let out = t.core.handle(vec![(A, Inbound::Decoded(batch))], t.now);
+    match &frames_to(&out, A)[..] {
+        [ServerFrame::Error { code, id, message }] => {
+            assert_eq!((*code, *id), (ErrorCode::BadMessage, Some(9)));
+            assert!(message.contains("writes[0]"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -366,6 +366,9 @@ impl Parser<'_> {
                 }
                 let behind = line.word(3).is_some_and(|w| w.starts_with('-'));
                 let skew = self.duration_at(line, 3, behind)?;
+                if skew.subsec_nanos() % 1_000_000 != 0 {
+                    return self.err(line, 3, "a clock skew is whole milliseconds");
+                }
                 self.end(line, 4)?;
                 let ms = i64::try_from(skew.as_millis()).unwrap_or(i64::MAX);
                 self.scenario.devices[d].settings.clock_skew_ms = if behind { -ms } else { ms };
@@ -883,8 +886,8 @@ impl Parser<'_> {
 
     /// A duration, after a leading `-` when `signed` (the caller keeps the sign).
     fn duration_at(&self, line: &Line<'_>, i: usize, signed: bool) -> R<Duration> {
-        let w = self.need(line, i, "a duration such as `250ms` or `2s`")?;
-        let w = if signed { &w[1..] } else { w };
+        let word = self.need(line, i, "a duration such as `250ms` or `2s`")?;
+        let w = if signed { &word[1..] } else { word };
         let parsed = if let Some(n) = w.strip_suffix("ms") {
             n.parse::<u64>().ok().map(Duration::from_millis)
         } else if let Some(n) = w.strip_suffix('s') {
@@ -900,7 +903,7 @@ impl Parser<'_> {
                 self.err(
                     line,
                     i,
-                    format!("expected a duration such as `250ms` or `2s`, found `{w}`"),
+                    format!("expected a duration such as `250ms` or `2s`, found `{word}`"),
                 )
             },
             Ok,

@@ -128,6 +128,35 @@ fn parse_errors_give_file_line_column_and_what_was_expected() {
     assert!(err("latency 5ms\ndevices a\n").contains("needs the devices"));
 }
 
+/// The setup statements of the seeds' systems: what they accept, how they refuse, and
+/// that `write` gives back what `parse` read.
+#[test]
+fn device_settings_parse_refuse_and_write_back() {
+    let text = "devices a b\nbatch size a 2\nauth delay a never\nauth delay b 1.5s\n\
+                cursor a clock\nclock a skew -5s\nclock b skew 250ms\na tap like/x\n\
+                server rotate token\nexpect a frames up = 1\n";
+    let s = parse("f.scn", text).unwrap();
+    let (a, b) = (s.devices[0].settings, s.devices[1].settings);
+    assert_eq!(a.batch_size, 2);
+    assert_eq!(a.auth_delay, None);
+    assert_eq!(b.auth_delay, Some(std::time::Duration::from_millis(1500)));
+    assert_eq!(a.cursor, sync_core::engine::CursorMode::Clock);
+    assert_eq!((a.clock_skew_ms, b.clock_skew_ms), (-5000, 250));
+    let again = parse("g.scn", &write(&s)).unwrap();
+    assert_eq!(again.devices, s.devices);
+    assert_eq!(again.steps.len(), s.steps.len());
+    assert!(err("devices a\nbatch size a 65\n").contains("from 1 to 64"));
+    assert!(err("devices a\nbatch size a 0\n").contains("from 1 to 64"));
+    assert!(err("devices a\nbatch count a 2\n").contains("expected `size`"));
+    assert!(err("devices a\ncursor a wall\n").contains("`clock` or `revision`"));
+    assert!(err("devices a\nclock a skew -5\n").contains("found `-5`"));
+    assert!(err("devices a\nclock a skew 0.0004s\n").contains("whole milliseconds"));
+    assert!(err("devices a\nauth delay a soon\n").contains("found `soon`"));
+    assert!(err("devices a\nserver rotate key\n").contains("expected `token`"));
+    assert!(err("devices a\nexpect a frames down = 1\n").contains("expected `up`"));
+    assert!(err("devices a\na tap like/x\nbatch size a 2\n").contains("is a setup statement"));
+}
+
 #[test]
 fn setup_server_set_arrives_in_welcome_and_mid_run_link_changes_apply() {
     let text = r#"

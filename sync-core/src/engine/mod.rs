@@ -226,6 +226,8 @@ pub struct Engine {
     auth_request: Option<(u64, String)>,
     /// Closed 4401 because the token expired: reconnect once the source has a new one.
     awaiting_token: bool,
+    /// The last token an `auth` carried that the server called expired: never sent again.
+    refused_token: Option<String>,
     /// The id of the latest `auth` answered `authed`: requests with lower ids were sent
     /// on the token before it (ids only grow).
     reauthed_at: u64,
@@ -278,6 +280,7 @@ impl Engine {
             token_state: TokenState::Valid,
             auth_request: None,
             awaiting_token: false,
+            refused_token: None,
             reauthed_at: 0,
             strategy: config.strategy,
             state: DeviceState::default(),
@@ -461,6 +464,7 @@ impl Engine {
     // ---- connection ---------------------------------------------------------------------
 
     fn open(&mut self, now: Duration) {
+        self.awaiting_token = false;
         self.conn = ConnectionState::Connecting;
         self.heartbeat = Heartbeat::opened(now);
         self.outputs.push_back(Output::Open);
@@ -504,13 +508,15 @@ impl Engine {
             return;
         }
         self.requests.clear();
+        // The server said `token_expired` before closing (or gave it as the reason).
+        let expired = self.token_state == TokenState::Expired;
         self.token_state = TokenState::Valid;
         self.auth_request = None;
         match close {
             Some((crate::protocol::close::UNAUTHORIZED, reason)) => {
                 self.conn = ConnectionState::AuthFailed;
                 // An expired token is refreshed by the token source, not by the user.
-                self.awaiting_token = reason == ErrorCode::TokenExpired.as_str();
+                self.awaiting_token = expired || reason == ErrorCode::TokenExpired.as_str();
             }
             Some((code, reason)) if crate::protocol::close::forbids_reconnect(code) => {
                 self.conn = ConnectionState::ClosedByServer { code, reason };
@@ -534,9 +540,11 @@ impl Engine {
             }
         }
         self.connection_event();
-        if self.awaiting_token && self.token != self.conn_token {
+        if self.awaiting_token
+            && self.token != self.conn_token
+            && self.refused_token.as_deref() != Some(self.token.as_str())
+        {
             // The source already had a newer token: use it.
-            self.awaiting_token = false;
             self.open(now);
         }
         self.flush_events();

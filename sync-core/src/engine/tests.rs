@@ -1144,3 +1144,46 @@ fn the_clock_cursor_sends_the_device_clocks_time_of_the_last_change() {
         "a catch-up by clock does not move the revision cursor"
     );
 }
+
+/// An `auth` answered `token_expired` (the source's token was rotated away too) is not
+/// sent again with the same token; the next token from the source goes out at once. A
+/// device the user took offline while it waited for a token stays offline when one comes.
+#[test]
+fn a_refused_auth_token_is_not_resent_and_offline_stays_offline() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    let expired = |id| ServerFrame::Error {
+        code: ErrorCode::TokenExpired,
+        message: "expired".into(),
+        id,
+    };
+    d.frame(expired(None));
+    d.e.set_token("t2", d.now);
+    d.pump();
+    let Some(ClientFrame::Auth { id, .. }) = d.sent.pop() else {
+        panic!("expected auth")
+    };
+    d.frame(expired(Some(id)));
+    assert!(
+        !d.sent.iter().any(|f| matches!(f, ClientFrame::Auth { .. })),
+        "{:?}",
+        d.sent
+    );
+    d.sent.clear();
+    d.e.set_token("t3", d.now);
+    d.pump();
+    assert!(matches!(d.sent.pop(), Some(ClientFrame::Auth { token, .. }) if token == "t3"));
+    // Shut out: 4401 after the expiry. The user takes the device offline; a token that
+    // comes then does not bring it back.
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.connect(0, vec![], false);
+    d.frame(expired(None));
+    d.e.on_disconnected(Some((close::UNAUTHORIZED, "bye".into())), d.now);
+    assert_eq!(d.e.connection(), &ConnectionState::AuthFailed);
+    d.e.set_online(false, d.now);
+    let opens = d.opens;
+    d.e.set_token("t2", d.now);
+    d.pump();
+    assert_eq!(d.opens, opens);
+    assert_eq!(d.e.connection(), &ConnectionState::Offline);
+}

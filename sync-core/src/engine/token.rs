@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::connection::ConnectionState;
 use super::events::EventKind;
 use super::{Engine, Request};
 use crate::protocol::{ClientFrame, Key};
@@ -54,9 +55,9 @@ impl Engine {
         self.token = token.to_string();
         self.state.emit(EventKind::TokenReceived);
         if self.token_state == TokenState::Expired {
-            self.send_auth();
-        } else if self.awaiting_token {
-            self.awaiting_token = false;
+            self.try_auth();
+        } else if self.awaiting_token && self.conn == ConnectionState::AuthFailed {
+            // Only out of `auth-failed`: a device the user took offline stays offline.
             self.attempt = 0;
             self.failed = 0;
             self.open(now);
@@ -74,19 +75,42 @@ impl Engine {
         self.token_state
     }
 
-    /// `error token_expired`: without an id, the connection's token was rotated away; with
-    /// the id of our `auth`, the token it carried had expired too. Either way the device
-    /// waits for a newer token (and sends `auth` at once if it already has one).
+    /// `error token_expired`. With the id of our `auth`: the token it carried had expired
+    /// too, and is not sent again. Without an id: the connection's token was rotated away
+    /// (in the handshake, a 4401 follows and [`Engine::on_disconnected`] waits for a new
+    /// token). Either way the device waits for a newer token, and sends `auth` at once if
+    /// it already has one.
     pub(super) fn on_token_expired(&mut self, id: Option<u64>) {
-        if id.is_some() && id != self.auth_request.as_ref().map(|(id, _)| *id) {
-            return;
-        }
-        if let Some((id, _)) = self.auth_request.take() {
-            self.requests.remove(&id);
+        match id {
+            Some(id)
+                if self
+                    .auth_request
+                    .as_ref()
+                    .is_some_and(|(sent, _)| *sent == id) =>
+            {
+                self.requests.remove(&id);
+                self.refused_token = self.auth_request.take().map(|(_, token)| token);
+            }
+            Some(_) => return,
+            // Rotated again while an `auth` is on its way: its answer decides.
+            None if self.auth_request.is_some() => {
+                self.state.emit(EventKind::TokenExpired);
+                return;
+            }
+            None => {}
         }
         self.token_state = TokenState::Expired;
         self.state.emit(EventKind::TokenExpired);
-        if self.token != self.conn_token {
+        self.try_auth();
+    }
+
+    /// Sends `auth` if it can help: on a connection past its `welcome`, with no `auth` on
+    /// its way already (its answer decides), and with a token that is neither the
+    /// connection's nor one the server already called expired.
+    fn try_auth(&mut self) {
+        let fresh = self.token != self.conn_token
+            && self.refused_token.as_deref() != Some(self.token.as_str());
+        if self.conn == ConnectionState::Connected && self.auth_request.is_none() && fresh {
             self.send_auth();
         }
     }

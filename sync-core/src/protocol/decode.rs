@@ -263,27 +263,47 @@ fn decode_writes(writes: Value) -> Result<Vec<ClientFrame>, Problem> {
         Value::Array(items) if (1..=MAX_BATCH).contains(&items.len()) => items,
         other => return Err(bad("writes", "a list of 1 to 64 writes", &other)),
     };
-    let mut ids = std::collections::HashSet::with_capacity(items.len());
     let mut frames = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
-        let in_item = |problem| Problem::InBatch {
-            index,
-            problem: Box::new(problem),
-        };
         let frame = match item {
-            Value::Object(map) => decode_object(map).map_err(in_item)?,
-            other => return Err(in_item(Problem::NotObject(json_type(&other)))),
+            Value::Object(map) => decode_object(map),
+            other => Err(Problem::NotObject(json_type(&other))),
         };
-        if !frame.is_write() {
-            return Err(in_item(Problem::NotAWrite(frame.type_name())));
-        }
-        let id = frame.id().expect("writes have ids");
+        frames.push(frame.map_err(|problem| in_batch(index, problem))?);
+    }
+    check_batch(&frames)?;
+    Ok(frames)
+}
+
+/// What a batch's `writes` must be beyond each item's own shape: 1..=[`MAX_BATCH`] of
+/// them, each a `set` or `command`, with distinct ids. The decoder checks it; so does the
+/// server for a batch handed to it already decoded (the simulator's).
+pub fn check_batch(writes: &[ClientFrame]) -> Result<(), Problem> {
+    if !(1..=MAX_BATCH).contains(&writes.len()) {
+        return Err(Problem::BadField {
+            field: "writes",
+            expected: "a list of 1 to 64 writes",
+            got: format!("{} items", writes.len()),
+        });
+    }
+    let mut ids = std::collections::HashSet::with_capacity(writes.len());
+    for (index, frame) in writes.iter().enumerate() {
+        let id = match frame {
+            ClientFrame::Set { id, .. } | ClientFrame::Command { id, .. } => *id,
+            other => return Err(in_batch(index, Problem::NotAWrite(other.type_name()))),
+        };
         if !ids.insert(id) {
             return Err(Problem::DuplicateId(id));
         }
-        frames.push(frame);
     }
-    Ok(frames)
+    Ok(())
+}
+
+fn in_batch(index: usize, problem: Problem) -> Problem {
+    Problem::InBatch {
+        index,
+        problem: Box::new(problem),
+    }
 }
 
 fn decode_command(name: &str, args: Value) -> Result<CommandOp, Problem> {

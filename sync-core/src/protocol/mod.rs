@@ -13,6 +13,6 @@ pub mod model;
 pub mod strict_json;
 
 pub use codes::{ErrorCode, close};
-pub use decode::{DecodeError, Problem, decode_client_frame, decode_server_frame};
+pub use decode::{DecodeError, Problem, check_batch, decode_client_frame, decode_server_frame};
 pub use frames::{CatchUp, Change, ClientFrame, Current, PROTOCOL_VERSION, ServerFrame};
 pub use model::{CommandOp, Comment, InvalidValue, Key, UnknownKey, ValueKind};
