@@ -8,7 +8,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`core`] | the server as a state machine: hello, the write pipeline, idempotency, catch-up, fan-out, limits ([`core::store`]: the durable-store interface and the in-memory store; [`core::rate`]: the token bucket) |
+//! | [`core`] | the server as a state machine: hello, the write pipeline, batches, idempotency, catch-up (by revision or clock), token rotation, fan-out, limits ([`core::store`]: the durable-store interface and the in-memory store; [`core::rate`]: the token bucket) |
 //! | [`redb_store`] | the live server's durable store (redb) |
 //! | [`net`] | the live server: tokio + tokio-tungstenite, one task owning the core, one per connection, group commit, back-pressure, fault injection per connection |
 //! | [`link`] | one direction of a device's network: latency, jitter, loss, hold / release / drop; and the fault vocabulary everything translates into ([`link::Direction`], [`link::Pair`], [`link::Fault`]) |

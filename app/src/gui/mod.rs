@@ -1,5 +1,12 @@
 //! The desktop app: a pane per device, side by side, and the server panel. The whole UI
-//! is drawn by [`SyncLab::ui_root`], so tests drive it without eframe.
+//! is drawn by [`SyncLab::ui_root`], so tests drive it without eframe. Each frame it takes
+//! the devices' news (`take_news`), reads the views and the server, notes who
+//! agrees, lets the recorder see the moment, then draws the top bar, the server panel, the
+//! wire view and the devices, and carries out what the user asked after the frame.
+//!
+//! This file is long because [`SyncLab`] is the controller every view reports to: its
+//! views live in the modules below, its actions (a pane's, a recipe's, the server
+//! panel's, the recorder's) are handled here in one place.
 //!
 //! | module | what |
 //! |---|---|
@@ -210,9 +217,10 @@ impl SyncLab {
         self.server.as_ref()
     }
 
-    /// Draws everything.
-    pub fn ui_root(&mut self, ui: &mut egui::Ui) {
-        style::install(ui.ctx());
+    /// The news since the last frame: devices restarted with another strategy get their
+    /// pane's settings, and every device's new events go to its pane and, in the order
+    /// they happened, to the wire view. `true` if there were events.
+    fn take_news(&mut self) -> bool {
         for (name, handle) in self.live.poll_restarted() {
             if let Some(i) = self.panes.iter().position(|p| p.name == name) {
                 self.devices[i] = LiveDevice::new(handle);
@@ -246,11 +254,18 @@ impl SyncLab {
             let since = at.saturating_duration_since(self.started);
             self.wire.record(&device, &kind, since);
         }
-        let views = self.views();
-        self.refresh_server(&views);
-        let agreement = self.agreement_of(&views);
-        let now = self.started.elapsed();
-        for (pane, view) in self.panes.iter_mut().zip(&views) {
+        had_events
+    }
+
+    /// Each pane's chart learns when its device agrees with the server again, and the top
+    /// bar when the last of them did after the last intent.
+    fn note_agreement(
+        &mut self,
+        views: &[DeviceView],
+        agreement: &Result<Agreement, String>,
+        now: Duration,
+    ) {
+        for (pane, view) in self.panes.iter_mut().zip(views) {
             // Against the server's state when it can be read; without it (an external
             // server and no admin token), when the device settled: connected, nothing
             // in flight. The chart says which.
@@ -273,27 +288,16 @@ impl SyncLab {
         {
             self.converged_after = Some(t.elapsed());
         }
-        let moment = recording::Moment {
-            now,
-            views: &views,
-            layouts: self
-                .panes
-                .iter()
-                .zip(&views)
-                .map(|(p, v)| p.layout(v))
-                .collect(),
-            queued: self.panes.iter().map(queued).collect(),
-            events: had_events,
-            converged: agreement.as_ref().is_ok_and(Agreement::all),
-        };
-        self.recording.frame(&self.live, &moment);
-        if self.mode == Mode::Live
-            && let Some(recording::SaveAction::Play(name, text)) =
-                self.recording.save_window(ui.ctx(), &self.live)
-        {
-            self.player.open(&name, &text);
-            self.mode = Mode::Player;
-        }
+    }
+
+    /// The top bar: mode, zoom, and in live mode the recording controls, the devices, the
+    /// server, "+ device" and the convergence verdict.
+    fn top_bar(
+        &mut self,
+        ui: &mut egui::Ui,
+        agreement: &Result<Agreement, String>,
+        moment: &recording::Moment<'_>,
+    ) {
         egui::Panel::top("top").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.heading("Sync Lab");
@@ -307,7 +311,7 @@ impl SyncLab {
                 }
                 ui.separator();
                 // Early in the bar: it must stay in view on a narrow window.
-                self.recording.top_bar(ui, &self.live, &moment);
+                self.recording.top_bar(ui, &self.live, moment);
                 ui.separator();
                 let n = self.panes.len();
                 let devices = if n == 1 { "device" } else { "devices" };
@@ -336,7 +340,7 @@ impl SyncLab {
                 ui.separator();
                 let green = style::GREEN;
                 let amber = style::AMBER;
-                let (color, text) = match (&agreement, self.converged_after) {
+                let (color, text) = match (agreement, self.converged_after) {
                     (Ok(a), Some(after)) if a.all() => (
                         green,
                         format!("{}, {:.2} s after the last intent", a.summary(), after.as_secs_f64()),
@@ -349,6 +353,79 @@ impl SyncLab {
                     .on_hover_text("Convergence: a device agrees when it is connected, has nothing in flight, and shows the server's value and knows its revision for every key. An offline or reconnecting device never agrees: it cannot know what it missed");
             });
         });
+    }
+
+    /// The central panel: the broadcast bar, the recipes and the device panes. What the
+    /// user asked of the devices, and of the recipes, for after the frame.
+    fn devices_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        views: &[DeviceView],
+    ) -> (Vec<(String, PaneAction)>, Vec<recipes::RecipeAction>) {
+        let mut actions: Vec<(String, PaneAction)> = Vec::new();
+        let mut recipe_actions = Vec::new();
+        egui::CentralPanel::default().show(ui, |ui| {
+            actions.extend(self.broadcast.ui(ui, &self.panes));
+            recipe_actions = self
+                .recipes
+                .ui(ui, &self.panes, views, self.live.controls());
+            ui.separator();
+            // Scroll bars always shown: on a small screen the panes go on below the fold,
+            // and a floating bar that appears only on hover hides that.
+            egui::ScrollArea::both()
+                .scroll_bar_visibility(egui::scroll_area::ScrollBarVisibility::AlwaysVisible)
+                .show(ui, |ui| {
+                    let n = self.panes.len();
+                    ui.columns(n, |cols| {
+                        for (((pane, device), view), col) in self
+                            .panes
+                            .iter_mut()
+                            .zip(&self.devices)
+                            .zip(views)
+                            .zip(cols.iter_mut())
+                        {
+                            let mut mine = Vec::new();
+                            let clock = device.handle().clock();
+                            pane.ui(col, view, clock, &mut self.sections, &mut mine);
+                            actions.extend(mine.into_iter().map(|a| (pane.name.clone(), a)));
+                        }
+                    });
+                });
+        });
+        (actions, recipe_actions)
+    }
+
+    /// Draws everything.
+    pub fn ui_root(&mut self, ui: &mut egui::Ui) {
+        style::install(ui.ctx());
+        let had_events = self.take_news();
+        let views = self.views();
+        self.refresh_server(&views);
+        let agreement = self.agreement_of(&views);
+        let now = self.started.elapsed();
+        self.note_agreement(&views, &agreement, now);
+        let moment = recording::Moment {
+            now,
+            views: &views,
+            layouts: self
+                .panes
+                .iter()
+                .zip(&views)
+                .map(|(p, v)| p.layout(v))
+                .collect(),
+            queued: self.panes.iter().map(queued).collect(),
+            events: had_events,
+            converged: agreement.as_ref().is_ok_and(Agreement::all),
+        };
+        self.recording.frame(&self.live, &moment);
+        if self.mode == Mode::Live
+            && let Some(recording::SaveAction::Play(name, text)) =
+                self.recording.save_window(ui.ctx(), &self.live)
+        {
+            self.player.open(&name, &text);
+            self.mode = Mode::Player;
+        }
+        self.top_bar(ui, &agreement, &moment);
         if self.mode == Mode::Player {
             egui::CentralPanel::default().show(ui, |ui| self.player.ui(ui));
             return;
@@ -372,36 +449,7 @@ impl SyncLab {
                     .collect();
                 self.wire.ui(ui, &lanes);
             });
-        let mut actions: Vec<(String, PaneAction)> = Vec::new();
-        let mut recipe_actions = Vec::new();
-        egui::CentralPanel::default().show(ui, |ui| {
-            actions.extend(self.broadcast.ui(ui, &self.panes));
-            recipe_actions = self
-                .recipes
-                .ui(ui, &self.panes, &views, self.live.controls());
-            ui.separator();
-            // Scroll bars always shown: on a small screen the panes go on below the fold,
-            // and a floating bar that appears only on hover hides that.
-            egui::ScrollArea::both()
-                .scroll_bar_visibility(egui::scroll_area::ScrollBarVisibility::AlwaysVisible)
-                .show(ui, |ui| {
-                    let n = self.panes.len();
-                    ui.columns(n, |cols| {
-                        for (((pane, device), view), col) in self
-                            .panes
-                            .iter_mut()
-                            .zip(&self.devices)
-                            .zip(&views)
-                            .zip(cols.iter_mut())
-                        {
-                            let mut mine = Vec::new();
-                            let clock = device.handle().clock();
-                            pane.ui(col, view, clock, &mut self.sections, &mut mine);
-                            actions.extend(mine.into_iter().map(|a| (pane.name.clone(), a)));
-                        }
-                    });
-                });
-        });
+        let (mut actions, recipe_actions) = self.devices_ui(ui, &views);
         self.sections.end_frame(ui.ctx());
         // Commands go out after the frame; a changed link is listed again at once.
         let acted = !actions.is_empty() || !recipe_actions.is_empty();

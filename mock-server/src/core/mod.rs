@@ -1,9 +1,10 @@
 //! The server as a sans-IO state machine: frames in, frames and closes out.
 //!
 //! It implements PROTOCOL.md exactly: the `hello` handshake, the write pipeline (rate
-//! limit → decode → key → value → idempotency → forced rejection → apply), catch-up with
-//! `since` and `reset`, fan-out of pushes with the writer's ack queued *before* its own
-//! echo, and every limit and close code. The same core runs under the tokio shell and the
+//! limit → decode → key → value → idempotency → forced rejection → apply), `batch`es of
+//! writes, catch-up with `since` and `reset` or by clock with `since_time`, token rotation
+//! with `token_expired` and re-authentication (`auth`), fan-out of pushes with the
+//! writer's ack queued *before* its own echo, and every limit and close code. The same core runs under the tokio shell and the
 //! simulator; neither has any protocol logic of its own.
 //!
 //! Durability: accepted writes of one call to [`Core::handle`] are committed to the
@@ -20,10 +21,11 @@
 //!   ([`Core::heard`]), its frames ([`Core::handle`], a batch across connections: one
 //!   commit), it closed ([`Core::disconnect`]), a deadline passed ([`Core::on_timeout`]).
 //! - **Application commands**, what an operator or a test does: [`Core::server_set`],
-//!   [`Core::reject_next`], [`Core::kick`], [`Core::restart`], [`Core::admin_auth`].
+//!   [`Core::reject_next`], [`Core::kick`], [`Core::restart`], [`Core::admin_auth`],
+//!   [`Core::rotate_token`].
 //! - **Outputs**: the [`Action`]s (send a frame, close a connection) that
-//!   [`Core::handle`], [`Core::on_timeout`], [`Core::server_set`] and [`Core::kick`]
-//!   return, and the next deadline, [`Core::poll_timeout`]. Unlike the engine's, the
+//!   [`Core::handle`], [`Core::on_timeout`], [`Core::server_set`], [`Core::kick`] and
+//!   [`Core::rotate_token`] return, and the next deadline, [`Core::poll_timeout`]. Unlike the engine's, the
 //!   actions are returned rather than polled: a batch's actions must leave together, after
 //!   its commit.
 //! - **Queries**, read-only: [`Core::user`], [`Core::value`], [`Core::writes`],

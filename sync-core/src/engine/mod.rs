@@ -11,10 +11,13 @@
 //! state takes `now`:
 //!
 //! - **Application commands**, what the user does: [`Engine::tap`], [`Engine::set`],
-//!   [`Engine::comment`], [`Engine::set_online`].
+//!   [`Engine::comment`], [`Engine::edit_comment`], [`Engine::delete_comment`],
+//!   [`Engine::set_online`], [`Engine::retry`], [`Engine::configure`]; and what its driver
+//!   sets up: [`Engine::set_wall_clock`].
 //! - **Inputs**, what the world did: the transport opened or failed
 //!   ([`Engine::on_connected`], [`Engine::on_disconnected`]), a frame arrived
-//!   ([`Engine::on_text`], or [`Engine::on_frame`] already decoded), and a deadline passed
+//!   ([`Engine::on_text`], or [`Engine::on_frame`] already decoded), the token source
+//!   handed over a token ([`Engine::set_token`]), and a deadline passed
 //!   ([`Engine::on_timeout`]).
 //! - **Outputs to poll**, what the shell must do: [`Engine::poll_output`] ([`Output`]:
 //!   open or close the transport, send a frame), [`Engine::poll_event`] (observable
