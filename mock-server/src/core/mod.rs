@@ -43,6 +43,7 @@
 //! limits ([`rate`]) and durability ([`store`]) are split out.
 
 pub mod guard;
+pub mod http;
 pub mod rate;
 pub mod store;
 
@@ -156,6 +157,8 @@ pub struct Core<S: Store> {
     /// The server's clock: ms since the Unix epoch at the shell's time zero (the `now`
     /// every call takes counts from there), for the change times `since_time` reads.
     clock_epoch_ms: u64,
+    /// Polling over HTTP: its buckets, and the `block_websocket` fault.
+    http: http::HttpState,
     /// Set when a commit failed and the store could not be read back either: the state in
     /// memory may hold writes that were never stored, so nothing is served (every frame
     /// is answered with a 1011 close) until the server restarts.
@@ -184,6 +187,7 @@ impl<S: Store> Core<S> {
             forced: BTreeSet::new(),
             guard: AuthGuard::new(guard::MAX_AUTH_FAILURES),
             clock_epoch_ms: 0,
+            http: http::HttpState::default(),
             broken: None,
         })
     }

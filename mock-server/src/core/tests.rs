@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sync_core::protocol::{ErrorCode, Key, ServerFrame};
 
+use super::http::{HttpAnswer, HttpKind, HttpRequest};
 use super::store::{MemoryStore, Store, TokenRecord};
 use super::*;
 
@@ -1152,4 +1153,180 @@ fn a_decoded_batch_is_checked_like_a_text_one() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+fn http(
+    t: &mut T,
+    token: Option<&str>,
+    device: Option<&str>,
+    kind: HttpKind,
+) -> (HttpAnswer, Vec<Action>) {
+    let request = HttpRequest {
+        token: token.map(str::to_string),
+        device_id: device.map(str::to_string),
+        source: None,
+        kind,
+    };
+    t.core.http(request, t.now)
+}
+
+/// PROTOCOL.md, "Polling over HTTP": `GET /sync/changes` is a `welcome` as for `hello`
+/// with that cursor; `POST /sync/write` answers what the WebSocket would (pushes left
+/// out) and pushes to the user's connected devices; the statuses of the error rows.
+#[test]
+fn polling_reads_changes_and_writes_through_the_same_pipeline() {
+    let mut t = T::new();
+    t.hello(A, "laptop", 0);
+    let write = json!({"type":"set","id":1,"key":"like/a","value":true,"local_rev":1}).to_string();
+    let (answer, actions) = http(
+        &mut t,
+        Some("demo-token"),
+        Some("phone"),
+        HttpKind::Write(write.clone()),
+    );
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body[0]["type"], "ack");
+    assert_eq!(
+        answer.body.as_array().unwrap().len(),
+        1,
+        "no push in the answer"
+    );
+    assert_eq!(names(&frames_to(&actions, A)), ["push like/a 1"]);
+    // Resent: a duplicate, as over the WebSocket.
+    let (answer, actions) = http(
+        &mut t,
+        Some("demo-token"),
+        Some("phone"),
+        HttpKind::Write(write),
+    );
+    assert_eq!(answer.body[0]["duplicate"], true);
+    assert!(actions.is_empty());
+    let (answer, _) = http(
+        &mut t,
+        Some("demo-token"),
+        Some("phone"),
+        HttpKind::Changes("since=0".into()),
+    );
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        (answer.body["rev"].clone(), answer.body["reset"].clone()),
+        (json!(1), json!(false))
+    );
+    assert_eq!(answer.body["changes"][0]["key"], "like/a");
+    let (answer, _) = http(
+        &mut t,
+        Some("demo-token"),
+        Some("phone"),
+        HttpKind::Changes("since=1".into()),
+    );
+    assert_eq!(answer.body["changes"], json!([]));
+    let status = |t: &mut T, token, device, kind| http(t, token, device, kind).0;
+    let get = |q: &str| HttpKind::Changes(q.to_string());
+    let a = status(&mut t, None, Some("phone"), get("since=0"));
+    assert_eq!(
+        (a.status, a.body["code"].clone()),
+        (401, json!("unauthorized"))
+    );
+    let a = status(&mut t, Some("demo-token"), Some("bad id"), get("since=0"));
+    assert_eq!(
+        (a.status, a.body["code"].clone()),
+        (400, json!("bad_message"))
+    );
+    let a = status(&mut t, Some("demo-token"), Some("phone"), get("since=x"));
+    assert_eq!(a.status, 400);
+    let a = status(
+        &mut t,
+        Some("demo-token"),
+        Some("phone"),
+        get("since=1&since_time=2"),
+    );
+    assert_eq!(a.status, 400);
+    let a = status(
+        &mut t,
+        Some("demo-token"),
+        Some("phone"),
+        HttpKind::Write(r#"{"type":"ping","id":1}"#.into()),
+    );
+    assert_eq!(
+        (a.status, a.body["code"].clone()),
+        (400, json!("bad_message"))
+    );
+    t.core.rotate_token("demo", "t2", t.now).unwrap();
+    let a = status(&mut t, Some("demo-token"), Some("phone"), get("since=0"));
+    assert_eq!(
+        (a.status, a.body["code"].clone()),
+        (401, json!("token_expired"))
+    );
+    assert_eq!(
+        status(&mut t, Some("t2"), Some("phone"), get("since=0")).status,
+        200
+    );
+}
+
+/// Each device id has one bucket for its HTTP requests: past it a `GET` is 429, a `POST`
+/// 200 with `reject rate_limited` for each write.
+#[test]
+fn polling_has_one_bucket_per_device_id() {
+    let mut t = T::new();
+    for _ in 0..400 {
+        let (a, _) = http(
+            &mut t,
+            Some("demo-token"),
+            Some("phone"),
+            HttpKind::Changes("since=0".into()),
+        );
+        assert_eq!(a.status, 200);
+    }
+    let (a, _) = http(
+        &mut t,
+        Some("demo-token"),
+        Some("phone"),
+        HttpKind::Changes("since=0".into()),
+    );
+    assert_eq!(
+        (a.status, a.body["code"].clone()),
+        (429, json!("rate_limited"))
+    );
+    let write = json!({"type":"set","id":1,"key":"like/a","value":true,"local_rev":1}).to_string();
+    let (a, _) = http(
+        &mut t,
+        Some("demo-token"),
+        Some("phone"),
+        HttpKind::Write(write.clone()),
+    );
+    assert_eq!(
+        (a.status, a.body[0]["code"].clone()),
+        (200, json!("rate_limited"))
+    );
+    let (a, _) = http(
+        &mut t,
+        Some("demo-token"),
+        Some("tablet"),
+        HttpKind::Write(write),
+    );
+    assert_eq!(
+        a.body[0]["type"], "ack",
+        "another device id has its own bucket"
+    );
+}
+
+/// `block_websocket` closes every device connection 1001 and says upgrades are refused
+/// until it is turned off; HTTP goes on.
+#[test]
+fn blocking_websockets_closes_them_and_polling_goes_on() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    let out = t.core.block_websocket(true);
+    assert_eq!(out, [Action::Close(A, 1001, "going away".into())]);
+    assert!(t.core.websocket_blocked());
+    assert!(t.core.devices().is_empty());
+    let (a, _) = http(
+        &mut t,
+        Some("demo-token"),
+        Some("phone"),
+        HttpKind::Changes("since=0".into()),
+    );
+    assert_eq!(a.status, 200);
+    assert!(t.core.block_websocket(false).is_empty());
+    assert!(!t.core.websocket_blocked());
 }

@@ -1,6 +1,7 @@
-//! Accepting connections: the listener, the checks made on the HTTP upgrade request (path,
-//! `Origin`, the connection cap, the handshake deadline), and the hand-over of each
-//! upgraded socket to its task — [`connection`](super::connection) for `/sync`,
+//! Accepting connections: the listener; HTTP/1 on every socket (hyper), with the checks
+//! every request passes (`Origin`, the connection cap, the head's deadline); the polling
+//! API (`GET /sync/changes`, `POST /sync/write`, answered by the core); and the hand-over of
+//! each upgraded socket to its task — [`connection`](super::connection) for `/sync`,
 //! [`admin`](super::admin) for `/admin`.
 
 use std::net::SocketAddr;
@@ -8,19 +9,30 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use std::convert::Infallible;
+use std::sync::atomic::AtomicBool;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use sync_core::protocol::ErrorCode;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Error as WsError;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::StatusCode;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::control::ToCore;
 use super::{HANDSHAKE_TIMEOUT, MAX_FRAME, READ_BUFFER, admin, connection};
 use crate::core::ConnId;
+use crate::core::http::{HttpKind, HttpRequest};
 
 /// Sockets accepted past the connection cap only to be told `503`; beyond these, a new
 /// socket is closed at once, unanswered.
@@ -43,6 +55,8 @@ pub(super) struct Gate {
     pub(super) max_queue_bytes: usize,
     /// The server's clock.
     pub(super) epoch: Instant,
+    /// The `block_websocket` fault: upgrades to `/sync` are answered 503.
+    pub(super) ws_blocked: Arc<AtomicBool>,
 }
 
 /// Accepts connections until `shutdown` fires, one task each; `open` counts the tasks not
@@ -103,9 +117,20 @@ pub(super) async fn run(
     open.store(0, Ordering::Relaxed);
 }
 
-/// Upgrades one socket and serves it.
+/// What an upgrade was for.
+enum Route {
+    Sync,
+    Admin,
+}
+
+/// Where the service leaves an accepted upgrade for the connection's task to take over.
+type UpgradeSlot = Arc<std::sync::Mutex<Option<(Route, OnUpgrade)>>>;
+
+/// Serves one socket: HTTP/1 by hyper, for the polling API and for the WebSocket upgrade
+/// (then the socket goes to its task: [`connection`] for `/sync`, [`admin`] for `/admin`,
+/// with tokio-tungstenite's tuning as before).
 async fn handle(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     id: ConnId,
     full: bool,
@@ -113,88 +138,285 @@ async fn handle(
     gate: Arc<Gate>,
     stopping: watch::Receiver<bool>,
 ) {
+    let slot = UpgradeSlot::default();
+    let service = {
+        let (slot, gate, to_core) = (slot.clone(), gate.clone(), to_core.clone());
+        service_fn(move |request| {
+            let (slot, gate, to_core) = (slot.clone(), gate.clone(), to_core.clone());
+            async move {
+                let answer = answer(request, peer, full, &gate, &to_core, &slot).await;
+                Ok::<_, Infallible>(answer)
+            }
+        })
+    };
+    let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        // A request's head within the handshake time; an idle kept-alive socket too.
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    if let Err(e) = served.await {
+        tracing::debug!(id = id.0, "http: {e}");
+    }
+    let upgrade = slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let Some((route, on_upgrade)) = upgrade else {
+        return;
+    };
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(e) => return tracing::debug!(id = id.0, "upgrade failed: {e}"),
+    };
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(MAX_FRAME))
         .max_frame_size(Some(MAX_FRAME));
-    let mut path = String::new();
-    let admin_on = gate.admin_token.is_some();
-    // The signature is tungstenite's callback type; its error type is not ours to shrink.
-    #[allow(clippy::result_large_err)]
-    let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        path = req.uri().path().to_string();
-        if path != "/sync" && !(admin_on && path == "/admin") {
-            return Err(refusal(
-                StatusCode::NOT_FOUND,
-                "Sync Lab speaks WebSocket at /sync",
-            ));
+    let ws =
+        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    match (route, &gate.admin_token) {
+        (Route::Admin, Some(token)) => admin::serve(ws, token, peer.ip(), to_core, stopping).await,
+        (Route::Admin, None) => {}
+        (Route::Sync, _) => {
+            let conn = connection::Conn {
+                id,
+                source: peer.ip(),
+                to_core,
+                epoch: gate.epoch,
+                max_queue_bytes: gate.max_queue_bytes,
+            };
+            connection::serve(ws, conn).await;
         }
-        if let Some(origin) = req.headers().get("origin")
-            && !gate
-                .allow_origins
-                .iter()
-                .any(|o| o.as_bytes() == origin.as_bytes())
-        {
-            return Err(refusal(
-                StatusCode::FORBIDDEN,
-                "this Origin is not allowed (see --allow-origin)",
-            ));
-        }
-        if full {
-            return Err(refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many connections (see --max-connections)",
-            ));
-        }
-        Ok(resp)
-    };
-    // The socket is lent, not given: after a malformed request it is still ours to answer.
-    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(&mut stream, check, Some(config));
-    let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, upgrade).await {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            tracing::debug!(id = id.0, "upgrade failed: {e}");
-            // `Http`: refused by the check above, and answered. Other protocol errors are
-            // a malformed request: answer it rather than hang up without a word.
-            if !matches!(
-                e,
-                WsError::Http(_) | WsError::Io(_) | WsError::ConnectionClosed
-            ) {
-                let _ = bad_request(&mut stream, &e.to_string()).await;
-            }
-            return;
-        }
-        Err(_) => return tracing::debug!(id = id.0, "upgrade timed out"),
-    };
-    if path == "/admin"
-        && let Some(token) = &gate.admin_token
-    {
-        return admin::serve(ws, token, peer.ip(), to_core, stopping).await;
     }
-    let conn = connection::Conn {
-        id,
-        source: peer.ip(),
-        to_core,
-        epoch: gate.epoch,
-        max_queue_bytes: gate.max_queue_bytes,
+}
+
+/// One request's answer: the checks every request passes (the `Origin` rule, the
+/// connection cap), then by path — an upgrade to `/sync` or `/admin`, the polling API,
+/// or 404 (and 405 for another method on a known path).
+async fn answer(
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+    full: bool,
+    gate: &Gate,
+    to_core: &mpsc::Sender<ToCore>,
+    slot: &UpgradeSlot,
+) -> Response<Full<Bytes>> {
+    if let Some(origin) = request.headers().get(header::ORIGIN)
+        && !gate
+            .allow_origins
+            .iter()
+            .any(|o| o.as_bytes() == origin.as_bytes())
+    {
+        let message = "this Origin is not allowed (see --allow-origin)";
+        return plain(StatusCode::FORBIDDEN, message);
+    }
+    if full {
+        let message = "too many connections (see --max-connections)";
+        return plain(StatusCode::SERVICE_UNAVAILABLE, message);
+    }
+    let path = request.uri().path().to_string();
+    let method = request.method().clone();
+    let route = match path.as_str() {
+        "/sync" => Route::Sync,
+        "/admin" if gate.admin_token.is_some() => Route::Admin,
+        "/sync/changes" if method == Method::GET => {
+            let query = request.uri().query().unwrap_or_default().to_string();
+            return poll(&request, peer, HttpKind::Changes(query), to_core).await;
+        }
+        "/sync/write" if method == Method::POST => {
+            return match read_body(&mut request).await {
+                Ok(body) => poll(&request, peer, HttpKind::Write(body), to_core).await,
+                Err(refused) => refused,
+            };
+        }
+        "/sync/changes" | "/sync/write" => {
+            let message = "GET /sync/changes, POST /sync/write";
+            return refusal(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::BadMessage,
+                message,
+            );
+        }
+        _ => {
+            let message =
+                "Sync Lab speaks WebSocket at /sync, and HTTP at /sync/changes and /sync/write";
+            return refusal(StatusCode::NOT_FOUND, ErrorCode::BadMessage, message);
+        }
     };
-    connection::serve(ws, conn).await;
+    if method != Method::GET {
+        return refusal(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::BadMessage,
+            "an upgrade is a GET",
+        );
+    }
+    if matches!(route, Route::Sync) && gate.ws_blocked.load(Ordering::Relaxed) {
+        let message = "WebSocket upgrades are blocked (fault block_websocket): poll over HTTP";
+        return plain(StatusCode::SERVICE_UNAVAILABLE, message);
+    }
+    let key = match websocket_key(&request) {
+        Ok(key) => key,
+        Err(why) => {
+            let message = format!("not a WebSocket upgrade: {why}");
+            return refusal(StatusCode::BAD_REQUEST, ErrorCode::BadMessage, &message);
+        }
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    *slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((route, on_upgrade));
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
 }
 
-fn refusal(status: StatusCode, message: &str) -> ErrorResponse {
-    let mut e = ErrorResponse::new(Some(message.to_string()));
-    *e.status_mut() = status;
-    e
+/// The `Sec-WebSocket-Key` of a valid upgrade request (RFC 6455, 4.2.1), or what is
+/// wrong with it.
+fn websocket_key(request: &Request<Incoming>) -> Result<String, &'static str> {
+    let headers = request.headers();
+    let has = |name, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    if !has(header::UPGRADE, "websocket") {
+        return Err("no `Upgrade: websocket` header");
+    }
+    if !has(header::CONNECTION, "upgrade") {
+        return Err("no `Connection: Upgrade` header");
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return Err("`Sec-WebSocket-Version` is not 13");
+    }
+    headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .ok_or("no `Sec-WebSocket-Key` header")
 }
 
-/// `400 Bad Request`, with what was wrong.
-async fn bad_request(stream: &mut TcpStream, why: &str) -> std::io::Result<()> {
-    let body = format!("not a WebSocket upgrade: {why}\n");
-    let head = format!(
-        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+/// A polling request to the core, with its `Authorization` and `X-Device-Id`.
+async fn poll(
+    request: &Request<Incoming>,
+    peer: SocketAddr,
+    kind: HttpKind,
+    to_core: &mpsc::Sender<ToCore>,
+) -> Response<Full<Bytes>> {
+    let headers = request.headers();
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    let device_id = headers
+        .get("x-device-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let request = HttpRequest {
+        token,
+        device_id,
+        source: Some(peer.ip()),
+        kind,
+    };
+    let (reply, answered) = oneshot::channel();
+    if to_core.send(ToCore::Http(request, reply)).await.is_err() {
+        return refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Other,
+            "the server is stopping",
+        );
+    }
+    match answered.await {
+        Ok(answer) => json_response(
+            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            answer.body.to_string(),
+        ),
+        Err(_) => refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Other,
+            "the server is stopping",
+        ),
+    }
+}
+
+/// A `POST` body of at most 64 KiB, as UTF-8: a `Content-Length` over it is refused
+/// before anything is read, a body that runs over it while read too.
+async fn read_body(request: &mut Request<Incoming>) -> Result<String, Response<Full<Bytes>>> {
+    let too_large = || {
+        refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooLarge,
+            "a body over 64 KiB",
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_FRAME as u64) {
+        return Err(too_large());
+    }
+    let body = Limited::new(request.body_mut(), MAX_FRAME)
+        .collect()
+        .await
+        .map_err(|_| too_large())?
+        .to_bytes();
+    String::from_utf8(body.to_vec()).map_err(|_| {
+        refusal(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadMessage,
+            "the body is not UTF-8",
+        )
+    })
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
     );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+    response
+}
+
+/// A refusal before any protocol is spoken (the `Origin` rule, the connection cap, a
+/// blocked WebSocket, a server stopping): plain text, and the socket closed after it.
+fn plain(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// A refusal of the protocol's HTTP side (PROTOCOL.md: "Errors are an `error` object as
+/// the body"), and the socket closed after it (a refused client gets no second request
+/// on it).
+fn refusal(status: StatusCode, code: ErrorCode, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({"type": "error", "code": code, "message": message});
+    let mut response = json_response(status, body.to_string());
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }

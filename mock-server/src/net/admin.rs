@@ -18,6 +18,7 @@
 //! | `reject_next` | `key`, `user` (optional while the server has one user) | the user's next write to the key is rejected (`forced`) |
 //! | `disconnect` | `user`, `device` | closes the device's connection (4000); an error if it is not connected |
 //! | `server_set` | `user`, `key`, `value` | a write by the server itself, pushed to every device |
+//! | `block_websocket` | `on` | while on, upgrades to `/sync` are refused (503) and open device connections are closed 1001; HTTP polling and `/admin` stay up |
 //! | `rotate_token` | `user`, `token` | the user's token becomes `token`; the old one expires now (its connections get `token_expired` and 30 s to `auth`); an error for a token that is or was in use |
 //! | `restart` | | the server restarts as after a crash: connections drop, the store is reloaded |
 //! | `inspect` | `user` | answers the user's `head`, `writes` (revisions assigned to the user), `devices`, `keys` and `forced` (keys whose next write will be rejected) |
@@ -101,6 +102,9 @@ enum AdminCommand {
     RotateToken {
         user: String,
         token: String,
+    },
+    BlockWebsocket {
+        on: bool,
     },
     Restart,
     Inspect {
@@ -298,6 +302,9 @@ async fn run(cmd: AdminCommand, to_core: &mpsc::Sender<ToCore>) -> Value {
             ),
             Err(e) => e,
         },
+        AdminCommand::BlockWebsocket { on } => {
+            done(ask(to_core, |reply| Control::BlockWebsocket { on, reply }).await)
+        }
         AdminCommand::RotateToken { user, token } => {
             done(ask(to_core, |reply| Control::RotateToken { user, token, reply }).await)
         }

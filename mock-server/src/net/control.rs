@@ -11,6 +11,7 @@ use sync_core::protocol::{ErrorCode, Key};
 use tokio::sync::{mpsc, oneshot};
 
 use super::outbound::QueueTx;
+use crate::core::http::{HttpAnswer, HttpRequest};
 use crate::core::{ConnId, Inbound};
 use crate::link::{Fault, Pair};
 
@@ -40,6 +41,9 @@ pub(super) enum ToCore {
         reply: oneshot::Sender<Result<(), ErrorCode>>,
     },
     Control(Control),
+    /// A polling request (`GET /sync/changes`, `POST /sync/write`), and where its answer
+    /// goes.
+    Http(HttpRequest, oneshot::Sender<HttpAnswer>),
     /// Every connection gets close 1001 after what is queued before it; then the reply.
     Shutdown(oneshot::Sender<()>),
 }
@@ -117,6 +121,14 @@ pub enum Control {
         device_id: String,
         /// What to do.
         command: LinkCommand,
+        /// The outcome.
+        reply: Reply,
+    },
+    /// `block_websocket`: while on, upgrades to `/sync` are answered 503, and turning it
+    /// on closes every open device connection with 1001; HTTP and `/admin` stay up.
+    BlockWebsocket {
+        /// On or off.
+        on: bool,
         /// The outcome.
         reply: Reply,
     },

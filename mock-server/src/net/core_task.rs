@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sync_core::protocol::{Change, ServerFrame, close};
@@ -59,16 +59,24 @@ struct Task<S: Store> {
     epoch: Instant,
     /// Shutting down: connections that open now are closed at once.
     stopping: bool,
+    /// The `block_websocket` fault, as the accept loop reads it before an upgrade.
+    ws_blocked: Arc<AtomicBool>,
 }
 
 /// Runs the core until every sender of `rx` is gone.
-pub(super) async fn run<S: Store>(core: Core<S>, mut rx: mpsc::Receiver<ToCore>, epoch: Instant) {
+pub(super) async fn run<S: Store>(
+    core: Core<S>,
+    mut rx: mpsc::Receiver<ToCore>,
+    epoch: Instant,
+    ws_blocked: Arc<AtomicBool>,
+) {
     let mut task = Task {
         core,
         outs: Outs::new(),
         links: BTreeMap::new(),
         epoch,
         stopping: false,
+        ws_blocked,
     };
     loop {
         let deadline = task.core.poll_timeout().map(|d| epoch + d);
@@ -279,6 +287,11 @@ impl<S: Store> Task<S> {
                 let _ = reply.send(());
             }
             ToCore::Control(c) => self.control(c),
+            ToCore::Http(request, reply) => {
+                let (answer, actions) = self.core.http(request, self.now());
+                self.route(actions);
+                let _ = reply.send(answer);
+            }
         }
     }
 
@@ -316,6 +329,12 @@ impl<S: Store> Task<S> {
                     }
                 };
                 let _ = reply.send(user.map(|user| self.core.reject_next(&user, key)));
+            }
+            Control::BlockWebsocket { on, reply } => {
+                let actions = self.core.block_websocket(on);
+                self.ws_blocked.store(on, Ordering::Relaxed);
+                self.route(actions);
+                let _ = reply.send(Ok(()));
             }
             Control::RotateToken { user, token, reply } => {
                 let now = self.now();

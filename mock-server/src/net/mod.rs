@@ -33,7 +33,7 @@ mod outbound;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sync_core::protocol::Key;
@@ -187,6 +187,13 @@ impl ServerHandle {
             .await
     }
 
+    /// `block_websocket`: upgrades to `/sync` are refused (503) while on, and turning it
+    /// on closes every device connection 1001; HTTP polling and `/admin` stay up.
+    pub async fn block_websocket(&self, on: bool) -> Result<(), String> {
+        self.ask(|reply| Control::BlockWebsocket { on, reply })
+            .await
+    }
+
     /// How many frames wait on a device's links: `(up, down)`; `(0, 0)` if not connected.
     pub async fn queued(&self, user: &str, device_id: &str) -> (usize, usize) {
         let q = self.queued_frames(user, device_id).await;
@@ -252,12 +259,14 @@ pub async fn start<S: Store + Send + 'static>(
         .local_addr()
         .map_err(|e| StartError::Bind(config.addr, e))?;
     let epoch = Instant::now();
+    let ws_blocked = Arc::new(AtomicBool::new(false));
     let gate = Arc::new(accept::Gate {
         admin_token: config.admin_token.map(Arc::<str>::from),
         allow_origins: config.allow_origins,
         max_connections: config.max_connections,
         max_queue_bytes: config.max_queue_bytes,
         epoch,
+        ws_blocked: ws_blocked.clone(),
     });
     let (to_core, from_conns) = mpsc::channel(INPUT_QUEUE);
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
@@ -265,7 +274,7 @@ pub async fn start<S: Store + Send + 'static>(
     let open = Arc::new(AtomicUsize::new(0));
     let counted = open.clone();
     let task = tokio::spawn(async move {
-        let core_task = tokio::spawn(core_task::run(core, from_conns, epoch));
+        let core_task = tokio::spawn(core_task::run(core, from_conns, epoch, ws_blocked));
         accept::run(listener, to_core, gate, counted, shutdown_rx).await;
         let _ = core_task.await;
     });

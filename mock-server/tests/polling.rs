@@ -1,0 +1,193 @@
+//! Polling over HTTP on the WebSocket's port, over real sockets on 127.0.0.1 (PROTOCOL.md,
+//! "Polling over HTTP, when the WebSocket is unavailable"): `GET /sync/changes`, `POST
+//! /sync/write` and every status of its error rows, and the `block_websocket` fault.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::connect_async;
+
+mod support;
+use support::*;
+
+/// One HTTP/1.1 request (the socket closed after it): the status and the body.
+async fn request(addr: SocketAddr, head: &str, body: &str) -> (u16, String) {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let text = format!(
+        "{head}\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(text.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut answer))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+const AUTH: &str = "Authorization: Bearer demo-token\r\nX-Device-Id: phone";
+
+fn json_of(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[tokio::test]
+async fn changes_and_writes_over_http_and_the_pushes_they_make() {
+    let s = server(&[]).await;
+    let mut laptop = connect(&s).await;
+    hello(&mut laptop, "demo-token", "laptop", 0).await;
+    let write = json!({"type":"set","id":1,"key":"like/a","value":true,"local_rev":1});
+    let (status, body) = request(
+        s.addr,
+        &format!("POST /sync/write HTTP/1.1\r\n{AUTH}"),
+        &write.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let answers = json_of(&body);
+    assert_eq!(answers[0]["type"], "ack");
+    assert_eq!(
+        answers.as_array().unwrap().len(),
+        1,
+        "HTTP carries no pushes"
+    );
+    let push = recv(&mut laptop).await;
+    assert_eq!(
+        (&push["type"], &push["device_id"]),
+        (&json!("push"), &json!("phone"))
+    );
+    let (status, body) = request(
+        s.addr,
+        &format!("GET /sync/changes?since=0 HTTP/1.1\r\n{AUTH}"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let welcome = json_of(&body);
+    assert_eq!(
+        (&welcome["rev"], &welcome["changes"][0]["key"]),
+        (&json!(1), &json!("like/a"))
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_error_row_has_its_status_and_an_error_object() {
+    let s = server(&[]).await;
+    let cases = [
+        (
+            "GET /sync/changes?since=0 HTTP/1.1\r\nX-Device-Id: phone",
+            401,
+            "unauthorized",
+        ),
+        (
+            "GET /sync/changes?since=0 HTTP/1.1\r\nAuthorization: Bearer demo-token\r\nX-Device-Id: no way",
+            400,
+            "bad_message",
+        ),
+        (
+            &format!("GET /sync/changes?since=x HTTP/1.1\r\n{AUTH}"),
+            400,
+            "bad_message",
+        ),
+        (
+            &format!("GET /elsewhere HTTP/1.1\r\n{AUTH}"),
+            404,
+            "bad_message",
+        ),
+        (
+            &format!("PUT /sync/write HTTP/1.1\r\n{AUTH}"),
+            405,
+            "bad_message",
+        ),
+        (
+            &format!("GET /sync/write HTTP/1.1\r\n{AUTH}"),
+            405,
+            "bad_message",
+        ),
+    ];
+    for (head, status, code) in cases {
+        let (got, body) = request(s.addr, head, "").await;
+        assert_eq!(got, status, "{head}: {body}");
+        assert_eq!(json_of(&body)["code"], code, "{head}");
+    }
+    let (status, body) = request(
+        s.addr,
+        &format!("POST /sync/write HTTP/1.1\r\n{AUTH}"),
+        r#"{"type":"ping","id":1}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, json_of(&body)["code"].clone()),
+        (400, json!("bad_message"))
+    );
+    // Refused on its `Content-Length`, before a byte of the body is read.
+    let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let head =
+        format!("POST /sync/write HTTP/1.1\r\nHost: x\r\n{AUTH}\r\nContent-Length: 70000\r\n\r\n");
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut answer))
+        .await
+        .expect("an answer without the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("too_large"), "{answer}");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_device_id_over_its_http_rate_limit_gets_429() {
+    let s = server(&[]).await;
+    let mut last = 0;
+    for _ in 0..420 {
+        let (status, _) = request(
+            s.addr,
+            &format!("GET /sync/changes?since=0 HTTP/1.1\r\n{AUTH}"),
+            "",
+        )
+        .await;
+        last = status;
+        if status == 429 {
+            break;
+        }
+    }
+    assert_eq!(last, 429);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_blocked_websocket_is_refused_503_and_polling_goes_on() {
+    let s = server(&[]).await;
+    let mut phone = connect(&s).await;
+    hello(&mut phone, "demo-token", "phone", 0).await;
+    s.block_websocket(true).await.unwrap();
+    assert_eq!(close_code(&mut phone).await, 1001);
+    match connect_async(s.url()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("expected 503, got {other:?}"),
+    }
+    let (status, _) = request(
+        s.addr,
+        &format!("GET /sync/changes?since=0 HTTP/1.1\r\n{AUTH}"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "HTTP stays up");
+    s.block_websocket(false).await.unwrap();
+    let mut again = connect(&s).await;
+    assert_eq!(
+        hello(&mut again, "demo-token", "phone", 0).await["type"],
+        "welcome"
+    );
+    s.shutdown().await;
+}
