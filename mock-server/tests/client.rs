@@ -17,6 +17,9 @@ use sync_core::engine::connection::ConnectionState;
 use sync_core::engine::{EngineConfig, Strategy};
 use sync_core::protocol::Key;
 
+mod support;
+use support::until;
+
 fn key(s: &str) -> Key {
     Key::parse(s).unwrap()
 }
@@ -62,24 +65,6 @@ async fn server_and_connected_phone() -> (ServerHandle, DeviceHandle) {
     })
     .await;
     (server, phone)
-}
-
-/// Waits (on the view's change notifications, 10 s deadline) until `pred` holds.
-async fn until(d: &DeviceHandle, what: &str, pred: impl Fn(&DeviceView) -> bool) -> DeviceView {
-    let mut rx = d.watch();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let view = rx.borrow_and_update().clone();
-        if pred(&view) {
-            return view;
-        }
-        if tokio::time::timeout_at(deadline, rx.changed())
-            .await
-            .is_err()
-        {
-            panic!("timed out waiting for {what}; last view: {view:#?}");
-        }
-    }
 }
 
 /// The device shows the server's value and revision for every stored key, with nothing

@@ -5,16 +5,14 @@
 //! nothing.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use mock_server::core::store::MemoryStore;
 use mock_server::net::{ServerConfig, start};
 use mock_server::redb_store::RedbStore;
 use serde_json::{Value, json};
-use sync_core::client::{ClientConfig, DeviceView, spawn};
+use sync_core::client::{ClientConfig, spawn};
 use sync_core::engine::{EngineConfig, Strategy, TokenState};
 use sync_core::protocol::Key;
-use tokio_tungstenite::connect_async;
 
 mod support;
 use support::*;
@@ -22,12 +20,7 @@ use support::*;
 #[tokio::test]
 async fn a_rotation_refuses_writes_until_auth_with_the_new_token() {
     let s = server_with_admin().await;
-    let mut admin = connect_async(format!("ws://{}/admin", s.addr))
-        .await
-        .unwrap()
-        .0;
-    send(&mut admin, json!({"cmd":"auth","token":"adm"})).await;
-    recv(&mut admin).await;
+    let mut admin = admin(&s).await;
     let mut phone = connect(&s).await;
     hello(&mut phone, "demo-token", "phone", 0).await;
     send(
@@ -102,28 +95,6 @@ async fn a_rotation_survives_a_restart_of_the_process() {
     assert_eq!(hello(&mut new, "t2", "phone", 0).await["type"], "welcome");
     s.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// Waits (on the view's change notifications, 10 s deadline) until `pred` holds.
-async fn until(
-    d: &sync_core::client::DeviceHandle,
-    what: &str,
-    pred: impl Fn(&DeviceView) -> bool,
-) -> DeviceView {
-    let mut rx = d.watch();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let view = rx.borrow_and_update().clone();
-        if pred(&view) {
-            return view;
-        }
-        if tokio::time::timeout_at(deadline, rx.changed())
-            .await
-            .is_err()
-        {
-            panic!("timed out waiting for {what}; last view: {view:#?}");
-        }
-    }
 }
 
 #[tokio::test]

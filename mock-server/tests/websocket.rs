@@ -705,12 +705,7 @@ async fn a_flooding_device_is_limited_then_closed_with_1008_and_others_go_on() {
 #[tokio::test]
 async fn admin_restart_drops_every_connection_and_keeps_what_was_acknowledged() {
     let s = server_with_admin().await;
-    let mut admin = connect_async(format!("ws://{}/admin", s.addr))
-        .await
-        .unwrap()
-        .0;
-    send(&mut admin, json!({"cmd":"auth","token":"adm"})).await;
-    recv(&mut admin).await;
+    let mut admin = admin(&s).await;
     let mut phone = connect(&s).await;
     hello(&mut phone, "demo-token", "phone", 0).await;
     send(

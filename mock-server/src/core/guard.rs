@@ -10,6 +10,10 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
+/// What an address past the limit is told, whichever way it tried (`hello`, `auth`,
+/// HTTP, the admin socket).
+pub const TOO_MANY: &str = "too many failed token checks from this address: try again in a minute";
+
 /// Failed token checks allowed per source address within [`AUTH_WINDOW`] (default).
 pub const MAX_AUTH_FAILURES: usize = 20;
 /// The window the failures are counted in.

@@ -117,8 +117,11 @@ impl<S: Store> Core<S> {
     /// that says why not.
     fn http_user(&mut self, request: &HttpRequest, now: Duration) -> Result<String, HttpAnswer> {
         if self.guard.blocked(request.source, now) {
-            let message = "too many failed token checks from this address: try again in a minute";
-            return Err(HttpAnswer::error(429, ErrorCode::TooManyAttempts, message));
+            return Err(HttpAnswer::error(
+                429,
+                ErrorCode::TooManyAttempts,
+                super::guard::TOO_MANY,
+            ));
         }
         let token = request.token.as_deref().unwrap_or_default();
         if let Some(user) = self.tokens.get(token) {

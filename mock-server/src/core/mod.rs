@@ -459,14 +459,7 @@ impl<S: Store> Core<S> {
                 (None, Err(_)) => unreachable!("a decoded frame has no decoding error"),
             };
             if conn.refusals.refused(now) {
-                return self.close_with(
-                    id,
-                    ErrorCode::RateLimited,
-                    "refused frames in each of 5 consecutive seconds",
-                    None,
-                    close::POLICY,
-                    out,
-                );
+                return self.refused_too_long(id, out);
             }
             return out.push(rate_limited(id, &text));
         }
@@ -544,14 +537,7 @@ impl<S: Store> Core<S> {
             .get_mut(&id)
             .expect("open while its frame is handled");
         if limited && conn.refusals.refused(now) {
-            self.close_with(
-                id,
-                ErrorCode::RateLimited,
-                "refused frames in each of 5 consecutive seconds",
-                None,
-                close::POLICY,
-                out,
-            );
+            self.refused_too_long(id, out);
         }
     }
 
@@ -569,14 +555,7 @@ impl<S: Store> Core<S> {
     ) {
         let source = self.conns.get(&id).and_then(|c| c.source);
         if self.guard.blocked(source, now) {
-            return self.close_with(
-                id,
-                ErrorCode::TooManyAttempts,
-                "too many failed token checks from this address: try again in a minute",
-                Some(rid),
-                close::POLICY,
-                out,
-            );
+            return self.too_many_attempts(id, Some(rid), out);
         }
         if self.tokens.get(&token).is_some_and(|u| u == user) {
             let conn = self
@@ -711,14 +690,7 @@ impl<S: Store> Core<S> {
         }
         let source = self.conns.get(&id).and_then(|c| c.source);
         if self.guard.blocked(source, now) {
-            return self.close_with(
-                id,
-                ErrorCode::TooManyAttempts,
-                "too many failed token checks from this address: try again in a minute",
-                None,
-                close::POLICY,
-                out,
-            );
+            return self.too_many_attempts(id, None, out);
         }
         if self.expired.contains_key(&token) {
             return self.close_with(
@@ -916,6 +888,32 @@ impl<S: Store> Core<S> {
         out.push(error(id, code, message.to_string(), rid));
         out.push(Action::Close(id, close_code, code.to_string()));
         self.disconnect(id);
+    }
+
+    /// `error rate_limited`, then close 1008: the connection was refused frames in each of
+    /// 5 consecutive seconds.
+    fn refused_too_long(&mut self, id: ConnId, out: &mut Vec<Action>) {
+        self.close_with(
+            id,
+            ErrorCode::RateLimited,
+            "refused frames in each of 5 consecutive seconds",
+            None,
+            close::POLICY,
+            out,
+        );
+    }
+
+    /// `error too_many_attempts`, then close 1008: the address is past its failed token
+    /// checks (a `hello` or an `auth`, `rid` its id).
+    fn too_many_attempts(&mut self, id: ConnId, rid: Option<u64>, out: &mut Vec<Action>) {
+        self.close_with(
+            id,
+            ErrorCode::TooManyAttempts,
+            guard::TOO_MANY,
+            rid,
+            close::POLICY,
+            out,
+        );
     }
 
     /// `error store_failed`, then close 1011.

@@ -217,6 +217,14 @@ impl Parser<'_> {
         })
     }
 
+    /// The word at `i` must be `word`: the second word of `batch size`, `auth delay`, ….
+    fn keyword(&self, line: &Line<'_>, i: usize, word: &str) -> R<()> {
+        match self.need(line, i, &format!("`{word}`"))? {
+            w if w == word => Ok(()),
+            other => self.err(line, i, format!("expected `{word}`, found `{other}`")),
+        }
+    }
+
     fn need<'a>(&self, line: &Line<'a>, i: usize, what: &str) -> R<&'a str> {
         match line.word(i) {
             Some(w) => Ok(w),
@@ -300,12 +308,7 @@ impl Parser<'_> {
             "latency" | "jitter" | "loss" => self.link(line, first),
             "reconnect" => {
                 self.setup_only(line)?;
-                match self.need(line, 1, "`attempts`")? {
-                    "attempts" => {}
-                    other => {
-                        return self.err(line, 1, format!("expected `attempts`, found `{other}`"));
-                    }
-                }
+                self.keyword(line, 1, "attempts")?;
                 let d = self.device(line, 2)?;
                 let n = self.number(line, 3)?;
                 self.end(line, 4)?;
@@ -318,12 +321,7 @@ impl Parser<'_> {
             }
             "batch" => {
                 self.setup_only(line)?;
-                match self.need(line, 1, "`size`")? {
-                    "size" => {}
-                    other => {
-                        return self.err(line, 1, format!("expected `size`, found `{other}`"));
-                    }
-                }
+                self.keyword(line, 1, "size")?;
                 let d = self.device(line, 2)?;
                 let n = self.number(line, 3)?;
                 self.end(line, 4)?;
@@ -358,12 +356,7 @@ impl Parser<'_> {
             "clock" => {
                 self.setup_only(line)?;
                 let d = self.device(line, 1)?;
-                match self.need(line, 2, "`skew`")? {
-                    "skew" => {}
-                    other => {
-                        return self.err(line, 2, format!("expected `skew`, found `{other}`"));
-                    }
-                }
+                self.keyword(line, 2, "skew")?;
                 let behind = line.word(3).is_some_and(|w| w.starts_with('-'));
                 let skew = self.duration_at(line, 3, behind)?;
                 if skew.subsec_nanos() % 1_000_000 != 0 {
@@ -376,12 +369,7 @@ impl Parser<'_> {
             }
             "auth" => {
                 self.setup_only(line)?;
-                match self.need(line, 1, "`delay`")? {
-                    "delay" => {}
-                    other => {
-                        return self.err(line, 1, format!("expected `delay`, found `{other}`"));
-                    }
-                }
+                self.keyword(line, 1, "delay")?;
                 let d = self.device(line, 2)?;
                 let delay = match line.word(3) {
                     Some("never") => None,
@@ -560,12 +548,7 @@ impl Parser<'_> {
                 Ok(())
             }
             "rotate" => {
-                match self.need(line, 2, "`token`")? {
-                    "token" => {}
-                    other => {
-                        return self.err(line, 2, format!("expected `token`, found `{other}`"));
-                    }
-                }
+                self.keyword(line, 2, "token")?;
                 self.end(line, 3)?;
                 self.step(line, Stmt::ServerRotateToken);
                 Ok(())
@@ -620,12 +603,7 @@ impl Parser<'_> {
                 )
             }
             verb @ ("edit" | "delete") => {
-                match self.need(line, 2, "`comment`")? {
-                    "comment" => {}
-                    other => {
-                        return self.err(line, 2, format!("expected `comment`, found `{other}`"));
-                    }
-                }
+                self.keyword(line, 2, "comment")?;
                 let key = self.comments_key(line, 3)?;
                 let id = self.need(line, 4, "the comment's id")?.to_string();
                 if verb == "edit" {

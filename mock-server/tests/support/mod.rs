@@ -10,6 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use mock_server::core::store::MemoryStore;
 use mock_server::net::{ServerConfig, ServerHandle, start};
 use serde_json::{Value, json};
+use sync_core::client::{DeviceHandle, DeviceView};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
@@ -108,4 +109,33 @@ pub async fn add_comment(ws: &mut Ws, id: u64, key: &str, text: &str) {
         }
         assert_eq!(f["type"], "push", "{f}");
     }
+}
+
+/// Waits (on the view's change notifications, 10 s deadline) until `pred` holds.
+pub async fn until(d: &DeviceHandle, what: &str, pred: impl Fn(&DeviceView) -> bool) -> DeviceView {
+    let mut rx = d.watch();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let view = rx.borrow_and_update().clone();
+        if pred(&view) {
+            return view;
+        }
+        if tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_err()
+        {
+            panic!("timed out waiting for {what}; last view: {view:#?}");
+        }
+    }
+}
+
+/// The server's admin socket, authenticated with `adm` (see [`server_with_admin`]).
+pub async fn admin(s: &ServerHandle) -> Ws {
+    let mut admin = connect_async(format!("ws://{}/admin", s.addr))
+        .await
+        .unwrap()
+        .0;
+    send(&mut admin, json!({"cmd":"auth","token":"adm"})).await;
+    recv(&mut admin).await;
+    admin
 }
