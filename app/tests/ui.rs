@@ -1176,6 +1176,11 @@ fn a_counterexample_opens_where_its_invariant_breaks() {
                 .is_some(),
             "the invariant is named"
         );
+        assert_eq!(
+            h.state().player().lesson(),
+            None,
+            "the lesson list names no lesson while a file plays"
+        );
         assert!(
             h.query_by_label_contains("It promises: a device's known server revision")
                 .is_some(),

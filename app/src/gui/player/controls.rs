@@ -28,10 +28,13 @@ impl Player {
                     egui::ComboBox::from_id_salt("lesson")
                         .width(LESSON_LIST_WIDTH)
                         .truncate()
-                        .selected_text(lesson_title(self.lesson))
+                        .selected_text(
+                            self.lesson
+                                .map_or("a file is open: pick a lesson".into(), lesson_title),
+                        )
                         .show_ui(ui, |ui| {
                             for (i, (file, _)) in LESSONS.iter().enumerate() {
-                                ui.selectable_value(&mut self.lesson, i, lesson_title(i))
+                                ui.selectable_value(&mut self.lesson, Some(i), lesson_title(i))
                                     .on_hover_text(*file);
                             }
                         })
@@ -39,12 +42,14 @@ impl Player {
                 })
                 .inner
                 .labelled_by(label.id);
-            combo.on_hover_text(format!(
-                "assets/scenarios/{}",
-                LESSONS[self.lesson].0
-            ));
-            if self.lesson != before {
-                self.open_lesson(self.lesson);
+            combo.on_hover_text(match self.lesson {
+                Some(i) => format!("assets/scenarios/{}", LESSONS[i].0),
+                None => "The player shows a file; choose a lesson to open it instead".into(),
+            });
+            if self.lesson != before
+                && let Some(i) = self.lesson
+            {
+                self.open_lesson(i);
             }
             let label = ui.label("or a file");
             ui.add(

@@ -36,8 +36,9 @@ use stage::{broken_invariant, caption_band, drawable, script, verdict_line, worl
 
 /// The player's state.
 pub struct Player {
-    /// The lesson picked in the list.
-    lesson: usize,
+    /// The lesson playing, as the list shows it; `None` while a file is open (the list
+    /// must not name a lesson that is not the one playing).
+    lesson: Option<usize>,
     /// A scenario file to open instead.
     path: String,
     /// The source being played: `(name, text)`.
@@ -70,7 +71,9 @@ impl Player {
     /// A player loaded with this source (not started).
     pub fn new(name: &str, text: &str) -> Player {
         let mut p = Player {
-            lesson: 0,
+            lesson: LESSONS
+                .iter()
+                .position(|(file, lesson)| *file == name && *lesson == text),
             path: String::new(),
             source: (name.to_string(), text.to_string()),
             seed: 0,
@@ -100,9 +103,14 @@ impl Player {
         let Some((name, text)) = LESSONS.get(index) else {
             return;
         };
-        self.lesson = index;
+        self.lesson = Some(index);
         self.source = (name.to_string(), text.to_string());
         self.restart();
+    }
+
+    /// The lesson playing (`None` while a file is open): what the lesson list shows.
+    pub fn lesson(&self) -> Option<usize> {
+        self.lesson
     }
 
     /// Where branches are saved unless the field says otherwise.
@@ -129,6 +137,7 @@ impl Player {
 
     /// Loads a scenario's text (a saved recording, say) under `name`, from its start.
     pub fn open(&mut self, name: &str, text: &str) {
+        self.lesson = None;
         self.path = name.to_string();
         self.source = (name.to_string(), text.to_string());
         self.restart();
@@ -258,6 +267,7 @@ impl Player {
     /// it could not be read.
     fn open_file(&mut self) -> bool {
         let path = self.path.trim().to_string();
+        self.lesson = None;
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 self.source = (path, text);
