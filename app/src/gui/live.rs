@@ -533,8 +533,8 @@ impl Live {
         let since_epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let token = format!("{DEMO_TOKEN}-{}", since_epoch.as_millis());
         let user = self.user.clone();
+        let token = format!("{user}-token-{}", since_epoch.as_millis());
         let account = self.account.clone();
         let file =
             matches!(self.server, Some(Server::Embedded(_))).then(|| self.data.join(ACCOUNT_FILE));

@@ -4,8 +4,9 @@
 //! limit → decode → key → value → idempotency → forced rejection → apply), `batch`es of
 //! writes, catch-up with `since` and `reset` or by clock with `since_time`, token rotation
 //! with `token_expired` and re-authentication (`auth`), fan-out of pushes with the
-//! writer's ack queued *before* its own echo, and every limit and close code. The same core runs under the tokio shell and the
-//! simulator; neither has any protocol logic of its own.
+//! writer's ack queued *before* its own echo, polling over HTTP ([`http`]), and every limit
+//! and close code. The same core runs under the tokio shell and the simulator; neither has
+//! any protocol logic of its own.
 //!
 //! Durability: accepted writes of one call to [`Core::handle`] are committed to the
 //! [`Store`] together (group commit), and their acks and pushes are released only after
@@ -24,10 +25,10 @@
 //!   [`Core::reject_next`], [`Core::kick`], [`Core::restart`], [`Core::admin_auth`],
 //!   [`Core::rotate_token`].
 //! - **Outputs**: the [`Action`]s (send a frame, close a connection) that
-//!   [`Core::handle`], [`Core::on_timeout`], [`Core::server_set`], [`Core::kick`] and
-//!   [`Core::rotate_token`] return, and the next deadline, [`Core::poll_timeout`]. Unlike the engine's, the
-//!   actions are returned rather than polled: a batch's actions must leave together, after
-//!   its commit.
+//!   [`Core::handle`], [`Core::http`], [`Core::on_timeout`], [`Core::server_set`],
+//!   [`Core::kick`], [`Core::rotate_token`] and [`Core::block_websocket`] return, and the
+//!   next deadline, [`Core::poll_timeout`]. Unlike the engine's, the actions are returned
+//!   rather than polled: a batch's actions must leave together, after its commit.
 //! - **Queries**, read-only: [`Core::user`], [`Core::value`], [`Core::writes`],
 //!   [`Core::devices`], [`Core::forced`] and the rest.
 //!

@@ -41,7 +41,7 @@
 //! | [`inbound`] | handling server frames: acks, rejects, pushes, `welcome` |
 //! | [`connection`] | connection state, backoff, heartbeat |
 //! | [`token`] | re-authenticating when the token is rotated away |
-//! | [`settings`] | what a user may change on a running device (reconnect bound, batch size) |
+//! | [`settings`] | what a user may change on a running device (reconnect bound, batch size, auth delay, cursor, clock skew) |
 //! | [`cursor`] | the contiguous cursor |
 //! | [`snapshot`] | what a device restart keeps |
 //! | [`events`] | the observable events |
