@@ -454,15 +454,17 @@ impl<S: Store> Core<S> {
         let batch = conn.auth.is_some() && matches!(decoded, Ok(ClientFrame::Batch { .. }));
         // Step 1: rate limit; a refused frame is not processed.
         if !batch && !conn.bucket.take(now) {
-            let text = match (text, &decoded) {
-                (Some(text), _) => text,
-                (None, Ok(frame)) => frame.to_json(),
-                (None, Err(_)) => unreachable!("a decoded frame has no decoding error"),
-            };
             if conn.refusals.refused(now) {
                 return self.refused_too_long(id, out);
             }
-            return out.push(rate_limited(id, &text));
+            // Answered in kind from what was read of it: decoded already, or a glance at
+            // the text of one that did not decode.
+            let answer = match (&decoded, text) {
+                (Ok(frame), _) => rate_limited(id, frame),
+                (Err(_), Some(text)) => rate_limited_text(id, &text),
+                (Err(_), None) => unreachable!("a decoded frame has no decoding error"),
+            };
+            return out.push(answer);
         }
         let Some((user, device)) = conn.auth.clone() else {
             return self.before_hello(id, decoded, now, out);
@@ -523,7 +525,7 @@ impl<S: Store> Core<S> {
                 .expect("open while its frame is handled");
             limited = limited || !conn.bucket.take(now);
             if limited {
-                out.push(rate_limited(id, &write.to_json()));
+                out.push(rate_limited(id, &write));
             } else {
                 self.write_frame(id, who, write, now, out, staged);
             }
@@ -1253,19 +1255,49 @@ fn reject(
     )
 }
 
-/// The answer to a frame that found the bucket empty: it is not processed, so it is only
-/// looked at enough to answer in kind (a write gets a `reject`, anything else an `error`).
-fn rate_limited(conn: ConnId, text: &str) -> Action {
+/// The answer to a frame that found the bucket empty: it is not processed, only answered
+/// in kind (a write gets a `reject`, anything else an `error`).
+fn rate_limited(conn: ConnId, frame: &ClientFrame) -> Action {
+    match frame {
+        ClientFrame::Set { id, key, .. } | ClientFrame::Command { id, key, .. } => reject(
+            conn,
+            *id,
+            key,
+            ErrorCode::RateLimited,
+            RATE_LIMITED.into(),
+            None,
+        ),
+        other => error(
+            conn,
+            ErrorCode::RateLimited,
+            RATE_LIMITED.into(),
+            other.id(),
+        ),
+    }
+}
+
+/// [`rate_limited`] for a frame that did not decode: its `type`, `id` and `key`, if a
+/// glance at the JSON finds them.
+fn rate_limited_text(conn: ConnId, text: &str) -> Action {
     let peek: Option<serde_json::Map<String, Value>> = serde_json::from_str(text).ok();
     let field = |name: &str| peek.as_ref().and_then(|m| m.get(name));
     let rid = field("id").and_then(Value::as_u64);
     let kind = field("type").and_then(Value::as_str);
-    let message = "over the rate limit (400 frames, 200 per second)".to_string();
     match (kind, rid) {
         (Some("set" | "command"), Some(rid)) => {
             let key = field("key").and_then(Value::as_str).unwrap_or_default();
-            reject(conn, rid, key, ErrorCode::RateLimited, message, None)
+            reject(
+                conn,
+                rid,
+                key,
+                ErrorCode::RateLimited,
+                RATE_LIMITED.into(),
+                None,
+            )
         }
-        _ => error(conn, ErrorCode::RateLimited, message, rid),
+        _ => error(conn, ErrorCode::RateLimited, RATE_LIMITED.into(), rid),
     }
 }
+
+/// What a refused frame is told.
+const RATE_LIMITED: &str = "over the rate limit (400 frames, 200 per second)";
