@@ -10,6 +10,7 @@ use std::time::Duration;
 use mock_server::sim::{Trace, TraceKind};
 use serde_json::{Value, json};
 use sync_core::engine::EventKind;
+use sync_core::protocol::HttpCall;
 
 use crate::gui::style;
 use crate::present::{LEGEND, REGRESSED_LEGEND, Tone, Way, present, regressed_label};
@@ -210,6 +211,18 @@ pub fn trace_jsonl(trace: &[Trace], t0: Duration) -> String {
             TraceKind::Down(f) => {
                 line["kind"] = json!("received");
                 json!({ "frame": f })
+            }
+            TraceKind::HttpUp(call) => {
+                line["kind"] = json!("sent");
+                let request = format!("{} {}", call.method(), call.path_and_query());
+                match call {
+                    HttpCall::Write(f) => json!({ "http": request, "frame": f }),
+                    HttpCall::Changes(_) => json!({ "http": request }),
+                }
+            }
+            TraceKind::HttpDown(answer) => {
+                line["kind"] = json!("received");
+                json!({ "status": answer.status, "body": answer.body })
             }
             TraceKind::Lost(what) => {
                 line["kind"] = json!("lost");

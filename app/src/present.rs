@@ -8,7 +8,7 @@
 use sync_core::engine::EventKind;
 use sync_core::engine::events::send_kind_name;
 use sync_core::optimistic::SendKind;
-use sync_core::protocol::Key;
+use sync_core::protocol::{CatchUp, Key};
 
 /// What an event means, as a palette entry (`gui::style::color` gives its colour).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -330,8 +330,61 @@ pub fn present(kind: &EventKind) -> Presentation {
                 ),
             ),
         ),
+        UpgradeRefused { status, in_a_row } => (
+            Tone::Red,
+            "The WebSocket upgrade was refused with an HTTP status (a proxy, or the server, blocks WebSockets): after `fallback after` refusals in a row the device polls over HTTP. Resets and timeouts never count",
+            arrow(
+                ToDevice,
+                "refused",
+                format!("upgrade refused: HTTP {status} ({in_a_row} in a row)"),
+            ),
+        ),
+        PollSent { catch_up, .. } => (
+            Tone::Amber,
+            "Polling: HTTP carries no pushes, so every poll interval the device asks what changed since its cursor",
+            arrow(
+                ToServer,
+                "poll",
+                format!("GET changes {}", catch_up_words(catch_up)),
+            ),
+        ),
+        PollAnswered {
+            rev,
+            changes,
+            reset,
+            ..
+        } => (
+            Tone::Quiet,
+            "A poll's changes are applied by the strategy's push rules, like a welcome's: naive lets one overwrite an intent in flight, sync-with-push does not",
+            arrow(
+                ToDevice,
+                "poll",
+                format!(
+                    "changes rev {rev}, {changes} change(s){}",
+                    if *reset { ", reset" } else { "" }
+                ),
+            ),
+        ),
+        PollFailed { .. } => (
+            Tone::Red,
+            "A poll that got no answer fails alone: the next one goes at the interval",
+            None,
+        ),
+        HttpWriteFailed { .. } => (
+            Tone::Red,
+            "A write over HTTP that got no answer fails alone: what it carried is sent again after the next successful poll",
+            None,
+        ),
     };
     Presentation { tone, rule, arrow }
+}
+
+/// `since 4` or `since time 1767225600000`.
+fn catch_up_words(catch_up: &CatchUp) -> String {
+    match catch_up {
+        CatchUp::Since(n) => format!("since {n}"),
+        CatchUp::SinceTime(ms) => format!("since time {ms}"),
+    }
 }
 
 #[cfg(test)]

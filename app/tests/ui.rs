@@ -1219,3 +1219,45 @@ fn rotating_the_token_reauthenticates_every_device_and_loses_nothing() {
     let kept = std::fs::read_to_string(data_dir("rotate").join("account-token")).unwrap();
     assert!(kept.starts_with("demo-token-"), "{kept}");
 }
+
+/// The server panel's "block WebSockets": every device loses its WebSocket, is refused
+/// three times and falls back to polling over HTTP — the pane says so, a like is stored by
+/// `POST` and reaches the other device at its next poll — and once unticked, each goes
+/// back to the WebSocket at its next attempt.
+#[test]
+fn blocking_websockets_makes_the_devices_poll_and_unblocking_brings_them_back() {
+    let mut h = harness(app(2, "block"));
+    until_connected(&mut h);
+    click(&mut h, "block WebSockets");
+    step_until(&mut h, "both devices polling", |a| {
+        a.views()
+            .iter()
+            .all(|v| v.connection == ConnectionState::Polling)
+    });
+    // Each pane's badge says so (and its log).
+    assert!(h.query_all_by_label_contains("polling over HTTP").count() >= 2);
+    click(&mut h, "phone like post-1");
+    step_until(
+        &mut h,
+        "the like stored over HTTP and polled by the laptop",
+        |a| {
+            a.agreement().is_ok()
+                && a.server()
+                    .is_some_and(|s| s.writes == 1 && s.websocket_blocked)
+        },
+    );
+    assert!(
+        h.state()
+            .wire()
+            .arrows()
+            .any(|arrow| arrow.label.starts_with("GET changes since")),
+        "the polls are on the wire"
+    );
+    click(&mut h, "block WebSockets");
+    step_until(&mut h, "both devices back on the WebSocket", |a| {
+        a.views()
+            .iter()
+            .all(|v| v.connection == ConnectionState::Connected)
+            && a.server().is_some_and(|s| !s.websocket_blocked)
+    });
+}

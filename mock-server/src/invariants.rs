@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 use sync_core::engine::{CursorMode, EventKind, Strategy};
-use sync_core::protocol::{ClientFrame, Key, ServerFrame};
+use sync_core::protocol::{ClientFrame, HttpCall, Key, ServerFrame};
 
 use crate::sim::{TraceKind, World};
 use sync_core::engine::connection::ConnectionState;
@@ -359,7 +359,7 @@ impl Checker {
                 ) => {
                     step.changed.insert((d, key.clone()));
                 }
-                TraceKind::Up(frame) => {
+                TraceKind::Up(frame) | TraceKind::HttpUp(HttpCall::Write(frame)) => {
                     for write in frame.writes() {
                         if let ClientFrame::Set {
                             id, key, local_rev, ..
@@ -372,30 +372,46 @@ impl Checker {
                         }
                     }
                 }
-                TraceKind::Down(ServerFrame::Ack {
-                    id,
-                    key,
-                    rev,
-                    duplicate: false,
-                    ..
-                }) => {
-                    let name = &w.devices()[d].name;
-                    ensure(self.acked_revs.insert(*rev), 6, || {
-                        format!("rev {rev} was acknowledged as new twice (to {name})")
-                    })?;
-                    let top = self.acked_per_key.entry(key.clone()).or_default();
-                    *top = (*top).max(*rev);
-                    if let Some((_, local_rev)) = self.sent.get(&(d, *id)) {
-                        let write = (d, key.clone(), *local_rev);
-                        ensure(self.applied.insert(write), 6, || {
-                            format!("{name}'s {key} local_rev {local_rev} was applied twice")
-                        })?;
+                TraceKind::Down(frame) => self.read_answer(w, d, frame)?,
+                TraceKind::HttpDown(answer) => {
+                    let frames: Vec<ServerFrame> =
+                        serde_json::from_value(answer.body.clone()).unwrap_or_default();
+                    for frame in &frames {
+                        self.read_answer(w, d, frame)?;
                     }
                 }
                 _ => {}
             }
         }
         Ok(step)
+    }
+
+    /// A frame device `d` received, over the WebSocket or in an HTTP answer: a new ack
+    /// (6).
+    fn read_answer(&mut self, w: &World, d: usize, frame: &ServerFrame) -> Result<(), Violation> {
+        let ServerFrame::Ack {
+            id,
+            key,
+            rev,
+            duplicate: false,
+            ..
+        } = frame
+        else {
+            return Ok(());
+        };
+        let name = &w.devices()[d].name;
+        ensure(self.acked_revs.insert(*rev), 6, || {
+            format!("rev {rev} was acknowledged as new twice (to {name})")
+        })?;
+        let top = self.acked_per_key.entry(key.clone()).or_default();
+        *top = (*top).max(*rev);
+        if let Some((_, local_rev)) = self.sent.get(&(d, *id)) {
+            let write = (d, key.clone(), *local_rev);
+            ensure(self.applied.insert(write), 6, || {
+                format!("{name}'s {key} local_rev {local_rev} was applied twice")
+            })?;
+        }
+        Ok(())
     }
 
     /// Checks 5 and 7 for each `sync-with-push` device at rest: online, connected, its
@@ -409,7 +425,7 @@ impl Checker {
             // As `World::is_quiet` reads a link: held, or carrying frames.
             let (_, held) = dev.links();
             let resting = !dev.offline
-                && *dev.engine.connection() == ConnectionState::Connected
+                && dev.engine.connection() == ConnectionState::Connected
                 && !held.up
                 && !held.down
                 && dev.up.queued().next().is_none()

@@ -302,6 +302,12 @@ impl<F> Link<F> {
     pub fn clear(&mut self) {
         self.queue.clear();
     }
+
+    /// Keeps only what `keep` says survives (a WebSocket reset leaves a polling
+    /// device's HTTP requests on their way).
+    pub fn retain(&mut self, mut keep: impl FnMut(&F) -> bool) {
+        self.queue.retain(|q| keep(&q.frame));
+    }
 }
 
 #[cfg(test)]

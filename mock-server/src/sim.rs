@@ -21,9 +21,10 @@ use std::time::Duration;
 use serde_json::Value;
 use sync_core::engine::snapshot::Snapshot;
 use sync_core::engine::{DeviceSettings, Engine, EngineConfig, EventKind, Output, Strategy};
-use sync_core::protocol::{ClientFrame, Key, ServerFrame};
+use sync_core::protocol::{ClientFrame, HttpCall, HttpResult, Key, ServerFrame};
 use sync_core::rng::Rng;
 
+use crate::core::http::{HttpAnswer, HttpKind, HttpRequest};
 use crate::core::store::{Difference, MemoryStore};
 use crate::core::{Action, ConnId, Core, DEMO_TOKEN, DEMO_USER, Inbound};
 use crate::link::{Direction, Fault, Link, LinkConfig, Pair, Sent};
@@ -36,13 +37,78 @@ pub const SIM_EPOCH_MS: u64 = 1_767_225_600_000;
 /// The longest `settle` may take in virtual time before the run fails.
 pub const SETTLE_LIMIT: Duration = Duration::from_secs(600);
 
-/// What travels down a link: a frame, or the server's close (after the frames before it).
+/// What travels up a link: a frame on the WebSocket, or a polling request (DESIGN.md,
+/// "Transports": the simulator models HTTP as messages on the same link).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Up {
+    /// A client frame.
+    Frame(ClientFrame),
+    /// A polling request: its id, its token, what it asks.
+    Http(u64, String, HttpCall),
+}
+
+/// What travels down a link: a frame, the server's close (after the frames before it), or
+/// the answer to a polling request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Down {
     /// A server frame.
     Frame(ServerFrame),
     /// The server closed the connection.
     Close(u16, String),
+    /// The answer to polling request `id` (a poll's, or a write's).
+    Http(u64, HttpAnswer, Periodic),
+}
+
+/// Whether a polling message belongs to the periodic polls, which `settle` does not wait
+/// for (like heartbeats), or carries a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Periodic {
+    /// A poll or its answer.
+    Poll,
+    /// A write or its answer.
+    Write,
+}
+
+impl Up {
+    fn is_http(&self) -> bool {
+        matches!(self, Up::Http(..))
+    }
+
+    fn is_poll(&self) -> bool {
+        matches!(self, Up::Http(_, _, HttpCall::Changes(_)))
+    }
+}
+
+impl Down {
+    fn is_http(&self) -> bool {
+        matches!(self, Down::Http(..))
+    }
+
+    fn is_poll(&self) -> bool {
+        matches!(self, Down::Http(_, _, Periodic::Poll))
+    }
+}
+
+impl std::fmt::Display for Up {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Up::Frame(frame) => write!(f, "{frame}"),
+            Up::Http(_, _, call @ HttpCall::Changes(_)) => {
+                write!(f, "GET {}", call.path_and_query())
+            }
+            Up::Http(_, _, HttpCall::Write(frame)) => write!(f, "POST /sync/write {frame}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Down {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Down::Frame(frame) => write!(f, "{frame}"),
+            Down::Close(code, reason) => write!(f, "close {code} {reason}"),
+            Down::Http(_, answer, _) => write!(f, "HTTP {} {}", answer.status, answer.body),
+        }
+    }
 }
 
 /// Something on a link, stamped with a global sequence number so that frames due at the
@@ -64,6 +130,10 @@ pub enum TraceKind {
     Up(ClientFrame),
     /// A frame delivered to a device.
     Down(ServerFrame),
+    /// A polling request handed to the up link (the frame a write carries is in it).
+    HttpUp(HttpCall),
+    /// The answer to a polling request, delivered to the device.
+    HttpDown(HttpAnswer),
     /// A frame or connection lost on a link (loss, drop, reset).
     Lost(String),
     /// The server restarted from its store.
@@ -93,7 +163,7 @@ pub struct SimDevice {
     /// Its engine.
     pub engine: Engine,
     /// Device → server.
-    pub up: Link<Envelope<ClientFrame>>,
+    pub up: Link<Envelope<Up>>,
     /// Server → device.
     pub down: Link<Envelope<Down>>,
     conn: Option<ConnId>,
@@ -287,6 +357,7 @@ impl World {
                 Output::Open => self.open(i),
                 Output::Close => self.reset(i, None),
                 Output::Send(frame) => self.send_up(i, frame),
+                Output::Http { id, token, call } => self.send_http(i, id, token, call),
             }
             while let Some(event) = self.devices[i].engine.poll_event() {
                 self.record(Some(i), TraceKind::Device(event.kind));
@@ -301,6 +372,11 @@ impl World {
             self.devices[i].engine.on_disconnected(None, now);
             return;
         }
+        if self.core.websocket_blocked() {
+            // `server block websocket`: the upgrade is answered 503.
+            self.devices[i].engine.on_refused(503, now);
+            return;
+        }
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
         self.core.connect(id, now);
@@ -312,8 +388,9 @@ impl World {
     /// told too unless it closed the connection itself (`close_from_engine`).
     fn reset(&mut self, i: usize, tell_engine: Option<Option<(u16, String)>>) {
         let d = &mut self.devices[i];
-        d.up.clear();
-        d.down.clear();
+        // Polling requests are not the WebSocket's: they stay on their way.
+        d.up.retain(|e| e.item.is_http());
+        d.down.retain(|e| e.item.is_http());
         if let Some(id) = d.conn.take() {
             self.core.disconnect(id);
         }
@@ -331,7 +408,10 @@ impl World {
         if self.devices[i].conn.is_none() {
             return;
         }
-        let envelope = Envelope { seq, item: frame };
+        let envelope = Envelope {
+            seq,
+            item: Up::Frame(frame),
+        };
         if self.devices[i].up.send(envelope, heartbeat, now) == Sent::LostWithConnection {
             self.record(
                 Some(i),
@@ -339,6 +419,34 @@ impl World {
             );
             self.reset(i, Some(None));
         }
+    }
+
+    /// A polling request goes up the link. Lost (the link's loss, or no network), it
+    /// fails that request only: the device hears so at once, as from a reset socket.
+    fn send_http(&mut self, i: usize, id: u64, token: String, call: HttpCall) {
+        let seq = self.seq();
+        self.record(Some(i), TraceKind::HttpUp(call.clone()));
+        let now = self.now;
+        let lost = self.devices[i].offline || {
+            let envelope = Envelope {
+                seq,
+                item: Up::Http(id, token, call),
+            };
+            self.devices[i].up.send(envelope, false, now) == Sent::LostWithConnection
+        };
+        if lost {
+            self.http_lost(i, id, "request lost");
+        }
+    }
+
+    /// Polling request `id` of device `i` is lost on the link (or dropped).
+    fn http_lost(&mut self, i: usize, id: u64, why: &str) {
+        self.record(Some(i), TraceKind::Lost(format!("HTTP {why}")));
+        let now = self.now;
+        self.devices[i]
+            .engine
+            .on_http(id, HttpResult::Failed(why.to_string()), now);
+        self.pump(i);
     }
 
     fn apply_actions(&mut self, actions: Vec<Action>) {
@@ -366,8 +474,12 @@ impl World {
         self.note_timers();
     }
 
-    fn deliver_up(&mut self, i: usize, frame: ClientFrame) {
+    fn deliver_up(&mut self, i: usize, item: Up) {
         self.frames_delivered += 1;
+        let frame = match item {
+            Up::Frame(frame) => frame,
+            Up::Http(id, token, call) => return self.serve_http(i, id, token, call),
+        };
         let Some(conn) = self.devices[i].conn else {
             return;
         };
@@ -377,10 +489,47 @@ impl World {
         self.apply_actions(actions);
     }
 
+    /// The server answers a polling request; the answer goes down the link.
+    fn serve_http(&mut self, i: usize, id: u64, token: String, call: HttpCall) {
+        let (kind, periodic) = match &call {
+            HttpCall::Changes(_) => (HttpKind::Changes(call.query()), Periodic::Poll),
+            HttpCall::Write(_) => (
+                HttpKind::Write(call.body().unwrap_or_default()),
+                Periodic::Write,
+            ),
+        };
+        let request = HttpRequest {
+            token: Some(token),
+            device_id: Some(self.devices[i].name.clone()),
+            source: None,
+            kind,
+        };
+        let (answer, actions) = self.core.http(request, self.now);
+        self.apply_actions(actions);
+        let seq = self.seq();
+        let now = self.now;
+        let envelope = Envelope {
+            seq,
+            item: Down::Http(id, answer, periodic),
+        };
+        if self.devices[i].down.send(envelope, false, now) == Sent::LostWithConnection {
+            self.http_lost(i, id, "answer lost");
+        }
+        self.note_timers();
+    }
+
     fn deliver_down(&mut self, i: usize, item: Down) {
         self.frames_delivered += 1;
         let now = self.now;
         match item {
+            Down::Http(id, answer, _) => {
+                self.record(Some(i), TraceKind::HttpDown(answer.clone()));
+                let result = HttpResult::Answered {
+                    status: answer.status,
+                    body: answer.body.to_string(),
+                };
+                self.devices[i].engine.on_http(id, result, now);
+            }
             Down::Frame(frame) => {
                 self.record(Some(i), TraceKind::Down(frame.clone()));
                 self.devices[i].engine.on_frame(frame, now);
@@ -544,7 +693,9 @@ impl World {
 
     /// Quiet: no non-heartbeat frame in flight on an automatic link, every online device
     /// connected and past its handshake, no request awaiting an answer. Frames on a held
-    /// link, and an offline device, count as quiet.
+    /// link, and an offline device, count as quiet. A polling device is quiet once no
+    /// write of it awaits an answer and it has had the answer to a poll sent after the
+    /// server's last change (SCENARIOS.md, `settle`).
     pub fn is_quiet(&self) -> bool {
         self.why_not_quiet().is_none()
     }
@@ -557,14 +708,26 @@ impl World {
                 continue;
             }
             let held = d.up.is_held() || d.down.is_held();
-            if !d.up.is_held() && d.up.queued().next().is_some() {
+            // Periodic polls are not waited for, like heartbeats.
+            if !d.up.is_held() && d.up.queued().any(|q| !q.frame.item.is_poll()) {
                 return Some(format!("{}: frames on the up link", d.name));
             }
-            if !d.down.is_held() && d.down.queued().next().is_some() {
+            if !d.down.is_held() && d.down.queued().any(|q| !q.frame.item.is_poll()) {
                 return Some(format!("{}: frames on the down link", d.name));
             }
             match d.engine.connection() {
                 C::Connected => {}
+                C::Polling if held => continue,
+                C::Polling => {
+                    let last_change = self.last_change();
+                    let polled = d
+                        .engine
+                        .last_poll()
+                        .is_some_and(|at| last_change.is_none_or(|c| at > c));
+                    if !polled {
+                        return Some(format!("{}: polling, not caught up yet", d.name));
+                    }
+                }
                 // These never reconnect by themselves: nothing left to wait for.
                 C::AuthFailed | C::ClosedByServer { .. } | C::Error { .. } | C::Offline => continue,
                 // A handshake whose frames wait on a held link waits for the script.
@@ -576,6 +739,13 @@ impl World {
             }
         }
         None
+    }
+
+    /// When the server last changed a value (virtual time), if it ever did.
+    fn last_change(&self) -> Option<Duration> {
+        let user = self.core.user(DEMO_USER)?;
+        let ms = user.last_change_ms()?;
+        Some(Duration::from_millis(ms.saturating_sub(SIM_EPOCH_MS)))
     }
 
     // ---- actions --------------------------------------------------------------------------
@@ -646,6 +816,9 @@ impl World {
     pub fn restart_device(&mut self, i: usize) -> Result<(), String> {
         let snapshot: Snapshot = self.devices[i].engine.snapshot();
         self.reset(i, None);
+        // The process's HTTP connections die with it: their requests and answers too.
+        self.devices[i].up.clear();
+        self.devices[i].down.clear();
         let d = &mut self.devices[i];
         d.seed = Rng::new(d.seed).next_u64();
         let mut config = config(&d.name, d.engine.strategy(), d.seed);
@@ -711,6 +884,13 @@ impl World {
         Ok(())
     }
 
+    /// `server block websocket` (`true`): upgrades are refused (503) and open WebSockets
+    /// closed 1001; `false` ends it.
+    pub fn block_websocket(&mut self, on: bool) {
+        let actions = self.core.block_websocket(on);
+        self.apply_actions(actions);
+    }
+
     /// Holds a device's link(s).
     pub fn hold(&mut self, i: usize, dir: Option<Direction>, hold: bool) {
         let d = &mut self.devices[i];
@@ -751,14 +931,7 @@ impl World {
         let d = &self.devices[i];
         crate::net::QueuedFrames {
             up: d.up.queued().map(|q| q.frame.item.to_string()).collect(),
-            down: d
-                .down
-                .queued()
-                .map(|q| match &q.frame.item {
-                    Down::Frame(f) => f.to_string(),
-                    Down::Close(code, reason) => format!("close {code} {reason}"),
-                })
-                .collect(),
+            down: d.down.queued().map(|q| q.frame.item.to_string()).collect(),
         }
     }
 
@@ -792,15 +965,26 @@ impl World {
         }
     }
 
-    /// Loses the `n`-th queued frame and, with it, the connection.
+    /// Loses the `n`-th queued frame and, with it, the connection; a polling request (or
+    /// its answer) is lost alone.
     pub fn drop_frame(&mut self, i: usize, dir: Direction, n: usize) -> Result<(), String> {
         let len = self.queued(i, dir);
-        let found = match dir {
-            Direction::Up => self.devices[i].up.drop_nth(n).is_some(),
-            Direction::Down => self.devices[i].down.drop_nth(n).is_some(),
+        let http = match dir {
+            Direction::Up => self.devices[i].up.drop_nth(n).map(|e| match e.item {
+                Up::Http(id, ..) => Some(id),
+                Up::Frame(_) => None,
+            }),
+            Direction::Down => self.devices[i].down.drop_nth(n).map(|e| match e.item {
+                Down::Http(id, ..) => Some(id),
+                Down::Frame(_) | Down::Close(..) => None,
+            }),
         };
-        if !found {
+        let Some(http) = http else {
             return Err(no_frame(n, len));
+        };
+        if let Some(id) = http {
+            self.http_lost(i, id, &format!("message {n} dropped"));
+            return Ok(());
         }
         self.record(
             Some(i),
@@ -819,11 +1003,11 @@ impl World {
     }
 
     /// `expect DEVICE converged`: [`World::converged`] for one device (true of a device
-    /// that is not connected: it owes nothing until it is).
+    /// that is neither connected nor polling: it owes nothing until it is).
     pub fn device_converged(&self, i: usize) -> Result<(), String> {
         use sync_core::engine::connection::ConnectionState as C;
         let d = &self.devices[i];
-        if *d.engine.connection() != C::Connected {
+        if !matches!(d.engine.connection(), C::Connected | C::Polling) {
             return Ok(());
         }
         let nothing = crate::core::store::UserData::default();

@@ -3,7 +3,8 @@
 //! keys, holds and out-of-order releases (of one frame, the newest, or all), dropped
 //! frames, offline spells, device and server restarts, forced rejections, `server set`,
 //! reconnect bounds and retries, batch sizes, token rotations (with slow token sources, or
-//! none), clock cursors with skewed clocks, comment edits and deletions; then everything
+//! none), clock cursors with skewed clocks, comment edits and deletions, blocked WebSockets
+//! (and the polling they lead to); then everything
 //! is released, retried and settled. Each schedule is written as scenario statements and
 //! run by the scenario [`Runner`], which checks every device against the invariants its
 //! strategy owes (DESIGN.md; the table is in [`mock_server::invariants`]) after every
@@ -49,6 +50,9 @@ fn pick<'a, T>(rng: &mut Rng, items: &'a [T]) -> &'a T {
 impl Schedule {
     fn new(seed: u64) -> Schedule {
         let mut rng = Rng::new(seed);
+        // Settings added later draw from a stream of their own, so that the schedules
+        // written before them stay as they were.
+        let mut polling = rng.fork(1);
         let n = 2 + rng.up_to(1) as usize;
         let mut devices = Vec::new();
         for name in &NAMES[..n] {
@@ -100,6 +104,8 @@ impl Schedule {
                     auth_delay,
                     cursor,
                     clock_skew_ms,
+                    fallback_after: 1 + polling.up_to(2) as u32,
+                    poll_interval: Duration::from_millis(500 + polling.up_to(2500)),
                 },
             });
         }
@@ -188,6 +194,7 @@ impl Schedule {
                 };
                 Stmt::Link(which, dirs, change)
             }
+            99 => Stmt::ServerBlockWebsocket(self.rng.chance(0.6)),
             _ => Stmt::Wait(Duration::from_millis(50)),
         };
         self.runner.append(stmt);

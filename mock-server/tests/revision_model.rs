@@ -191,7 +191,7 @@ impl Setup {
         let mut out = Vec::new();
         let mut waiting = false;
         for (i, d) in w.devices().iter().enumerate() {
-            let connected = *d.engine.connection() == ConnectionState::Connected;
+            let connected = d.engine.connection() == ConnectionState::Connected;
             waiting |= !connected;
             if d.engine.counters().intents < self.taps[i] {
                 out.push(Choice::Tap(i));

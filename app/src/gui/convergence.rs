@@ -66,7 +66,12 @@ pub fn agrees(server: &UserData, view: &DeviceView) -> bool {
 
 /// Why `view` does not agree with the server, if it does not.
 fn problem(server: &UserData, name: &str, view: &DeviceView) -> Option<String> {
-    if view.connection != ConnectionState::Connected {
+    // A polling device owes agreement as a connected one does (SCENARIOS.md, `expect
+    // converged`): it learns every change at its next poll.
+    if !matches!(
+        view.connection,
+        ConnectionState::Connected | ConnectionState::Polling
+    ) {
         let unconfirmed = view
             .keys
             .iter()
@@ -117,6 +122,8 @@ mod tests {
             cursor: 0,
             clock_cursor: None,
             settings: Default::default(),
+            retry_at: None,
+            next_poll_at: None,
         }
     }
 

@@ -108,6 +108,22 @@ pub struct DeviceLayout {
     /// How far its clock runs ahead (or behind, negative), in ms.
     #[serde(default)]
     pub clock_skew_ms: i64,
+    /// After this many refused upgrades in a row the device polls over HTTP. Missing in
+    /// layouts saved before it existed: the default.
+    #[serde(default = "default_fallback_after")]
+    pub fallback_after: u32,
+    /// How often a polling device fetches changes, in ms. Missing in layouts saved before
+    /// it existed: the default.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+}
+
+fn default_fallback_after() -> u32 {
+    DeviceSettings::default().fallback_after
+}
+
+fn default_poll_interval_ms() -> u64 {
+    DeviceSettings::default().poll_interval.as_millis() as u64
 }
 
 fn default_batch_size() -> usize {
@@ -136,6 +152,8 @@ impl DeviceLayout {
             auth_delay_ms: default_auth_delay_ms(),
             clock_cursor: false,
             clock_skew_ms: 0,
+            fallback_after: default_fallback_after(),
+            poll_interval_ms: default_poll_interval_ms(),
         }
     }
 
@@ -151,6 +169,8 @@ impl DeviceLayout {
                 CursorMode::Revision
             },
             clock_skew_ms: self.clock_skew_ms,
+            fallback_after: self.fallback_after,
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
         }
         .sanitized()
     }

@@ -99,6 +99,13 @@ impl Server {
             Server::Remote(r) => r.rotate_token(user, token).await,
         }
     }
+
+    async fn block_websocket(&self, on: bool) -> Result<(), String> {
+        match self {
+            Server::Embedded(s) => s.block_websocket(on).await,
+            Server::Remote(r) => r.block_websocket(on).await,
+        }
+    }
 }
 
 /// The file in the data directory that keeps the account's token after a rotation.
@@ -570,6 +577,21 @@ impl Live {
             if let Err(e) = server.restart().await {
                 tracing::error!("server restart failed: {e}");
             }
+            repaint();
+        });
+    }
+
+    /// Blocks WebSocket upgrades (`true`) or ends the block. The server's state follows,
+    /// so the panel's switch shows it at once.
+    pub fn block_websocket(&self, on: bool) {
+        let tx = self.inspections.0.clone();
+        let repaint = self.repaint.clone();
+        let user = self.user.clone();
+        self.with_server(|server| async move {
+            if let Err(e) = server.block_websocket(on).await {
+                tracing::warn!("block websocket: {e}");
+            }
+            let _ = tx.send(server.inspect(&user).await);
             repaint();
         });
     }

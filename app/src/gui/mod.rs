@@ -502,6 +502,15 @@ impl SyncLab {
                     self.live.rotate_token(devices);
                 }
             }
+            server_panel::ServerAction::BlockWebsocket(on) => {
+                if self
+                    .recording
+                    .server(now, Stmt::ServerBlockWebsocket(on))
+                    .is_ok()
+                {
+                    self.live.block_websocket(on);
+                }
+            }
             server_panel::ServerAction::RejectNext(key) => {
                 if self
                     .recording

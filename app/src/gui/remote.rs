@@ -40,6 +40,9 @@ struct Inspected {
     devices: Vec<String>,
     keys: BTreeMap<String, Stored>,
     forced: Vec<String>,
+    /// Missing from servers older than `block_websocket`: off.
+    #[serde(default)]
+    websocket_blocked: bool,
 }
 
 /// `queued`'s answer.
@@ -124,6 +127,7 @@ impl Remote {
             writes: i.writes,
             devices: i.devices,
             forced: i.forced.iter().filter_map(|k| Key::parse(k).ok()).collect(),
+            websocket_blocked: i.websocket_blocked,
         })
     }
 
@@ -172,6 +176,13 @@ impl Remote {
     /// Restarts the server as after a crash.
     pub async fn restart(&self) -> Result<(), String> {
         self.call(json!({"cmd": "restart"})).await.map(drop)
+    }
+
+    /// Blocks WebSocket upgrades (`true`) or ends the block.
+    pub async fn block_websocket(&self, on: bool) -> Result<(), String> {
+        self.call(json!({"cmd": "block_websocket", "on": on}))
+            .await
+            .map(drop)
     }
 
     /// Rotates a user's token.

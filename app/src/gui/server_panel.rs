@@ -18,7 +18,12 @@ pub enum ServerAction {
     RejectNext(Key),
     /// Rotate the user's token: the old one expires now.
     RotateToken,
+    /// Refuse WebSocket upgrades (`true`: devices fall back to polling) or stop refusing.
+    BlockWebsocket(bool),
 }
+
+/// The block switch's label.
+const BLOCK: &str = "block WebSockets";
 
 /// Draws the panel; the fault the user asked for, if any.
 pub fn ui(
@@ -37,6 +42,8 @@ pub fn ui(
         ui.add_enabled(false, egui::Button::new("reject next write"))
             .on_disabled_hover_text(why);
         ui.add_enabled(false, egui::Button::new("rotate token"))
+            .on_disabled_hover_text(why);
+        ui.add_enabled(false, egui::Checkbox::new(&mut false, BLOCK))
             .on_disabled_hover_text(why);
         return None;
     }
@@ -70,6 +77,19 @@ pub fn ui(
             .clicked()
         {
             action = Some(ServerAction::RotateToken);
+        }
+        let mut blocked = state.websocket_blocked;
+        let toggled = ui
+            .checkbox(&mut blocked, BLOCK)
+            .on_hover_text(
+                "Play a proxy that blocks WebSockets: every device connection closes (1001) and \
+                 every new upgrade is refused 503, while plain HTTP on the same port keeps \
+                 working. After its `fallback after` refused attempts in a row a device polls \
+                 over HTTP; untick to let the WebSockets back in.",
+            )
+            .changed();
+        if toggled {
+            action = Some(ServerAction::BlockWebsocket(blocked));
         }
         ui.label(format!(
             "head revision {} · accepted writes {}",

@@ -29,6 +29,8 @@ fn view(id: &str) -> DeviceView {
         cursor: 0,
         clock_cursor: None,
         settings: Default::default(),
+        retry_at: None,
+        next_poll_at: None,
     }
 }
 

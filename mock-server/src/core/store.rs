@@ -77,6 +77,11 @@ pub enum Difference {
 }
 
 impl UserData {
+    /// The server time (ms since the Unix epoch) of the user's latest change, if any.
+    pub fn last_change_ms(&self) -> Option<u64> {
+        self.keys.values().map(|s| s.time_ms).max()
+    }
+
     /// How a device differs from this user's stored state, given whether it has a request
     /// outstanding and what it shows and knows per key; `None` when it agrees on every
     /// stored key. Whether a disconnected device counts is the caller's policy.

@@ -21,7 +21,7 @@
 //! | `block_websocket` | `on` | while on, upgrades to `/sync` are refused (503) and open device connections are closed 1001; HTTP polling and `/admin` stay up |
 //! | `rotate_token` | `user`, `token` | the user's token becomes `token`; the old one expires now (its connections get `token_expired` and 30 s to `auth`); an error for a token that is or was in use |
 //! | `restart` | | the server restarts as after a crash: connections drop, the store is reloaded |
-//! | `inspect` | `user` | answers the user's `head`, `writes` (revisions assigned to the user), `devices`, `keys` and `forced` (keys whose next write will be rejected) |
+//! | `inspect` | `user` | answers the user's `head`, `writes` (revisions assigned to the user), `devices`, `keys`, `forced` (keys whose next write will be rejected) and `websocket_blocked` |
 //!
 //! `link` and `hold` are kept for the device's next connections too, so they may be given
 //! before it connects.
@@ -324,7 +324,7 @@ async fn run(cmd: AdminCommand, to_core: &mpsc::Sender<ToCore>) -> Value {
                         })
                         .collect();
                     let forced: Vec<String> = i.forced.iter().map(Key::to_string).collect();
-                    json!({"ok": true, "head": i.data.head, "writes": i.writes, "devices": i.devices, "keys": keys, "forced": forced})
+                    json!({"ok": true, "head": i.data.head, "writes": i.writes, "devices": i.devices, "keys": keys, "forced": forced, "websocket_blocked": i.websocket_blocked})
                 }
                 Err(e) => error(e),
             }

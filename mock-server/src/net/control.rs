@@ -159,4 +159,6 @@ pub struct Inspection {
     pub devices: Vec<String>,
     /// Keys whose next write of the user is to be rejected (`forced`): armed, not yet fired.
     pub forced: Vec<Key>,
+    /// `block_websocket` is on: upgrades are refused, devices poll.
+    pub websocket_blocked: bool,
 }

@@ -442,6 +442,7 @@ impl<S: Store> Task<S> {
             data,
             devices,
             forced: self.core.forced(user).cloned().collect(),
+            websocket_blocked: self.core.websocket_blocked(),
         }
     }
 }

@@ -38,7 +38,8 @@ pub struct DeviceSetup {
     /// Server → device.
     pub down: LinkConfig,
     /// `reconnect attempts DEVICE N` (the bound on failed attempts in a row),
-    /// `batch size DEVICE N` and `auth delay DEVICE D|never`.
+    /// `batch size DEVICE N`, `auth delay DEVICE D|never`, `cursor`, `clock … skew`,
+    /// `fallback after DEVICE N` and `poll interval DEVICE D`.
     pub settings: DeviceSettings,
 }
 
@@ -110,6 +111,8 @@ pub enum Stmt {
     ServerRestart,
     /// `server rotate token`.
     ServerRotateToken,
+    /// `server block websocket` (`true`) / `server unblock websocket`.
+    ServerBlockWebsocket(bool),
     /// `server set KEY VALUE` during the run.
     ServerSet(Key, Value),
     /// `say "text"`: narration.

@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use sync_core::engine::settings::MIN_POLL_INTERVAL;
 use sync_core::engine::{CursorMode, DeviceSettings, Strategy};
 use sync_core::protocol::frames::MAX_BATCH;
 use sync_core::protocol::model::{is_valid_device_id, is_valid_post};
@@ -335,6 +336,32 @@ impl Parser<'_> {
                 self.scenario.devices[d].settings.batch_size = n as usize;
                 Ok(())
             }
+            "fallback" => {
+                self.setup_only(line)?;
+                self.keyword(line, 1, "after")?;
+                let d = self.device(line, 2)?;
+                let n = self.number(line, 3)?;
+                self.end(line, 4)?;
+                let n = match u32::try_from(n) {
+                    Ok(n) if n > 0 => n,
+                    _ => return self.err(line, 3, "expected a count from 1 to 4294967295"),
+                };
+                self.scenario.devices[d].settings.fallback_after = n;
+                Ok(())
+            }
+            "poll" => {
+                self.setup_only(line)?;
+                self.keyword(line, 1, "interval")?;
+                let d = self.device(line, 2)?;
+                let interval = self.duration(line, 3)?;
+                self.end(line, 4)?;
+                if interval < MIN_POLL_INTERVAL {
+                    let ms = MIN_POLL_INTERVAL.as_millis();
+                    return self.err(line, 3, format!("a poll interval is at least {ms}ms"));
+                }
+                self.scenario.devices[d].settings.poll_interval = interval;
+                Ok(())
+            }
             "cursor" => {
                 self.setup_only(line)?;
                 let d = self.device(line, 1)?;
@@ -519,7 +546,9 @@ impl Parser<'_> {
     }
 
     fn server(&mut self, line: &Line<'_>) -> R<()> {
-        match self.need(line, 1, "`set`, `reject`, `restart` or `rotate token`")? {
+        const WHAT: &str =
+            "`set`, `reject`, `restart`, `rotate token`, `block websocket` or `unblock websocket`";
+        match self.need(line, 1, WHAT)? {
             "set" => {
                 let key = self.key(line, 2)?;
                 let value = self.value(line, 3)?;
@@ -553,12 +582,16 @@ impl Parser<'_> {
                 self.step(line, Stmt::ServerRotateToken);
                 Ok(())
             }
+            word @ ("block" | "unblock") => {
+                self.keyword(line, 2, "websocket")?;
+                self.end(line, 3)?;
+                self.step(line, Stmt::ServerBlockWebsocket(word == "block"));
+                Ok(())
+            }
             other => self.err(
                 line,
                 1,
-                format!(
-                    "unknown server statement `{other}`: expected `set`, `reject`, `restart` or `rotate token`"
-                ),
+                format!("unknown server statement `{other}`: expected {WHAT}"),
             ),
         }
     }

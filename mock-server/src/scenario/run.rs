@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use sync_core::protocol::HttpCall;
 
 use super::ast::{Expect, Pick, Scenario, Step, Stmt};
 use super::parse::apply_change;
@@ -428,6 +429,7 @@ impl Runner {
             Stmt::ServerReject(key) => w.reject_next(key.clone()),
             Stmt::ServerRestart => w.restart_server(),
             Stmt::ServerRotateToken => w.rotate_token()?,
+            Stmt::ServerBlockWebsocket(on) => w.block_websocket(*on),
             Stmt::ServerSet(key, value) => w.server_set(key, value.clone())?,
             Stmt::Say(text) => w.say(text),
             Stmt::Pause | Stmt::Wait(_) | Stmt::Settle => {}
@@ -563,6 +565,9 @@ pub fn format_trace(t: &Trace, t0: Duration) -> String {
         TraceKind::Device(e) => e.to_string(),
         TraceKind::Up(f) => format!("→ server: {f}"),
         TraceKind::Down(f) => format!("← server: {f}"),
+        TraceKind::HttpUp(HttpCall::Write(f)) => format!("→ server: POST /sync/write {f}"),
+        TraceKind::HttpUp(call) => format!("→ server: GET {}", call.path_and_query()),
+        TraceKind::HttpDown(a) => format!("← server: HTTP {} {}", a.status, a.body),
         TraceKind::Lost(why) => format!("✕ {why}"),
         TraceKind::ServerRestart => "server restarted from its store".into(),
         TraceKind::DeviceRestart => "restarted from its snapshot".into(),

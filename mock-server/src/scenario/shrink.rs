@@ -301,6 +301,7 @@ fn names(stmt: &Stmt, d: usize) -> bool {
         Stmt::ServerReject(_)
         | Stmt::ServerRestart
         | Stmt::ServerRotateToken
+        | Stmt::ServerBlockWebsocket(_)
         | Stmt::ServerSet(..)
         | Stmt::Say(_)
         | Stmt::Pause

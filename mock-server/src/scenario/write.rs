@@ -73,6 +73,16 @@ fn setup(out: &mut String, d: &DeviceSetup) {
     if d.settings.batch_size != DeviceSettings::default().batch_size {
         let _ = writeln!(out, "batch size {name} {}", d.settings.batch_size);
     }
+    if d.settings.fallback_after != DeviceSettings::default().fallback_after {
+        let _ = writeln!(out, "fallback after {name} {}", d.settings.fallback_after);
+    }
+    if d.settings.poll_interval != DeviceSettings::default().poll_interval {
+        let _ = writeln!(
+            out,
+            "poll interval {name} {}",
+            duration(d.settings.poll_interval)
+        );
+    }
     if d.settings.cursor == CursorMode::Clock {
         let _ = writeln!(out, "cursor {name} clock");
     }
@@ -167,6 +177,8 @@ pub fn statement(stmt: &Stmt, names: &[&str]) -> Vec<String> {
         Stmt::ServerReject(key) => format!("server reject {key}"),
         Stmt::ServerRestart => "server restart".into(),
         Stmt::ServerRotateToken => "server rotate token".into(),
+        Stmt::ServerBlockWebsocket(true) => "server block websocket".into(),
+        Stmt::ServerBlockWebsocket(false) => "server unblock websocket".into(),
         Stmt::ServerSet(key, value) => format!("server set {key} {value}"),
         Stmt::Say(text) => format!("say {}", string(text)),
         Stmt::Pause => "pause".into(),

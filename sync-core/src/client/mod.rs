@@ -2,7 +2,8 @@
 //! `client`).
 //!
 //! All decisions stay in the engine; this shell only moves frames, opens and closes the
-//! socket when the engine says so, fires the engine's timers, and persists its snapshot.
+//! socket when the engine says so, makes the polling requests it asks for ([`http`]),
+//! fires the engine's timers, and persists its snapshot.
 //! One tokio task per device owns the engine and the socket; the rest of the program talks
 //! to it through a cheap, cloneable [`DeviceHandle`] that never blocks:
 //!
@@ -15,6 +16,7 @@
 //! most ~10 writes per second, always before a request goes out (so an intent the server
 //! may apply is on disk first) and on shutdown.
 
+pub mod http;
 pub mod persist;
 
 use std::future::Future;
@@ -33,7 +35,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub use crate::engine::DeviceView;
 use crate::engine::{DeviceSettings, Engine, EngineConfig, Event, EventKind, Output};
-use crate::protocol::{ClientFrame, Key};
+use crate::protocol::{ClientFrame, HttpResult, Key};
+use http::Endpoint;
 
 /// At most this many snapshot writes per second (one per this interval).
 pub const PERSIST_INTERVAL: Duration = Duration::from_millis(100);
@@ -205,9 +208,12 @@ pub fn spawn(config: ClientConfig, on_change: Arc<dyn Fn() + Send + Sync>) -> De
     let (commands, rx) = mpsc::unbounded_channel();
     let (view_tx, view) = watch::channel(engine.view());
     let (events, from_start) = broadcast::channel(EVENT_BUFFER);
+    let (http_done, http_results) = mpsc::unbounded_channel();
     let device = Device {
         engine,
+        endpoint: Endpoint::of_websocket(&config.url),
         url: config.url,
+        http_done,
         snapshot: config.snapshot,
         start,
         ws: None,
@@ -228,7 +234,7 @@ pub fn spawn(config: ClientConfig, on_change: Arc<dyn Fn() + Send + Sync>) -> De
             },
         });
     }
-    tokio::spawn(device.run(rx));
+    tokio::spawn(device.run(rx, http_results));
     DeviceHandle {
         commands,
         view,
@@ -238,11 +244,23 @@ pub fn spawn(config: ClientConfig, on_change: Arc<dyn Fn() + Send + Sync>) -> De
     }
 }
 
-type Connecting = Pin<Box<dyn Future<Output = Result<Ws, String>> + Send>>;
+type Connecting = Pin<Box<dyn Future<Output = Result<Ws, Refused>> + Send>>;
+
+/// Why a WebSocket did not open.
+enum Refused {
+    /// The server answered the upgrade with this HTTP status.
+    Status(u16),
+    /// No answer: the connection failed or was reset.
+    Failed(String),
+}
 
 struct Device {
     engine: Engine,
     url: String,
+    /// Where polling requests go (`None` for a URL that is not `ws://`: no polling).
+    endpoint: Option<Endpoint>,
+    /// The polling requests' results come back here.
+    http_done: mpsc::UnboundedSender<(u64, HttpResult)>,
     snapshot: Option<PathBuf>,
     start: Instant,
     ws: Option<Ws>,
@@ -258,7 +276,8 @@ struct Device {
 enum Wake {
     Command(Option<Command>),
     Frame(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
-    Connected(Result<Box<Ws>, String>),
+    Connected(Result<Box<Ws>, Refused>),
+    Http(Option<(u64, HttpResult)>),
     Timer,
     Persist,
 }
@@ -274,7 +293,11 @@ impl Device {
         self.start.elapsed()
     }
 
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut http_results: mpsc::UnboundedReceiver<(u64, HttpResult)>,
+    ) {
         self.apply_outputs().await;
         self.publish();
         loop {
@@ -287,6 +310,7 @@ impl Device {
                 c = commands.recv() => Wake::Command(c),
                 f = next_frame(&mut self.ws) => Wake::Frame(f),
                 r = connect_done(&mut self.connecting) => Wake::Connected(r),
+                h = http_results.recv() => Wake::Http(h),
                 _ = sleep_until(timer) => Wake::Timer,
                 _ = sleep_until(persist_at) => Wake::Persist,
             };
@@ -317,10 +341,16 @@ impl Device {
                     self.ws = Some(*ws);
                     self.engine.on_connected(now);
                 }
-                Wake::Connected(Err(e)) => {
+                Wake::Connected(Err(Refused::Status(status))) => {
+                    self.engine.on_refused(status, now);
+                }
+                Wake::Connected(Err(Refused::Failed(e))) => {
                     tracing::debug!("connect failed: {e}");
                     self.engine.on_disconnected(None, now);
                 }
+                Wake::Http(Some((id, result))) => self.engine.on_http(id, result, now),
+                // The device holds a sender itself: never closed while it runs.
+                Wake::Http(None) => {}
                 Wake::Timer => self.engine.on_timeout(now),
                 Wake::Persist => {
                     self.persist();
@@ -392,7 +422,12 @@ impl Device {
                         tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true)
                             .await
                             .map(|(ws, _)| ws)
-                            .map_err(|e| e.to_string())
+                            .map_err(|e| match e {
+                                tokio_tungstenite::tungstenite::Error::Http(answer) => {
+                                    Refused::Status(answer.status().as_u16())
+                                }
+                                other => Refused::Failed(other.to_string()),
+                            })
                     }));
                 }
                 Output::Close => {
@@ -415,6 +450,24 @@ impl Device {
                         let now = self.now();
                         self.engine.on_disconnected(None, now);
                     }
+                }
+                Output::Http { id, token, call } => {
+                    if matches!(call, crate::protocol::HttpCall::Write(_)) {
+                        // As for a frame: the intent is on disk before the server can
+                        // apply it.
+                        self.persist();
+                    }
+                    let done = self.http_done.clone();
+                    let Some(endpoint) = self.endpoint.clone() else {
+                        let why = format!("cannot poll `{}`: not a ws:// URL", self.url);
+                        let _ = done.send((id, HttpResult::Failed(why)));
+                        continue;
+                    };
+                    let device_id = self.engine.device_id().to_string();
+                    tokio::spawn(async move {
+                        let result = http::call(endpoint, device_id, token, call).await;
+                        let _ = done.send((id, result));
+                    });
                 }
             }
         }
@@ -463,7 +516,7 @@ async fn next_frame(
     }
 }
 
-async fn connect_done(connecting: &mut Option<Connecting>) -> Result<Box<Ws>, String> {
+async fn connect_done(connecting: &mut Option<Connecting>) -> Result<Box<Ws>, Refused> {
     match connecting {
         Some(fut) => {
             let result = fut.await.map(Box::new);

@@ -46,6 +46,9 @@ pub enum ConnectionState {
         /// The close reason.
         reason: String,
     },
+    /// Polling over HTTP (PROTOCOL.md, "Polling over HTTP"): upgrades were refused; the
+    /// device still tries the WebSocket with its backoff underneath.
+    Polling,
     /// The device's reconnect bound was reached: that many attempts in a row failed
     /// (PROTOCOL.md, "Attempts"). No automatic retry: the user retries, or goes online.
     Error {
@@ -57,13 +60,14 @@ pub enum ConnectionState {
 impl ConnectionState {
     /// The state's name in the scenario language (`expect DEVICE connection = STATE`):
     /// `connecting` (opening or handshaking), `connected`, `reconnecting`, `offline`,
-    /// `error`, `auth-failed`, `closed`.
+    /// `polling`, `error`, `auth-failed`, `closed`.
     pub fn scenario_name(&self) -> &'static str {
         match self {
             ConnectionState::Connecting | ConnectionState::Handshaking => "connecting",
             ConnectionState::Connected => "connected",
             ConnectionState::Reconnecting { .. } => "reconnecting",
             ConnectionState::Offline => "offline",
+            ConnectionState::Polling => "polling",
             ConnectionState::AuthFailed => "auth-failed",
             ConnectionState::ClosedByServer { .. } => "closed",
             ConnectionState::Error { .. } => "error",
@@ -100,6 +104,7 @@ impl fmt::Display for ConnectionState {
                 write!(f, "reconnecting (attempt {attempt})")
             }
             ConnectionState::Offline => f.write_str("offline"),
+            ConnectionState::Polling => f.write_str("polling over HTTP"),
             ConnectionState::AuthFailed => f.write_str("auth failed"),
             ConnectionState::ClosedByServer { code, reason } => {
                 write!(f, "closed by server ({code} {reason})")

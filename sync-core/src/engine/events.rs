@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::optimistic::SendKind;
-use crate::protocol::{ErrorCode, Key};
+use crate::protocol::{CatchUp, ErrorCode, Key};
 
 use super::connection::ConnectionState;
 
@@ -219,6 +219,47 @@ pub enum EventKind {
         /// The new state.
         state: ConnectionState,
     },
+    /// The WebSocket upgrade was refused with an HTTP status.
+    UpgradeRefused {
+        /// The status (503 while the server blocks WebSockets).
+        status: u16,
+        /// Refused attempts in a row, this one included.
+        in_a_row: u32,
+    },
+    /// A poll (`GET /sync/changes`) was handed to the link.
+    PollSent {
+        /// Its request id.
+        id: u64,
+        /// The cursor it asks from.
+        #[serde(flatten)]
+        catch_up: CatchUp,
+    },
+    /// A poll's answer was applied (its changes by the push rules).
+    PollAnswered {
+        /// Its request id.
+        id: u64,
+        /// The user's revision.
+        rev: u64,
+        /// How many changes it carried.
+        changes: usize,
+        /// Whether the server lost history (`reset`).
+        reset: bool,
+    },
+    /// A poll got no usable answer; the next goes at the interval.
+    PollFailed {
+        /// Its request id.
+        id: u64,
+        /// Why.
+        why: String,
+    },
+    /// A write over HTTP got no answer: what it carried goes out again after the next
+    /// successful poll.
+    HttpWriteFailed {
+        /// Its request id (the frame's).
+        id: u64,
+        /// Why.
+        why: String,
+    },
     /// A `welcome` was handled.
     CaughtUp {
         /// The user's revision.
@@ -360,6 +401,29 @@ impl fmt::Display for EventKind {
                 message,
             } => write!(f, "error: {message}"),
             Connection { state } => write!(f, "connection: {state}"),
+            UpgradeRefused { status, in_a_row } => write!(
+                f,
+                "WebSocket upgrade refused: HTTP {status} ({in_a_row} in a row)"
+            ),
+            PollSent { id, catch_up } => match catch_up {
+                CatchUp::Since(n) => write!(f, "poll {id} sent: changes since rev {n}"),
+                CatchUp::SinceTime(ms) => write!(f, "poll {id} sent: changes since time {ms}"),
+            },
+            PollAnswered {
+                id,
+                rev,
+                changes,
+                reset,
+            } => write!(
+                f,
+                "poll {id} answered: rev {rev}, {changes} change(s){}",
+                if *reset { ", reset" } else { "" }
+            ),
+            PollFailed { id, why } => write!(f, "poll {id} failed: {why}"),
+            HttpWriteFailed { id, why } => write!(
+                f,
+                "write {id} over HTTP failed: {why}; resent after the next poll"
+            ),
             CaughtUp {
                 rev,
                 changes,

@@ -36,6 +36,12 @@ impl Engine {
     pub fn on_frame(&mut self, frame: ServerFrame, now: Duration) {
         self.now = now;
         self.heartbeat.last_received = now;
+        self.handle_frame(frame);
+        self.flush_events();
+    }
+
+    /// A frame from the server, over the WebSocket or in the answer to a write over HTTP.
+    pub(super) fn handle_frame(&mut self, frame: ServerFrame) {
         match frame {
             ServerFrame::Welcome {
                 user,
@@ -80,7 +86,6 @@ impl Engine {
                 message,
             }),
         }
-        self.flush_events();
     }
 
     fn on_ack(&mut self, id: u64, value: Value, rev: u64) {
@@ -299,21 +304,15 @@ impl Engine {
         }
         self.user = Some(user);
         let count = changes.len();
-        if reset {
-            self.apply_reset(changes);
-            self.cursor.reset(rev);
-        } else {
-            for change in changes {
-                self.apply_change(change);
-            }
-            // A catch-up by clock may have left changes out: the revision cursor stays.
-            if let CatchUp::Since(_) = self.hello_catch_up {
-                self.cursor.caught_up(rev);
-            }
-        }
+        // A catch-up by clock may have left changes out: the revision cursor stays.
+        let by_revision = matches!(self.hello_catch_up, CatchUp::Since(_));
+        self.catch_up(rev, changes, reset, by_revision);
         self.conn = ConnectionState::Connected;
         self.attempt = 0;
         self.failed = 0;
+        self.refused = 0;
+        // Back on the WebSocket: what was on its way over HTTP is resent below.
+        self.stop_polling();
         self.connection_event();
         self.state.emit(EventKind::CaughtUp {
             rev,
@@ -321,6 +320,29 @@ impl Engine {
             reset,
         });
         self.resolve_open_requests();
+    }
+
+    /// The changes of a `welcome` (or of a poll's answer, which is one) up to the user's
+    /// revision `rev`: applied by the push rules, or with `reset` taken as the whole
+    /// truth. The revision cursor moves to `rev` only when they were asked `by_revision`.
+    pub(super) fn catch_up(
+        &mut self,
+        rev: u64,
+        changes: Vec<Change>,
+        reset: bool,
+        by_revision: bool,
+    ) {
+        if reset {
+            self.apply_reset(changes);
+            self.cursor.reset(rev);
+        } else {
+            for change in changes {
+                self.apply_change(change);
+            }
+            if by_revision {
+                self.cursor.caught_up(rev);
+            }
+        }
     }
 
     /// `welcome` with `reset`: the server lost history. Forget known revisions, take every
@@ -384,6 +406,19 @@ impl Engine {
         };
         for key in self.pending_keys() {
             if on_wire.contains(&key) {
+                // `naive` may have older writes of the key that were lost: the newer one
+                // on the wire carries the intent.
+                let sent: Vec<u64> = self
+                    .requests
+                    .values()
+                    .filter_map(|r| match r {
+                        Request::Write { key: k, local_rev } if *k == key => Some(*local_rev),
+                        _ => None,
+                    })
+                    .collect();
+                if let Machine::Naive(n) = &mut self.machine {
+                    n.keep_only(&key, &sent);
+                }
                 continue;
             }
             let known = self.known_rev(&key);

@@ -15,12 +15,14 @@
 //!   [`Engine::set_online`], [`Engine::retry`], [`Engine::configure`]; and what its driver
 //!   sets up: [`Engine::set_wall_clock`].
 //! - **Inputs**, what the world did: the transport opened or failed
-//!   ([`Engine::on_connected`], [`Engine::on_disconnected`]), a frame arrived
+//!   ([`Engine::on_connected`], [`Engine::on_disconnected`], or its upgrade was refused:
+//!   [`Engine::on_refused`]), a polling request was answered or failed
+//!   ([`Engine::on_http`]), a frame arrived
 //!   ([`Engine::on_text`], or [`Engine::on_frame`] already decoded), the token source
 //!   handed over a token ([`Engine::set_token`]), and a deadline passed
 //!   ([`Engine::on_timeout`]).
 //! - **Outputs to poll**, what the shell must do: [`Engine::poll_output`] ([`Output`]:
-//!   open or close the transport, send a frame), [`Engine::poll_event`] (observable
+//!   open or close the transport, send a frame, make a polling request), [`Engine::poll_event`] (observable
 //!   [`Event`]s, for panes and traces) and [`Engine::poll_timeout`] (the next deadline).
 //! - **Queries**, read-only: [`Engine::view`] (the pane's [`DeviceView`]),
 //!   [`Engine::shown`], [`Engine::counters`], [`Engine::connection`] and the rest.
@@ -41,7 +43,8 @@
 //! | [`inbound`] | handling server frames: acks, rejects, pushes, `welcome` |
 //! | [`connection`] | connection state, backoff, heartbeat |
 //! | [`token`] | re-authenticating when the token is rotated away |
-//! | [`settings`] | what a user may change on a running device (reconnect bound, batch size, auth delay, cursor, clock skew) |
+//! | [`polling`] | falling back to polling over HTTP when WebSocket upgrades are refused |
+//! | [`settings`] | what a user may change on a running device (reconnect bound, batch size, auth delay, cursor, clock skew, fallback, poll interval) |
 //! | [`cursor`] | the contiguous cursor |
 //! | [`snapshot`] | what a device restart keeps |
 //! | [`events`] | the observable events |
@@ -60,6 +63,7 @@ pub mod inbound;
 #[cfg(feature = "mutants")]
 pub mod mutant;
 pub mod naive;
+pub mod polling;
 pub mod settings;
 pub mod snapshot;
 pub mod state;
@@ -167,6 +171,16 @@ pub enum Output {
     Close,
     /// Send this frame on the open transport.
     Send(ClientFrame),
+    /// Make this polling request (PROTOCOL.md, "Polling over HTTP") with the token and
+    /// the device id in its headers, then call [`Engine::on_http`] with its id.
+    Http {
+        /// The request's id, to report its answer with.
+        id: u64,
+        /// The token for `Authorization: Bearer`.
+        token: String,
+        /// What to ask.
+        call: crate::protocol::HttpCall,
+    },
 }
 
 /// Why an intent was refused before anything happened (a programming or input error, not
@@ -245,6 +259,12 @@ pub struct Engine {
     attempt: u32,
     /// Attempts that failed in a row (ended before `welcome`; PROTOCOL.md, "Attempts").
     failed: u32,
+    /// Attempts in a row whose upgrade was refused with an HTTP status.
+    refused: u32,
+    /// Polling over HTTP, once upgrades were refused `fallback after` times in a row.
+    polling: Option<polling::Polling>,
+    /// The connection state last reported in an event.
+    shown_conn: ConnectionState,
     settings: DeviceSettings,
     requests: HashMap<u64, Request>,
     /// While the writes due after a `welcome` are gathered, the requests handed over: they
@@ -293,6 +313,9 @@ impl Engine {
             heartbeat: Heartbeat::opened(now),
             attempt: 0,
             failed: 0,
+            refused: 0,
+            polling: None,
+            shown_conn: ConnectionState::Offline,
             settings: DeviceSettings::default(),
             requests: HashMap::new(),
             gathering: None,
@@ -474,10 +497,14 @@ impl Engine {
         self.connection_event();
     }
 
+    /// Reports the connection state shown, when it changed (while polling, the
+    /// WebSocket's attempts underneath do not change it).
     fn connection_event(&mut self) {
-        self.state.emit(EventKind::Connection {
-            state: self.conn.clone(),
-        });
+        let state = self.connection();
+        if state != self.shown_conn {
+            self.shown_conn = state.clone();
+            self.state.emit(EventKind::Connection { state });
+        }
     }
 
     /// The transport opened: send `hello` with the cursor.
@@ -510,7 +537,9 @@ impl Engine {
         if !self.conn.has_transport() {
             return;
         }
-        self.requests.clear();
+        // Requests over HTTP go on while polling: only the WebSocket's are gone.
+        let http = self.http_request_ids();
+        self.requests.retain(|id, _| http.contains(id));
         // The server said `token_expired` before closing (or gave it as the reason).
         let expired = self.token_state == TokenState::Expired;
         self.token_state = TokenState::Valid;
@@ -525,23 +554,16 @@ impl Engine {
                 self.conn = ConnectionState::ClosedByServer { code, reason };
             }
             _ => {
-                // Losing a live connection is not a failed attempt; ending before
-                // `welcome` is.
-                if self.conn != ConnectionState::Connected {
-                    self.failed += 1;
-                }
-                self.attempt += 1;
-                self.conn = match self.settings.reconnect_bound {
-                    Some(bound) if self.failed >= bound => ConnectionState::Error {
-                        failed: self.failed,
-                    },
-                    _ => ConnectionState::Reconnecting {
-                        attempt: self.attempt,
-                        retry_at: now + backoff_delay(self.attempt - 1, &mut self.rng),
-                    },
-                };
+                // A reset or a timeout breaks a run of refused upgrades. Losing a live
+                // connection is not a failed attempt; ending before `welcome` is, unless
+                // the device polls meanwhile (its polls count instead).
+                self.refused = 0;
+                let failed = self.conn != ConnectionState::Connected && self.polling.is_none();
+                self.attempt_ended(failed, now);
+                return self.flush_events();
             }
         }
+        self.stop_polling();
         self.connection_event();
         if self.awaiting_token
             && self.token != self.conn_token
@@ -551,6 +573,29 @@ impl Engine {
             self.open(now);
         }
         self.flush_events();
+    }
+
+    /// The transport is gone without a close that decides what follows: counted as a
+    /// failed attempt when `failed`, then the next attempt after the backoff, or `error`
+    /// once the reconnect bound is reached (which ends polling too).
+    fn attempt_ended(&mut self, failed: bool, now: Duration) {
+        if failed {
+            self.failed += 1;
+        }
+        self.attempt += 1;
+        self.conn = match self.settings.reconnect_bound {
+            Some(bound) if self.failed >= bound => ConnectionState::Error {
+                failed: self.failed,
+            },
+            _ => ConnectionState::Reconnecting {
+                attempt: self.attempt,
+                retry_at: now + backoff_delay(self.attempt - 1, &mut self.rng),
+            },
+        };
+        if self.conn.needs_retry() {
+            self.stop_polling();
+        }
+        self.connection_event();
     }
 
     /// Changes the device's settings (taken [sanitized](DeviceSettings::sanitized)). A
@@ -591,6 +636,7 @@ impl Engine {
                 if had_transport {
                     self.outputs.push_back(Output::Close);
                 }
+                self.stop_polling();
                 self.requests.clear();
                 self.conn = ConnectionState::Offline;
                 self.connection_event();
@@ -607,20 +653,23 @@ impl Engine {
 
     /// The next time [`Engine::on_timeout`] must be called, if any.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        match &self.conn {
+        let polling = self.polling_timeout();
+        let websocket = match &self.conn {
             ConnectionState::Reconnecting { retry_at, .. } => Some(*retry_at),
             ConnectionState::Connecting => Some(self.heartbeat.dead_at()),
             ConnectionState::Handshaking | ConnectionState::Connected => {
                 Some(self.heartbeat.ping_at().min(self.heartbeat.dead_at()))
             }
             _ => None,
-        }
+        };
+        [websocket, polling].into_iter().flatten().min()
     }
 
     /// Timers: reconnect when the backoff ran out; `ping` when idle; give up on a silent
-    /// connection.
+    /// connection; poll when due, and give up on an unanswered polling request.
     pub fn on_timeout(&mut self, now: Duration) {
         self.now = now;
+        self.polling_on_timeout();
         match self.conn.clone() {
             ConnectionState::Reconnecting { retry_at, .. } if now >= retry_at => self.open(now),
             ConnectionState::Connecting
@@ -656,6 +705,9 @@ impl Engine {
     }
 
     fn send_frame(&mut self, frame: ClientFrame) {
+        if self.is_polling() && !frame.writes().is_empty() {
+            return self.post(frame);
+        }
         self.heartbeat.last_sent = self.now;
         if !matches!(frame, ClientFrame::Ping { .. }) {
             self.state.counters.frames_up += 1;
@@ -777,7 +829,8 @@ impl Engine {
     /// `Queued`.
     fn on_the_wire(&mut self, key: &Key, kind: SendKind) -> Option<SendKind> {
         // While the token is expired a write would be refused: it waits for `authed`.
-        if self.conn != ConnectionState::Connected || self.token_state != TokenState::Valid {
+        let live = self.conn == ConnectionState::Connected || self.is_polling();
+        if !live || self.token_state != TokenState::Valid {
             self.never_sent.insert(key.clone());
             self.state
                 .emit(EventKind::RequestQueued { key: key.clone() });
@@ -910,9 +963,14 @@ impl Engine {
         self.strategy
     }
 
-    /// The connection state.
-    pub fn connection(&self) -> &ConnectionState {
-        &self.conn
+    /// The connection state: the WebSocket's, or [`ConnectionState::Polling`] while the
+    /// device polls and its WebSocket is not live.
+    pub fn connection(&self) -> ConnectionState {
+        if self.is_polling() {
+            ConnectionState::Polling
+        } else {
+            self.conn.clone()
+        }
     }
 
     /// The user named by the last `welcome`.

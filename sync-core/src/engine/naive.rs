@@ -48,6 +48,18 @@ impl Naive {
         self.open.remove(key).unwrap_or_default()
     }
 
+    /// Forgets the open writes of `key` other than those with these local revisions (the
+    /// ones still on the wire): the others were lost, and a newer write of the key is
+    /// on its way.
+    pub fn keep_only(&mut self, key: &Key, on_wire: &[u64]) {
+        if let Some(list) = self.open.get_mut(key) {
+            list.retain(|w| on_wire.contains(&w.local_rev));
+            if list.is_empty() {
+                self.open.remove(key);
+            }
+        }
+    }
+
     /// Keys with unanswered writes.
     pub fn keys(&self) -> Vec<Key> {
         self.open.keys().cloned().collect()

@@ -31,6 +31,16 @@ impl CursorMode {
     }
 }
 
+/// Refused upgrades in a row after which a device polls, by default.
+pub const FALLBACK_AFTER: u32 = 3;
+
+/// How often a polling device fetches changes, by default.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The shortest poll interval a device takes (a shorter one would spend the device's
+/// HTTP rate limit on polls).
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
 /// How long a token source takes to hand a device a rotated token, by default.
 pub const AUTH_DELAY: Duration = Duration::from_millis(100);
 
@@ -50,6 +60,11 @@ pub struct DeviceSettings {
     /// How far its clock runs ahead of (positive) or behind (negative) the server's, in
     /// ms: it matters only to the clock cursor.
     pub clock_skew_ms: i64,
+    /// After this many attempts in a row whose upgrade was refused, the device polls
+    /// (PROTOCOL.md, "Polling over HTTP").
+    pub fallback_after: u32,
+    /// How often a polling device fetches changes.
+    pub poll_interval: Duration,
 }
 
 impl Default for DeviceSettings {
@@ -60,6 +75,8 @@ impl Default for DeviceSettings {
             auth_delay: Some(AUTH_DELAY),
             cursor: CursorMode::Revision,
             clock_skew_ms: 0,
+            fallback_after: FALLBACK_AFTER,
+            poll_interval: POLL_INTERVAL,
         }
     }
 }
@@ -67,11 +84,14 @@ impl Default for DeviceSettings {
 impl DeviceSettings {
     /// The settings with every value in its range: a bound of 0 (which would stop the
     /// device after losing a live connection) is no bound; a batch size is clamped to
-    /// 1..=[`MAX_BATCH`].
+    /// 1..=[`MAX_BATCH`]; falling back takes at least one refusal; a poll interval is at
+    /// least [`MIN_POLL_INTERVAL`].
     pub fn sanitized(self) -> DeviceSettings {
         DeviceSettings {
             reconnect_bound: self.reconnect_bound.filter(|n| *n > 0),
             batch_size: self.batch_size.clamp(1, MAX_BATCH),
+            fallback_after: self.fallback_after.max(1),
+            poll_interval: self.poll_interval.max(MIN_POLL_INTERVAL),
             ..self
         }
     }

@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 
 use super::connection::ConnectionState;
 use super::*;
-use crate::protocol::{CatchUp, Change, ClientFrame, Current, ErrorCode, Key, ServerFrame, close};
+use crate::protocol::{
+    CatchUp, Change, ClientFrame, Current, ErrorCode, HttpCall, HttpResult, Key, ServerFrame, close,
+};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -23,6 +25,8 @@ fn key(s: &str) -> Key {
 struct Dev {
     e: Engine,
     sent: Vec<ClientFrame>,
+    /// Polling requests made: id and what.
+    http: Vec<(u64, HttpCall)>,
     closes: usize,
     opens: usize,
     now: Duration,
@@ -43,6 +47,7 @@ impl Dev {
         let mut d = Dev {
             e,
             sent: vec![],
+            http: vec![],
             closes: 0,
             opens: 0,
             now: ms(0),
@@ -57,6 +62,7 @@ impl Dev {
                 Output::Open => self.opens += 1,
                 Output::Close => self.closes += 1,
                 Output::Send(f) => self.sent.push(f),
+                Output::Http { id, call, .. } => self.http.push((id, call)),
             }
         }
     }
@@ -161,10 +167,10 @@ const LIKE: &str = "like/p1";
 fn handshake_sends_hello_with_the_cursor_and_connects() {
     let mut d = Dev::new(Strategy::SyncWithPush);
     assert_eq!(d.opens, 1, "a new engine opens a transport at once");
-    assert_eq!(d.e.connection(), &ConnectionState::Connecting);
+    assert_eq!(d.e.connection(), ConnectionState::Connecting);
     let since = d.connect(4, vec![change(LIKE, json!(true), 4, "laptop", 1)], false);
     assert_eq!(since, 0);
-    assert_eq!(d.e.connection(), &ConnectionState::Connected);
+    assert_eq!(d.e.connection(), ConnectionState::Connected);
     assert_eq!(d.shown(LIKE), json!(true));
     assert_eq!(d.e.cursor(), 4);
     assert_eq!(d.e.user(), Some("demo"));
@@ -602,7 +608,7 @@ fn no_reconnect_after_auth_failure_or_replacement() {
     let mut d = Dev::new(Strategy::SyncWithPush);
     d.e.on_connected(d.now);
     d.e.on_disconnected(Some((close::UNAUTHORIZED, "bad token".into())), d.now);
-    assert_eq!(d.e.connection(), &ConnectionState::AuthFailed);
+    assert_eq!(d.e.connection(), ConnectionState::AuthFailed);
     assert_eq!(d.e.poll_timeout(), None, "no retry loop");
     let mut d = Dev::new(Strategy::SyncWithPush);
     d.connect(0, vec![], false);
@@ -786,7 +792,7 @@ fn undecodable_server_frames_are_reported_not_fatal() {
     let ev = d.events();
     assert_eq!(ev.len(), 2);
     assert!(ev.iter().all(|e| matches!(e, EventKind::Error { .. })));
-    assert_eq!(d.e.connection(), &ConnectionState::Connected);
+    assert_eq!(d.e.connection(), ConnectionState::Connected);
 }
 
 #[test]
@@ -851,7 +857,7 @@ fn a_reconnect_bound_stops_in_error_until_the_user_retries() {
         d.now = at;
         d.e.on_timeout(at);
         d.pump();
-        assert_eq!(d.e.connection(), &ConnectionState::Connecting);
+        assert_eq!(d.e.connection(), ConnectionState::Connecting);
         // The transport fails before `welcome` (a refused upgrade, a reset).
         d.e.on_disconnected(None, d.now);
         d.pump();
@@ -862,7 +868,7 @@ fn a_reconnect_bound_stops_in_error_until_the_user_retries() {
             ));
         }
     }
-    assert_eq!(d.e.connection(), &ConnectionState::Error { failed: 3 });
+    assert_eq!(d.e.connection(), ConnectionState::Error { failed: 3 });
     assert_eq!(d.e.poll_timeout(), None, "no automatic retry");
     assert_eq!(d.e.connection().scenario_name(), "error");
     let opens = d.opens;
@@ -870,7 +876,7 @@ fn a_reconnect_bound_stops_in_error_until_the_user_retries() {
     d.pump();
     assert_eq!(d.opens, opens + 1);
     d.connect(0, vec![], false);
-    assert_eq!(d.e.connection(), &ConnectionState::Connected);
+    assert_eq!(d.e.connection(), ConnectionState::Connected);
     assert!(!d.e.retry(d.now), "nothing to retry while connected");
     // The count started again from zero: two failures do not reach the bound.
     d.e.on_disconnected(None, d.now);
@@ -1068,7 +1074,7 @@ fn a_4401_for_an_expired_token_reconnects_once_a_new_token_comes() {
     d.connect(0, vec![], false);
     d.e.on_disconnected(Some((close::UNAUTHORIZED, "token_expired".into())), d.now);
     d.pump();
-    assert_eq!(d.e.connection(), &ConnectionState::AuthFailed);
+    assert_eq!(d.e.connection(), ConnectionState::AuthFailed);
     let opens = d.opens;
     d.e.set_token("t2", d.now);
     d.pump();
@@ -1179,11 +1185,244 @@ fn a_refused_auth_token_is_not_resent_and_offline_stays_offline() {
     d.connect(0, vec![], false);
     d.frame(expired(None));
     d.e.on_disconnected(Some((close::UNAUTHORIZED, "bye".into())), d.now);
-    assert_eq!(d.e.connection(), &ConnectionState::AuthFailed);
+    assert_eq!(d.e.connection(), ConnectionState::AuthFailed);
     d.e.set_online(false, d.now);
     let opens = d.opens;
     d.e.set_token("t2", d.now);
     d.pump();
     assert_eq!(d.opens, opens);
-    assert_eq!(d.e.connection(), &ConnectionState::Offline);
+    assert_eq!(d.e.connection(), ConnectionState::Offline);
+}
+
+impl Dev {
+    /// Runs the engine's timers until it opens a transport (the next WebSocket attempt).
+    fn next_attempt(&mut self) {
+        let opens = self.opens;
+        while self.opens == opens {
+            let at = self.e.poll_timeout().expect("a timer is due");
+            self.now = self.now.max(at);
+            self.e.on_timeout(self.now);
+            self.pump();
+        }
+    }
+
+    /// The upgrade of the attempt under way is refused 503.
+    fn refuse(&mut self) {
+        self.e.on_refused(503, self.now);
+        self.pump();
+    }
+
+    /// Answers polling request `id` with 200 and `body`.
+    fn answer_http(&mut self, id: u64, body: Value) {
+        let result = HttpResult::Answered {
+            status: 200,
+            body: body.to_string(),
+        };
+        self.e.on_http(id, result, self.now);
+        self.pump();
+    }
+
+    /// Falls back to polling: three refused upgrades in a row.
+    fn fall_back(&mut self) {
+        self.refuse();
+        for _ in 0..2 {
+            self.next_attempt();
+            self.refuse();
+        }
+        assert_eq!(self.e.connection(), ConnectionState::Polling);
+    }
+
+    /// The last polling request: its id and what it asks.
+    fn last_http(&self) -> (u64, HttpCall) {
+        self.http.last().cloned().expect("a polling request")
+    }
+}
+
+fn changes_answer(rev: u64, changes: Value) -> Value {
+    json!({"type": "welcome", "user": "demo", "rev": rev, "changes": changes, "reset": false})
+}
+
+/// PROTOCOL.md, "Polling over HTTP": only upgrades *refused* with an HTTP status lead to
+/// polling, after `fallback after` of them in a row; resets and timeouts never do, and
+/// one of them breaks a run of refusals.
+#[test]
+fn refused_upgrades_fall_back_to_polling_and_resets_never_do() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    for _ in 0..6 {
+        d.e.on_disconnected(None, d.now);
+        d.next_attempt();
+    }
+    assert_eq!(d.e.connection(), ConnectionState::Connecting);
+    d.refuse();
+    d.next_attempt();
+    d.refuse();
+    d.next_attempt();
+    // A reset between the refusals: the run starts again.
+    d.e.on_disconnected(None, d.now);
+    d.next_attempt();
+    d.refuse();
+    d.next_attempt();
+    d.refuse();
+    assert!(d.http.is_empty(), "two refusals in a row are not three");
+    d.next_attempt();
+    d.refuse();
+    assert_eq!(d.e.connection(), ConnectionState::Polling);
+    assert_eq!(d.e.connection().scenario_name(), "polling");
+    let (_, call) = d.last_http();
+    assert_eq!(
+        call,
+        HttpCall::Changes(CatchUp::Since(0)),
+        "it polls at once"
+    );
+    // Another count is a setting.
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.e.configure(DeviceSettings {
+        fallback_after: 1,
+        ..DeviceSettings::default()
+    });
+    d.refuse();
+    assert_eq!(d.e.connection(), ConnectionState::Polling);
+}
+
+/// While polling: a poll's changes are applied by the push rules and move the cursor;
+/// writes go out as `POST /sync/write` and their answers are handled as frames; the
+/// next poll goes at the interval.
+#[test]
+fn a_polling_device_applies_changes_and_writes_over_http() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.fall_back();
+    let (poll, _) = d.last_http();
+    let change =
+        json!([{"key": "like/a", "value": true, "rev": 1, "device_id": "laptop", "local_rev": 1}]);
+    d.answer_http(poll, changes_answer(1, change));
+    assert_eq!(d.e.shown(&key("like/a")), json!(true));
+    assert_eq!(d.e.cursor(), 1);
+    assert_eq!(d.e.next_poll_at(), Some(d.now + ms(2000)));
+    d.tap("like/b");
+    let (id, call) = d.last_http();
+    let HttpCall::Write(ClientFrame::Set {
+        id: frame_id,
+        key: ref written,
+        local_rev: 1,
+        ..
+    }) = call
+    else {
+        panic!("expected a POST of the write, got {call:?}");
+    };
+    assert_eq!((id, written.as_str()), (frame_id, "like/b"));
+    assert!(d.sent.is_empty(), "nothing on the WebSocket");
+    d.answer_http(
+        id,
+        json!([{"type": "ack", "id": id, "key": "like/b", "value": true, "rev": 2, "duplicate": false}]),
+    );
+    assert_eq!(d.e.in_flight(&key("like/b")), None);
+    assert_eq!(d.e.known_rev(&key("like/b")), 2);
+    // The next poll at the interval, from the cursor.
+    let polls = d.http.len();
+    d.now += ms(2000);
+    d.e.on_timeout(d.now);
+    d.pump();
+    assert_eq!(d.http.len(), polls + 1);
+    assert_eq!(d.last_http().1, HttpCall::Changes(CatchUp::Since(1)));
+    // Two polls and one write (no `hello`: every upgrade was refused): each request
+    // counts once.
+    assert_eq!(d.e.counters().frames_up, 3);
+}
+
+/// A write over HTTP that gets no answer fails alone: it goes out again (a resend) after
+/// the next successful poll, not before.
+#[test]
+fn a_lost_write_over_http_is_resent_after_the_next_poll() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.fall_back();
+    let (poll, _) = d.last_http();
+    d.answer_http(poll, changes_answer(0, json!([])));
+    d.tap("like/a");
+    let (write, _) = d.last_http();
+    d.e.on_http(write, HttpResult::Failed("lost".into()), d.now);
+    d.pump();
+    assert_eq!(d.last_http().0, write, "not resent before a poll");
+    assert!(d.e.has_pending(), "the intent is kept");
+    d.now += ms(2000);
+    d.e.on_timeout(d.now);
+    d.pump();
+    let (poll, call) = d.last_http();
+    assert!(matches!(call, HttpCall::Changes(_)));
+    d.answer_http(poll, changes_answer(0, json!([])));
+    let (_, call) = d.last_http();
+    assert!(
+        matches!(call, HttpCall::Write(ClientFrame::Set { local_rev: 1, .. })),
+        "resent after the poll: {call:?}"
+    );
+}
+
+/// The device keeps trying the WebSocket underneath; a `welcome` ends polling, and what
+/// was on its way over HTTP goes by the rule after `welcome` (its late answer ignored).
+#[test]
+fn a_welcome_ends_polling() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.fall_back();
+    let (poll, _) = d.last_http();
+    d.answer_http(poll, changes_answer(0, json!([])));
+    d.tap("like/a");
+    let (write, _) = d.last_http();
+    d.next_attempt();
+    assert_eq!(
+        d.e.connection(),
+        ConnectionState::Polling,
+        "still polling while the WebSocket attempt is under way"
+    );
+    d.connect(0, vec![], false);
+    assert_eq!(d.e.connection(), ConnectionState::Connected);
+    let resent = d.writes();
+    assert_eq!(resent.len(), 1, "the write goes again on the WebSocket");
+    d.answer_http(
+        write,
+        json!([{"type": "ack", "id": write, "key": "like/a", "value": true, "rev": 1, "duplicate": false}]),
+    );
+    assert!(
+        d.e.in_flight(&key("like/a")).is_some(),
+        "the late HTTP answer is ignored"
+    );
+    assert_eq!(d.e.next_poll_at(), None);
+}
+
+/// PROTOCOL.md: an attempt that falls back to polling is not a failure; while polling, a
+/// failed poll is, and at the reconnect bound the device stops in `error`. A successful
+/// poll ends a run of failures.
+#[test]
+fn a_polling_device_counts_failed_polls_against_its_reconnect_bound() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.e.configure(DeviceSettings {
+        reconnect_bound: Some(3),
+        ..DeviceSettings::default()
+    });
+    d.fall_back();
+    assert_eq!(
+        d.e.connection(),
+        ConnectionState::Polling,
+        "two failures, then polling"
+    );
+    let (poll, _) = d.last_http();
+    d.answer_http(poll, changes_answer(0, json!([])));
+    for _ in 0..2 {
+        d.next_attempt();
+        d.refuse();
+    }
+    assert_eq!(
+        d.e.connection(),
+        ConnectionState::Polling,
+        "refusals while polling do not count"
+    );
+    for _ in 0..3 {
+        let at = d.e.next_poll_at().expect("a poll is due");
+        d.now = d.now.max(at);
+        d.e.on_timeout(d.now);
+        d.pump();
+        let (poll, _) = d.last_http();
+        d.e.on_http(poll, HttpResult::Failed("lost".into()), d.now);
+        d.pump();
+    }
+    assert_eq!(d.e.connection(), ConnectionState::Error { failed: 3 });
+    assert_eq!(d.e.next_poll_at(), None, "no more polls");
 }

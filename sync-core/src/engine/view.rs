@@ -52,6 +52,11 @@ pub struct DeviceView {
     pub clock_cursor: Option<u64>,
     /// Its settings (how it catches up, its clock's skew, …).
     pub settings: super::DeviceSettings,
+    /// When its next WebSocket attempt starts, while it waits for one (also while it
+    /// polls), on the engine's clock.
+    pub retry_at: Option<Duration>,
+    /// When it polls next, while polling and no poll is on its way.
+    pub next_poll_at: Option<Duration>,
 }
 
 impl Engine {
@@ -67,6 +72,11 @@ impl Engine {
             cursor: self.cursor(),
             clock_cursor: self.clock_cursor(),
             settings: self.settings(),
+            retry_at: match &self.conn {
+                ConnectionState::Reconnecting { retry_at, .. } => Some(*retry_at),
+                _ => None,
+            },
+            next_poll_at: self.next_poll_at(),
         }
     }
 }
@@ -85,13 +95,10 @@ impl DeviceView {
         self.keys.iter().find(|k| k.key == *key)
     }
 
-    /// When the next reconnect attempt starts, on the engine's clock (while reconnecting),
-    /// so a pane can count down.
+    /// When the next reconnect attempt starts, on the engine's clock (while reconnecting,
+    /// or polling), so a pane can count down.
     pub fn next_try_at(&self) -> Option<Duration> {
-        match &self.connection {
-            ConnectionState::Reconnecting { retry_at, .. } => Some(*retry_at),
-            _ => None,
-        }
+        self.retry_at
     }
 
     /// `true` when any request is outstanding.

@@ -145,6 +145,8 @@ impl Pane {
             auth_delay_ms: self.settings.auth_delay.map(|d| d.as_millis() as u64),
             clock_cursor: self.settings.cursor == CursorMode::Clock,
             clock_skew_ms: self.settings.clock_skew_ms,
+            fallback_after: self.settings.fallback_after,
+            poll_interval_ms: self.settings.poll_interval.as_millis() as u64,
         }
     }
 
@@ -354,10 +356,20 @@ impl Pane {
         if token_note.is_some() {
             text = format!("{text} · {}", view.token.name());
         }
+        if let Some(at) = view.next_poll_at {
+            let left = at.saturating_sub(clock);
+            text = format!("{text} · next poll in {:.1} s", left.as_secs_f64());
+            ui.ctx().request_repaint_after(Duration::from_millis(100));
+        }
         if let Some(at) = view.next_try_at() {
             // Count down to the next attempt (repainting until it starts).
             let left = at.saturating_sub(clock);
-            text = format!("{text}, next try in {:.1} s", left.as_secs_f64());
+            let what = if view.connection == ConnectionState::Polling {
+                "WebSocket try"
+            } else {
+                "try"
+            };
+            text = format!("{text}, next {what} in {:.1} s", left.as_secs_f64());
             ui.ctx().request_repaint_after(Duration::from_millis(100));
         }
         ui.horizontal(|ui| {
@@ -374,7 +386,10 @@ impl Pane {
             let color = if token_note.is_some() { style::AMBER } else { color };
             let badge =
                 ui.add(egui::Label::new(RichText::new(text).color(color).strong()).truncate());
-            if let Some(note) = token_note {
+            let polling = (view.connection == ConnectionState::Polling).then_some(
+                "WebSocket upgrades were refused (a proxy, or the server's block): the device polls over HTTP — GET /sync/changes every poll interval, its writes by POST /sync/write. HTTP carries no pushes: other devices' changes show at the next poll. It keeps trying the WebSocket and goes back after a welcome",
+            );
+            if let Some(note) = token_note.or(polling) {
                 badge.on_hover_text(note);
             }
         });
@@ -474,6 +489,19 @@ impl Pane {
             let skews = [-5_000, 0, 5_000, 60_000];
             self.choice_row(ui, "clock skew", &mut chosen.clock_skew_ms, &skews, |ms| {
                 format!("{:+} s", ms / 1000)
+            });
+            ui.label("fallback after").on_hover_text(
+                "After this many attempts in a row whose WebSocket upgrade was refused with an HTTP status (while HTTP works), the device polls over HTTP; resets and timeouts never count",
+            );
+            self.choice_row(ui, "fallback after", &mut chosen.fallback_after, &[1, 2, 3, 5, 10], |n| {
+                n.to_string()
+            });
+            ui.label("poll interval").on_hover_text(
+                "How often a polling device asks GET /sync/changes for what changed since its cursor",
+            );
+            let intervals = [500, 1_000, 2_000, 5_000].map(Duration::from_millis);
+            self.choice_row(ui, "poll interval", &mut chosen.poll_interval, &intervals, |d| {
+                format!("{} s", d.as_secs_f64())
             });
             if chosen != self.settings {
                 actions.push(PaneAction::Settings(chosen));

@@ -48,6 +48,8 @@ pub const LESSONS: &[(&str, &str)] = &[
     lesson!("34-token-rotation.scn"),
     lesson!("35-shut-out-after-30s.scn"),
     lesson!("36-clock-cursor.scn"),
+    lesson!("37-blocked-websocket-polling.scn"),
+    lesson!("38-poll-overwrites-naive.scn"),
 ];
 
 /// How a lesson is listed: its number and its `scenario` title (the file name if it has
