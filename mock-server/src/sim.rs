@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
+use sync_core::engine::connection::ConnectionState;
 use sync_core::engine::snapshot::Snapshot;
 use sync_core::engine::{DeviceSettings, Engine, EngineConfig, EventKind, Output, Strategy};
 use sync_core::protocol::{ClientFrame, HttpCall, HttpResult, Key, ServerFrame};
@@ -802,9 +803,14 @@ impl World {
         self.devices[i].offline = offline;
         let now = self.now;
         if offline {
-            if self.devices[i].engine.connection().has_transport() {
+            let polling = self.devices[i].engine.connection() == ConnectionState::Polling;
+            if self.devices[i].engine.has_transport() || polling {
                 self.record(Some(i), TraceKind::Lost("network down".into()));
-                self.reset(i, Some(None));
+                self.reset(i, None);
+                // What was on its way over HTTP is lost with the network.
+                self.devices[i].up.clear();
+                self.devices[i].down.clear();
+                self.devices[i].engine.on_network_down(now);
             }
         } else {
             self.devices[i].engine.set_online(true, now);

@@ -37,18 +37,27 @@ impl Cursor {
             return;
         }
         self.ahead.insert(rev);
-        while self.ahead.remove(&(self.at + 1)) {
-            self.at += 1;
+        self.advance();
+    }
+
+    /// Moves past every revision seen right after the cursor. (Revisions come from the
+    /// server: one at `u64::MAX` must not overflow.)
+    fn advance(&mut self) {
+        while let Some(next) = self.at.checked_add(1)
+            && self.ahead.remove(&next)
+        {
+            self.at = next;
         }
     }
 
     /// A catch-up brought everything up to `rev`.
     pub fn caught_up(&mut self, rev: u64) {
         self.at = rev;
-        self.ahead = self.ahead.split_off(&(rev + 1));
-        while self.ahead.remove(&(self.at + 1)) {
-            self.at += 1;
-        }
+        self.ahead = match rev.checked_add(1) {
+            Some(next) => self.ahead.split_off(&next),
+            None => Default::default(),
+        };
+        self.advance();
     }
 
     /// The server lost history: start again from its revision.
@@ -60,6 +69,17 @@ impl Cursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_largest_revision_does_not_overflow() {
+        let mut c = Cursor::new(0);
+        c.caught_up(u64::MAX);
+        c.saw(u64::MAX);
+        assert_eq!(c.at(), u64::MAX);
+        let mut c = Cursor::new(u64::MAX - 1);
+        c.saw(u64::MAX);
+        assert_eq!(c.at(), u64::MAX);
+    }
 
     #[test]
     fn advances_only_while_contiguous() {

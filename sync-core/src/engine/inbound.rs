@@ -395,6 +395,41 @@ impl Engine {
         self.gather(|e| e.resend_due(false));
     }
 
+    /// Whether another device's newer change superseded the unanswered intent for `key`
+    /// (then nothing is sent: PROTOCOL.md's reconnect rule); said by an event.
+    fn superseded(&mut self, key: &Key) -> bool {
+        let known = self.known_rev(key);
+        let superseded = self
+            .state
+            .slot(key)
+            .superseded_by
+            .is_some_and(|rev| rev >= known);
+        if superseded {
+            self.state.emit(EventKind::Superseded { key: key.clone() });
+        }
+        superseded
+    }
+
+    /// `naive` sends its newest intent for `key` again, after its write with local
+    /// revision `lost` (the newest it had open) went unanswered.
+    fn resend_naive(&mut self, key: Key, lost: u64) {
+        let slot = self.state.slot(&key);
+        let (value, local_rev) = (slot.shown.clone(), slot.local_rev);
+        let kind = if local_rev == lost {
+            SendKind::Resend
+        } else {
+            SendKind::FollowUp
+        };
+        if let Machine::Naive(n) = &mut self.machine {
+            n.opened(super::naive::OpenWrite {
+                key: key.clone(),
+                value: value.clone(),
+                local_rev,
+            });
+        }
+        self.send_write(key, value, local_rev, kind);
+    }
+
     /// The rule after `welcome` for every key with an open write or command; with
     /// `idle_only` (after `authed`, on a connection that stayed up) only for keys with no
     /// request on the wire: the others are still answered as usual.
@@ -405,31 +440,36 @@ impl Engine {
             Vec::new()
         };
         for key in self.pending_keys() {
-            if on_wire.contains(&key) {
-                // `naive` may have older writes of the key that were lost: the newer one
-                // on the wire carries the intent.
-                let sent: Vec<u64> = self
-                    .requests
+            // The local revisions of the key's writes still on the wire.
+            let sent: Vec<u64> = if idle_only {
+                self.requests
                     .values()
                     .filter_map(|r| match r {
                         Request::Write { key: k, local_rev } if *k == key => Some(*local_rev),
                         _ => None,
                     })
-                    .collect();
-                if let Machine::Naive(n) = &mut self.machine {
-                    n.keep_only(&key, &sent);
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if let Machine::Naive(n) = &mut self.machine {
+                // `naive` keeps every write open: it forgets those that were lost, and
+                // sends the newest intent again if the newest lost one was newer than
+                // any on the wire.
+                let lost = n.take_lost(&key, &sent);
+                let newest = lost.last().map(|w| w.local_rev);
+                let behind = newest.filter(|lost| sent.iter().all(|s| lost > s));
+                if let Some(newest) = behind
+                    && !self.superseded(&key)
+                {
+                    self.resend_naive(key, newest);
                 }
                 continue;
             }
-            let known = self.known_rev(&key);
-            let superseded = self
-                .state
-                .slot(&key)
-                .superseded_by
-                .is_some_and(|rev| rev >= known);
-            if superseded {
-                self.state.emit(EventKind::Superseded { key: key.clone() });
+            if !sent.is_empty() {
+                continue;
             }
+            let superseded = self.superseded(&key);
             match &mut self.machine {
                 Machine::WithPush(m) => {
                     let fx = m.on_answer_lost(&mut self.state, &key, superseded);
@@ -439,26 +479,8 @@ impl Engine {
                     let fx = m.on_answer_lost(&mut self.state, &key, superseded);
                     self.run_sync_effects(fx, 0);
                 }
-                Machine::Naive(n) => {
-                    let open = n.forget(&key);
-                    if !superseded && let Some(newest) = open.last() {
-                        let slot = self.state.slot(&key);
-                        let (value, local_rev) = (slot.shown.clone(), slot.local_rev);
-                        let kind = if local_rev == newest.local_rev {
-                            SendKind::Resend
-                        } else {
-                            SendKind::FollowUp
-                        };
-                        if let Machine::Naive(n) = &mut self.machine {
-                            n.opened(super::naive::OpenWrite {
-                                key: key.clone(),
-                                value: value.clone(),
-                                local_rev,
-                            });
-                        }
-                        self.send_write(key, value, local_rev, kind);
-                    }
-                }
+                // Handled above.
+                Machine::Naive(_) => {}
             }
         }
         let commands: Vec<Key> = self

@@ -514,6 +514,8 @@ impl Engine {
             return;
         }
         self.heartbeat = Heartbeat::opened(now);
+        // The upgrade went through: a run of refusals is broken.
+        self.refused = 0;
         self.conn = ConnectionState::Handshaking;
         self.conn_token = self.token.clone();
         self.connection_event();
@@ -621,6 +623,7 @@ impl Engine {
         }
         self.attempt = 0;
         self.failed = 0;
+        self.refused = 0;
         self.open(now);
         self.flush_events();
         true
@@ -644,6 +647,7 @@ impl Engine {
             (true, false) => {
                 self.attempt = 0;
                 self.failed = 0;
+                self.refused = 0;
                 self.open(now);
             }
             (true, true) => {}

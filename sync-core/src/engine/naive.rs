@@ -43,21 +43,20 @@ impl Naive {
         Some(write)
     }
 
-    /// Forgets every open write of `key` (superseded, or about to be replaced by one).
-    pub fn forget(&mut self, key: &Key) -> Vec<OpenWrite> {
-        self.open.remove(key).unwrap_or_default()
-    }
-
-    /// Forgets the open writes of `key` other than those with these local revisions (the
-    /// ones still on the wire): the others were lost, and a newer write of the key is
-    /// on its way.
-    pub fn keep_only(&mut self, key: &Key, on_wire: &[u64]) {
-        if let Some(list) = self.open.get_mut(key) {
-            list.retain(|w| on_wire.contains(&w.local_rev));
-            if list.is_empty() {
-                self.open.remove(key);
-            }
+    /// Takes out the open writes of `key` other than those with these local revisions
+    /// (the ones still on the wire): they were lost. Oldest first.
+    pub fn take_lost(&mut self, key: &Key, on_wire: &[u64]) -> Vec<OpenWrite> {
+        let Some(list) = self.open.get_mut(key) else {
+            return Vec::new();
+        };
+        let (kept, lost) = std::mem::take(list)
+            .into_iter()
+            .partition(|w| on_wire.contains(&w.local_rev));
+        *list = kept;
+        if list.is_empty() {
+            self.open.remove(key);
         }
+        lost
     }
 
     /// Keys with unanswered writes.

@@ -115,6 +115,8 @@ impl Engine {
         let Some(polling) = self.polling.take() else {
             return;
         };
+        // Falling back again takes a new run of refusals.
+        self.refused = 0;
         for flight in polling.in_flight.into_values() {
             if let Call::Write(ids) = flight.call {
                 for id in ids {
@@ -122,6 +124,27 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The device's network went down (a simulator's `DEVICE offline`): any transport is
+    /// gone and polling ends — it fell back while HTTP worked, and HTTP does not now. The
+    /// device waits to try the WebSocket again; what was on its way goes out after the
+    /// next `welcome`.
+    pub fn on_network_down(&mut self, now: Duration) {
+        self.now = now;
+        if self.conn.has_transport() {
+            self.on_disconnected(None, now);
+        }
+        if self.polling.is_some() {
+            self.stop_polling();
+            self.connection_event();
+        }
+        self.flush_events();
+    }
+
+    /// `true` while a WebSocket exists (opening, handshaking or live), polling or not.
+    pub fn has_transport(&self) -> bool {
+        self.conn.has_transport()
     }
 
     /// The request ids on their way over HTTP (kept when a WebSocket attempt fails).
@@ -203,6 +226,9 @@ impl Engine {
         let Some(flight) = self.polling.as_mut().and_then(|p| p.in_flight.remove(&id)) else {
             return;
         };
+        // Only a request with no answer at all is a transport failure; a refusal is
+        // an answer.
+        let answered = matches!(result, HttpResult::Answered { .. });
         let result = match result {
             HttpResult::Answered { status, body } if status != 200 => {
                 HttpResult::Failed(self.http_refusal(status, &body, &flight.token))
@@ -210,13 +236,13 @@ impl Engine {
             other => other,
         };
         match flight.call {
-            Call::Poll => self.poll_answered(id, flight.sent, result),
+            Call::Poll => self.poll_answered(id, flight.sent, result, answered),
             Call::Write(ids) => self.write_answered(id, ids, result),
         }
         self.flush_events();
     }
 
-    fn poll_answered(&mut self, id: u64, sent: Duration, result: HttpResult) {
+    fn poll_answered(&mut self, id: u64, sent: Duration, result: HttpResult, answered: bool) {
         let interval = self.settings.poll_interval;
         if let Some(polling) = &mut self.polling {
             polling.next_poll = Some((sent + interval).max(self.now));
@@ -238,7 +264,9 @@ impl Engine {
                 Ok(other) => format!("`{}` instead of the changes", other.type_name()),
             };
             self.state.emit(EventKind::PollFailed { id, why });
-            self.poll_failed();
+            if !answered {
+                self.poll_failed();
+            }
             return;
         };
         self.user = Some(user);
@@ -261,8 +289,8 @@ impl Engine {
         }
     }
 
-    /// A poll failed: while polling, polls are the transport that counts, so this is a
-    /// failed attempt, and at the reconnect bound the device stops in `error`.
+    /// A poll got no answer: while polling, polls are the transport that counts, so this
+    /// is a failed attempt, and at the reconnect bound the device stops in `error`.
     fn poll_failed(&mut self) {
         self.failed += 1;
         let Some(bound) = self.settings.reconnect_bound else {
@@ -293,25 +321,39 @@ impl Engine {
                 .map_err(|e| format!("undecodable answer: {e}")),
             HttpResult::Failed(why) => Err(why),
         };
-        match answers {
+        let why = match answers {
             Ok(frames) => {
                 for frame in frames {
-                    self.handle_frame(frame);
+                    match frame {
+                        ServerFrame::Ack { .. }
+                        | ServerFrame::Reject { .. }
+                        | ServerFrame::BatchDone { .. } => self.handle_frame(frame),
+                        // Only a write's answers belong here: anything else is reported,
+                        // never taken for the WebSocket's.
+                        other => self.state.emit(EventKind::Error {
+                            code: None,
+                            message: format!("`{}` in the answer to write {id}", other.type_name()),
+                        }),
+                    }
                 }
+                // A write the answer left out is as good as lost.
+                let missing = ids.iter().any(|i| self.requests.contains_key(i));
+                if !missing {
+                    return;
+                }
+                format!("the answer left out part of write {id}")
             }
-            Err(why) => {
-                // Unanswered: nothing on the wire for these keys any more; what they
-                // carried goes out again after the next successful poll (or, for an
-                // expired token, once the token source has a new one).
-                for id in ids {
-                    self.requests.remove(&id);
-                }
-                if let Some(polling) = &mut self.polling {
-                    polling.resend_after_poll = true;
-                }
-                self.state.emit(EventKind::HttpWriteFailed { id, why });
-            }
+            Err(why) => why,
+        };
+        // Unanswered: nothing on the wire for these keys any more; what they carried goes
+        // out again after the next successful poll.
+        for id in ids {
+            self.requests.remove(&id);
         }
+        if let Some(polling) = &mut self.polling {
+            polling.resend_after_poll = true;
+        }
+        self.state.emit(EventKind::HttpWriteFailed { id, why });
     }
 
     /// What a non-200 answer means for the device: a refused token ends polling in

@@ -1426,3 +1426,95 @@ fn a_polling_device_counts_failed_polls_against_its_reconnect_bound() {
     assert_eq!(d.e.connection(), ConnectionState::Error { failed: 3 });
     assert_eq!(d.e.next_poll_at(), None, "no more polls");
 }
+
+/// Found in review: once polling ends (here in `auth-failed`, after a poll refused for
+/// an expired token), falling back again takes a new run of refusals, not one.
+#[test]
+fn after_polling_ends_falling_back_again_takes_a_new_run_of_refusals() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.fall_back();
+    let (poll, _) = d.last_http();
+    let expired = HttpResult::Answered {
+        status: 401,
+        body: json!({"type": "error", "code": "token_expired", "message": "rotated"}).to_string(),
+    };
+    d.e.on_http(poll, expired, d.now);
+    d.pump();
+    assert_eq!(d.e.connection(), ConnectionState::AuthFailed);
+    d.e.set_token("t2", d.now);
+    d.pump();
+    assert_eq!(
+        d.e.connection(),
+        ConnectionState::Connecting,
+        "reconnects with it"
+    );
+    d.refuse();
+    assert!(
+        matches!(d.e.connection(), ConnectionState::Reconnecting { .. }),
+        "one refusal is not three: {:?}",
+        d.e.connection()
+    );
+}
+
+/// Found in review: a write's answer that leaves a write out (or carries frames that
+/// are not a write's answers) must not leave the key "on the wire" for ever: the write
+/// counts as lost and goes out again after the next poll; a `welcome` in it is not taken
+/// for a handshake's.
+#[test]
+fn a_write_answer_that_leaves_the_write_out_counts_as_lost() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.fall_back();
+    let (poll, _) = d.last_http();
+    d.answer_http(poll, changes_answer(0, json!([])));
+    d.tap("like/a");
+    let (write, _) = d.last_http();
+    d.answer_http(write, json!([changes_answer(9, json!([]))]));
+    assert_eq!(d.e.connection(), ConnectionState::Polling);
+    assert_eq!(
+        d.e.cursor(),
+        0,
+        "the welcome in a write's answer is not applied"
+    );
+    assert!(d.e.unanswered().is_empty(), "nothing counts as on the wire");
+    d.now += ms(2000);
+    d.e.on_timeout(d.now);
+    d.pump();
+    let (poll, _) = d.last_http();
+    d.answer_http(poll, changes_answer(0, json!([])));
+    let (_, call) = d.last_http();
+    assert!(
+        matches!(call, HttpCall::Write(ClientFrame::Set { local_rev: 1, .. })),
+        "resent after the poll: {call:?}"
+    );
+}
+
+/// Found in review: only a poll with no answer at all is a failed attempt; a refusal
+/// (429, or 401 for an older token than the device holds) is an answer, and does not
+/// bring a bounded device to `error`.
+#[test]
+fn a_refused_poll_is_an_answer_not_a_failed_attempt() {
+    let mut d = Dev::new(Strategy::SyncWithPush);
+    d.e.configure(DeviceSettings {
+        reconnect_bound: Some(1),
+        fallback_after: 1,
+        ..DeviceSettings::default()
+    });
+    d.refuse();
+    assert_eq!(d.e.connection(), ConnectionState::Polling);
+    let (poll, _) = d.last_http();
+    let limited = HttpResult::Answered {
+        status: 429,
+        body: json!({"type": "error", "code": "rate_limited", "message": "slow down"}).to_string(),
+    };
+    d.e.on_http(poll, limited, d.now);
+    d.pump();
+    assert_eq!(d.e.connection(), ConnectionState::Polling);
+    let at = d.e.next_poll_at().expect("the next poll");
+    d.now = at;
+    d.e.on_timeout(at);
+    d.pump();
+    let (poll, _) = d.last_http();
+    d.e.on_http(poll, HttpResult::Failed("lost".into()), d.now);
+    d.pump();
+    assert_eq!(d.e.connection(), ConnectionState::Error { failed: 1 });
+}

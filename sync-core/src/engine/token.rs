@@ -60,6 +60,7 @@ impl Engine {
             // Only out of `auth-failed`: a device the user took offline stays offline.
             self.attempt = 0;
             self.failed = 0;
+            self.refused = 0;
             self.open(now);
         }
         self.flush_events();
