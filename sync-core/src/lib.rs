@@ -13,9 +13,9 @@
 //! |---|---|
 //! | [`protocol`] | PROTOCOL.md as types: keys and their rules ([`protocol::model`]), frames, codes, strict decoding |
 //! | [`optimistic`] | the generic strategies: [`optimistic::command`], [`optimistic::sync`], [`optimistic::sync_with_push`] |
-//! | [`engine`] | one device: intents, frames, timers, reconnect, persistence — on top of [`optimistic`] |
+//! | [`engine`] | one device: intents, frames, timers, reconnect, polling, persistence — on top of [`optimistic`], each strategy's rules in [`engine::strategy`] |
 //! | [`rng`] | the seeded RNG engines take their randomness from |
-//! | `client` (feature `client`) | the tokio shell: one engine as a live device over a real WebSocket |
+//! | `client` (feature `client`) | the tokio shell: one engine as a live device over a real WebSocket (or HTTP while polling) |
 //!
 //! ## The four strategies
 //!

@@ -8,10 +8,11 @@ use serde_json::Value;
 
 use super::connection::ConnectionState;
 use super::events::EventKind;
-use super::hooks::{Rejection, roll_back_rejected};
-use super::{Engine, Machine, Request};
+use super::hooks::Rejection;
+use super::strategy::PushVerdict;
+use super::{Engine, Request};
 use crate::optimistic::SendKind;
-use crate::optimistic::sync_with_push::{Answer, PushMeta, PushOutcome, RevisionEntry};
+use crate::optimistic::sync_with_push::RevisionEntry;
 use crate::protocol::{CatchUp, Change, Current, ErrorCode, Key, ServerFrame, decode_server_frame};
 
 impl Engine {
@@ -115,27 +116,11 @@ impl Engine {
 
     /// An ack of a write, by the rules of the device's strategy.
     fn apply_ack(&mut self, key: &Key, local_rev: u64, value: Value, rev: u64) {
-        let key = key.clone();
-        match &mut self.machine {
-            Machine::WithPush(m) => {
-                let answer = Answer {
-                    response: Some(value),
-                    rev: Some(rev as i64),
-                };
-                let fx = m.on_response(&mut self.state, &key, Ok(answer));
-                self.run_push_effects(fx, rev);
-            }
-            Machine::Sync(m) => {
-                let fx = m.on_response(&mut self.state, &key, Ok(Some((value, rev))));
-                self.run_sync_effects(fx, rev);
-            }
-            Machine::Naive(n) => {
-                n.answered(&key, local_rev);
-                self.state.confirm(&key, value.clone(), rev);
-                self.state
-                    .emit(EventKind::ResponseApplied { key, value, rev });
-            }
-        }
+        let fx = self
+            .machine
+            .rules_mut()
+            .acked(&mut self.state, key, local_rev, value, rev);
+        self.run_effects(fx);
     }
 
     fn on_reject(&mut self, id: u64, rejection: Rejection) {
@@ -157,21 +142,13 @@ impl Engine {
         });
         let current = rejection.current.clone();
         match request {
-            Request::Write { local_rev, .. } => match &mut self.machine {
-                Machine::WithPush(m) => {
-                    let fx = m.on_response(&mut self.state, &key, Err(rejection));
-                    self.run_push_effects(fx, 0);
-                }
-                Machine::Sync(m) => {
-                    let fx = m.on_response(&mut self.state, &key, Err(rejection));
-                    self.run_sync_effects(fx, 0);
-                }
-                Machine::Naive(n) => {
-                    if let Some(write) = n.answered(&key, local_rev) {
-                        roll_back_rejected(&mut self.state, &key, &write.value, &rejection);
-                    }
-                }
-            },
+            Request::Write { local_rev, .. } => {
+                let fx =
+                    self.machine
+                        .rules_mut()
+                        .rejected(&mut self.state, &key, local_rev, rejection);
+                self.run_effects(fx);
+            }
             Request::Command { .. } => {
                 let fx = self
                     .comments
@@ -217,62 +194,41 @@ impl Engine {
         let from_other = change.device_id != self.device_id;
         let before = self.state.before(&key);
         let rev = change.rev;
-        let applied = match &mut self.machine {
-            Machine::WithPush(m) => {
-                let meta = PushMeta {
-                    rev: change.rev as i64,
-                    local_rev: change.local_rev as i64,
-                    device_id: change.device_id.clone(),
-                };
-                match m.push(&mut self.state, &key, meta, change.value.clone()) {
-                    #[cfg(feature = "mutants")]
-                    PushOutcome::Stale { .. }
-                        if super::mutant::breaks(super::mutant::Mutant::ApplyStalePushes) =>
-                    {
-                        self.state.confirm(&key, change.value.clone(), change.rev);
-                        true
-                    }
-                    PushOutcome::Stale { known } => {
-                        self.state.stale(EventKind::PushStale {
-                            key: key.clone(),
-                            rev: change.rev,
-                            known: known as u64,
-                        });
-                        false
-                    }
-                    PushOutcome::AlreadySeen => {
-                        self.state.emit(EventKind::PushAlreadySeen {
-                            key: key.clone(),
-                            rev: change.rev,
-                        });
-                        false
-                    }
-                    PushOutcome::TakenAsAck => {
-                        // Not shown (a newer intent is), but it is what the server stores
-                        // at that revision: the confirmed pair must be one it had.
-                        let slot = self.state.slot(&key);
-                        slot.confirmed = change.value.clone();
-                        slot.known_rev = slot.known_rev.max(change.rev);
-                        self.state.emit(EventKind::PushTakenAsAck {
-                            key: key.clone(),
-                            rev: change.rev,
-                            local_rev: change.local_rev,
-                        });
-                        false
-                    }
-                    PushOutcome::Applied | PushOutcome::Declined => true,
-                }
+        let verdict = self
+            .machine
+            .rules_mut()
+            .push(&mut self.state, &key, &change, from_other);
+        let applied = match verdict {
+            PushVerdict::Applied => true,
+            PushVerdict::Stale { known } => {
+                self.state.stale(EventKind::PushStale {
+                    key: key.clone(),
+                    rev: change.rev,
+                    known,
+                });
+                false
             }
-            Machine::Sync(_) if !from_other => {
-                self.state.emit(EventKind::OwnEchoIgnored {
+            PushVerdict::AlreadySeen => {
+                self.state.emit(EventKind::PushAlreadySeen {
                     key: key.clone(),
                     rev: change.rev,
                 });
                 false
             }
-            Machine::Sync(_) | Machine::Naive(_) => {
-                self.state.confirm(&key, change.value.clone(), change.rev);
-                true
+            PushVerdict::TakenAsAck => {
+                self.state.emit(EventKind::PushTakenAsAck {
+                    key: key.clone(),
+                    rev: change.rev,
+                    local_rev: change.local_rev,
+                });
+                false
+            }
+            PushVerdict::OwnEchoIgnored => {
+                self.state.emit(EventKind::OwnEchoIgnored {
+                    key: key.clone(),
+                    rev: change.rev,
+                });
+                false
             }
         };
         if applied {
@@ -372,16 +328,12 @@ impl Engine {
                 slot.shown = value;
             }
             let local = slot.local_rev as i64;
-            if let Machine::WithPush(m) = &mut self.machine {
-                m.set_entry(
-                    key,
-                    RevisionEntry {
-                        local,
-                        server: rev as i64,
-                        is_push: false,
-                    },
-                );
-            }
+            let entry = RevisionEntry {
+                local,
+                server: rev as i64,
+                is_push: false,
+            };
+            self.machine.rules_mut().set_revision(key, entry);
         }
     }
 
@@ -396,38 +348,14 @@ impl Engine {
     }
 
     /// Whether another device's newer change superseded the unanswered intent for `key`
-    /// (then nothing is sent: PROTOCOL.md's reconnect rule); said by an event.
-    fn superseded(&mut self, key: &Key) -> bool {
+    /// (then nothing is sent: PROTOCOL.md's reconnect rule).
+    fn is_superseded(&self, key: &Key) -> bool {
         let known = self.known_rev(key);
-        let superseded = self
-            .state
-            .slot(key)
-            .superseded_by
-            .is_some_and(|rev| rev >= known);
-        if superseded {
-            self.state.emit(EventKind::Superseded { key: key.clone() });
-        }
-        superseded
-    }
-
-    /// `naive` sends its newest intent for `key` again, after its write with local
-    /// revision `lost` (the newest it had open) went unanswered.
-    fn resend_naive(&mut self, key: Key, lost: u64) {
-        let slot = self.state.slot(&key);
-        let (value, local_rev) = (slot.shown.clone(), slot.local_rev);
-        let kind = if local_rev == lost {
-            SendKind::Resend
-        } else {
-            SendKind::FollowUp
-        };
-        if let Machine::Naive(n) = &mut self.machine {
-            n.opened(super::naive::OpenWrite {
-                key: key.clone(),
-                value: value.clone(),
-                local_rev,
-            });
-        }
-        self.send_write(key, value, local_rev, kind);
+        self.state
+            .keys
+            .get(key)
+            .and_then(|slot| slot.superseded_by)
+            .is_some_and(|rev| rev >= known)
     }
 
     /// The rule after `welcome` for every key with an open write or command; with
@@ -452,36 +380,12 @@ impl Engine {
             } else {
                 Vec::new()
             };
-            if let Machine::Naive(n) = &mut self.machine {
-                // `naive` keeps every write open: it forgets those that were lost, and
-                // sends the newest intent again if the newest lost one was newer than
-                // any on the wire.
-                let lost = n.take_lost(&key, &sent);
-                let newest = lost.last().map(|w| w.local_rev);
-                let behind = newest.filter(|lost| sent.iter().all(|s| lost > s));
-                if let Some(newest) = behind
-                    && !self.superseded(&key)
-                {
-                    self.resend_naive(key, newest);
-                }
-                continue;
-            }
-            if !sent.is_empty() {
-                continue;
-            }
-            let superseded = self.superseded(&key);
-            match &mut self.machine {
-                Machine::WithPush(m) => {
-                    let fx = m.on_answer_lost(&mut self.state, &key, superseded);
-                    self.run_push_effects(fx, 0);
-                }
-                Machine::Sync(m) => {
-                    let fx = m.on_answer_lost(&mut self.state, &key, superseded);
-                    self.run_sync_effects(fx, 0);
-                }
-                // Handled above.
-                Machine::Naive(_) => {}
-            }
+            let superseded = self.is_superseded(&key);
+            let fx = self
+                .machine
+                .rules_mut()
+                .answer_lost(&mut self.state, &key, &sent, superseded);
+            self.run_effects(fx);
         }
         let commands: Vec<Key> = self
             .commands

@@ -39,7 +39,7 @@
 //! |---|---|
 //! | [`state`] | per-key values, revisions and counters (the hooks' state) |
 //! | [`hooks`] | the strategies' hooks over that state, and the rollback rule |
-//! | [`naive`] | the `naive` strategy's bookkeeping |
+//! | [`strategy`] | the strategies for values, one module each behind one trait |
 //! | [`inbound`] | handling server frames: acks, rejects, pushes, `welcome` |
 //! | [`connection`] | connection state, backoff, heartbeat |
 //! | [`token`] | re-authenticating when the token is rotated away |
@@ -52,8 +52,9 @@
 //! | `mutant` (feature `mutants`) | a test-only switch that breaks one rule, to show the invariant checker catches it |
 //!
 //! This module is long because [`Engine`] owns the state every submodule works on, and
-//! its intents, transport and timer handling live here; part of its length is the
-//! dispatch to the three strategies, which is to move into one module per strategy.
+//! its intents, sending, transport and timer handling live here. What differs between
+//! the strategies is not: each keeps its rules in its own module of [`strategy`], and the
+//! engine reaches them through one dispatch.
 
 pub mod connection;
 pub mod cursor;
@@ -62,11 +63,11 @@ pub mod hooks;
 pub mod inbound;
 #[cfg(feature = "mutants")]
 pub mod mutant;
-pub mod naive;
 pub mod polling;
 pub mod settings;
 pub mod snapshot;
 pub mod state;
+pub mod strategy;
 pub mod token;
 pub mod view;
 
@@ -74,8 +75,6 @@ pub mod view;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -83,10 +82,6 @@ use serde_json::Value;
 
 use crate::optimistic::SendKind;
 use crate::optimistic::command::{CommandEffect, CommandRunner, Dispatched};
-use crate::optimistic::sync::{OptimisticSync, SyncEffect};
-use crate::optimistic::sync_with_push::{
-    DropReason, OpenRequest, OptimisticSyncWithPush, PushEffect,
-};
 use crate::protocol::model::comments_to_value;
 use crate::protocol::{
     CatchUp, ClientFrame, CommandOp, Comment, ErrorCode, Key, PROTOCOL_VERSION, ValueKind,
@@ -98,55 +93,11 @@ pub use token::TokenState;
 use connection::{ConnectionState, Heartbeat, backoff_delay};
 use cursor::Cursor;
 pub use events::{Event, EventKind};
-use hooks::{CommentHooks, PushKeyHooks, Rejection, SyncKeyHooks};
-use naive::{Naive, OpenWrite};
+use hooks::{CommentHooks, Rejection};
 use state::{Counters, DeviceState, stamp};
+pub use strategy::Strategy;
+use strategy::{Effect, Machine};
 pub use view::{DeviceView, KeyView};
-
-/// How a device syncs its values (comments always use `OptimisticCommand`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// `OptimisticSyncWithPush` + `ServerPush` (the default).
-    #[default]
-    SyncWithPush,
-    /// `OptimisticSync`; other devices' pushes applied as plain writes.
-    Sync,
-    /// Every change sent at once, everything applied as it arrives.
-    Naive,
-}
-
-impl Strategy {
-    /// Every strategy, in the order the UI lists them.
-    pub const ALL: [Strategy; 3] = [Strategy::SyncWithPush, Strategy::Sync, Strategy::Naive];
-
-    /// The name used in scenarios and the UI.
-    pub fn name(self) -> &'static str {
-        match self {
-            Strategy::SyncWithPush => "sync-with-push",
-            Strategy::Sync => "sync",
-            Strategy::Naive => "naive",
-        }
-    }
-}
-
-impl fmt::Display for Strategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Strategy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Strategy::ALL
-            .into_iter()
-            .find(|st| st.name() == s)
-            .ok_or_else(|| {
-                format!("unknown strategy `{s}`, expected sync-with-push, sync or naive")
-            })
-    }
-}
 
 /// What the engine needs to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,14 +144,6 @@ pub enum IntentError {
     /// Comments change only by command.
     #[error("`{0}` holds comments: add one with `comment` instead of `set`")]
     CommentsKey(Key),
-}
-
-/// The engine's strategy for values.
-#[derive(Debug, Clone)]
-enum Machine {
-    WithPush(OptimisticSyncWithPush<PushKeyHooks, DeviceState>),
-    Sync(OptimisticSync<SyncKeyHooks, DeviceState>),
-    Naive(Naive),
 }
 
 /// A request of the current connection, waiting for its answer.
@@ -296,7 +239,7 @@ impl Engine {
     /// A new device with nothing synced yet. Its first output is [`Output::Open`].
     pub fn new(config: EngineConfig, now: Duration) -> Self {
         let mut engine = Engine {
-            machine: Self::machine_for(config.strategy, &config.device_id),
+            machine: Machine::new(config.strategy, &config.device_id),
             device_id: config.device_id,
             conn_token: config.token.clone(),
             token: config.token,
@@ -335,18 +278,6 @@ impl Engine {
         engine
     }
 
-    fn machine_for(strategy: Strategy, device_id: &str) -> Machine {
-        match strategy {
-            Strategy::SyncWithPush => {
-                Machine::WithPush(OptimisticSyncWithPush::new(PushKeyHooks {
-                    device_id: device_id.to_string(),
-                }))
-            }
-            Strategy::Sync => Machine::Sync(OptimisticSync::new(SyncKeyHooks)),
-            Strategy::Naive => Machine::Naive(Naive::default()),
-        }
-    }
-
     // ---- intents ------------------------------------------------------------------------
 
     /// Toggles a boolean key.
@@ -382,20 +313,11 @@ impl Engine {
             value: value.clone(),
             local_rev,
         });
-        match &mut self.machine {
-            Machine::WithPush(m) => {
-                let fx = m.dispatch(&mut self.state, key.clone(), value);
-                self.run_push_effects(fx, 0);
-            }
-            Machine::Sync(m) => {
-                let fx = m.dispatch(&mut self.state, key.clone(), value);
-                self.run_sync_effects(fx, 0);
-            }
-            Machine::Naive(_) => {
-                self.state.slot(key).shown = value.clone();
-                self.send_naive(key.clone(), value, local_rev);
-            }
-        }
+        let fx = self
+            .machine
+            .rules_mut()
+            .intent(&mut self.state, key, value, local_rev);
+        self.run_effects(fx);
         self.flush_events();
     }
 
@@ -817,17 +739,6 @@ impl Engine {
         c.requests
     }
 
-    fn send_naive(&mut self, key: Key, value: Value, local_rev: u64) {
-        if let Machine::Naive(n) = &mut self.machine {
-            n.opened(OpenWrite {
-                key: key.clone(),
-                value: value.clone(),
-                local_rev,
-            });
-        }
-        self.send_write(key, value, local_rev, SendKind::First);
-    }
-
     /// Whether a request can go out now, and as what: `None` (and `RequestQueued`) while
     /// no connection is up; a "resend" or "follow-up" of a request that never went out is
     /// `Queued`.
@@ -884,46 +795,23 @@ impl Engine {
 
     // ---- effects of the generic machines -------------------------------------------------
 
-    /// `ack_rev`: the revision of the ack being handled (for the follow-up event).
-    fn run_push_effects(&mut self, fx: Vec<PushEffect<Key, Value, Rejection>>, ack_rev: u64) {
+    /// Carries out what the strategy asked, in order.
+    fn run_effects(&mut self, fx: Vec<Effect>) {
         for effect in fx {
             match effect {
-                PushEffect::Send {
+                Effect::Send {
                     key,
                     value,
                     local_rev,
                     kind,
-                } => self.send_write(key, value, local_rev as u64, kind),
-                PushEffect::Dropped {
-                    key,
-                    reason: DropReason::FollowUp,
-                } => self
-                    .state
-                    .emit(EventKind::FollowUpDecided { key, rev: ack_rev }),
-                PushEffect::Dropped {
-                    key,
-                    reason: DropReason::Stale { rev, known },
-                } => self.state.stale(EventKind::ResponseStale {
-                    key,
-                    rev: rev as u64,
-                    known: known as u64,
-                }),
-                PushEffect::Applied { .. } | PushEffect::Finished { .. } => {}
-            }
-        }
-    }
-
-    fn run_sync_effects(&mut self, fx: Vec<SyncEffect<Key, Value, Rejection>>, ack_rev: u64) {
-        for effect in fx {
-            match effect {
-                SyncEffect::Send { key, value, kind } => {
-                    let local_rev = self.state.slot(&key).local_rev;
-                    self.send_write(key, value, local_rev, kind);
+                } => self.send_write(key, value, local_rev, kind),
+                Effect::FollowUp { key, rev } => {
+                    self.state.emit(EventKind::FollowUpDecided { key, rev });
                 }
-                SyncEffect::Dropped { key } => self
-                    .state
-                    .emit(EventKind::FollowUpDecided { key, rev: ack_rev }),
-                SyncEffect::Finished { .. } => {}
+                Effect::Stale { key, rev, known } => {
+                    self.state
+                        .stale(EventKind::ResponseStale { key, rev, known });
+                }
             }
         }
     }
@@ -1017,13 +905,7 @@ impl Engine {
 
     /// The known server revision of `key` (0 if never seen).
     pub fn known_rev(&self, key: &Key) -> u64 {
-        let from_state = self.state.known_rev(key);
-        match &self.machine {
-            Machine::WithPush(m) => m.entry(key).map_or(from_state, |e| {
-                from_state.max(u64::try_from(e.server).unwrap_or(0))
-            }),
-            _ => from_state,
-        }
+        self.machine.rules().known_rev(&self.state, key)
     }
 
     /// The request in flight (or waiting for the connection) for `key`: value and local
@@ -1033,17 +915,7 @@ impl Engine {
             let list = self.comments.running(key).map(|l| comments_to_value(l));
             return Some((list.unwrap_or(Value::Null), cmd.local_rev));
         }
-        match &self.machine {
-            Machine::WithPush(m) => m.in_flight(key).map(|r| (r.value, r.local_rev as u64)),
-            Machine::Sync(m) => m
-                .in_flight(key)
-                .map(|v| (v.clone(), self.local_rev_of(key))),
-            Machine::Naive(n) => n.newest(key).map(|w| (w.value.clone(), w.local_rev)),
-        }
-    }
-
-    fn local_rev_of(&self, key: &Key) -> u64 {
-        self.state.keys.get(key).map_or(0, |s| s.local_rev)
+        self.machine.rules().in_flight(&self.state, key)
     }
 
     /// `true` when any request is outstanding (sent and unanswered, or waiting to be sent).
@@ -1066,11 +938,7 @@ impl Engine {
     /// Keys with a write outstanding, in key order: the machines keep them in hash maps,
     /// whose order differs between runs, and the order of resends must not.
     fn pending_keys(&self) -> Vec<Key> {
-        let mut keys: Vec<Key> = match &self.machine {
-            Machine::WithPush(m) => m.open_requests().map(|(k, _)| k.clone()).collect(),
-            Machine::Sync(m) => m.open_requests().map(|(k, _)| k.clone()).collect(),
-            Machine::Naive(n) => n.keys(),
-        };
+        let mut keys = self.machine.rules().open_keys();
         keys.sort();
         keys
     }
@@ -1094,22 +962,5 @@ impl Engine {
                 }
             })
             .collect()
-    }
-}
-
-/// Restoring open requests into the machines (used by [`snapshot`]).
-impl Engine {
-    fn restore_open_write(&mut self, write: OpenWrite) {
-        match &mut self.machine {
-            Machine::WithPush(m) => m.restore_in_flight(
-                write.key,
-                OpenRequest {
-                    value: write.value,
-                    local_rev: write.local_rev as i64,
-                },
-            ),
-            Machine::Sync(m) => m.restore_in_flight(write.key, write.value),
-            Machine::Naive(n) => n.opened(write),
-        }
     }
 }

@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::cursor::Cursor;
-use super::naive::OpenWrite;
 use super::state::{Counters, KeySlot};
-use super::{Engine, EngineConfig, Machine, PendingCommand, Strategy};
+use super::strategy::naive::OpenWrite;
+use super::{Engine, EngineConfig, PendingCommand, Strategy};
 use crate::optimistic::sync_with_push::RevisionEntry;
 use crate::protocol::Key;
 use crate::protocol::model::comments_from_value;
@@ -87,31 +87,10 @@ pub enum RestoreError {
 impl Engine {
     /// The device's durable state now.
     pub fn snapshot(&self) -> Snapshot {
-        let mut open_writes: Vec<OpenWrite> = match &self.machine {
-            Machine::WithPush(m) => m
-                .open_requests()
-                .map(|(k, r)| OpenWrite {
-                    key: k.clone(),
-                    value: r.value,
-                    local_rev: r.local_rev as u64,
-                })
-                .collect(),
-            Machine::Sync(m) => m
-                .open_requests()
-                .map(|(k, v)| OpenWrite {
-                    key: k.clone(),
-                    value: v.clone(),
-                    local_rev: self.state.keys.get(k).map_or(0, |s| s.local_rev),
-                })
-                .collect(),
-            Machine::Naive(n) => n.all().cloned().collect(),
-        };
+        let mut open_writes = self.machine.rules().open_writes(&self.state);
         // Hash-map order differs between runs; a snapshot file must not.
         open_writes.sort_by(|a, b| (&a.key, a.local_rev).cmp(&(&b.key, b.local_rev)));
-        let revisions = match &self.machine {
-            Machine::WithPush(m) => m.entries().map(|(k, e)| (k.clone(), *e)).collect(),
-            _ => BTreeMap::new(),
-        };
+        let revisions = self.machine.rules().revisions();
         let commands = self
             .commands
             .iter()
@@ -164,29 +143,16 @@ impl Engine {
             });
         }
         let mut engine = Engine::new(config, now);
-        if let Machine::WithPush(m) = &mut engine.machine {
-            if snapshot.strategy == Strategy::SyncWithPush {
-                for (key, entry) in snapshot.revisions {
-                    m.set_entry(key, entry);
-                }
-            } else {
-                for (key, slot) in &snapshot.keys {
-                    let entry = RevisionEntry {
-                        local: slot.local_rev as i64,
-                        server: slot.known_rev as i64,
-                        is_push: false,
-                    };
-                    m.set_entry(key.clone(), entry);
-                }
-            }
-        }
+        // A revision map written by another strategy is not this one's.
+        let revisions = (snapshot.strategy == engine.strategy).then_some(snapshot.revisions);
+        engine
+            .machine
+            .rules_mut()
+            .restore(revisions, &snapshot.keys, snapshot.open_writes);
         engine.state.keys = snapshot.keys;
         engine.state.counters = snapshot.counters;
         engine.cursor = snapshot.cursor;
         engine.clock_cursor = snapshot.clock_cursor;
-        for write in snapshot.open_writes {
-            engine.restore_open_write(write);
-        }
         for saved in snapshot.commands {
             engine.comments.restore_running(
                 saved.key.clone(),
