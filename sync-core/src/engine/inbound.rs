@@ -116,11 +116,7 @@ impl Engine {
 
     /// An ack of a write, by the rules of the device's strategy.
     fn apply_ack(&mut self, key: &Key, local_rev: u64, value: Value, rev: u64) {
-        let fx = self
-            .machine
-            .rules_mut()
-            .acked(&mut self.state, key, local_rev, value, rev);
-        self.run_effects(fx);
+        self.with_rules(|rules, st, fx| rules.acked(st, key, local_rev, value, rev, fx));
     }
 
     fn on_reject(&mut self, id: u64, rejection: Rejection) {
@@ -143,11 +139,9 @@ impl Engine {
         let current = rejection.current.clone();
         match request {
             Request::Write { local_rev, .. } => {
-                let fx =
-                    self.machine
-                        .rules_mut()
-                        .rejected(&mut self.state, &key, local_rev, rejection);
-                self.run_effects(fx);
+                self.with_rules(|rules, st, fx| {
+                    rules.rejected(st, &key, local_rev, rejection, fx);
+                });
             }
             Request::Command { .. } => {
                 let fx = self
@@ -381,11 +375,7 @@ impl Engine {
                 Vec::new()
             };
             let superseded = self.is_superseded(&key);
-            let fx = self
-                .machine
-                .rules_mut()
-                .answer_lost(&mut self.state, &key, &sent, superseded);
-            self.run_effects(fx);
+            self.with_rules(|rules, st, fx| rules.answer_lost(st, &key, &sent, superseded, fx));
         }
         let commands: Vec<Key> = self
             .commands

@@ -194,6 +194,8 @@ pub struct Engine {
     strategy: Strategy,
     state: DeviceState,
     machine: Machine,
+    /// The strategy's effects of one input, carried out in order; kept to be reused.
+    effects: Vec<Effect>,
     comments: CommandRunner<CommentHooks, DeviceState>,
     commands: BTreeMap<Key, PendingCommand>,
     conn: ConnectionState,
@@ -240,6 +242,7 @@ impl Engine {
     pub fn new(config: EngineConfig, now: Duration) -> Self {
         let mut engine = Engine {
             machine: Machine::new(config.strategy, &config.device_id),
+            effects: Vec::new(),
             device_id: config.device_id,
             conn_token: config.token.clone(),
             token: config.token,
@@ -313,11 +316,7 @@ impl Engine {
             value: value.clone(),
             local_rev,
         });
-        let fx = self
-            .machine
-            .rules_mut()
-            .intent(&mut self.state, key, value, local_rev);
-        self.run_effects(fx);
+        self.with_rules(|rules, st, fx| rules.intent(st, key, value, local_rev, fx));
         self.flush_events();
     }
 
@@ -795,9 +794,15 @@ impl Engine {
 
     // ---- effects of the generic machines -------------------------------------------------
 
-    /// Carries out what the strategy asked, in order.
-    fn run_effects(&mut self, fx: Vec<Effect>) {
-        for effect in fx {
+    /// Asks the device's strategy (`f` gets its rules, the device state and the effects
+    /// buffer), then carries out what it asked, in order.
+    fn with_rules(
+        &mut self,
+        f: impl FnOnce(&mut dyn strategy::Rules, &mut DeviceState, &mut Vec<Effect>),
+    ) {
+        let mut fx = std::mem::take(&mut self.effects);
+        f(self.machine.rules_mut(), &mut self.state, &mut fx);
+        for effect in fx.drain(..) {
             match effect {
                 Effect::Send {
                     key,
@@ -814,6 +819,7 @@ impl Engine {
                 }
             }
         }
+        self.effects = fx;
     }
 
     fn run_command_effects(&mut self, fx: Vec<CommandEffect<Key, Vec<Comment>, Rejection>>) {

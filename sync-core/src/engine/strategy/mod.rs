@@ -130,8 +130,9 @@ pub enum PushVerdict {
 }
 
 /// A strategy's rules for values: everything in which the strategies differ. Every method
-/// that changes state gets the device's state and may emit events into it; the engine
-/// carries out the returned [`Effect`]s, in order.
+/// that changes state gets the device's state and may emit events into it, and pushes
+/// what it asks for onto `fx`; the engine carries those [`Effect`]s out, in order. (One
+/// buffer the engine reuses: no allocation per input on this hot path.)
 pub trait Rules: fmt::Debug {
     /// A new intent for `key` (the engine has counted it and raised its local revision).
     fn intent(
@@ -140,7 +141,8 @@ pub trait Rules: fmt::Debug {
         key: &Key,
         value: Value,
         local_rev: u64,
-    ) -> Vec<Effect>;
+        fx: &mut Vec<Effect>,
+    );
 
     /// The ack of the write of `key` with `local_rev`: the server stored `value` at `rev`.
     fn acked(
@@ -150,7 +152,8 @@ pub trait Rules: fmt::Debug {
         local_rev: u64,
         value: Value,
         rev: u64,
-    ) -> Vec<Effect>;
+        fx: &mut Vec<Effect>,
+    );
 
     /// The server refused the write of `key` with `local_rev`.
     fn rejected(
@@ -159,7 +162,8 @@ pub trait Rules: fmt::Debug {
         key: &Key,
         local_rev: u64,
         rejection: Rejection,
-    ) -> Vec<Effect>;
+        fx: &mut Vec<Effect>,
+    );
 
     /// A push or catch-up change of `key` (`from_other`: written by another device).
     fn push(
@@ -181,7 +185,8 @@ pub trait Rules: fmt::Debug {
         key: &Key,
         on_wire: &[u64],
         superseded: bool,
-    ) -> Vec<Effect>;
+        fx: &mut Vec<Effect>,
+    );
 
     /// The known server revision of `key` the strategy goes by.
     fn known_rev(&self, st: &DeviceState, key: &Key) -> u64 {

@@ -88,19 +88,20 @@ impl Rules for Naive {
         key: &Key,
         value: Value,
         local_rev: u64,
-    ) -> Vec<Effect> {
+        fx: &mut Vec<Effect>,
+    ) {
         st.slot(key).shown = value.clone();
         self.opened(OpenWrite {
             key: key.clone(),
             value: value.clone(),
             local_rev,
         });
-        vec![Effect::Send {
+        fx.push(Effect::Send {
             key: key.clone(),
             value,
             local_rev,
             kind: SendKind::First,
-        }]
+        });
     }
 
     fn acked(
@@ -110,7 +111,8 @@ impl Rules for Naive {
         local_rev: u64,
         value: Value,
         rev: u64,
-    ) -> Vec<Effect> {
+        _fx: &mut Vec<Effect>,
+    ) {
         self.answered(key, local_rev);
         st.confirm(key, value.clone(), rev);
         st.emit(EventKind::ResponseApplied {
@@ -118,7 +120,6 @@ impl Rules for Naive {
             value,
             rev,
         });
-        Vec::new()
     }
 
     fn rejected(
@@ -127,11 +128,11 @@ impl Rules for Naive {
         key: &Key,
         local_rev: u64,
         rejection: Rejection,
-    ) -> Vec<Effect> {
+        _fx: &mut Vec<Effect>,
+    ) {
         if let Some(write) = self.answered(key, local_rev) {
             roll_back_rejected(st, key, &write.value, &rejection);
         }
-        Vec::new()
     }
 
     fn push(
@@ -154,17 +155,18 @@ impl Rules for Naive {
         key: &Key,
         on_wire: &[u64],
         superseded: bool,
-    ) -> Vec<Effect> {
+        fx: &mut Vec<Effect>,
+    ) {
         let lost = self.take_lost(key, on_wire);
         let Some(newest) = lost.last().map(|w| w.local_rev) else {
-            return Vec::new();
+            return;
         };
         if on_wire.iter().any(|sent| *sent >= newest) {
-            return Vec::new();
+            return;
         }
         say_superseded(st, key, superseded);
         if superseded {
-            return Vec::new();
+            return;
         }
         let slot = st.slot(key);
         let (value, local_rev) = (slot.shown.clone(), slot.local_rev);
@@ -178,12 +180,12 @@ impl Rules for Naive {
             value: value.clone(),
             local_rev,
         });
-        vec![Effect::Send {
+        fx.push(Effect::Send {
             key: key.clone(),
             value,
             local_rev,
             kind,
-        }]
+        });
     }
 
     fn in_flight(&self, _st: &DeviceState, key: &Key) -> Option<(Value, u64)> {

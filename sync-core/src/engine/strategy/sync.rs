@@ -34,19 +34,18 @@ fn effects(
     st: &mut DeviceState,
     fx: Vec<SyncEffect<Key, Value, Rejection>>,
     ack_rev: u64,
-) -> Vec<Effect> {
-    fx.into_iter()
-        .filter_map(|effect| match effect {
-            SyncEffect::Send { key, value, kind } => Some(Effect::Send {
-                local_rev: st.slot(&key).local_rev,
-                key,
-                value,
-                kind,
-            }),
-            SyncEffect::Dropped { key } => Some(Effect::FollowUp { key, rev: ack_rev }),
-            SyncEffect::Finished { .. } => None,
-        })
-        .collect()
+    out: &mut Vec<Effect>,
+) {
+    out.extend(fx.into_iter().filter_map(|effect| match effect {
+        SyncEffect::Send { key, value, kind } => Some(Effect::Send {
+            local_rev: st.slot(&key).local_rev,
+            key,
+            value,
+            kind,
+        }),
+        SyncEffect::Dropped { key } => Some(Effect::FollowUp { key, rev: ack_rev }),
+        SyncEffect::Finished { .. } => None,
+    }));
 }
 
 impl Rules for Sync {
@@ -56,9 +55,10 @@ impl Rules for Sync {
         key: &Key,
         value: Value,
         _local_rev: u64,
-    ) -> Vec<Effect> {
+        out: &mut Vec<Effect>,
+    ) {
         let fx = self.machine.dispatch(st, key.clone(), value);
-        effects(st, fx, 0)
+        effects(st, fx, 0, out);
     }
 
     fn acked(
@@ -68,9 +68,10 @@ impl Rules for Sync {
         _local_rev: u64,
         value: Value,
         rev: u64,
-    ) -> Vec<Effect> {
+        out: &mut Vec<Effect>,
+    ) {
         let fx = self.machine.on_response(st, key, Ok(Some((value, rev))));
-        effects(st, fx, rev)
+        effects(st, fx, rev, out);
     }
 
     fn rejected(
@@ -79,9 +80,10 @@ impl Rules for Sync {
         key: &Key,
         _local_rev: u64,
         rejection: Rejection,
-    ) -> Vec<Effect> {
+        out: &mut Vec<Effect>,
+    ) {
         let fx = self.machine.on_response(st, key, Err(rejection));
-        effects(st, fx, 0)
+        effects(st, fx, 0, out);
     }
 
     fn push(
@@ -104,13 +106,14 @@ impl Rules for Sync {
         key: &Key,
         on_wire: &[u64],
         superseded: bool,
-    ) -> Vec<Effect> {
+        out: &mut Vec<Effect>,
+    ) {
         if !on_wire.is_empty() {
-            return Vec::new();
+            return;
         }
         say_superseded(st, key, superseded);
         let fx = self.machine.on_answer_lost(st, key, superseded);
-        effects(st, fx, 0)
+        effects(st, fx, 0, out);
     }
 
     fn in_flight(&self, st: &DeviceState, key: &Key) -> Option<(Value, u64)> {

@@ -35,35 +35,33 @@ impl WithPush {
 
 /// The machine's effects as the engine's; `ack_rev` is the revision of the ack being
 /// handled (for a follow-up's event).
-fn effects(fx: Vec<PushEffect<Key, Value, Rejection>>, ack_rev: u64) -> Vec<Effect> {
-    fx.into_iter()
-        .filter_map(|effect| match effect {
-            PushEffect::Send {
-                key,
-                value,
-                local_rev,
-                kind,
-            } => Some(Effect::Send {
-                key,
-                value,
-                local_rev: local_rev as u64,
-                kind,
-            }),
-            PushEffect::Dropped {
-                key,
-                reason: DropReason::FollowUp,
-            } => Some(Effect::FollowUp { key, rev: ack_rev }),
-            PushEffect::Dropped {
-                key,
-                reason: DropReason::Stale { rev, known },
-            } => Some(Effect::Stale {
-                key,
-                rev: rev as u64,
-                known: known as u64,
-            }),
-            PushEffect::Applied { .. } | PushEffect::Finished { .. } => None,
-        })
-        .collect()
+fn effects(fx: Vec<PushEffect<Key, Value, Rejection>>, ack_rev: u64, out: &mut Vec<Effect>) {
+    out.extend(fx.into_iter().filter_map(|effect| match effect {
+        PushEffect::Send {
+            key,
+            value,
+            local_rev,
+            kind,
+        } => Some(Effect::Send {
+            key,
+            value,
+            local_rev: local_rev as u64,
+            kind,
+        }),
+        PushEffect::Dropped {
+            key,
+            reason: DropReason::FollowUp,
+        } => Some(Effect::FollowUp { key, rev: ack_rev }),
+        PushEffect::Dropped {
+            key,
+            reason: DropReason::Stale { rev, known },
+        } => Some(Effect::Stale {
+            key,
+            rev: rev as u64,
+            known: known as u64,
+        }),
+        PushEffect::Applied { .. } | PushEffect::Finished { .. } => None,
+    }));
 }
 
 impl Rules for WithPush {
@@ -73,8 +71,9 @@ impl Rules for WithPush {
         key: &Key,
         value: Value,
         _local_rev: u64,
-    ) -> Vec<Effect> {
-        effects(self.machine.dispatch(st, key.clone(), value), 0)
+        out: &mut Vec<Effect>,
+    ) {
+        effects(self.machine.dispatch(st, key.clone(), value), 0, out);
     }
 
     fn acked(
@@ -84,12 +83,13 @@ impl Rules for WithPush {
         _local_rev: u64,
         value: Value,
         rev: u64,
-    ) -> Vec<Effect> {
+        out: &mut Vec<Effect>,
+    ) {
         let answer = Answer {
             response: Some(value),
             rev: Some(rev as i64),
         };
-        effects(self.machine.on_response(st, key, Ok(answer)), rev)
+        effects(self.machine.on_response(st, key, Ok(answer)), rev, out);
     }
 
     fn rejected(
@@ -98,8 +98,9 @@ impl Rules for WithPush {
         key: &Key,
         _local_rev: u64,
         rejection: Rejection,
-    ) -> Vec<Effect> {
-        effects(self.machine.on_response(st, key, Err(rejection)), 0)
+        out: &mut Vec<Effect>,
+    ) {
+        effects(self.machine.on_response(st, key, Err(rejection)), 0, out);
     }
 
     fn push(
@@ -146,13 +147,14 @@ impl Rules for WithPush {
         key: &Key,
         on_wire: &[u64],
         superseded: bool,
-    ) -> Vec<Effect> {
+        out: &mut Vec<Effect>,
+    ) {
         // One request per key: while one is on the wire, its answer decides.
         if !on_wire.is_empty() {
-            return Vec::new();
+            return;
         }
         say_superseded(st, key, superseded);
-        effects(self.machine.on_answer_lost(st, key, superseded), 0)
+        effects(self.machine.on_answer_lost(st, key, superseded), 0, out);
     }
 
     fn known_rev(&self, st: &DeviceState, key: &Key) -> u64 {
