@@ -204,28 +204,13 @@ async fn a_blocked_websocket_is_refused_503_and_polling_goes_on() {
 /// change from its next `GET`, and goes back to the WebSocket once upgrades work again.
 #[tokio::test]
 async fn a_live_device_polls_while_the_websocket_is_blocked_and_comes_back() {
-    use std::sync::Arc;
-    use sync_core::client::{ClientConfig, spawn};
+    use sync_core::engine::DeviceSettings;
     use sync_core::engine::connection::ConnectionState;
-    use sync_core::engine::{DeviceSettings, EngineConfig, Strategy};
     use sync_core::protocol::Key;
 
     let s = server(&[]).await;
     s.block_websocket(true).await.unwrap();
-    let phone = spawn(
-        ClientConfig {
-            url: s.url(),
-            engine: EngineConfig {
-                device_id: "phone".into(),
-                token: "demo-token".into(),
-                strategy: Strategy::SyncWithPush,
-                seed: 1,
-            },
-            snapshot: None,
-            online: true,
-        },
-        Arc::new(|| {}),
-    );
+    let phone = live_device(&s, "phone");
     phone.configure(DeviceSettings {
         poll_interval: Duration::from_millis(200),
         ..DeviceSettings::default()

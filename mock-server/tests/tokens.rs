@@ -4,14 +4,11 @@
 //! the process, and a live device that re-authenticates from its token source and loses
 //! nothing.
 
-use std::sync::Arc;
-
 use mock_server::core::store::MemoryStore;
 use mock_server::net::{ServerConfig, start};
 use mock_server::redb_store::RedbStore;
 use serde_json::{Value, json};
-use sync_core::client::{ClientConfig, spawn};
-use sync_core::engine::{EngineConfig, Strategy, TokenState};
+use sync_core::engine::TokenState;
 use sync_core::protocol::Key;
 
 mod support;
@@ -102,20 +99,7 @@ async fn a_live_device_reauthenticates_from_its_token_source_and_loses_nothing()
     let s = start(ServerConfig::default(), MemoryStore::default())
         .await
         .unwrap();
-    let phone = spawn(
-        ClientConfig {
-            url: s.url(),
-            engine: EngineConfig {
-                device_id: "phone".into(),
-                token: "demo-token".into(),
-                strategy: Strategy::SyncWithPush,
-                seed: 1,
-            },
-            snapshot: None,
-            online: true,
-        },
-        Arc::new(|| {}),
-    );
+    let phone = live_device(&s, "phone");
     until(&phone, "connected", |v| {
         v.connection == sync_core::engine::connection::ConnectionState::Connected
     })

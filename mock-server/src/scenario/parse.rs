@@ -218,6 +218,21 @@ impl Parser<'_> {
         })
     }
 
+    /// A setup statement `FIRST second DEVICE N` with N from 1 to `u32::MAX`
+    /// (`reconnect attempts`, `fallback after`): the device and N. `what` names N in the
+    /// error.
+    fn device_count(&self, line: &Line<'_>, second: &str, what: &str) -> R<(usize, u32)> {
+        self.setup_only(line)?;
+        self.keyword(line, 1, second)?;
+        let d = self.device(line, 2)?;
+        let n = self.number(line, 3)?;
+        self.end(line, 4)?;
+        match u32::try_from(n) {
+            Ok(n) if n > 0 => Ok((d, n)),
+            _ => self.err(line, 3, format!("expected {what} from 1 to 4294967295")),
+        }
+    }
+
     /// The word at `i` must be `word`: the second word of `batch size`, `auth delay`, ….
     fn keyword(&self, line: &Line<'_>, i: usize, word: &str) -> R<()> {
         match self.need(line, i, &format!("`{word}`"))? {
@@ -308,15 +323,7 @@ impl Parser<'_> {
             }
             "latency" | "jitter" | "loss" => self.link(line, first),
             "reconnect" => {
-                self.setup_only(line)?;
-                self.keyword(line, 1, "attempts")?;
-                let d = self.device(line, 2)?;
-                let n = self.number(line, 3)?;
-                self.end(line, 4)?;
-                let n = match u32::try_from(n) {
-                    Ok(n) if n > 0 => n,
-                    _ => return self.err(line, 3, "expected a bound from 1 to 4294967295"),
-                };
+                let (d, n) = self.device_count(line, "attempts", "a bound")?;
                 self.scenario.devices[d].settings.reconnect_bound = Some(n);
                 Ok(())
             }
@@ -337,15 +344,7 @@ impl Parser<'_> {
                 Ok(())
             }
             "fallback" => {
-                self.setup_only(line)?;
-                self.keyword(line, 1, "after")?;
-                let d = self.device(line, 2)?;
-                let n = self.number(line, 3)?;
-                self.end(line, 4)?;
-                let n = match u32::try_from(n) {
-                    Ok(n) if n > 0 => n,
-                    _ => return self.err(line, 3, "expected a count from 1 to 4294967295"),
-                };
+                let (d, n) = self.device_count(line, "after", "a count")?;
                 self.scenario.devices[d].settings.fallback_after = n;
                 Ok(())
             }

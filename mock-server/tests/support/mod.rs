@@ -10,7 +10,8 @@ use futures_util::{SinkExt, StreamExt};
 use mock_server::core::store::MemoryStore;
 use mock_server::net::{ServerConfig, ServerHandle, start};
 use serde_json::{Value, json};
-use sync_core::client::{DeviceHandle, DeviceView};
+use sync_core::client::{ClientConfig, DeviceHandle, DeviceView, spawn};
+use sync_core::engine::{EngineConfig, Strategy};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
@@ -109,6 +110,23 @@ pub async fn add_comment(ws: &mut Ws, id: u64, key: &str, text: &str) {
         }
         assert_eq!(f["type"], "push", "{f}");
     }
+}
+
+/// A live `sync-with-push` device of the demo user (the tokio client runtime) on `s`,
+/// nothing persisted.
+pub fn live_device(s: &ServerHandle, device_id: &str) -> DeviceHandle {
+    let config = ClientConfig {
+        url: s.url(),
+        engine: EngineConfig {
+            device_id: device_id.into(),
+            token: "demo-token".into(),
+            strategy: Strategy::SyncWithPush,
+            seed: 1,
+        },
+        snapshot: None,
+        online: true,
+    };
+    spawn(config, std::sync::Arc::new(|| {}))
 }
 
 /// Waits (on the view's change notifications, 10 s deadline) until `pred` holds.

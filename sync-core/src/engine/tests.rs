@@ -1214,12 +1214,46 @@ impl Dev {
 
     /// Answers polling request `id` with 200 and `body`.
     fn answer_http(&mut self, id: u64, body: Value) {
-        let result = HttpResult::Answered {
-            status: 200,
-            body: body.to_string(),
-        };
+        self.http_result(id, answer(200, body));
+    }
+
+    /// Reports what became of polling request `id`.
+    fn http_result(&mut self, id: u64, result: HttpResult) {
         self.e.on_http(id, result, self.now);
         self.pump();
+    }
+
+    /// Runs the timers until the next poll is due, and lets it go.
+    fn next_poll(&mut self) {
+        let at = self.e.next_poll_at().expect("a poll is due");
+        self.now = self.now.max(at);
+        self.e.on_timeout(self.now);
+        self.pump();
+    }
+
+    /// Answers the poll just made with no changes; then the last request must be the
+    /// write of local revision 1, resent.
+    fn poll_then_resent(&mut self) {
+        let (poll, call) = self.last_http();
+        assert!(matches!(call, HttpCall::Changes(_)), "{call:?}");
+        self.answer_http(poll, changes_answer(0, json!([])));
+        let (_, call) = self.last_http();
+        assert!(
+            matches!(call, HttpCall::Write(ClientFrame::Set { local_rev: 1, .. })),
+            "resent after the poll: {call:?}"
+        );
+    }
+
+    /// A device polling (its first poll answered) that tapped `like/a`: it and the
+    /// write's request id.
+    fn polling_with_a_write() -> (Dev, u64) {
+        let mut d = Dev::new(Strategy::SyncWithPush);
+        d.fall_back();
+        let (poll, _) = d.last_http();
+        d.answer_http(poll, changes_answer(0, json!([])));
+        d.tap("like/a");
+        let (write, _) = d.last_http();
+        (d, write)
     }
 
     /// Falls back to polling: three refused upgrades in a row.
@@ -1236,6 +1270,22 @@ impl Dev {
     fn last_http(&self) -> (u64, HttpCall) {
         self.http.last().cloned().expect("a polling request")
     }
+}
+
+/// An HTTP answer with this status and JSON body.
+fn answer(status: u16, body: Value) -> HttpResult {
+    HttpResult::Answered {
+        status,
+        body: body.to_string(),
+    }
+}
+
+/// An HTTP error answer with this status and error code.
+fn refusal(status: u16, code: &str) -> HttpResult {
+    answer(
+        status,
+        json!({"type": "error", "code": code, "message": "refused"}),
+    )
 }
 
 fn changes_answer(rev: u64, changes: Value) -> Value {
@@ -1319,9 +1369,8 @@ fn a_polling_device_applies_changes_and_writes_over_http() {
     assert_eq!(d.e.known_rev(&key("like/b")), 2);
     // The next poll at the interval, from the cursor.
     let polls = d.http.len();
-    d.now += ms(2000);
-    d.e.on_timeout(d.now);
-    d.pump();
+    assert_eq!(d.e.next_poll_at(), Some(d.now + ms(2000)));
+    d.next_poll();
     assert_eq!(d.http.len(), polls + 1);
     assert_eq!(d.last_http().1, HttpCall::Changes(CatchUp::Since(1)));
     // Two polls and one write (no `hello`: every upgrade was refused): each request
@@ -1333,39 +1382,19 @@ fn a_polling_device_applies_changes_and_writes_over_http() {
 /// the next successful poll, not before.
 #[test]
 fn a_lost_write_over_http_is_resent_after_the_next_poll() {
-    let mut d = Dev::new(Strategy::SyncWithPush);
-    d.fall_back();
-    let (poll, _) = d.last_http();
-    d.answer_http(poll, changes_answer(0, json!([])));
-    d.tap("like/a");
-    let (write, _) = d.last_http();
-    d.e.on_http(write, HttpResult::Failed("lost".into()), d.now);
-    d.pump();
+    let (mut d, write) = Dev::polling_with_a_write();
+    d.http_result(write, HttpResult::Failed("lost".into()));
     assert_eq!(d.last_http().0, write, "not resent before a poll");
     assert!(d.e.has_pending(), "the intent is kept");
-    d.now += ms(2000);
-    d.e.on_timeout(d.now);
-    d.pump();
-    let (poll, call) = d.last_http();
-    assert!(matches!(call, HttpCall::Changes(_)));
-    d.answer_http(poll, changes_answer(0, json!([])));
-    let (_, call) = d.last_http();
-    assert!(
-        matches!(call, HttpCall::Write(ClientFrame::Set { local_rev: 1, .. })),
-        "resent after the poll: {call:?}"
-    );
+    d.next_poll();
+    d.poll_then_resent();
 }
 
 /// The device keeps trying the WebSocket underneath; a `welcome` ends polling, and what
 /// was on its way over HTTP goes by the rule after `welcome` (its late answer ignored).
 #[test]
 fn a_welcome_ends_polling() {
-    let mut d = Dev::new(Strategy::SyncWithPush);
-    d.fall_back();
-    let (poll, _) = d.last_http();
-    d.answer_http(poll, changes_answer(0, json!([])));
-    d.tap("like/a");
-    let (write, _) = d.last_http();
+    let (mut d, write) = Dev::polling_with_a_write();
     d.next_attempt();
     assert_eq!(
         d.e.connection(),
@@ -1415,13 +1444,9 @@ fn a_polling_device_counts_failed_polls_against_its_reconnect_bound() {
         "refusals while polling do not count"
     );
     for _ in 0..3 {
-        let at = d.e.next_poll_at().expect("a poll is due");
-        d.now = d.now.max(at);
-        d.e.on_timeout(d.now);
-        d.pump();
+        d.next_poll();
         let (poll, _) = d.last_http();
-        d.e.on_http(poll, HttpResult::Failed("lost".into()), d.now);
-        d.pump();
+        d.http_result(poll, HttpResult::Failed("lost".into()));
     }
     assert_eq!(d.e.connection(), ConnectionState::Error { failed: 3 });
     assert_eq!(d.e.next_poll_at(), None, "no more polls");
@@ -1434,12 +1459,7 @@ fn after_polling_ends_falling_back_again_takes_a_new_run_of_refusals() {
     let mut d = Dev::new(Strategy::SyncWithPush);
     d.fall_back();
     let (poll, _) = d.last_http();
-    let expired = HttpResult::Answered {
-        status: 401,
-        body: json!({"type": "error", "code": "token_expired", "message": "rotated"}).to_string(),
-    };
-    d.e.on_http(poll, expired, d.now);
-    d.pump();
+    d.http_result(poll, refusal(401, "token_expired"));
     assert_eq!(d.e.connection(), ConnectionState::AuthFailed);
     d.e.set_token("t2", d.now);
     d.pump();
@@ -1462,12 +1482,7 @@ fn after_polling_ends_falling_back_again_takes_a_new_run_of_refusals() {
 /// for a handshake's.
 #[test]
 fn a_write_answer_that_leaves_the_write_out_counts_as_lost() {
-    let mut d = Dev::new(Strategy::SyncWithPush);
-    d.fall_back();
-    let (poll, _) = d.last_http();
-    d.answer_http(poll, changes_answer(0, json!([])));
-    d.tap("like/a");
-    let (write, _) = d.last_http();
+    let (mut d, write) = Dev::polling_with_a_write();
     d.answer_http(write, json!([changes_answer(9, json!([]))]));
     assert_eq!(d.e.connection(), ConnectionState::Polling);
     assert_eq!(
@@ -1476,16 +1491,8 @@ fn a_write_answer_that_leaves_the_write_out_counts_as_lost() {
         "the welcome in a write's answer is not applied"
     );
     assert!(d.e.unanswered().is_empty(), "nothing counts as on the wire");
-    d.now += ms(2000);
-    d.e.on_timeout(d.now);
-    d.pump();
-    let (poll, _) = d.last_http();
-    d.answer_http(poll, changes_answer(0, json!([])));
-    let (_, call) = d.last_http();
-    assert!(
-        matches!(call, HttpCall::Write(ClientFrame::Set { local_rev: 1, .. })),
-        "resent after the poll: {call:?}"
-    );
+    d.next_poll();
+    d.poll_then_resent();
 }
 
 /// Found in review: only a poll with no answer at all is a failed attempt; a refusal
@@ -1502,19 +1509,10 @@ fn a_refused_poll_is_an_answer_not_a_failed_attempt() {
     d.refuse();
     assert_eq!(d.e.connection(), ConnectionState::Polling);
     let (poll, _) = d.last_http();
-    let limited = HttpResult::Answered {
-        status: 429,
-        body: json!({"type": "error", "code": "rate_limited", "message": "slow down"}).to_string(),
-    };
-    d.e.on_http(poll, limited, d.now);
-    d.pump();
+    d.http_result(poll, refusal(429, "rate_limited"));
     assert_eq!(d.e.connection(), ConnectionState::Polling);
-    let at = d.e.next_poll_at().expect("the next poll");
-    d.now = at;
-    d.e.on_timeout(at);
-    d.pump();
+    d.next_poll();
     let (poll, _) = d.last_http();
-    d.e.on_http(poll, HttpResult::Failed("lost".into()), d.now);
-    d.pump();
+    d.http_result(poll, HttpResult::Failed("lost".into()));
     assert_eq!(d.e.connection(), ConnectionState::Error { failed: 1 });
 }

@@ -65,6 +65,28 @@ impl Naive {
         lost
     }
 
+    /// A write goes out, and stays open until answered.
+    fn send(
+        &mut self,
+        key: &Key,
+        value: Value,
+        local_rev: u64,
+        kind: SendKind,
+        fx: &mut Vec<Effect>,
+    ) {
+        self.opened(OpenWrite {
+            key: key.clone(),
+            value: value.clone(),
+            local_rev,
+        });
+        fx.push(Effect::Send {
+            key: key.clone(),
+            value,
+            local_rev,
+            kind,
+        });
+    }
+
     /// Keys with unanswered writes.
     pub fn keys(&self) -> Vec<Key> {
         self.open.keys().cloned().collect()
@@ -91,17 +113,7 @@ impl Rules for Naive {
         fx: &mut Vec<Effect>,
     ) {
         st.slot(key).shown = value.clone();
-        self.opened(OpenWrite {
-            key: key.clone(),
-            value: value.clone(),
-            local_rev,
-        });
-        fx.push(Effect::Send {
-            key: key.clone(),
-            value,
-            local_rev,
-            kind: SendKind::First,
-        });
+        self.send(key, value, local_rev, SendKind::First, fx);
     }
 
     fn acked(
@@ -175,17 +187,7 @@ impl Rules for Naive {
         } else {
             SendKind::FollowUp
         };
-        self.opened(OpenWrite {
-            key: key.clone(),
-            value: value.clone(),
-            local_rev,
-        });
-        fx.push(Effect::Send {
-            key: key.clone(),
-            value,
-            local_rev,
-            kind,
-        });
+        self.send(key, value, local_rev, kind, fx);
     }
 
     fn in_flight(&self, _st: &DeviceState, key: &Key) -> Option<(Value, u64)> {
