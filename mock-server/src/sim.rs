@@ -57,13 +57,13 @@ pub enum Down {
     /// The server closed the connection.
     Close(u16, String),
     /// The answer to polling request `id` (a poll's, or a write's).
-    Http(u64, HttpAnswer, Periodic),
+    Http(u64, HttpAnswer, Answering),
 }
 
-/// Whether a polling message belongs to the periodic polls, which `settle` does not wait
-/// for (like heartbeats), or carries a write.
+/// What a polling answer answers: a periodic poll, which `settle` does not wait for
+/// (like a heartbeat), or a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Periodic {
+pub enum Answering {
     /// A poll or its answer.
     Poll,
     /// A write or its answer.
@@ -86,7 +86,7 @@ impl Down {
     }
 
     fn is_poll(&self) -> bool {
-        matches!(self, Down::Http(_, _, Periodic::Poll))
+        matches!(self, Down::Http(_, _, Answering::Poll))
     }
 }
 
@@ -492,11 +492,11 @@ impl World {
 
     /// The server answers a polling request; the answer goes down the link.
     fn serve_http(&mut self, i: usize, id: u64, token: String, call: HttpCall) {
-        let (kind, periodic) = match &call {
-            HttpCall::Changes(_) => (HttpKind::Changes(call.query()), Periodic::Poll),
+        let (kind, answering) = match &call {
+            HttpCall::Changes(_) => (HttpKind::Changes(call.query()), Answering::Poll),
             HttpCall::Write(_) => (
                 HttpKind::Write(call.body().unwrap_or_default()),
-                Periodic::Write,
+                Answering::Write,
             ),
         };
         let request = HttpRequest {
@@ -511,7 +511,7 @@ impl World {
         let now = self.now;
         let envelope = Envelope {
             seq,
-            item: Down::Http(id, answer, periodic),
+            item: Down::Http(id, answer, answering),
         };
         if self.devices[i].down.send(envelope, false, now) == Sent::LostWithConnection {
             self.http_lost(i, id, "answer lost");

@@ -66,18 +66,18 @@ async fn request(
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    let body = call.body().unwrap_or_default();
+    let body = call.body();
     let mut builder = hyper::Request::builder()
         .method(call.method())
         .uri(call.path_and_query())
         .header(hyper::header::HOST, &endpoint.authority)
         .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
         .header("X-Device-Id", device_id);
-    if call.body().is_some() {
+    if body.is_some() {
         builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
     }
     let request = builder
-        .body(Full::new(Bytes::from(body)))
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .map_err(|e| format!("request: {e}"))?;
     let answer = sender
         .send_request(request)

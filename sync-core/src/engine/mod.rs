@@ -16,8 +16,8 @@
 //!   sets up: [`Engine::set_wall_clock`].
 //! - **Inputs**, what the world did: the transport opened or failed
 //!   ([`Engine::on_connected`], [`Engine::on_disconnected`], or its upgrade was refused:
-//!   [`Engine::on_refused`]), a polling request was answered or failed
-//!   ([`Engine::on_http`]), a frame arrived
+//!   [`Engine::on_refused`]; the network went down: [`Engine::on_network_down`]), a
+//!   polling request was answered or failed ([`Engine::on_http`]), a frame arrived
 //!   ([`Engine::on_text`], or [`Engine::on_frame`] already decoded), the token source
 //!   handed over a token ([`Engine::set_token`]), and a deadline passed
 //!   ([`Engine::on_timeout`]).
