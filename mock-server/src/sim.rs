@@ -94,10 +94,7 @@ impl std::fmt::Display for Up {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Up::Frame(frame) => write!(f, "{frame}"),
-            Up::Http(_, _, call @ HttpCall::Changes(_)) => {
-                write!(f, "GET {}", call.path_and_query())
-            }
-            Up::Http(_, _, HttpCall::Write(frame)) => write!(f, "POST /sync/write {frame}"),
+            Up::Http(_, _, call) => write!(f, "{call}"),
         }
     }
 }
@@ -107,7 +104,7 @@ impl std::fmt::Display for Down {
         match self {
             Down::Frame(frame) => write!(f, "{frame}"),
             Down::Close(code, reason) => write!(f, "close {code} {reason}"),
-            Down::Http(_, answer, _) => write!(f, "HTTP {} {}", answer.status, answer.body),
+            Down::Http(_, answer, _) => write!(f, "{answer}"),
         }
     }
 }

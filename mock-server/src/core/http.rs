@@ -53,6 +53,13 @@ pub struct HttpAnswer {
     pub body: Value,
 }
 
+impl std::fmt::Display for HttpAnswer {
+    /// As a trace line shows it: `HTTP 200 {…}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {} {}", self.status, self.body)
+    }
+}
+
 impl HttpAnswer {
     fn error(status: u16, code: ErrorCode, message: &str) -> HttpAnswer {
         HttpAnswer {

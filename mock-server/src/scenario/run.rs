@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sync_core::protocol::HttpCall;
 
 use super::ast::{Expect, Pick, Scenario, Step, Stmt};
 use super::parse::apply_change;
@@ -565,9 +564,8 @@ pub fn format_trace(t: &Trace, t0: Duration) -> String {
         TraceKind::Device(e) => e.to_string(),
         TraceKind::Up(f) => format!("→ server: {f}"),
         TraceKind::Down(f) => format!("← server: {f}"),
-        TraceKind::HttpUp(HttpCall::Write(f)) => format!("→ server: POST /sync/write {f}"),
-        TraceKind::HttpUp(call) => format!("→ server: GET {}", call.path_and_query()),
-        TraceKind::HttpDown(a) => format!("← server: HTTP {} {}", a.status, a.body),
+        TraceKind::HttpUp(call) => format!("→ server: {call}"),
+        TraceKind::HttpDown(answer) => format!("← server: {answer}"),
         TraceKind::Lost(why) => format!("✕ {why}"),
         TraceKind::ServerRestart => "server restarted from its store".into(),
         TraceKind::DeviceRestart => "restarted from its snapshot".into(),

@@ -440,10 +440,7 @@ impl Engine {
         self.conn = ConnectionState::Handshaking;
         self.conn_token = self.token.clone();
         self.connection_event();
-        self.hello_catch_up = match self.settings.cursor {
-            CursorMode::Revision => CatchUp::Since(self.cursor.at()),
-            CursorMode::Clock => CatchUp::SinceTime(self.clock_cursor.unwrap_or(0)),
-        };
+        self.hello_catch_up = self.catch_up_to_ask();
         self.send_frame(ClientFrame::Hello {
             protocol: PROTOCOL_VERSION,
             token: self.token.clone(),
@@ -451,6 +448,15 @@ impl Engine {
             catch_up: self.hello_catch_up,
         });
         self.flush_events();
+    }
+
+    /// How the device asks to catch up (a `hello`, a poll): from its revision cursor, or
+    /// from its clock cursor.
+    fn catch_up_to_ask(&self) -> CatchUp {
+        match self.settings.cursor {
+            CursorMode::Revision => CatchUp::Since(self.cursor.at()),
+            CursorMode::Clock => CatchUp::SinceTime(self.clock_cursor.unwrap_or(0)),
+        }
     }
 
     /// The transport closed or failed to open; `close` is the server's close code and

@@ -27,7 +27,7 @@ use super::connection::{ConnectionState, DEAD_AFTER};
 use super::events::EventKind;
 use super::settings::CursorMode;
 use super::{Engine, Output};
-use crate::protocol::{CatchUp, ClientFrame, ErrorCode, HttpCall, HttpResult, ServerFrame};
+use crate::protocol::{ClientFrame, ErrorCode, HttpCall, HttpResult, ServerFrame};
 
 /// A polling request with no answer this long has failed (the dead-connection time).
 pub const HTTP_TIMEOUT: Duration = DEAD_AFTER;
@@ -164,10 +164,7 @@ impl Engine {
 
     fn send_poll(&mut self) {
         let id = self.take_id();
-        let catch_up = match self.settings.cursor {
-            CursorMode::Revision => CatchUp::Since(self.cursor.at()),
-            CursorMode::Clock => CatchUp::SinceTime(self.clock_cursor.unwrap_or(0)),
-        };
+        let catch_up = self.catch_up_to_ask();
         let now = self.now;
         let Some(polling) = &mut self.polling else {
             return;

@@ -57,6 +57,16 @@ impl HttpCall {
     }
 }
 
+impl std::fmt::Display for HttpCall {
+    /// As a trace line shows it: `GET /sync/changes?since=3`, `POST /sync/write set …`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpCall::Changes(_) => write!(f, "GET {}", self.path_and_query()),
+            HttpCall::Write(frame) => write!(f, "POST {WRITE_PATH} {frame}"),
+        }
+    }
+}
+
 /// What became of a request, as the shell reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HttpResult {
