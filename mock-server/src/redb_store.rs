@@ -6,6 +6,7 @@
 //! resend is still recognised. Values are stored as JSON, which keeps the file readable
 //! with any redb tool.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -249,42 +250,74 @@ impl RedbStore {
                 .open_table(HEADS)
                 .map_err(|e| err(p, "heads table", e))?;
             let mut meta = txn.open_table(META).map_err(|e| err(p, "meta table", e))?;
-            let mut writes = meta
+            let writes = meta
                 .get("writes")
                 .map_err(|e| err(p, "meta table", e))?
                 .map_or(0, |v| v.value());
-            for r in batch {
-                let s = &r.stored;
+            let last = LastOfBatch::of(batch);
+            for (key, s) in last.keys {
                 let json = serde_json::to_vec(s).expect("stored values serialize");
-                keys.insert(format!("{}\0{}", r.user, r.key).as_str(), json.as_slice())
+                keys.insert(key.as_str(), json.as_slice())
                     .map_err(|e| err(p, "keys table", e))?;
-                if s.device_id != sync_core::protocol::model::SERVER_DEVICE_ID {
-                    let mark = Mark {
-                        local_rev: s.local_rev,
-                        rev: s.rev,
-                        value: s.value.clone(),
-                    };
-                    let json = serde_json::to_vec(&mark).expect("marks serialize");
-                    marks
-                        .insert(
-                            format!("{}\0{}\0{}", r.user, s.device_id, r.key).as_str(),
-                            json.as_slice(),
-                        )
-                        .map_err(|e| err(p, "marks table", e))?;
-                }
+            }
+            for (key, s) in last.marks {
+                let mark = Mark {
+                    local_rev: s.local_rev,
+                    rev: s.rev,
+                    value: s.value.clone(),
+                };
+                let json = serde_json::to_vec(&mark).expect("marks serialize");
+                marks
+                    .insert(key.as_str(), json.as_slice())
+                    .map_err(|e| err(p, "marks table", e))?;
+            }
+            for (user, rev) in last.heads {
                 let head = heads
-                    .get(r.user.as_str())
+                    .get(user)
                     .map_err(|e| err(p, "heads table", e))?
                     .map_or(0, |v| v.value());
                 heads
-                    .insert(r.user.as_str(), head.max(s.rev))
+                    .insert(user, head.max(rev))
                     .map_err(|e| err(p, "heads table", e))?;
-                writes += 1;
             }
-            meta.insert("writes", writes)
+            meta.insert("writes", writes + batch.len() as u64)
                 .map_err(|e| err(p, "meta table", e))?;
         }
         txn.commit().map_err(|e| err(p, "cannot commit", e))
+    }
+}
+
+/// What a batch leaves in each table: of several writes to one key (or one device's mark
+/// on a key) only the last, and each user's highest revision. Storing just that is the
+/// same transaction's outcome with fewer B-tree inserts, and sorted, so that inserts next
+/// to each other touch the same pages.
+struct LastOfBatch<'a> {
+    /// `user \0 key` → its last stored state.
+    keys: BTreeMap<String, &'a Stored>,
+    /// `user \0 device \0 key` → the device's last write there (not the server's own).
+    marks: BTreeMap<String, &'a Stored>,
+    /// user → the highest revision among its writes.
+    heads: BTreeMap<&'a str, u64>,
+}
+
+impl<'a> LastOfBatch<'a> {
+    fn of(batch: &'a [Record]) -> Self {
+        let mut last = LastOfBatch {
+            keys: BTreeMap::new(),
+            marks: BTreeMap::new(),
+            heads: BTreeMap::new(),
+        };
+        for r in batch {
+            let s = &r.stored;
+            last.keys.insert(format!("{}\0{}", r.user, r.key), s);
+            if s.device_id != sync_core::protocol::model::SERVER_DEVICE_ID {
+                last.marks
+                    .insert(format!("{}\0{}\0{}", r.user, s.device_id, r.key), s);
+            }
+            let head = last.heads.entry(r.user.as_str()).or_default();
+            *head = (*head).max(s.rev);
+        }
+        last
     }
 }
 
@@ -313,13 +346,18 @@ mod tests {
         dir
     }
 
+    /// Including a batch with several writes to one key, by one device and by two, and
+    /// writes of two users: only the last of each is stored, and every write is counted.
     #[test]
     fn what_is_committed_is_loaded_again_like_the_memory_store() {
         let dir = tempdir("redb-roundtrip");
         let batch = [
             record("ana", "settings/volume", 1, "phone", 1),
+            record("bob", "like/b", 1, "phone", 1),
             record("ana", "settings/volume", 2, "laptop", 4),
-            record("bob", "like/a", 1, "server", 0),
+            record("ana", "settings/volume", 3, "laptop", 5),
+            record("ana", "like/a", 4, "phone", 2),
+            record("bob", "like/a", 2, "server", 0),
         ];
         let rotated = |user: &str, expired| TokenRecord {
             user: user.into(),
@@ -331,8 +369,8 @@ mod tests {
         ];
         {
             let mut store = RedbStore::open(&dir).unwrap();
-            store.commit(&batch[..2]).unwrap();
-            store.commit(&batch[2..]).unwrap();
+            store.commit(&batch[..5]).unwrap();
+            store.commit(&batch[5..]).unwrap();
             store.commit_tokens(&tokens).unwrap();
         }
         let mut expected = Durable::default();

@@ -23,6 +23,7 @@ fn loadgen_reports_every_figure_on_a_tiny_load() {
         "durable writes/s",
         "pushes delivered/s",
         "sync/echo =",
+        "sync/relay =",
         "ack latency",
         "echo latency",
         "server RSS",

@@ -8,8 +8,13 @@
 //!    window of writes in flight, paced under the per-connection rate limit (PROTOCOL.md:
 //!    200 frames/s). Counts durable writes acknowledged per second, and pushes delivered
 //!    per second to the other devices of each user.
-//! 2. **The ceiling.** The same clients, the same frames, against a bare tokio-tungstenite
-//!    echo server: what the transport alone can do. Printed as a ratio.
+//! 2. **The ceilings.** The same clients, the same frames, against two bare
+//!    tokio-tungstenite servers, each printed as a ratio. The *echo* server sends each
+//!    frame back and nothing else: one frame out per write, where the sync server sends
+//!    an ack and a push to each of the user's devices. The *relay* server sends the same
+//!    frames as the sync server (each frame back, and a push of it to every connection of
+//!    its user) but decodes, checks and stores nothing: the transport's ceiling for this
+//!    traffic, so `sync/relay` is what the server's own work costs.
 //! 3. **Latency.** 100 devices at 1,000 writes/s in all, on a fixed schedule (open loop):
 //!    ack latency measured from each write's *scheduled* time, so a stalled server cannot
 //!    hide its stall (no coordinated omission).
@@ -31,10 +36,11 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +48,7 @@ use futures_util::{SinkExt, StreamExt};
 use mock_server::net::{READ_BUFFER, ServerConfig, start};
 use mock_server::redb_store::RedbStore;
 use serde::Deserialize;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -93,7 +100,7 @@ enum Mode {
     /// (Internal) serve until stdin closes, printing the address first.
     #[command(hide = true)]
     Serve {
-        /// `sync` (the real server, redb store) or `echo`.
+        /// `sync` (the real server, redb store), `echo` or `relay`.
         kind: ServerKind,
         /// The sync server's store directory.
         #[arg(long)]
@@ -108,6 +115,7 @@ enum Mode {
 enum ServerKind {
     Sync,
     Echo,
+    Relay,
 }
 
 fn main() -> ExitCode {
@@ -182,6 +190,14 @@ async fn serve(kind: ServerKind, data: Option<PathBuf>, users: u32) -> Result<()
             tokio::spawn(echo(listener));
             bound
         }
+        ServerKind::Relay => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| e.to_string())?;
+            let bound = listener.local_addr().map_err(|e| e.to_string())?;
+            tokio::spawn(relay(listener));
+            bound
+        }
     };
     println!("{bound}");
     std::io::stdout().flush().map_err(|e| e.to_string())?;
@@ -218,6 +234,83 @@ async fn echo(listener: tokio::net::TcpListener) {
     }
 }
 
+/// The connections of each user (by token) in the relay server: where a frame's pushes go.
+type Members = HashMap<String, Vec<(u64, mpsc::UnboundedSender<Message>)>>;
+type Relayed = Arc<Mutex<Members>>;
+
+/// The transport's ceiling for the sync server's traffic: the same frames in and out,
+/// nothing else. A connection's first frame (its `hello`) names its user and is answered
+/// with a `welcome`; every later text frame goes straight back to its sender (the answer)
+/// and, retyped as a `push`, to each connection of its user, the sender included, as the
+/// sync server pushes a write to all its user's devices. Nothing is decoded after the
+/// `hello`, nothing checked, nothing stored.
+async fn relay(listener: tokio::net::TcpListener) {
+    let users = Relayed::default();
+    let mut next_id = 0;
+    while let Ok((stream, _)) = listener.accept().await {
+        let _ = stream.set_nodelay(true);
+        next_id += 1;
+        tokio::spawn(relay_connection(stream, next_id, users.clone()));
+    }
+}
+
+async fn relay_connection(stream: tokio::net::TcpStream, id: u64, users: Relayed) {
+    #[derive(Deserialize)]
+    struct Hello {
+        token: String,
+    }
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config())).await
+    else {
+        return;
+    };
+    let (mut tx, mut rx) = ws.split();
+    let Some(Ok(Message::Text(hello))) = rx.next().await else {
+        return;
+    };
+    let Ok(Hello { token }) = serde_json::from_str(&hello) else {
+        return;
+    };
+    let (out, mut queue) = mpsc::unbounded_channel();
+    let _ = out.send(Message::text(r#"{"type":"welcome"}"#.to_string()));
+    let member = (id, out.clone());
+    lock(&users).entry(token.clone()).or_default().push(member);
+    // The writer feeds whatever is waiting and flushes once, as the sync server does.
+    let writer = tokio::spawn(async move {
+        while let Some(first) = queue.recv().await {
+            let mut next = Some(first);
+            while let Some(message) = next {
+                if tx.feed(message).await.is_err() {
+                    return;
+                }
+                next = queue.try_recv().ok();
+            }
+            if tx.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    while let Some(Ok(message)) = rx.next().await {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let push = Message::text(text.replacen(r#""type":"set""#, r#""type":"push""#, 1));
+        let _ = out.send(Message::Text(text));
+        for (_, to) in lock(&users).get(&token).into_iter().flatten() {
+            let _ = to.send(push.clone());
+        }
+    }
+    if let Some(members) = lock(&users).get_mut(&token) {
+        members.retain(|(other, _)| *other != id);
+    }
+    writer.abort();
+}
+
+fn lock(users: &Relayed) -> std::sync::MutexGuard<'_, Members> {
+    users
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Both ends read with the server's buffer size (see [`READ_BUFFER`]), so the echo server
 /// is the ceiling of the transport as the sync server uses it.
 fn ws_config() -> WebSocketConfig {
@@ -251,6 +344,20 @@ impl ServerProcess {
             return Err(format!("the {kind} server did not start"));
         }
         Ok(ServerProcess { child, addr })
+    }
+
+    /// CPU time the process has used so far (user and system), from `/proc`: with the
+    /// machine's speed drifting from run to run, CPU per write says more about the
+    /// server's own cost than writes per second do.
+    fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces:
+        // utime and stime are the 14th and 15th fields, in clock ticks (100 a second).
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let mut fields = rest.split(' ').skip(11);
+        let utime: u64 = fields.next()?.parse().ok()?;
+        let stime: u64 = fields.next()?.parse().ok()?;
+        Some((utime + stime) as f64 / 100.0)
     }
 
     /// `(peak, current)` resident memory in KiB, from `/proc`.
@@ -304,6 +411,7 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
     let sync = ServerProcess::spawn("sync", &dir.join("throughput"), cli.users)?;
     let t = throughput.run(&sync.addr, true).await?;
     let (peak, _) = sync.rss_kib().unwrap_or_default();
+    let sync_cpu = sync.cpu_seconds();
     drop(sync);
     let writes = t.answers as f64 / t.elapsed;
     let pushes = t.pushes as f64 / t.elapsed;
@@ -317,13 +425,32 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
     drop(echo);
     let echoes = e.answers as f64 / e.elapsed;
     println!(
-        "echo server   {echoes:>9.0} round trips/s      sync/echo = {:.2}",
+        "echo server   {echoes:>9.0} round trips/s      sync/echo = {:.2}   (one frame back per write)",
         writes / echoes
     );
+    let relay = ServerProcess::spawn("relay", &dir.join("relay"), 1)?;
+    let r = throughput.run(&relay.addr, true).await?;
+    let relay_cpu = relay.cpu_seconds();
+    drop(relay);
+    let relayed = r.answers as f64 / r.elapsed;
+    println!(
+        "relay server  {relayed:>9.0} writes/s     {:>9.0} pushes delivered/s   sync/relay = {:.2}   (the same frames, no store: this traffic's ceiling)",
+        r.pushes as f64 / r.elapsed,
+        writes / relayed
+    );
+    let per_write = |cpu: Option<f64>, t: &Tally| match cpu {
+        Some(s) => format!("{:.1} µs", s * 1e6 / t.answers.max(1) as f64),
+        None => "unknown".into(),
+    };
+    println!(
+        "server CPU    {} per write in the sync server, {} in the relay (the whole phase, connecting included)",
+        per_write(sync_cpu, &t),
+        per_write(relay_cpu, &r)
+    );
     let offered = cli.pace * f64::from(conns);
-    if writes > 0.95 * offered {
+    if writes.max(echoes).max(relayed) > 0.95 * offered {
         println!(
-            "  (the offered load, {offered:.0}/s, was the limit: add --users for more connections)"
+            "  (the offered load, {offered:.0}/s, was a limit: add --users for more connections)"
         );
     }
 

@@ -199,15 +199,16 @@ impl<S: Store> Core<S> {
                 opened: now,
                 last_frame: now,
                 source: None,
-                auth: Some((user.to_string(), device.to_string())),
+                auth: None,
                 token: token.unwrap_or_default(),
                 expired_at: None,
                 bucket,
                 refusals: Refusals::default(),
             },
         );
+        self.sign_in(id, (user.to_string(), device.to_string()));
         let actions = self.handle(vec![(id, Inbound::Decoded(frame))], now);
-        if let Some(conn) = self.conns.remove(&id) {
+        if let Some(conn) = self.remove_conn(id) {
             self.put_bucket(user, device, conn.bucket, now);
         }
         let mut answers = Vec::new();

@@ -124,6 +124,11 @@ struct Conn {
 /// A write accepted in memory, waiting for the commit of the frames handled together.
 struct Staged {
     record: Record,
+    release: Release,
+}
+
+/// What a staged write sends once it is committed, and where among the other answers.
+struct Release {
     ack: Action,
     /// How many immediate answers came before it: its ack goes in at that place, so every
     /// connection's answers keep the order of its frames.
@@ -151,6 +156,10 @@ pub struct Core<S: Store> {
     store: S,
     data: Durable,
     conns: BTreeMap<ConnId, Conn>,
+    /// Each user's authenticated connections, the ones a write of theirs is pushed to:
+    /// kept beside `conns` so a write finds its recipients without looking at every
+    /// connection of every user.
+    signed_in: HashMap<String, BTreeSet<ConnId>>,
     devices: HashMap<(String, String), ConnId>,
     /// Pending forced rejections: `(user, key)`.
     forced: BTreeSet<(String, Key)>,
@@ -184,6 +193,7 @@ impl<S: Store> Core<S> {
             store,
             data,
             conns: BTreeMap::new(),
+            signed_in: HashMap::new(),
             devices: HashMap::new(),
             forced: BTreeSet::new(),
             guard: AuthGuard::new(guard::MAX_AUTH_FAILURES),
@@ -217,6 +227,7 @@ impl<S: Store> Core<S> {
     /// committed is lost (nothing is: acks follow the commit).
     pub fn restart(&mut self) -> Result<(), StoreError> {
         self.conns.clear();
+        self.signed_in.clear();
         self.devices.clear();
         self.forced.clear();
         match self.store.load() {
@@ -292,7 +303,7 @@ impl<S: Store> Core<S> {
 
     /// The connection is gone (closed by either side). Idempotent.
     pub fn disconnect(&mut self, id: ConnId) {
-        if let Some(conn) = self.conns.remove(&id)
+        if let Some(conn) = self.remove_conn(id)
             && let Some(device) = conn.auth
             && self.devices.get(&device) == Some(&id)
         {
@@ -328,14 +339,16 @@ impl<S: Store> Core<S> {
         if staged.is_empty() {
             return;
         }
-        let records: Vec<Record> = staged.iter().map(|s| s.record.clone()).collect();
+        // The records go to the store as they are: split off, not copied.
+        let (records, releases): (Vec<Record>, Vec<Release>) =
+            staged.into_iter().map(|s| (s.record, s.release)).unzip();
         if let Err(e) = self.store.commit(&records) {
             // Nothing is acknowledged. The in-memory state is rebuilt from the store, and
             // the writers are disconnected: they reconnect and resend (idempotently). So is
             // every connection answered after the first write of the batch: a `welcome` or
             // a reject's `current` may show a value that was never stored.
-            let first = staged.first().map_or(0, |s| s.at);
-            let tainted: BTreeSet<ConnId> = staged
+            let first = releases.first().map_or(0, |s| s.at);
+            let tainted: BTreeSet<ConnId> = releases
                 .iter()
                 .map(|s| &s.ack)
                 .chain(&out[first.min(out.len())..])
@@ -365,9 +378,9 @@ impl<S: Store> Core<S> {
         // Each ack and push with the place it goes in; a stable sort keeps, at one place,
         // the order of the writes (their revisions) and every ack before its pushes.
         let mut released: Vec<(usize, Action)> = Vec::new();
-        for s in staged {
+        for (record, s) in records.iter().zip(releases) {
             released.push((s.at, s.ack));
-            let change = change_of(&s.record);
+            let change = change_of(record);
             // Those still connected (one replaced later among these frames is gone).
             for id in s
                 .recipients
@@ -394,11 +407,34 @@ impl<S: Store> Core<S> {
 
     /// The user's authenticated connections, which a write of theirs is pushed to.
     fn recipients(&self, user: &str) -> Vec<ConnId> {
-        self.conns
-            .iter()
-            .filter(|(_, conn)| conn.auth.as_ref().is_some_and(|(u, _)| u == user))
-            .map(|(id, _)| *id)
-            .collect()
+        self.signed_in
+            .get(user)
+            .map_or_else(Vec::new, |ids| ids.iter().copied().collect())
+    }
+
+    /// The connection `id` is `device` from now on: its user's writes are pushed to it.
+    fn sign_in(&mut self, id: ConnId, device: (String, String)) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            self.signed_in
+                .entry(device.0.clone())
+                .or_default()
+                .insert(id);
+            conn.auth = Some(device);
+        }
+    }
+
+    /// Forgets the connection `id`, and it among its user's recipients.
+    fn remove_conn(&mut self, id: ConnId) -> Option<Conn> {
+        let conn = self.conns.remove(&id)?;
+        if let Some((user, _)) = &conn.auth
+            && let Some(ids) = self.signed_in.get_mut(user)
+        {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.signed_in.remove(user);
+            }
+        }
+        Some(conn)
     }
 
     fn fan_out(&self, user: &str, change: Change, out: &mut Vec<Action>) {
@@ -533,7 +569,7 @@ impl<S: Store> Core<S> {
         out.push(Action::Send(id, ServerFrame::BatchDone { id: rid, count }));
         let after_done = out.len();
         for s in &mut staged[first..] {
-            s.push_at = after_done;
+            s.release.push_at = after_done;
         }
         let conn = self
             .conns
@@ -729,9 +765,8 @@ impl<S: Store> Core<S> {
                 out,
             );
         }
-        let conn = self.conns.get_mut(&id).expect("open");
-        conn.auth = Some(device);
-        conn.token = token;
+        self.sign_in(id, device);
+        self.conns.get_mut(&id).expect("open").token = token;
         let welcome = self.welcome(&user, catch_up);
         out.push(Action::Send(id, welcome));
     }
@@ -860,11 +895,13 @@ impl<S: Store> Core<S> {
             duplicate: false,
         };
         staged.push(Staged {
-            recipients: self.recipients(&record.user),
+            release: Release {
+                recipients: self.recipients(&record.user),
+                ack: Action::Send(conn, ack),
+                at: out.len(),
+                push_at: out.len(),
+            },
             record,
-            ack: Action::Send(conn, ack),
-            at: out.len(),
-            push_at: out.len(),
         });
     }
 

@@ -450,6 +450,34 @@ fn ack_before_echo_and_fan_out_to_the_users_devices_only() {
     );
 }
 
+/// The recipients of a write are kept per user beside the connections: a replaced, a
+/// closed and a restarted connection leave them, so nothing is pushed to a connection
+/// that is gone and nothing is left behind of one.
+#[test]
+fn a_write_is_pushed_to_the_connections_signed_in_now() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    t.hello(B, "laptop", 0);
+    t.hello(ConnId(3), "phone", 0); // replaces A
+    t.core.disconnect(B);
+    let out = t.set(ConnId(3), 1, "like/p", json!(true), 1);
+    let pushed: Vec<ConnId> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(id, ServerFrame::Push(_)) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pushed, [ConnId(3)]);
+    assert_eq!(t.core.signed_in.len(), 1);
+    assert_eq!(t.core.signed_in["demo"].len(), 1, "{:?}", t.core.signed_in);
+    t.core.disconnect(ConnId(3));
+    assert!(t.core.signed_in.is_empty(), "{:?}", t.core.signed_in);
+    t.hello(A, "phone", 0);
+    t.core.restart().unwrap();
+    assert!(t.core.signed_in.is_empty(), "{:?}", t.core.signed_in);
+}
+
 #[test]
 fn catch_up_since_and_reset() {
     let mut t = T::new();
