@@ -30,7 +30,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::control::ToCore;
-use super::{HANDSHAKE_TIMEOUT, MAX_FRAME, READ_BUFFER, admin, connection};
+use super::{HANDSHAKE_TIMEOUT, MAX_FRAME, READ_BUFFER, WRITE_BUFFER, admin, connection};
 use crate::core::ConnId;
 use crate::core::http::{HttpKind, HttpRequest};
 
@@ -171,6 +171,7 @@ async fn handle(
     };
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(Some(MAX_FRAME))
         .max_frame_size(Some(MAX_FRAME));
     let ws =

@@ -253,7 +253,7 @@ where
         queue.leaving(&item);
         match item {
             Outbound::Frame(json, _) => {
-                if ws.feed(Message::text(json)).await.is_err() {
+                if ws.feed(Message::Text(json.into_text())).await.is_err() {
                     return false;
                 }
             }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::control::{Control, Inspection, LinkCommand, LinkMessage, Reply, ToCore};
-use super::outbound::{Outbound, QueueTx};
+use super::outbound::{Json, Outbound, QueueTx};
 use super::sleep_until_opt;
 use crate::core::store::Store;
 use crate::core::{Action, ConnId, Core, Inbound};
@@ -151,17 +151,17 @@ impl<S: Store> Task<S> {
     /// that connection with 4009: the client reconnects and catches up.
     ///
     /// A change is pushed to each of its user's connections in a row: it is serialized
-    /// once, and each connection gets a copy of the text (with 10 devices a user, the
-    /// serializing was most of the core task's work per write).
+    /// once, and the connections share the text (with 10 devices a user, the serializing
+    /// was most of the core task's work per write).
     fn route(&mut self, actions: Vec<Action>) {
-        let mut last_push: Option<(Change, String)> = None;
+        let mut last_push: Option<(Change, Json)> = None;
         for action in actions {
             let (id, item) = match action {
                 Action::Send(id, ServerFrame::Push(change)) => {
                     let json = match &last_push {
                         Some((last, json)) if *last == change => json.clone(),
                         _ => {
-                            let json = ServerFrame::Push(change.clone()).to_json();
+                            let json = Json::new(ServerFrame::Push(change.clone()).to_json());
                             last_push = Some((change, json.clone()));
                             json
                         }
@@ -170,7 +170,7 @@ impl<S: Store> Task<S> {
                 }
                 Action::Send(id, frame) => {
                     let heartbeat = matches!(frame, ServerFrame::Pong { .. });
-                    (id, Outbound::Frame(frame.to_json(), heartbeat))
+                    (id, Outbound::Frame(Json::new(frame.to_json()), heartbeat))
                 }
                 Action::Close(id, code, reason) => (id, Outbound::Close(code, reason)),
             };

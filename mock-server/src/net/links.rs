@@ -126,8 +126,8 @@ fn summary_up(inbound: &Inbound) -> String {
 
 fn summary_down(out: &Outbound) -> String {
     match out {
-        Outbound::Frame(json, _) => sync_core::protocol::decode_server_frame(json)
-            .map_or_else(|_| json.clone(), |f| f.to_string()),
+        Outbound::Frame(json, _) => sync_core::protocol::decode_server_frame(json.as_str())
+            .map_or_else(|_| json.as_str().to_string(), |f| f.to_string()),
         Outbound::Close(code, reason) => format!("close {code} {reason}"),
     }
 }

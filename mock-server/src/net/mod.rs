@@ -61,6 +61,11 @@ pub const MAX_FRAME: usize = 64 << 10;
 /// 4 KiB rather than 8: it is most of what an idle connection costs (14.5 KiB at 4 KiB,
 /// 18.5 KiB at 8, under jemalloc), and `loadgen` measured no throughput difference.
 pub const READ_BUFFER: usize = 4 << 10;
+/// tungstenite's write buffer per connection: frames fed before a flush collect here, and
+/// past this size each one is written at once. Its default, 128 KiB, is memory a client
+/// that stops reading holds beside its queue's 4 MiB; a batch of the core's answers to one
+/// connection is a few KiB, so 16 KiB still writes each in one go.
+pub const WRITE_BUFFER: usize = 16 << 10;
 /// The HTTP upgrade must finish within this long (slowloris).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After its queue overflowed, how long a connection may take to finish the write it is

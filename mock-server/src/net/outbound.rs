@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// Frames a queue holds at most (PROTOCOL.md).
 pub const MAX_FRAMES: usize = 1024;
@@ -34,20 +35,62 @@ pub const MAX_BYTES: usize = 4 << 20;
 #[derive(Debug)]
 pub(super) enum Outbound {
     /// A frame's JSON; `true` for heartbeat answers (never held).
-    Frame(String, bool),
+    Frame(Json, bool),
     /// Close with this code and reason, after the frames before it.
     Close(u16, String),
 }
 
 impl Outbound {
-    /// What the frame weighs against the byte bound: the memory its text holds, which
-    /// serialization may leave up to twice its length.
+    /// What the frame weighs against the byte bound.
     fn bytes(&self) -> usize {
         match self {
-            Outbound::Frame(json, _) => json.capacity(),
-            Outbound::Close(_, reason) => reason.capacity(),
+            Outbound::Frame(json, _) => json.held,
+            Outbound::Close(_, reason) => allocation(reason.capacity()),
         }
     }
+}
+
+/// A frame's text, shared: a push goes on the queue of every device of its user as one
+/// text, not a copy each (a clone costs a reference count), so devices that fall behind
+/// together hold it once.
+#[derive(Debug, Clone)]
+pub(super) struct Json {
+    text: Utf8Bytes,
+    /// The memory the text holds: its capacity (serialization may leave up to twice its
+    /// length) as the allocator rounds it up. Each queue counts all of it, so the byte
+    /// bound is a bound on memory, whoever else holds the text too.
+    held: usize,
+}
+
+impl Json {
+    pub(super) fn new(text: String) -> Self {
+        let held = allocation(text.capacity());
+        Json {
+            text: text.into(),
+            held,
+        }
+    }
+
+    pub(super) fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The text, for the socket (no copy).
+    pub(super) fn into_text(self) -> Utf8Bytes {
+        self.text
+    }
+}
+
+/// What the allocator sets aside for `n` bytes. The server's binaries allocate with
+/// jemalloc, whose size classes are multiples of 16 up to 128 bytes and then four to each
+/// power of two: a 30,000-byte frame holds 32 KiB. (glibc's rounding is finer, so this is
+/// a bound there too.)
+fn allocation(n: usize) -> usize {
+    if n <= 128 {
+        return n.next_multiple_of(16);
+    }
+    let below = usize::BITS - 1 - (n - 1).leading_zeros(); // 2^below < n <= 2^(below+1)
+    n.next_multiple_of(1 << (below - 2))
 }
 
 /// How full a queue is.
@@ -140,19 +183,39 @@ mod tests {
     use super::*;
 
     fn frame(bytes: usize) -> Outbound {
-        Outbound::Frame("x".repeat(bytes), false)
+        Outbound::Frame(Json::new("x".repeat(bytes)), false)
+    }
+
+    #[test]
+    fn a_frame_weighs_what_the_allocator_sets_aside_for_it() {
+        for (n, held) in [
+            (0, 0),
+            (1, 16),
+            (100, 112),
+            (128, 128),
+            (129, 160),
+            (600, 640),
+            (30_000, 32 << 10),
+            (1 << 20, 1 << 20),
+            ((1 << 20) + 1, 1280 << 10),
+        ] {
+            assert_eq!(allocation(n), held, "{n} bytes");
+        }
     }
 
     #[tokio::test]
     async fn bounded_in_bytes_and_frames_and_a_lone_large_frame_fits() {
-        let (tx, mut rx) = queue(1000);
+        let (tx, mut rx) = queue(1024);
         assert_eq!(tx.push(frame(5000)), Ok(()), "alone, a large frame fits");
         assert_eq!(tx.push(frame(1)), Err(Overflow), "nothing after it");
         let big = rx.recv().await.unwrap();
         rx.leaving(&big);
-        assert_eq!(tx.push(frame(600)), Ok(()));
-        assert_eq!(tx.push(frame(400)), Ok(()), "exactly the bound");
+        assert_eq!(tx.push(frame(640)), Ok(()));
+        assert_eq!(tx.push(frame(384)), Ok(()), "exactly the bound");
         assert_eq!(tx.push(frame(1)), Err(Overflow));
+        let (tx, _rx) = queue(1024);
+        assert_eq!(tx.push(frame(600)), Ok(()), "640 bytes set aside");
+        assert_eq!(tx.push(frame(400)), Err(Overflow), "448 more do not fit");
 
         let (tx, _rx) = queue(usize::MAX);
         for _ in 0..MAX_FRAMES {
