@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Builder, Database, ReadableDatabase, ReadableTable, TableDefinition};
 use sync_core::protocol::Key;
 
 use crate::core::store::{Durable, Mark, Record, Store, StoreError, Stored, TokenRecord};
@@ -24,6 +24,12 @@ const HEADS: TableDefinition<'_, &str, u64> = TableDefinition::new("heads");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// token → [`TokenRecord`] as JSON: the tokens rotations made or retired.
 const TOKENS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("tokens");
+
+/// redb's page cache. Its default, 1 GiB, fills as the file grows and is never given back,
+/// memory no server limit bounds; and the server reads the store only when it starts (it
+/// serves from memory), so the cache only helps a commit find the pages it changes.
+/// 16 MiB holds those for a whole batch: `loadgen` measured no difference in writes/s.
+const CACHE: usize = 16 << 20;
 
 /// The file inside the data directory.
 pub const FILE_NAME: &str = "sync-lab.redb";
@@ -61,8 +67,8 @@ impl RedbStore {
         }
         let db = guarded(&path, || {
             let db = match existing {
-                Some(_) => Database::open(&path),
-                None => Database::create(&path),
+                Some(_) => Builder::new().set_cache_size(CACHE).open(&path),
+                None => Builder::new().set_cache_size(CACHE).create(&path),
             };
             db.map_err(|e| {
                 err(
