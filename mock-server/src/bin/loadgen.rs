@@ -182,20 +182,15 @@ async fn serve(kind: ServerKind, data: Option<PathBuf>, users: u32) -> Result<()
             stop_sync = Some(server);
             bound
         }
-        ServerKind::Echo => {
+        ServerKind::Echo | ServerKind::Relay => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| e.to_string())?;
             let bound = listener.local_addr().map_err(|e| e.to_string())?;
-            tokio::spawn(echo(listener));
-            bound
-        }
-        ServerKind::Relay => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| e.to_string())?;
-            let bound = listener.local_addr().map_err(|e| e.to_string())?;
-            tokio::spawn(relay(listener));
+            match kind {
+                ServerKind::Relay => tokio::spawn(relay(listener)),
+                _ => tokio::spawn(echo(listener)),
+            };
             bound
         }
     };
