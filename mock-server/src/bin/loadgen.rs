@@ -341,18 +341,9 @@ impl ServerProcess {
         Ok(ServerProcess { child, addr })
     }
 
-    /// CPU time the process has used so far (user and system), from `/proc`: with the
-    /// machine's speed drifting from run to run, CPU per write says more about the
-    /// server's own cost than writes per second do.
+    /// CPU time the server has used so far.
     fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        // Fields after the command name, which is in parentheses and may hold spaces:
-        // utime and stime are the 14th and 15th fields, in clock ticks (100 a second).
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let mut fields = rest.split(' ').skip(11);
-        let utime: u64 = fields.next()?.parse().ok()?;
-        let stime: u64 = fields.next()?.parse().ok()?;
-        Some((utime + stime) as f64 / 100.0)
+        cpu_seconds(self.child.id())
     }
 
     /// `(peak, current)` resident memory in KiB, from `/proc`.
@@ -366,6 +357,20 @@ impl ServerProcess {
         };
         Some((field("VmHWM:")?, field("VmRSS:")?))
     }
+}
+
+/// CPU time process `pid` has used so far (user and system), from `/proc`: with the
+/// machine's speed drifting from run to run, CPU per write says more about a process's
+/// own cost than writes per second do.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces:
+    // utime and stime are the 14th and 15th fields, in clock ticks (100 a second).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ').skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 impl Drop for ServerProcess {
@@ -403,8 +408,11 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
         length: phase,
     };
 
+    let me = std::process::id();
     let sync = ServerProcess::spawn("sync", &dir.join("throughput"), cli.users)?;
+    let before = cpu_seconds(me);
     let t = throughput.run(&sync.addr, true).await?;
+    let sync_clients = cpu_seconds(me).zip(before).map(|(a, b)| a - b);
     let (peak, _) = sync.rss_kib().unwrap_or_default();
     let sync_cpu = sync.cpu_seconds();
     drop(sync);
@@ -424,7 +432,9 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
         writes / echoes
     );
     let relay = ServerProcess::spawn("relay", &dir.join("relay"), 1)?;
+    let before = cpu_seconds(me);
     let r = throughput.run(&relay.addr, true).await?;
+    let relay_clients = cpu_seconds(me).zip(before).map(|(a, b)| a - b);
     let relay_cpu = relay.cpu_seconds();
     drop(relay);
     let relayed = r.answers as f64 / r.elapsed;
@@ -441,6 +451,11 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
         "server CPU    {} per write in the sync server, {} in the relay (the whole phase, connecting included)",
         per_write(sync_cpu, &t),
         per_write(relay_cpu, &r)
+    );
+    println!(
+        "client CPU    {} per write against the sync server, {} against the relay (loadgen's own, on the same cores)",
+        per_write(sync_clients, &t),
+        per_write(relay_clients, &r)
     );
     let offered = cli.pace * f64::from(conns);
     if writes.max(echoes).max(relayed) > 0.95 * offered {
@@ -760,16 +775,23 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 impl Device {
-    async fn run(self, ws: Ws) -> Result<Tally, String> {
-        let (mut tx, mut rx) = ws.split();
+    /// Writes on schedule and reads whatever comes back, in one task. The client shares
+    /// the machine's cores with the server it measures, and receives ten frames for each
+    /// write it sends, so what it spends per frame is kept small: no split of the socket
+    /// (its lock), one timer moved rather than one made per frame, and a push recognised
+    /// by its first bytes without decoding it.
+    async fn run(self, mut ws: Ws) -> Result<Tally, String> {
         let mut tally = Tally::default();
         // The scheduled time of each write in flight, oldest first.
         let mut in_flight: VecDeque<Instant> = VecDeque::new();
         let mut sent = 0u64;
         let mut next = self.start;
+        let timer = tokio::time::sleep_until(self.start);
+        tokio::pin!(timer);
         loop {
             let now = Instant::now();
             // Send what is due, as far as the window allows.
+            let mut fed = false;
             while next <= now && next < self.end && in_flight.len() < self.window {
                 sent += 1;
                 let frame = format!(
@@ -777,13 +799,16 @@ impl Device {
                     self.key,
                     sent % 2 == 1
                 );
-                tx.feed(Message::text(frame))
+                ws.feed(Message::text(frame))
                     .await
                     .map_err(|e| e.to_string())?;
                 in_flight.push_back(next);
                 next += self.interval;
+                fed = true;
             }
-            tx.flush().await.map_err(|e| e.to_string())?;
+            if fed {
+                ws.flush().await.map_err(|e| e.to_string())?;
+            }
             if now >= self.end {
                 return Ok(tally);
             }
@@ -792,9 +817,12 @@ impl Device {
             } else {
                 self.end
             };
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
             let msg = tokio::select! {
-                msg = rx.next() => msg,
-                _ = tokio::time::sleep_until(wake) => continue,
+                msg = ws.next() => msg,
+                () = &mut timer => continue,
             };
             let text = match msg {
                 Some(Ok(Message::Text(t))) => t,
@@ -802,6 +830,11 @@ impl Device {
                 Some(Err(e)) => return Err(format!("connection failed: {e}")),
                 None => return Err("the server closed a connection".into()),
             };
+            // Both servers write `type` first (serde's internally tagged frames).
+            if text.starts_with(r#"{"type":"push""#) {
+                tally.pushes += 1;
+                continue;
+            }
             let head: Head<'_> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
             match head.kind {
                 "push" => tally.pushes += 1,
