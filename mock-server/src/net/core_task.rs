@@ -61,6 +61,8 @@ struct Task<S: Store> {
     links: BTreeMap<(String, String), DeviceLinks>,
     /// The server's clock: the core's `now` is the time since then.
     epoch: Instant,
+    /// Connections queued to since the last [`Task::deliver`].
+    touched: Vec<ConnId>,
     /// Shutting down: connections that open now are closed at once.
     stopping: bool,
     /// The `block_websocket` fault, as the accept loop reads it before an upgrade.
@@ -79,6 +81,7 @@ pub(super) async fn run<S: Store>(
         outs: Outs::new(),
         links: BTreeMap::new(),
         epoch,
+        touched: Vec::new(),
         stopping: false,
         ws_blocked,
     };
@@ -176,18 +179,32 @@ impl<S: Store> Task<S> {
             };
             self.queue(id, item);
         }
+        self.deliver();
     }
 
+    /// Queues `item` for connection `id`; it goes out with the next [`Task::deliver`].
     fn queue(&mut self, id: ConnId, item: Outbound) {
         let Some(out) = self.outs.get_mut(&id) else {
             return;
         };
+        if !out.queue.has_pending() {
+            self.touched.push(id);
+        }
         if out.queue.push(item).is_err() {
             if let Some(kill) = out.kill.take() {
                 tracing::warn!(id = id.0, "outbound queue overflowed: closing with 4009");
                 let _ = kill.send(());
             }
             self.core.disconnect(id);
+        }
+    }
+
+    /// Hands each connection what was queued for it since the last delivery, together.
+    fn deliver(&mut self) {
+        for id in self.touched.drain(..) {
+            if let Some(out) = self.outs.get_mut(&id) {
+                out.queue.deliver();
+            }
         }
     }
 
@@ -303,6 +320,7 @@ impl<S: Store> Task<S> {
     fn going_away(&mut self, id: ConnId) {
         self.core.disconnect(id);
         self.queue(id, Outbound::Close(close::GOING_AWAY, "going away".into()));
+        self.deliver();
     }
 
     /// `Ok` when the server has a token for `user`.
