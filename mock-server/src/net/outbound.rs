@@ -25,6 +25,7 @@
 //! the connection task for all of them, where one per frame cost the core task more than
 //! serializing the frames did (with ten devices a user, a write is eleven frames).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -118,7 +119,7 @@ pub(super) struct QueueTx {
 pub(super) struct QueueRx {
     rx: mpsc::UnboundedReceiver<Vec<Outbound>>,
     /// The rest of the last delivery.
-    delivered: std::vec::IntoIter<Outbound>,
+    delivered: VecDeque<Outbound>,
     level: Arc<Level>,
     max_bytes: usize,
 }
@@ -140,7 +141,7 @@ pub(super) fn queue(max_bytes: usize) -> (QueueTx, QueueRx) {
         },
         QueueRx {
             rx,
-            delivered: Vec::new().into_iter(),
+            delivered: VecDeque::new(),
             level,
             max_bytes,
         },
@@ -182,21 +183,32 @@ impl QueueRx {
     /// a delivery is kept as soon as it is taken off the channel.
     pub(super) async fn recv(&mut self) -> Option<Outbound> {
         loop {
-            if let Some(item) = self.delivered.next() {
+            if let Some(item) = self.next_delivered() {
                 return Some(item);
             }
-            self.delivered = self.rx.recv().await?.into_iter();
+            self.delivered = self.rx.recv().await?.into();
         }
     }
 
     /// The next frame, if one was delivered.
     pub(super) fn try_recv(&mut self) -> Option<Outbound> {
         loop {
-            if let Some(item) = self.delivered.next() {
+            if let Some(item) = self.next_delivered() {
                 return Some(item);
             }
-            self.delivered = self.rx.try_recv().ok()?.into_iter();
+            self.delivered = self.rx.try_recv().ok()?.into();
         }
+    }
+
+    /// The next frame of the last delivery. Once that is used up its buffer is let go: a
+    /// connection that falls quiet should not keep the memory of its largest delivery
+    /// (up to [`MAX_FRAMES`] frames).
+    fn next_delivered(&mut self) -> Option<Outbound> {
+        let item = self.delivered.pop_front();
+        if item.is_none() {
+            self.delivered = VecDeque::new();
+        }
+        item
     }
 
     /// More than half full, in frames or bytes: the connection task stops reading its
@@ -254,10 +266,23 @@ mod tests {
         assert_eq!(tx.push(frame(600)), Ok(()), "640 bytes set aside");
         assert_eq!(tx.push(frame(400)), Err(Overflow), "448 more do not fit");
 
-        let (mut tx, _rx) = queue(usize::MAX);
+        let (mut tx, mut rx) = queue(usize::MAX);
         for _ in 0..MAX_FRAMES {
             tx.push(frame(1)).unwrap();
         }
         assert_eq!(tx.push(frame(1)), Err(Overflow), "frame 1025");
+
+        // One delivery; once it is read, its buffer is not kept.
+        tx.deliver();
+        for _ in 0..MAX_FRAMES {
+            let item = rx.try_recv().expect("delivered together");
+            rx.leaving(&item);
+        }
+        assert!(rx.try_recv().is_none());
+        assert_eq!(
+            rx.delivered.capacity(),
+            0,
+            "the delivery's buffer is let go"
+        );
     }
 }
