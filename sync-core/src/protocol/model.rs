@@ -30,7 +30,8 @@ pub const SERVER_DEVICE_ID: &str = "server";
 /// A post name is an `Arc<str>`, not a `String`: engines, the server and the simulator
 /// clone keys into maps, frames and traces on every write, and a shared string makes each
 /// clone a reference-count increment instead of an allocation (the simulator's profile,
-/// BENCHMARKS.md). Keys order and hash exactly as their strings do.
+/// BENCHMARKS.md). Keys are ordered by kind first, in the order of the variants below, and
+/// then by post name: not as their strings would sort (`comments/…` comes last).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Key {
     /// `like/<post>`: a bool.
