@@ -24,6 +24,8 @@ fn loadgen_reports_every_figure_on_a_tiny_load() {
         "pushes delivered/s",
         "sync/echo =",
         "sync/relay =",
+        " µs per write in the sync server",
+        " µs per write against the sync server",
         "ack latency",
         "echo latency",
         "server RSS",

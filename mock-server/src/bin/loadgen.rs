@@ -408,11 +408,8 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
         length: phase,
     };
 
-    let me = std::process::id();
     let sync = ServerProcess::spawn("sync", &dir.join("throughput"), cli.users)?;
-    let before = cpu_seconds(me);
     let t = throughput.run(&sync.addr, true).await?;
-    let sync_clients = cpu_seconds(me).zip(before).map(|(a, b)| a - b);
     let (peak, _) = sync.rss_kib().unwrap_or_default();
     let sync_cpu = sync.cpu_seconds();
     drop(sync);
@@ -432,9 +429,7 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
         writes / echoes
     );
     let relay = ServerProcess::spawn("relay", &dir.join("relay"), 1)?;
-    let before = cpu_seconds(me);
     let r = throughput.run(&relay.addr, true).await?;
-    let relay_clients = cpu_seconds(me).zip(before).map(|(a, b)| a - b);
     let relay_cpu = relay.cpu_seconds();
     drop(relay);
     let relayed = r.answers as f64 / r.elapsed;
@@ -454,8 +449,8 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
     );
     println!(
         "client CPU    {} per write against the sync server, {} against the relay (loadgen's own, on the same cores)",
-        per_write(sync_clients, &t),
-        per_write(relay_clients, &r)
+        per_write(t.client_cpu, &t),
+        per_write(r.client_cpu, &r)
     );
     let offered = cli.pace * f64::from(conns);
     if writes.max(echoes).max(relayed) > 0.95 * offered {
@@ -681,6 +676,8 @@ struct Tally {
     latencies: Vec<Duration>,
     /// Seconds the phase lasted.
     elapsed: f64,
+    /// CPU seconds this process (the clients) used in the phase, connecting included.
+    client_cpu: Option<f64>,
 }
 
 impl Tally {
@@ -710,6 +707,7 @@ impl Tally {
 impl Load {
     /// Connects every device (with `hello` on the sync server), then starts them together.
     async fn run(&self, addr: &str, sync: bool) -> Result<Tally, String> {
+        let cpu_before = cpu_seconds(std::process::id());
         let url = format!("ws://{addr}/sync");
         let mut sockets = Vec::new();
         for u in 0..self.users {
@@ -751,6 +749,9 @@ impl Load {
             tally.latencies.extend(t.latencies);
         }
         tally.elapsed = self.length.as_secs_f64();
+        tally.client_cpu = cpu_seconds(std::process::id())
+            .zip(cpu_before)
+            .map(|(after, before)| after - before);
         Ok(tally)
     }
 }

@@ -183,7 +183,7 @@ impl QueueRx {
     /// a delivery is kept as soon as it is taken off the channel.
     pub(super) async fn recv(&mut self) -> Option<Outbound> {
         loop {
-            if let Some(item) = self.next_delivered() {
+            if let Some(item) = self.try_recv() {
                 return Some(item);
             }
             self.delivered = self.rx.recv().await?.into();
