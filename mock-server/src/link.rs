@@ -213,6 +213,18 @@ impl<F> Link<F> {
         Sent::Queued
     }
 
+    /// `true` when a frame sent at `now` would be due at once and delivered next: no delay,
+    /// no loss, not held, nothing waiting. A shell may then hand the frame on without
+    /// queueing it (see `net::links`).
+    pub fn passes_at_once(&self, now: Duration) -> bool {
+        !self.held
+            && self.queue.is_empty()
+            && self.last_due <= now
+            && self.config.latency.is_zero()
+            && self.config.jitter.is_zero()
+            && self.config.loss == 0.0
+    }
+
     /// The next frame due at or before `now`, in order; while held, only heartbeats.
     pub fn poll_due(&mut self, now: Duration) -> Option<F> {
         let pos = if self.held {
@@ -344,6 +356,34 @@ mod tests {
         l.send(1, false, ms(0));
         assert_eq!(l.poll_due(ms(49)), None);
         assert_eq!(l.poll_due(ms(50)), Some(1));
+    }
+
+    /// A frame may skip the queue only where the queue would hand it over at once, next.
+    #[test]
+    fn a_frame_passes_at_once_only_on_a_clear_idle_link() {
+        let mut l = link(0, 0, 0.0);
+        assert!(l.passes_at_once(ms(0)));
+        l.send(1, false, ms(0));
+        assert!(
+            !l.passes_at_once(ms(0)),
+            "a frame waits: the next goes behind it"
+        );
+        assert_eq!(l.poll_due(ms(0)), Some(1));
+        assert!(l.passes_at_once(ms(0)));
+        l.hold();
+        assert!(!l.passes_at_once(ms(0)), "held");
+        l.unhold();
+        for (latency, jitter, loss) in [(50, 0, 0.0), (0, 20, 0.0), (0, 0, 0.1)] {
+            let l = link(latency, jitter, loss);
+            assert!(!l.passes_at_once(ms(0)), "{latency} {jitter} {loss}");
+        }
+        // A frame taken out by hand before it was due: later ones keep its order.
+        let mut l = link(50, 0, 0.0);
+        l.send(1, false, ms(0));
+        assert_eq!(l.release(1), Some(1));
+        l.config.latency = Duration::ZERO;
+        assert!(!l.passes_at_once(ms(10)));
+        assert!(l.passes_at_once(ms(50)));
     }
 
     #[test]

@@ -117,7 +117,7 @@ where
                 // only then, not for every frame the core will decode anyway.
                 let special = links.up.is_held() || links.up.config.loss > 0.0;
                 let heartbeat = special && matches!(&inbound, Inbound::Text(t) if is_ping(t));
-                if links.up.send(inbound, heartbeat, now) == Sent::LostWithConnection {
+                if links.send_up(inbound, heartbeat, now) == Sent::LostWithConnection {
                     break;
                 }
             }
@@ -136,7 +136,7 @@ where
                 let mut next = Some(out);
                 while let Some(out) = next {
                     let heartbeat = matches!(out, Outbound::Frame(_, true));
-                    lost |= links.down.send(out, heartbeat, now) == Sent::LostWithConnection;
+                    lost |= links.send_down(out, heartbeat, now) == Sent::LostWithConnection;
                     next = out_rx.try_recv();
                 }
                 if lost {

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::control::{LinkCommand, QueuedFrames};
 use super::outbound::Outbound;
 use crate::core::Inbound;
-use crate::link::{Direction, Fault, Link, LinkConfig};
+use crate::link::{Direction, Fault, Link, LinkConfig, Sent};
 use sync_core::rng::Rng;
 
 /// What a link command did to the connection.
@@ -28,9 +28,28 @@ pub(super) struct Links {
     start: Instant,
     pub(super) up: Link<Inbound>,
     pub(super) down: Link<Outbound>,
-    /// Frames released by hand, to hand over now (ahead of the queue).
+    /// Frames to hand over now, ahead of the queue: released by hand, or sent while the
+    /// link would have delivered them at once anyway ([`Links::send_down`]).
     pub(super) released_down: Vec<Outbound>,
     pub(super) released_up: Vec<Inbound>,
+}
+
+/// Puts a frame on `link`; when the link would deliver it at once anyway (no fault set,
+/// as for most connections most of the time), straight into `released`. Queueing every
+/// frame and taking it back out again was 5 % of the server's CPU under `loadgen`.
+fn send<F>(
+    link: &mut Link<F>,
+    released: &mut Vec<F>,
+    frame: F,
+    heartbeat: bool,
+    now: Duration,
+) -> Sent {
+    if link.passes_at_once(now) {
+        released.push(frame);
+        Sent::Queued
+    } else {
+        link.send(frame, heartbeat, now)
+    }
 }
 
 impl Links {
@@ -53,6 +72,16 @@ impl Links {
 
     pub(super) fn now(&self) -> Duration {
         self.start.elapsed()
+    }
+
+    /// A frame from the client, on the up link.
+    pub(super) fn send_up(&mut self, inbound: Inbound, heartbeat: bool, now: Duration) -> Sent {
+        send(&mut self.up, &mut self.released_up, inbound, heartbeat, now)
+    }
+
+    /// A frame for the client, on the down link.
+    pub(super) fn send_down(&mut self, out: Outbound, heartbeat: bool, now: Duration) -> Sent {
+        send(&mut self.down, &mut self.released_down, out, heartbeat, now)
     }
 
     /// When the next queued frame falls due, if one waits.
