@@ -77,7 +77,7 @@ fn check_decoder(text: &str) {
 fn check_sent<S: crate::core::store::Store>(core: &Core<S>, actions: Vec<Action>, fresh: &mut u64) {
     let head = core.user(DEMO_USER).map_or(0, |u| u.head);
     assert_eq!(head, core.writes(), "one revision per accepted write");
-    for action in actions {
+    for action in actions.into_iter().flat_map(Action::per_connection) {
         let Action::Send(_, frame) = action else {
             continue;
         };

@@ -448,10 +448,11 @@ impl World {
     }
 
     fn apply_actions(&mut self, actions: Vec<Action>) {
-        for action in actions {
+        for action in actions.into_iter().flat_map(Action::per_connection) {
             let (conn, item) = match action {
                 Action::Send(conn, frame) => (conn, Down::Frame(frame)),
                 Action::Close(conn, code, reason) => (conn, Down::Close(code, reason)),
+                Action::Push(..) => unreachable!("one connection per action"),
             };
             let Some(i) = self.devices.iter().position(|d| d.conn == Some(conn)) else {
                 continue;

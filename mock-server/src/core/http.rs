@@ -217,7 +217,12 @@ impl<S: Store> Core<S> {
         for action in actions {
             match action {
                 // HTTP carries no pushes: a polling device reads changes with `GET`.
-                Action::Send(to, ServerFrame::Push(_)) if to == id => {}
+                Action::Push(mut to, change) => {
+                    to.retain(|to| *to != id);
+                    if !to.is_empty() {
+                        rest.push(Action::Push(to, change));
+                    }
+                }
                 Action::Send(to, frame) if to == id => {
                     if matches!(
                         frame,

@@ -24,11 +24,12 @@
 //! - **Application commands**, what an operator or a test does: [`Core::server_set`],
 //!   [`Core::reject_next`], [`Core::kick`], [`Core::restart`], [`Core::admin_auth`],
 //!   [`Core::rotate_token`].
-//! - **Outputs**: the [`Action`]s (send a frame, close a connection) that
-//!   [`Core::handle`], [`Core::http`], [`Core::on_timeout`], [`Core::server_set`],
-//!   [`Core::kick`], [`Core::rotate_token`] and [`Core::block_websocket`] return, and the
-//!   next deadline, [`Core::poll_timeout`]. Unlike the engine's, the actions are returned
-//!   rather than polled: a batch's actions must leave together, after its commit.
+//! - **Outputs**: the [`Action`]s (send a frame, push a change to a user's devices, close a
+//!   connection) that [`Core::handle`], [`Core::http`], [`Core::on_timeout`],
+//!   [`Core::server_set`], [`Core::kick`], [`Core::rotate_token`] and
+//!   [`Core::block_websocket`] return, and the next deadline, [`Core::poll_timeout`].
+//!   Unlike the engine's, the actions are returned rather than polled: a batch's actions
+//!   must leave together, after its commit.
 //! - **Queries**, read-only: [`Core::user`], [`Core::value`], [`Core::writes`],
 //!   [`Core::devices`], [`Core::forced`] and the rest.
 //!
@@ -86,8 +87,34 @@ pub struct ConnId(pub u64);
 pub enum Action {
     /// Queue this frame on the connection's ordered outbound queue.
     Send(ConnId, ServerFrame),
+    /// Queue a `push` of this change on each of these connections' queues, in this order:
+    /// one change for all of a user's devices, so a shell can encode it once (and no copy
+    /// is made per device).
+    Push(Vec<ConnId>, Change),
     /// Close the connection with this code and reason (after the frames queued before).
     Close(ConnId, u16, String),
+}
+
+impl Action {
+    /// The connections it is for.
+    pub fn conns(&self) -> &[ConnId] {
+        match self {
+            Action::Send(id, _) | Action::Close(id, ..) => std::slice::from_ref(id),
+            Action::Push(ids, _) => ids,
+        }
+    }
+
+    /// The same, one connection per action: a [`Action::Push`] becomes a `Send` of the
+    /// push to each of its connections (for a shell that handles connections one by one).
+    pub fn per_connection(self) -> Vec<Action> {
+        match self {
+            Action::Push(ids, change) => ids
+                .into_iter()
+                .map(|id| Action::Send(id, ServerFrame::Push(change.clone())))
+                .collect(),
+            other => vec![other],
+        }
+    }
 }
 
 /// What arrived on a connection.
@@ -354,11 +381,16 @@ impl<S: Store> Core<S> {
                 .iter()
                 .map(|s| &s.ack)
                 .chain(&out[first.min(out.len())..])
-                .map(|a| match a {
-                    Action::Send(id, _) | Action::Close(id, ..) => *id,
-                })
+                .flat_map(|a| a.conns().iter().copied())
                 .collect();
-            out.retain(|a| !matches!(a, Action::Send(id, _) if tainted.contains(id)));
+            out.retain_mut(|a| match a {
+                Action::Send(id, _) => !tainted.contains(id),
+                Action::Push(ids, _) => {
+                    ids.retain(|id| !tainted.contains(id));
+                    !ids.is_empty()
+                }
+                Action::Close(..) => true,
+            });
             for id in tainted {
                 self.store_failed(id, e.to_string(), out);
             }
@@ -379,21 +411,14 @@ impl<S: Store> Core<S> {
         }
         // Each ack and push with the place it goes in; a stable sort keeps, at one place,
         // the order of the writes (their revisions) and every ack before its pushes.
-        let mut released: Vec<(usize, Action)> =
-            Vec::with_capacity(releases.iter().map(|s| 1 + s.recipients.len()).sum());
+        let mut released: Vec<(usize, Action)> = Vec::with_capacity(2 * releases.len());
         for (record, s) in records.iter().zip(releases) {
             released.push((s.at, s.ack));
-            let change = change_of(record);
             // Those still connected (one replaced later among these frames is gone).
-            for id in s
-                .recipients
-                .into_iter()
-                .filter(|id| self.conns.contains_key(id))
-            {
-                released.push((
-                    s.push_at,
-                    Action::Send(id, ServerFrame::Push(change.clone())),
-                ));
+            let mut recipients = s.recipients;
+            recipients.retain(|id| self.conns.contains_key(id));
+            if !recipients.is_empty() {
+                released.push((s.push_at, Action::Push(recipients, change_of(record))));
             }
         }
         released.sort_by_key(|(at, _)| *at);
@@ -441,8 +466,9 @@ impl<S: Store> Core<S> {
     }
 
     fn fan_out(&self, user: &str, change: Change, out: &mut Vec<Action>) {
-        for id in self.recipients(user) {
-            out.push(Action::Send(id, ServerFrame::Push(change.clone())));
+        let recipients = self.recipients(user);
+        if !recipients.is_empty() {
+            out.push(Action::Push(recipients, change));
         }
     }
 

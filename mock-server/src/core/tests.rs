@@ -55,8 +55,10 @@ impl T {
 
 fn frames_to(out: &[Action], c: ConnId) -> Vec<ServerFrame> {
     out.iter()
+        .cloned()
+        .flat_map(Action::per_connection)
         .filter_map(|a| match a {
-            Action::Send(id, f) if *id == c => Some(f.clone()),
+            Action::Send(id, f) if id == c => Some(f),
             _ => None,
         })
         .collect()
@@ -450,6 +452,20 @@ fn ack_before_echo_and_fan_out_to_the_users_devices_only() {
     );
 }
 
+/// A write's ack, then one push action for all its user's devices (the writer's echo
+/// included): a shell encodes the change once, and no copy is made per device.
+#[test]
+fn a_write_is_one_push_to_all_its_users_devices() {
+    let mut t = T::new();
+    t.hello(A, "phone", 0);
+    t.hello(B, "laptop", 0);
+    let out = t.set(A, 1, "like/p", json!(true), 1);
+    assert!(
+        matches!(&out[..], [Action::Send(a, ServerFrame::Ack { .. }), Action::Push(ids, _)] if *a == A && ids == &[A, B]),
+        "{out:?}"
+    );
+}
+
 /// The recipients of a write are kept per user beside the connections: a replaced, a
 /// closed and a restarted connection leave them, so nothing is pushed to a connection
 /// that is gone and nothing is left behind of one.
@@ -463,10 +479,8 @@ fn a_write_is_pushed_to_the_connections_signed_in_now() {
     let out = t.set(ConnId(3), 1, "like/p", json!(true), 1);
     let pushed: Vec<ConnId> = out
         .iter()
-        .filter_map(|a| match a {
-            Action::Send(id, ServerFrame::Push(_)) => Some(*id),
-            _ => None,
-        })
+        .filter(|a| matches!(a, Action::Push(..)))
+        .flat_map(|a| a.conns().iter().copied())
         .collect();
     assert_eq!(pushed, [ConnId(3)]);
     assert_eq!(t.core.signed_in.len(), 1);

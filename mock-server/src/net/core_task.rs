@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use sync_core::protocol::{Change, ServerFrame, close};
+use sync_core::protocol::{ServerFrame, close};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -153,31 +153,24 @@ impl<S: Store> Task<S> {
     /// Puts the core's actions on the connections' queues. One that does not fit closes
     /// that connection with 4009: the client reconnects and catches up.
     ///
-    /// A change is pushed to each of its user's connections in a row: it is serialized
-    /// once, and the connections share the text (with 10 devices a user, the serializing
-    /// was most of the core task's work per write).
+    /// A change is pushed to all its user's connections at once: it is serialized once,
+    /// and the connections share the text (with 10 devices a user, the serializing was
+    /// most of the core task's work per write).
     fn route(&mut self, actions: Vec<Action>) {
-        let mut last_push: Option<(Change, Json)> = None;
         for action in actions {
-            let (id, item) = match action {
-                Action::Send(id, ServerFrame::Push(change)) => {
-                    let json = match &last_push {
-                        Some((last, json)) if *last == change => json.clone(),
-                        _ => {
-                            let json = Json::new(ServerFrame::Push(change.clone()).to_json());
-                            last_push = Some((change, json.clone()));
-                            json
-                        }
-                    };
-                    (id, Outbound::Frame(json, false))
+            match action {
+                Action::Push(ids, change) => {
+                    let json = Json::new(ServerFrame::Push(change).to_json());
+                    for id in ids {
+                        self.queue(id, Outbound::Frame(json.clone(), false));
+                    }
                 }
                 Action::Send(id, frame) => {
                     let heartbeat = matches!(frame, ServerFrame::Pong { .. });
-                    (id, Outbound::Frame(Json::new(frame.to_json()), heartbeat))
+                    self.queue(id, Outbound::Frame(Json::new(frame.to_json()), heartbeat));
                 }
-                Action::Close(id, code, reason) => (id, Outbound::Close(code, reason)),
-            };
-            self.queue(id, item);
+                Action::Close(id, code, reason) => self.queue(id, Outbound::Close(code, reason)),
+            }
         }
         self.deliver();
     }
