@@ -111,6 +111,10 @@ pub(super) struct QueueTx {
     tx: mpsc::UnboundedSender<Vec<Outbound>>,
     /// Queued, not yet delivered.
     pending: Vec<Outbound>,
+    /// How many frames the last delivery held: the next one is sized for as many when its
+    /// first frame is queued, rather than grown a step at a time (1.6 % of the server's
+    /// CPU under `loadgen`). Nothing is kept allocated between deliveries.
+    last: usize,
     level: Arc<Level>,
     max_bytes: usize,
 }
@@ -136,6 +140,7 @@ pub(super) fn queue(max_bytes: usize) -> (QueueTx, QueueRx) {
         QueueTx {
             tx,
             pending: Vec::new(),
+            last: 0,
             level: level.clone(),
             max_bytes,
         },
@@ -160,6 +165,9 @@ impl QueueTx {
         }
         self.level.frames.fetch_add(1, Ordering::AcqRel);
         self.level.bytes.fetch_add(size, Ordering::AcqRel);
+        if self.pending.capacity() == 0 {
+            self.pending.reserve(self.last);
+        }
         self.pending.push(item);
         Ok(())
     }
@@ -173,6 +181,7 @@ impl QueueTx {
     /// (it is dropped with the receiver).
     pub(super) fn deliver(&mut self) {
         if self.has_pending() {
+            self.last = self.pending.len();
             let _ = self.tx.send(std::mem::take(&mut self.pending));
         }
     }
@@ -248,6 +257,18 @@ mod tests {
         ] {
             assert_eq!(allocation(n), held, "{n} bytes");
         }
+    }
+
+    #[test]
+    fn a_delivery_is_sized_like_the_last_and_nothing_is_kept_between() {
+        let (mut tx, _rx) = queue(usize::MAX);
+        for _ in 0..40 {
+            tx.push(frame(1)).unwrap();
+        }
+        tx.deliver();
+        assert_eq!(tx.pending.capacity(), 0, "nothing kept between deliveries");
+        tx.push(frame(1)).unwrap();
+        assert!(tx.pending.capacity() >= 40, "{}", tx.pending.capacity());
     }
 
     #[tokio::test]
