@@ -5,7 +5,8 @@ use std::process::Command;
 #[test]
 fn loadgen_reports_every_figure_on_a_tiny_load() {
     let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["--seconds", "1", "--users", "2", "--devices-per-user", "2"])
+        .args(["--seconds", "1", "--rounds", "2", "--users", "2"])
+        .args(["--devices-per-user", "2"])
         .args(["--latency-devices", "2", "--latency-rate", "20"])
         .args([
             "--slow-readers",
@@ -26,6 +27,8 @@ fn loadgen_reports_every_figure_on_a_tiny_load() {
         "sync/relay =",
         " µs per write in the sync server",
         " µs per write against the sync server",
+        "host steal",
+        "slices a server",
         "ack latency",
         "echo latency",
         "server RSS",

@@ -15,6 +15,11 @@
 //!    frames as the sync server (each frame back, and a push of it to every connection of
 //!    its user) but decodes, checks and stores nothing: the transport's ceiling for this
 //!    traffic, so `sync/relay` is what the server's own work costs.
+//!
+//!    The three servers run side by side and take turns: each round gives each of them
+//!    one short slice of load, in a rotating order. The machine's speed drifts (a virtual
+//!    machine's host takes a varying share of its cores), and a ratio of two figures
+//!    measured minutes apart would carry that drift; slices a second apart share it.
 //! 3. **Latency.** 100 devices at 1,000 writes/s in all, on a fixed schedule (open loop):
 //!    ack latency measured from each write's *scheduled* time, so a stalled server cannot
 //!    hide its stall (no coordinated omission).
@@ -72,9 +77,13 @@ struct Cli {
     /// Writes per second per connection at most: under the server's limit of 200.
     #[arg(long, default_value_t = 190.0, value_parser = pace)]
     pace: f64,
-    /// Length of each phase, in seconds.
+    /// Length of each phase, in seconds (in the throughput phase, each server's share).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
     seconds: u64,
+    /// Rounds in the throughput phase: each server's share comes in this many slices,
+    /// taken in turn with the other servers'.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=600))]
+    rounds: u32,
     /// Devices in the latency phase (one user).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     latency_devices: u32,
@@ -164,7 +173,6 @@ fn fail(message: &str) -> ExitCode {
 // The child: a server that lives until its parent closes stdin.
 
 async fn serve(kind: ServerKind, data: Option<PathBuf>, users: u32) -> Result<(), String> {
-    mock_server::memory::give_back_freed_memory();
     let addr: std::net::SocketAddr = "127.0.0.1:0".parse().expect("a literal address");
     let mut stop_sync = None;
     let bound = match kind {
@@ -373,6 +381,42 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / 100.0)
 }
 
+/// The whole machine's CPU time so far, in clock ticks, and the part of it that was steal:
+/// time a virtual machine's host gave to others while a core here had work. Steal slows
+/// everything measured while it lasts; `loadgen` prints it beside each phase.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ticks {
+    steal: u64,
+    all: u64,
+}
+
+impl Ticks {
+    fn now() -> Option<Ticks> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        // "cpu  user nice system idle iowait irq softirq steal guest guest_nice"
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        Some(Ticks {
+            steal: *fields.get(7)?,
+            all: fields.iter().take(8).sum(),
+        })
+    }
+}
+
+impl std::iter::Sum for Ticks {
+    fn sum<I: Iterator<Item = Ticks>>(iter: I) -> Ticks {
+        iter.fold(Ticks::default(), |sum, t| Ticks {
+            steal: sum.steal + t.steal,
+            all: sum.all + t.all,
+        })
+    }
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         drop(self.child.stdin.take()); // asks it to stop cleanly
@@ -397,22 +441,20 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
     let conns = cli.users * cli.devices_per_user;
     let phase = Duration::from_secs(cli.seconds);
     println!(
-        "loadgen: {conns} connections ({} users x {} devices), window {}, at most {}/s each, {} s per phase",
-        cli.users, cli.devices_per_user, cli.window, cli.pace, cli.seconds
+        "loadgen: {conns} connections ({} users x {} devices), window {}, at most {}/s each, {} s per phase ({} slices a server in the first, taken in turns)",
+        cli.users, cli.devices_per_user, cli.window, cli.pace, cli.seconds, cli.rounds
     );
     let throughput = Load {
         users: cli.users,
         devices_per_user: cli.devices_per_user,
         window: cli.window as usize,
         rate: cli.pace,
-        length: phase,
+        length: phase / cli.rounds,
     };
 
-    let sync = ServerProcess::spawn("sync", &dir.join("throughput"), cli.users)?;
-    let t = throughput.run(&sync.addr, true).await?;
-    let (peak, _) = sync.rss_kib().unwrap_or_default();
-    let sync_cpu = sync.cpu_seconds();
-    drop(sync);
+    let [sync, echo, relay] = in_turns(&throughput, cli.rounds, dir).await?;
+    let (t, e, r) = (&sync.tally, &echo.tally, &relay.tally);
+    let peak = sync.peak_kib;
     let writes = t.answers as f64 / t.elapsed;
     let pushes = t.pushes as f64 / t.elapsed;
     println!(
@@ -420,18 +462,11 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
         t.rejects
     );
 
-    let echo = ServerProcess::spawn("echo", &dir.join("echo"), 1)?;
-    let e = throughput.run(&echo.addr, false).await?;
-    drop(echo);
     let echoes = e.answers as f64 / e.elapsed;
     println!(
         "echo server   {echoes:>9.0} round trips/s      sync/echo = {:.2}   (one frame back per write)",
         writes / echoes
     );
-    let relay = ServerProcess::spawn("relay", &dir.join("relay"), 1)?;
-    let r = throughput.run(&relay.addr, true).await?;
-    let relay_cpu = relay.cpu_seconds();
-    drop(relay);
     let relayed = r.answers as f64 / r.elapsed;
     println!(
         "relay server  {relayed:>9.0} writes/s     {:>9.0} pushes delivered/s   sync/relay = {:.2}   (the same frames, no store: this traffic's ceiling)",
@@ -443,14 +478,20 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
         None => "unknown".into(),
     };
     println!(
-        "server CPU    {} per write in the sync server, {} in the relay (the whole phase, connecting included)",
-        per_write(sync_cpu, &t),
-        per_write(relay_cpu, &r)
+        "server CPU    {} per write in the sync server, {} in the relay (over the slices)",
+        per_write(sync.server_cpu, t),
+        per_write(relay.server_cpu, r)
     );
     println!(
         "client CPU    {} per write against the sync server, {} against the relay (loadgen's own, on the same cores)",
-        per_write(t.client_cpu, &t),
-        per_write(r.client_cpu, &r)
+        per_write(t.client_cpu, t),
+        per_write(r.client_cpu, r)
+    );
+    println!(
+        "host steal    {} of the cores while the sync server was measured, {} the echo, {} the relay",
+        t.steal(),
+        e.steal(),
+        r.steal()
     );
     let offered = cli.pace * f64::from(conns);
     if writes.max(echoes).max(relayed) > 0.95 * offered {
@@ -484,6 +525,11 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
     );
     println!("echo latency  the same load: {}", e.latency_summary());
     println!(
+        "              host steal {} while the sync server's latency was measured, {} the echo's",
+        l.steal(),
+        e.steal()
+    );
+    println!(
         "server RSS    peak {:.1} MiB under throughput, {:.1} MiB peak / {:.1} MiB after the latency phase",
         mib(peak),
         mib(peak2),
@@ -491,6 +537,65 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
     );
     slow_readers(cli, dir, &latency, &l).await?;
     idle_devices(cli, dir).await
+}
+
+/// One server's share of the throughput phase.
+struct Measured {
+    tally: Tally,
+    /// CPU seconds the server used over its slices (and idle between them).
+    server_cpu: Option<f64>,
+    /// The server's peak resident memory, in KiB.
+    peak_kib: u64,
+}
+
+/// A throughput-phase server and its connected devices, between slices.
+struct Contender {
+    // Declared first, so dropped first: the devices close before the server is stopped.
+    devices: Vec<Conn>,
+    slices: Vec<Tally>,
+    server: ServerProcess,
+}
+
+/// Phases 1 and 2: the sync, echo and relay servers side by side, each given `rounds`
+/// slices of `load`, one server at a time, the order rotating from round to round.
+async fn in_turns(
+    load: &Load,
+    rounds: u32,
+    dir: &std::path::Path,
+) -> Result<[Measured; 3], String> {
+    let mut contenders = Vec::new();
+    for (kind, says_hello) in [("sync", true), ("echo", false), ("relay", true)] {
+        let server = ServerProcess::spawn(kind, &dir.join(kind), load.users)?;
+        let devices = load.connect(&server.addr, says_hello).await?;
+        contenders.push(Contender {
+            devices,
+            slices: Vec::new(),
+            server,
+        });
+    }
+    let cpu_before: Vec<_> = contenders.iter().map(|c| c.server.cpu_seconds()).collect();
+    for round in 0..rounds as usize {
+        for turn in 0..contenders.len() {
+            let contender = &mut contenders[(round + turn) % 3];
+            let (devices, slice) = load.drive(std::mem::take(&mut contender.devices)).await?;
+            contender.devices = devices;
+            contender.slices.push(slice);
+        }
+    }
+    let measured: Vec<_> = contenders
+        .into_iter()
+        .zip(cpu_before)
+        .map(|(c, before)| Measured {
+            server_cpu: c
+                .server
+                .cpu_seconds()
+                .zip(before)
+                .map(|(after, before)| after - before),
+            peak_kib: c.server.rss_kib().map_or(0, |(peak, _)| peak),
+            tally: Tally::sum(c.slices),
+        })
+        .collect();
+    measured.try_into().map_err(|_| "three servers".to_string())
 }
 
 fn mib(kib: u64) -> f64 {
@@ -528,12 +633,13 @@ async fn slow_readers(
     drop(sync);
     let p99 = |t: &Tally| t.quantile(0.99).as_secs_f64() * 1000.0;
     println!(
-        "slow readers  {} devices reading nothing, {posted} long comments pushed to them: ack latency of the others {}; p99 {:.2} ms vs {:.2} ms without = {:.2}x",
+        "slow readers  {} devices reading nothing, {posted} long comments pushed to them: ack latency of the others {}; p99 {:.2} ms vs {:.2} ms without = {:.2}x (host steal {})",
         cli.slow_readers,
         with.latency_summary(),
         p99(&with),
         p99(without),
-        p99(&with) / p99(without)
+        p99(&with) / p99(without),
+        with.steal()
     );
     let bound = f64::from(cli.slow_readers) * mock_server::net::OUTBOUND_BYTES as f64 / 1048576.0;
     println!(
@@ -674,13 +780,35 @@ struct Tally {
     rejects: u64,
     pushes: u64,
     latencies: Vec<Duration>,
-    /// Seconds the phase lasted.
+    /// When the last answer came.
+    last_answer: Option<Instant>,
+    /// Seconds from the start until the last answer.
     elapsed: f64,
-    /// CPU seconds this process (the clients) used in the phase, connecting included.
+    /// CPU seconds this process (the clients) used.
     client_cpu: Option<f64>,
+    /// The machine's CPU time, and the share the host took (`/proc/stat`).
+    ticks: Option<Ticks>,
 }
 
 impl Tally {
+    /// The slices' tallies added up.
+    fn sum(slices: Vec<Tally>) -> Tally {
+        let mut sum = Tally {
+            client_cpu: slices.iter().map(|s| s.client_cpu).sum(),
+            last_answer: slices.iter().filter_map(|s| s.last_answer).max(),
+            ticks: slices.iter().map(|s| s.ticks).sum(),
+            ..Tally::default()
+        };
+        for slice in slices {
+            sum.answers += slice.answers;
+            sum.rejects += slice.rejects;
+            sum.pushes += slice.pushes;
+            sum.latencies.extend(slice.latencies);
+            sum.elapsed += slice.elapsed;
+        }
+        sum
+    }
+
     /// The `q`-quantile of the answers' latencies (zero with none).
     fn quantile(&self, q: f64) -> Duration {
         let mut sorted = self.latencies.clone();
@@ -688,6 +816,14 @@ impl Tally {
         match sorted.len() {
             0 => Duration::ZERO,
             n => sorted[((n - 1) as f64 * q).round() as usize],
+        }
+    }
+
+    /// The host's steal over the measured time, as a share of the machine's cores.
+    fn steal(&self) -> String {
+        match self.ticks {
+            Some(t) if t.all > 0 => format!("{:.0} %", 100.0 * t.steal as f64 / t.all as f64),
+            _ => "unknown".into(),
         }
     }
 
@@ -705,71 +841,129 @@ impl Tally {
 }
 
 impl Load {
-    /// Connects every device (with `hello` on the sync server), then starts them together.
-    async fn run(&self, addr: &str, sync: bool) -> Result<Tally, String> {
-        let cpu_before = cpu_seconds(std::process::id());
+    /// Connects, drives the devices once, and closes.
+    async fn run(&self, addr: &str, says_hello: bool) -> Result<Tally, String> {
+        let conns = self.connect(addr, says_hello).await?;
+        Ok(self.drive(conns).await?.1)
+    }
+
+    /// Connects every device, with `hello` first where the server expects one (the sync
+    /// and relay servers).
+    async fn connect(&self, addr: &str, says_hello: bool) -> Result<Vec<Conn>, String> {
         let url = format!("ws://{addr}/sync");
-        let mut sockets = Vec::new();
+        let mut conns = Vec::new();
         for u in 0..self.users {
             for d in 0..self.devices_per_user {
                 let (mut ws, _) =
                     tokio_tungstenite::connect_async_with_config(&url, Some(ws_config()), true)
                         .await
                         .map_err(|e| format!("connect to {url}: {e}"))?;
-                if sync {
+                if says_hello {
                     hello(&mut ws, u, &format!("d{d}")).await?;
                 }
-                sockets.push((d, ws));
+                conns.push(Conn {
+                    ws,
+                    key: format!("like/d{d}"),
+                    sent: 0,
+                });
             }
         }
+        Ok(conns)
+    }
+
+    /// Starts every device together, for [`Load::length`]; waits for the answers still
+    /// owed after that, and gives the connections back for another slice.
+    ///
+    /// The tally's time runs from the start to the last answer, and it counts every write
+    /// sent: the work done over the time it took. Counting only the answers before the
+    /// end would miss the writes a saturated server still owes then (a window's worth per
+    /// connection), and that loss would grow as the slices shorten.
+    async fn drive(&self, conns: Vec<Conn>) -> Result<(Vec<Conn>, Tally), String> {
+        let cpu_before = cpu_seconds(std::process::id());
+        let ticks_before = Ticks::now();
         let start = Instant::now() + Duration::from_millis(50);
-        let tasks: Vec<_> = sockets
+        let tasks: Vec<_> = conns
             .into_iter()
             .enumerate()
-            .map(|(i, (d, ws))| {
+            .map(|(i, conn)| {
                 // Spread the schedules so the devices do not all fire on the same tick.
                 let offset =
                     Duration::from_secs_f64(i as f64 / self.rate / 97.0 % (1.0 / self.rate));
                 let device = Device {
-                    key: format!("like/d{d}"),
                     window: self.window,
                     interval: Duration::from_secs_f64(1.0 / self.rate),
                     start: start + offset,
                     end: start + self.length,
                 };
-                tokio::spawn(device.run(ws))
+                tokio::spawn(device.run(conn))
             })
             .collect();
-        let mut tally = Tally::default();
+        let mut conns = Vec::with_capacity(tasks.len());
+        let mut tallies = Vec::with_capacity(tasks.len());
         for task in tasks {
-            let t = task.await.map_err(|e| e.to_string())??;
-            tally.answers += t.answers;
-            tally.rejects += t.rejects;
-            tally.pushes += t.pushes;
-            tally.latencies.extend(t.latencies);
+            let (conn, tally) = task.await.map_err(|e| e.to_string())??;
+            conns.push(conn);
+            tallies.push(tally);
         }
-        tally.elapsed = self.length.as_secs_f64();
+        let mut tally = Tally::sum(tallies);
+        tally.elapsed = tally
+            .last_answer
+            .map_or(self.length, |last| last - start)
+            .as_secs_f64();
         tally.client_cpu = cpu_seconds(std::process::id())
             .zip(cpu_before)
             .map(|(after, before)| after - before);
-        Ok(tally)
+        tally.ticks = Ticks::now().zip(ticks_before).map(|(after, before)| Ticks {
+            steal: after.steal - before.steal,
+            all: after.all - before.all,
+        });
+        Ok((conns, tally))
     }
 }
 
-/// One connection's writer and reader.
-struct Device {
+/// A device's connection, between slices.
+struct Conn {
+    ws: Ws,
+    /// The key it writes.
     key: String,
+    /// Writes sent so far: ids and local revisions go on rising from slice to slice.
+    sent: u64,
+}
+
+/// How long a device waits, after its slice, for the answers it is still owed.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// One connection's writer and reader, for one slice.
+struct Device {
     window: usize,
     interval: Duration,
     start: Instant,
     end: Instant,
 }
 
-/// Just enough of a server frame to classify it.
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: &'a str,
+/// What came back, told from a frame's first bytes: both servers write `type` first
+/// (serde's internally tagged frames; the echo server's answer is the client's own `set`),
+/// so the client decodes nothing.
+enum Answer {
+    Push,
+    Written,
+    Rejected,
+}
+
+impl Answer {
+    fn of(text: &str) -> Result<Answer, String> {
+        const KINDS: [(&str, Answer); 4] = [
+            (r#"{"type":"push""#, Answer::Push),
+            (r#"{"type":"ack""#, Answer::Written),
+            (r#"{"type":"set""#, Answer::Written),
+            (r#"{"type":"reject""#, Answer::Rejected),
+        ];
+        KINDS
+            .into_iter()
+            .find(|(prefix, _)| text.starts_with(prefix))
+            .map(|(_, kind)| kind)
+            .ok_or_else(|| format!("unexpected frame: {text}"))
+    }
 }
 
 type Ws =
@@ -779,25 +973,32 @@ impl Device {
     /// Writes on schedule and reads whatever comes back, in one task. The client shares
     /// the machine's cores with the server it measures, and receives ten frames for each
     /// write it sends, so what it spends per frame is kept small: no split of the socket
-    /// (its lock), one timer moved rather than one made per frame, and a push recognised
-    /// by its first bytes without decoding it.
-    async fn run(self, mut ws: Ws) -> Result<Tally, String> {
+    /// (its lock), one timer moved rather than one made per frame, every frame told by
+    /// its first bytes without decoding it, and the clock not read for a push while the
+    /// window is full.
+    ///
+    /// After the slice's end the device sends nothing and reads until every write has
+    /// its answer, so that the next slice starts with none in flight.
+    async fn run(self, conn: Conn) -> Result<(Conn, Tally), String> {
+        let Conn {
+            mut ws,
+            key,
+            mut sent,
+        } = conn;
         let mut tally = Tally::default();
         // The scheduled time of each write in flight, oldest first.
         let mut in_flight: VecDeque<Instant> = VecDeque::new();
-        let mut sent = 0u64;
         let mut next = self.start;
         let timer = tokio::time::sleep_until(self.start);
         tokio::pin!(timer);
+        let mut now = Instant::now();
         loop {
-            let now = Instant::now();
             // Send what is due, as far as the window allows.
             let mut fed = false;
             while next <= now && next < self.end && in_flight.len() < self.window {
                 sent += 1;
                 let frame = format!(
-                    r#"{{"type":"set","id":{sent},"key":"{}","value":{},"local_rev":{sent}}}"#,
-                    self.key,
+                    r#"{{"type":"set","id":{sent},"key":"{key}","value":{},"local_rev":{sent}}}"#,
                     sent % 2 == 1
                 );
                 ws.feed(Message::text(frame))
@@ -810,10 +1011,20 @@ impl Device {
             if fed {
                 ws.flush().await.map_err(|e| e.to_string())?;
             }
-            if now >= self.end {
-                return Ok(tally);
+            let ended = now >= self.end;
+            if ended && in_flight.is_empty() {
+                return Ok((Conn { ws, key, sent }, tally));
             }
-            let wake = if in_flight.len() < self.window {
+            if now >= self.end + DRAIN {
+                return Err(format!(
+                    "{} writes still unanswered {} s after the slice",
+                    in_flight.len(),
+                    DRAIN.as_secs()
+                ));
+            }
+            let wake = if ended {
+                self.end + DRAIN
+            } else if in_flight.len() < self.window {
                 next.min(self.end)
             } else {
                 self.end
@@ -821,36 +1032,40 @@ impl Device {
             if timer.deadline() != wake {
                 timer.as_mut().reset(wake);
             }
-            let msg = tokio::select! {
-                msg = ws.next() => msg,
-                () = &mut timer => continue,
-            };
-            let text = match msg {
-                Some(Ok(Message::Text(t))) => t,
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(format!("connection failed: {e}")),
-                None => return Err("the server closed a connection".into()),
-            };
-            // Both servers write `type` first (serde's internally tagged frames).
-            if text.starts_with(r#"{"type":"push""#) {
-                tally.pushes += 1;
-                continue;
-            }
-            let head: Head<'_> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-            match head.kind {
-                "push" => tally.pushes += 1,
-                "ack" | "reject" | "set" => {
-                    if head.kind == "reject" {
-                        tally.rejects += 1;
-                    } else {
-                        tally.answers += 1;
+            // Read until a write may be due: the timer fired, an answer freed the window,
+            // or the window has room and the clock may have passed the next write's time.
+            // The clock is read then, once; a push into a full window does not read it.
+            now = loop {
+                let msg = tokio::select! {
+                    msg = ws.next() => msg,
+                    () = &mut timer => break Instant::now(),
+                };
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(format!("connection failed: {e}")),
+                    None => return Err("the server closed a connection".into()),
+                };
+                match Answer::of(&text)? {
+                    Answer::Push if in_flight.len() < self.window => {
+                        // A write may be due before the timer (ms-grained) fires.
+                        tally.pushes += 1;
+                        break Instant::now();
                     }
-                    if let Some(scheduled) = in_flight.pop_front() {
-                        tally.latencies.push(Instant::now() - scheduled);
+                    Answer::Push => {
+                        tally.pushes += 1;
+                        continue;
                     }
+                    Answer::Written => tally.answers += 1,
+                    Answer::Rejected => tally.rejects += 1,
                 }
-                other => return Err(format!("unexpected `{other}` frame: {text}")),
-            }
+                let at = Instant::now();
+                if let Some(scheduled) = in_flight.pop_front() {
+                    tally.latencies.push(at - scheduled);
+                    tally.last_answer = Some(at);
+                }
+                break at;
+            };
         }
     }
 }
