@@ -31,6 +31,7 @@ fn loadgen_reports_every_figure_on_a_tiny_load() {
         "slices a server",
         "ack latency",
         "echo latency",
+        "relay latency",
         "server RSS",
         "slow readers",
         "idle devices",

@@ -22,7 +22,8 @@
 //!    measured minutes apart would carry that drift; slices a second apart share it.
 //! 3. **Latency.** 100 devices at 1,000 writes/s in all, on a fixed schedule (open loop):
 //!    ack latency measured from each write's *scheduled* time, so a stalled server cannot
-//!    hide its stall (no coordinated omission).
+//!    hide its stall (no coordinated omission). The echo and relay servers get the same
+//!    load, one after the other, for comparison.
 //! 4. **Slow readers.** The latency phase again, while another user's K devices read
 //!    nothing and a writer of theirs posts long comments (every push carries the post's
 //!    whole list): their queues fill to the byte bound and they are closed. The others' ack
@@ -517,6 +518,9 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
     let echo = ServerProcess::spawn("echo", &dir.join("echo"), 1)?;
     let e = latency.run(&echo.addr, false).await?;
     drop(echo);
+    let relay = ServerProcess::spawn("relay", &dir.join("relay"), 1)?;
+    let r = latency.run(&relay.addr, true).await?;
+    drop(relay);
     println!(
         "ack latency   {} devices ({per_user} per user) at {:.0} writes/s: {}",
         latency.users * per_user,
@@ -525,9 +529,14 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
     );
     println!("echo latency  the same load: {}", e.latency_summary());
     println!(
-        "              host steal {} while the sync server's latency was measured, {} the echo's",
+        "relay latency the same load, its pushes sent: {}",
+        r.latency_summary()
+    );
+    println!(
+        "              host steal {} while the sync server's latency was measured, {} the echo's, {} the relay's",
         l.steal(),
-        e.steal()
+        e.steal(),
+        r.steal()
     );
     println!(
         "server RSS    peak {:.1} MiB under throughput, {:.1} MiB peak / {:.1} MiB after the latency phase",
