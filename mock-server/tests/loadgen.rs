@@ -33,7 +33,9 @@ fn loadgen_reports_every_figure_on_a_tiny_load() {
         "echo latency",
         "relay latency",
         "server RSS",
+        "devices reading them",
         "slow readers",
+        "with them reading =",
         "idle devices",
         "KiB per idle connection",
     ] {

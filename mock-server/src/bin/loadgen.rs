@@ -27,8 +27,9 @@
 //! 4. **Slow readers.** The latency phase again, while another user's K devices read
 //!    nothing and a writer of theirs posts long comments (every push carries the post's
 //!    whole list): their queues fill to the byte bound and they are closed. The others' ack
-//!    latency should not notice (PROTOCOL.md, "Isolation of load"); the server's memory
-//!    stays within its bounds and falls back once they are gone.
+//!    latency should not notice (PROTOCOL.md, "Isolation of load"): it is compared with a
+//!    run of the same comments pushed to devices that read them, and with the latency
+//!    phase. The server's memory stays within its bounds and falls back once they are gone.
 //! 5. **Idle devices.** N devices connect, say `hello` and then nothing: the server's
 //!    memory per idle connection.
 //!
@@ -611,45 +612,38 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-/// Phase 4: the latency load beside a user whose devices read nothing.
+/// Phase 4: the latency load beside a user whose K devices are pushed long comments, first
+/// while they read them and then while they read nothing. The first run is the baseline:
+/// the same writes and pushes, so the second differs only in the devices not reading.
 async fn slow_readers(
     cli: &Cli,
     dir: &std::path::Path,
     latency: &Load,
     without: &Tally,
 ) -> Result<(), String> {
-    // The slow user is the one after the latency phase's users.
-    let slow_user = latency.users;
-    let sync = ServerProcess::spawn("sync", &dir.join("slow"), slow_user + 1)?;
-    let (_, before) = sync.rss_kib().unwrap_or_default();
-    let url = format!("ws://{}/sync", sync.addr);
-    let mut stuck = Vec::new();
-    for d in 0..cli.slow_readers {
-        stuck.push(stuck_device(&url, slow_user, d).await?);
-    }
-    let filler = tokio::spawn(post_long_comments(
-        url.clone(),
-        slow_user,
-        Instant::now() + latency.length,
-    ));
-    let with = latency.run(&sync.addr, true).await?;
-    let (peak, during) = sync.rss_kib().unwrap_or_default();
-    let posted = filler.await.map_err(|e| e.to_string())??;
-    drop(stuck);
-    let settle = Duration::from_secs(cli.settle);
-    tokio::time::sleep(settle).await;
-    let (_, after) = sync.rss_kib().unwrap_or_default();
-    drop(sync);
+    let reading = beside_long_comments(cli, &dir.join("readers"), latency, true).await?;
+    let stuck = beside_long_comments(cli, &dir.join("slow"), latency, false).await?;
     let p99 = |t: &Tally| t.quantile(0.99).as_secs_f64() * 1000.0;
     println!(
-        "slow readers  {} devices reading nothing, {posted} long comments pushed to them: ack latency of the others {}; p99 {:.2} ms vs {:.2} ms without = {:.2}x (host steal {})",
+        "long comments {} devices reading them, {} posted: ack latency of the others {} (host steal {})",
         cli.slow_readers,
-        with.latency_summary(),
-        p99(&with),
-        p99(without),
-        p99(&with) / p99(without),
-        with.steal()
+        reading.posted,
+        reading.others.latency_summary(),
+        reading.others.steal()
     );
+    println!(
+        "slow readers  {} devices reading nothing, {} long comments pushed to them: ack latency of the others {}; p99 {:.2} ms vs {:.2} ms with them reading = {:.2}x, vs {:.2} ms without them = {:.2}x (host steal {})",
+        cli.slow_readers,
+        stuck.posted,
+        stuck.others.latency_summary(),
+        p99(&stuck.others),
+        p99(&reading.others),
+        p99(&stuck.others) / p99(&reading.others),
+        p99(without),
+        p99(&stuck.others) / p99(without),
+        stuck.others.steal()
+    );
+    let [before, peak, during, after] = stuck.rss_kib;
     let bound = f64::from(cli.slow_readers) * mock_server::net::OUTBOUND_BYTES as f64 / 1048576.0;
     println!(
         "              server RSS {:.1} MiB before, peak {:.1} MiB (queue bounds: {bound:.0} MiB), {:.1} MiB at the end, {:.1} MiB {} s after they left",
@@ -657,9 +651,65 @@ async fn slow_readers(
         mib(peak),
         mib(during),
         mib(after),
-        settle.as_secs()
+        cli.settle
     );
     Ok(())
+}
+
+/// What the latency load saw beside the long comments.
+struct Beside {
+    /// The latency load's devices.
+    others: Tally,
+    /// Comments posted.
+    posted: u64,
+    /// The server's resident memory in KiB: before, peak, at the end, and after the
+    /// devices left and `--settle` seconds passed.
+    rss_kib: [u64; 4],
+}
+
+/// The latency load on a fresh server, while another user's devices are pushed long
+/// comments and read them (`reading`) or read nothing.
+async fn beside_long_comments(
+    cli: &Cli,
+    dir: &std::path::Path,
+    latency: &Load,
+    reading: bool,
+) -> Result<Beside, String> {
+    // The comments' user is the one after the latency phase's users.
+    let slow_user = latency.users;
+    let sync = ServerProcess::spawn("sync", dir, slow_user + 1)?;
+    let (_, before) = sync.rss_kib().unwrap_or_default();
+    let url = format!("ws://{}/sync", sync.addr);
+    let mut devices = Vec::new();
+    for d in 0..cli.slow_readers {
+        let mut ws = stuck_device(&url, slow_user, d).await?;
+        devices.push(tokio::spawn(async move {
+            while reading && matches!(ws.next().await, Some(Ok(_))) {}
+            // A stuck device holds its connection until the phase ends.
+            std::future::pending::<()>().await;
+        }));
+    }
+    let filler = tokio::spawn(post_long_comments(
+        url.clone(),
+        slow_user,
+        Instant::now() + latency.length,
+    ));
+    let others = latency.run(&sync.addr, true).await?;
+    let (peak, during) = sync.rss_kib().unwrap_or_default();
+    let posted = filler.await.map_err(|e| e.to_string())??;
+    for device in devices {
+        device.abort();
+    }
+    let mut after = during;
+    if !reading {
+        tokio::time::sleep(Duration::from_secs(cli.settle)).await;
+        (_, after) = sync.rss_kib().unwrap_or_default();
+    }
+    Ok(Beside {
+        others,
+        posted,
+        rss_kib: [before, peak, during, after],
+    })
 }
 
 /// A device of `user` whose kernel buffer takes 4 KiB and which reads nothing after its
