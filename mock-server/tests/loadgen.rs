@@ -57,3 +57,15 @@ fn loadgen_refuses_a_pace_over_the_rate_limit() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("over the server's limit"), "{err}");
 }
+
+#[test]
+fn loadgen_refuses_slices_the_idle_timeout_would_cut() {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--seconds", "30", "--rounds", "5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("slices of 6.0 s, over 5 s"), "{text}");
+    assert!(text.contains("raise --rounds"), "{text}");
+}

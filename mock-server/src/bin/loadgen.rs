@@ -33,8 +33,9 @@
 //! 5. **Idle devices.** N devices connect, say `hello` and then nothing: the server's
 //!    memory per idle connection.
 //!
-//! Frames are classified by their `type` alone: answers (`ack`, `reject`, or the echo)
-//! come back in the order the writes were sent on a connection, so no id needs matching.
+//! Frames are told apart by the `type` at their start: answers (`ack`, `reject`, or the
+//! echo) come back in the order the writes were sent on a connection, so no id needs
+//! matching.
 //!
 //! One file because it is one standalone program whose workloads share its connection
 //! and report code; the server it measures is in the library.
@@ -61,7 +62,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Load generator for the Sync Lab server: durable writes/s, pushes delivered/s, ack
-/// latency and server memory, against a bare WebSocket echo server as the ceiling.
+/// latency and server memory, against a bare WebSocket echo server and a relay of the
+/// same frames as the ceilings.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -83,16 +85,20 @@ struct Cli {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
     seconds: u64,
     /// Rounds in the throughput phase: each server's share comes in this many slices,
-    /// taken in turn with the other servers'.
+    /// taken in turn with the other servers'. A slice lasts at most 5 s: a device waits
+    /// out up to four slices of the others, and the sync server closes a device idle
+    /// for 30 s.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=600))]
     rounds: u32,
-    /// Devices in the latency phase (one user).
+    /// Devices in the latency phase (as many users as it takes, with the throughput
+    /// phase's devices per user).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     latency_devices: u32,
     /// Writes per second in all in the latency phase.
     #[arg(long, default_value_t = 1000.0, value_parser = positive)]
     latency_rate: f64,
-    /// Connections that read nothing in the slow-readers phase.
+    /// Connections that read nothing in the slow-readers phase (and that read everything
+    /// in its baseline run).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     slow_readers: u32,
     /// Idle devices in the last phase (each takes a file descriptor here and one in the
@@ -175,6 +181,7 @@ fn fail(message: &str) -> ExitCode {
 // The child: a server that lives until its parent closes stdin.
 
 async fn serve(kind: ServerKind, data: Option<PathBuf>, users: u32) -> Result<(), String> {
+    mock_server::memory::give_back_freed_memory();
     let addr: std::net::SocketAddr = "127.0.0.1:0".parse().expect("a literal address");
     let mut stop_sync = None;
     let bound = match kind {
@@ -442,10 +449,6 @@ async fn run(cli: &Cli) -> Result<(), String> {
 async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
     let conns = cli.users * cli.devices_per_user;
     let phase = Duration::from_secs(cli.seconds);
-    println!(
-        "loadgen: {conns} connections ({} users x {} devices), window {}, at most {}/s each, {} s per phase ({} slices a server in the first, taken in turns)",
-        cli.users, cli.devices_per_user, cli.window, cli.pace, cli.seconds, cli.rounds
-    );
     let throughput = Load {
         users: cli.users,
         devices_per_user: cli.devices_per_user,
@@ -453,6 +456,19 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
         rate: cli.pace,
         length: phase / cli.rounds,
     };
+    if throughput.length > MAX_SLICE {
+        return Err(format!(
+            "{} s in {} slices makes slices of {:.1} s, over {} s: a device would wait out up to four of them, and the sync server closes a device idle for 30 s; raise --rounds",
+            cli.seconds,
+            cli.rounds,
+            throughput.length.as_secs_f64(),
+            MAX_SLICE.as_secs()
+        ));
+    }
+    println!(
+        "loadgen: {conns} connections ({} users x {} devices), window {}, at most {}/s each, {} s per phase ({} slices a server in the first, taken in turns)",
+        cli.users, cli.devices_per_user, cli.window, cli.pace, cli.seconds, cli.rounds
+    );
 
     let [sync, echo, relay] = in_turns(&throughput, cli.rounds, dir).await?;
     let (t, e, r) = (&sync.tally, &echo.tally, &relay.tally);
@@ -549,6 +565,10 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
     idle_devices(cli, dir).await
 }
 
+/// The longest slice of the throughput phase: four of them, and the drains after them,
+/// stay well within the sync server's idle timeout (30 s).
+const MAX_SLICE: Duration = Duration::from_secs(5);
+
 /// One server's share of the throughput phase.
 struct Measured {
     tally: Tally,
@@ -625,9 +645,10 @@ async fn slow_readers(
     let stuck = beside_long_comments(cli, &dir.join("slow"), latency, false).await?;
     let p99 = |t: &Tally| t.quantile(0.99).as_secs_f64() * 1000.0;
     println!(
-        "long comments {} devices reading them, {} posted: ack latency of the others {} (host steal {})",
+        "long comments {} devices reading them, {} posted, {} pushes read: ack latency of the others {} (host steal {})",
         cli.slow_readers,
         reading.posted,
+        reading.read,
         reading.others.latency_summary(),
         reading.others.steal()
     );
@@ -662,6 +683,8 @@ struct Beside {
     others: Tally,
     /// Comments posted.
     posted: u64,
+    /// Frames the comments' devices read (none when they are stuck).
+    read: u64,
     /// The server's resident memory in KiB: before, peak, at the end, and after the
     /// devices left and `--settle` seconds passed.
     rss_kib: [u64; 4],
@@ -680,25 +703,39 @@ async fn beside_long_comments(
     let sync = ServerProcess::spawn("sync", dir, slow_user + 1)?;
     let (_, before) = sync.rss_kib().unwrap_or_default();
     let url = format!("ws://{}/sync", sync.addr);
+    // Each device holds its connection until told to stop, reading every frame or none.
+    let (stop, stopped) = tokio::sync::watch::channel(());
     let mut devices = Vec::new();
     for d in 0..cli.slow_readers {
         let mut ws = stuck_device(&url, slow_user, d).await?;
+        let mut stopped = stopped.clone();
         devices.push(tokio::spawn(async move {
-            while reading && matches!(ws.next().await, Some(Ok(_))) {}
-            // A stuck device holds its connection until the phase ends.
-            std::future::pending::<()>().await;
+            let mut read = 0u64;
+            loop {
+                tokio::select! {
+                    _ = stopped.changed() => return Ok(read),
+                    frame = ws.next(), if reading => match frame {
+                        Some(Ok(_)) => read += 1,
+                        other => return Err(format!("reading device {d} was cut off: {other:?}")),
+                    },
+                }
+            }
         }));
     }
+    let conns = latency.connect(&sync.addr, true).await?;
+    // The comments start with the latency load and last as long.
     let filler = tokio::spawn(post_long_comments(
         url.clone(),
         slow_user,
         Instant::now() + latency.length,
     ));
-    let others = latency.run(&sync.addr, true).await?;
+    let (_, others) = latency.drive(conns).await?;
     let (peak, during) = sync.rss_kib().unwrap_or_default();
     let posted = filler.await.map_err(|e| e.to_string())??;
+    drop(stop);
+    let mut read = 0;
     for device in devices {
-        device.abort();
+        read += device.await.map_err(|e| e.to_string())??;
     }
     let mut after = during;
     if !reading {
@@ -708,12 +745,13 @@ async fn beside_long_comments(
     Ok(Beside {
         others,
         posted,
+        read,
         rss_kib: [before, peak, during, after],
     })
 }
 
-/// A device of `user` whose kernel buffer takes 4 KiB and which reads nothing after its
-/// `welcome`.
+/// A device of `user`, connected and welcomed, whose kernel buffer takes 4 KiB: one that
+/// stops reading fills it fast. (The baseline's reading devices have the same buffer.)
 async fn stuck_device(url: &str, user: u32, d: u32) -> Result<Ws, String> {
     let addr = url
         .trim_start_matches("ws://")
@@ -973,8 +1011,9 @@ impl Load {
             .zip(cpu_before)
             .map(|(after, before)| after - before);
         tally.ticks = Ticks::now().zip(ticks_before).map(|(after, before)| Ticks {
-            steal: after.steal - before.steal,
-            all: after.all - before.all,
+            // The kernel's counters can step back a little (its iowait does).
+            steal: after.steal.saturating_sub(before.steal),
+            all: after.all.saturating_sub(before.all),
         });
         Ok((conns, tally))
     }
@@ -1000,7 +1039,7 @@ struct Device {
     end: Instant,
 }
 
-/// What came back, told from a frame's first bytes: both servers write `type` first
+/// What came back, told from a frame's first bytes: every server here writes `type` first
 /// (serde's internally tagged frames; the echo server's answer is the client's own `set`),
 /// so the client decodes nothing.
 enum Answer {
@@ -1054,7 +1093,9 @@ impl Device {
         loop {
             // Send what is due, as far as the window allows.
             let mut fed = false;
-            while next <= now && next < self.end && in_flight.len() < self.window {
+            // Nothing after the slice's end, though writes scheduled before it may be
+            // waiting for room in the window: the drain is then one window at most.
+            while next <= now && now < self.end && in_flight.len() < self.window {
                 sent += 1;
                 let frame = format!(
                     r#"{{"type":"set","id":{sent},"key":"{key}","value":{},"local_rev":{sent}}}"#,
