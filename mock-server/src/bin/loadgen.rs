@@ -606,7 +606,8 @@ async fn in_turns(
     let cpu_before: Vec<_> = contenders.iter().map(|c| c.server.cpu_seconds()).collect();
     for round in 0..rounds as usize {
         for turn in 0..contenders.len() {
-            let contender = &mut contenders[(round + turn) % 3];
+            let n = contenders.len();
+            let contender = &mut contenders[(round + turn) % n];
             let (devices, slice) = load.drive(std::mem::take(&mut contender.devices)).await?;
             contender.devices = devices;
             contender.slices.push(slice);
@@ -625,7 +626,9 @@ async fn in_turns(
             tally: Tally::sum(c.slices),
         })
         .collect();
-    measured.try_into().map_err(|_| "three servers".to_string())
+    measured
+        .try_into()
+        .map_err(|_| "the throughput phase measures three servers".to_string())
 }
 
 fn mib(kib: u64) -> f64 {
