@@ -448,29 +448,40 @@ impl World {
     }
 
     fn apply_actions(&mut self, actions: Vec<Action>) {
-        for action in actions.into_iter().flat_map(Action::per_connection) {
-            let (conn, item) = match action {
-                Action::Send(conn, frame) => (conn, Down::Frame(frame)),
-                Action::Close(conn, code, reason) => (conn, Down::Close(code, reason)),
-                Action::Push(..) => unreachable!("one connection per action"),
-            };
-            let Some(i) = self.devices.iter().position(|d| d.conn == Some(conn)) else {
-                continue;
-            };
-            let heartbeat = matches!(item, Down::Frame(ServerFrame::Pong { .. }));
-            let seq = self.seq();
-            let now = self.now;
-            let envelope = Envelope { seq, item };
-            if self.devices[i].down.send(envelope, heartbeat, now) == Sent::LostWithConnection {
-                self.record(
-                    Some(i),
-                    TraceKind::Lost("down frame lost with its connection".into()),
-                );
-                self.reset(i, Some(None));
-                self.pump(i);
+        for action in actions {
+            match action {
+                Action::Send(conn, frame) => self.send_down(conn, Down::Frame(frame)),
+                Action::Close(conn, code, reason) => {
+                    self.send_down(conn, Down::Close(code, reason));
+                }
+                // Each device's link gets its own copy: links delay and lose frames apart.
+                Action::Push(conns, change) => {
+                    for conn in conns {
+                        self.send_down(conn, Down::Frame(ServerFrame::Push(change.clone())));
+                    }
+                }
             }
         }
         self.note_timers();
+    }
+
+    /// Puts `item` on the down link of the device connected as `conn`, if one is.
+    fn send_down(&mut self, conn: ConnId, item: Down) {
+        let Some(i) = self.devices.iter().position(|d| d.conn == Some(conn)) else {
+            return;
+        };
+        let heartbeat = matches!(item, Down::Frame(ServerFrame::Pong { .. }));
+        let seq = self.seq();
+        let now = self.now;
+        let envelope = Envelope { seq, item };
+        if self.devices[i].down.send(envelope, heartbeat, now) == Sent::LostWithConnection {
+            self.record(
+                Some(i),
+                TraceKind::Lost("down frame lost with its connection".into()),
+            );
+            self.reset(i, Some(None));
+            self.pump(i);
+        }
     }
 
     fn deliver_up(&mut self, i: usize, item: Up) {
