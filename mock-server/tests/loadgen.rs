@@ -28,6 +28,8 @@ fn loadgen_reports_every_figure_on_a_tiny_load() {
         " µs per write in the sync server",
         " µs per write against the sync server",
         "host steal",
+        "host pace",
+        "outside the host's slow spells",
         "slices a server",
         "ack latency",
         "echo latency",

@@ -37,12 +37,19 @@
 //! echo) come back in the order the writes were sent on a connection, so no id needs
 //! matching.
 //!
-//! One file because it is one standalone program whose workloads share its connection
-//! and report code; the server it measures is in the library.
+//! Beside each phase it prints what the host did meanwhile (the `host` module): its steal,
+//! and its *slow spells*, stretches in which this virtual machine's cores run several
+//! times slower with no steal counted. A latency is also given without the writes that
+//! overlapped a spell, so that a tail the host made can be told from one the server made.
+//!
+//! The workloads and reports are in this file, as they share its connection and report
+//! code; the server it measures is in the library.
 
 /// The server's allocator, as in the `mock-server` binary (see its docs).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+mod host;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, Write};
@@ -53,6 +60,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
+use host::{Spells, Ticks};
 use mock_server::net::{READ_BUFFER, ServerConfig, start};
 use mock_server::redb_store::RedbStore;
 use serde::Deserialize;
@@ -390,42 +398,6 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / 100.0)
 }
 
-/// The whole machine's CPU time so far, in clock ticks, and the part of it that was steal:
-/// time a virtual machine's host gave to others while a core here had work. Steal slows
-/// everything measured while it lasts; `loadgen` prints it beside each phase.
-#[derive(Debug, Clone, Copy, Default)]
-struct Ticks {
-    steal: u64,
-    all: u64,
-}
-
-impl Ticks {
-    fn now() -> Option<Ticks> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        // "cpu  user nice system idle iowait irq softirq steal guest guest_nice"
-        let fields: Vec<u64> = stat
-            .lines()
-            .next()?
-            .strip_prefix("cpu ")?
-            .split_whitespace()
-            .map(|f| f.parse().ok())
-            .collect::<Option<_>>()?;
-        Some(Ticks {
-            steal: *fields.get(7)?,
-            all: fields.iter().take(8).sum(),
-        })
-    }
-}
-
-impl std::iter::Sum for Ticks {
-    fn sum<I: Iterator<Item = Ticks>>(iter: I) -> Ticks {
-        iter.fold(Ticks::default(), |sum, t| Ticks {
-            steal: sum.steal + t.steal,
-            all: sum.all + t.all,
-        })
-    }
-}
-
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         drop(self.child.stdin.take()); // asks it to stop cleanly
@@ -441,6 +413,7 @@ impl Drop for ServerProcess {
 async fn run(cli: &Cli) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("sync-lab-loadgen-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    host::start_pace();
     let result = phases(cli, &dir).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -511,6 +484,12 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
         e.steal(),
         r.steal()
     );
+    println!(
+        "host pace     the sync server's slices: {}; the echo's: {}; the relay's: {}",
+        t.spells.summary(),
+        e.spells.summary(),
+        r.spells.summary()
+    );
     let offered = cli.pace * f64::from(conns);
     if writes.max(echoes).max(relayed) > 0.95 * offered {
         println!(
@@ -544,11 +523,14 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
         l.answers as f64 / l.elapsed,
         l.latency_summary()
     );
+    println!("              {}", l.outside_spells());
     println!("echo latency  the same load: {}", e.latency_summary());
+    println!("              {}", e.outside_spells());
     println!(
         "relay latency the same load, its pushes sent: {}",
         r.latency_summary()
     );
+    println!("              {}", r.outside_spells());
     println!(
         "              host steal {} while the sync server's latency was measured, {} the echo's, {} the relay's",
         l.steal(),
@@ -666,6 +648,18 @@ async fn slow_readers(
         p99(without),
         p99(&stuck.others) / p99(without),
         stuck.others.steal()
+    );
+    let clear = |t: &Tally| t.quantile_outside_spells(0.99).0.as_secs_f64() * 1000.0;
+    println!(
+        "              outside the host's slow spells: p99 {:.2} ms, vs {:.2} ms with them reading = {:.2}x, vs {:.2} ms without them = {:.2}x ({}; reading: {}; without them: {})",
+        clear(&stuck.others),
+        clear(&reading.others),
+        clear(&stuck.others) / clear(&reading.others),
+        clear(without),
+        clear(&stuck.others) / clear(without),
+        stuck.others.spells.summary(),
+        reading.others.spells.summary(),
+        without.spells.summary()
     );
     let [before, peak, during, after] = stuck.rss_kib;
     let bound = f64::from(cli.slow_readers) * mock_server::net::OUTBOUND_BYTES as f64 / 1048576.0;
@@ -879,7 +873,8 @@ struct Tally {
     answers: u64,
     rejects: u64,
     pushes: u64,
-    latencies: Vec<Duration>,
+    /// Each answered write's scheduled time and latency.
+    latencies: Vec<(std::time::Instant, Duration)>,
     /// When the last answer came.
     last_answer: Option<Instant>,
     /// Seconds from the start until the last answer.
@@ -888,6 +883,8 @@ struct Tally {
     client_cpu: Option<f64>,
     /// The machine's CPU time, and the share the host took (`/proc/stat`).
     ticks: Option<Ticks>,
+    /// The host's slow spells from the start until the last answer.
+    spells: Spells,
 }
 
 impl Tally {
@@ -899,7 +896,13 @@ impl Tally {
             ticks: slices.iter().map(|s| s.ticks).sum(),
             ..Tally::default()
         };
-        for slice in slices {
+        for mut slice in slices {
+            sum.spells = [
+                std::mem::take(&mut sum.spells),
+                std::mem::take(&mut slice.spells),
+            ]
+            .into_iter()
+            .sum();
             sum.answers += slice.answers;
             sum.rejects += slice.rejects;
             sum.pushes += slice.pushes;
@@ -911,12 +914,20 @@ impl Tally {
 
     /// The `q`-quantile of the answers' latencies (zero with none).
     fn quantile(&self, q: f64) -> Duration {
-        let mut sorted = self.latencies.clone();
-        sorted.sort_unstable();
-        match sorted.len() {
-            0 => Duration::ZERO,
-            n => sorted[((n - 1) as f64 * q).round() as usize],
-        }
+        quantile(self.latencies.iter().map(|&(_, took)| took).collect(), q)
+    }
+
+    /// The `q`-quantile of the latencies of the writes that did not overlap a slow
+    /// spell of the host, and how many they were.
+    fn quantile_outside_spells(&self, q: f64) -> (Duration, usize) {
+        let clear: Vec<Duration> = self
+            .latencies
+            .iter()
+            .filter(|&&(scheduled, took)| !self.spells.touch(scheduled, scheduled + took))
+            .map(|&(_, took)| took)
+            .collect();
+        let n = clear.len();
+        (quantile(clear, q), n)
     }
 
     /// The host's steal over the measured time, as a share of the machine's cores.
@@ -925,6 +936,16 @@ impl Tally {
             Some(t) if t.all > 0 => format!("{:.0} %", 100.0 * t.steal as f64 / t.all as f64),
             _ => "unknown".into(),
         }
+    }
+
+    /// The p99 of the writes that missed the host's slow spells, for a report.
+    fn outside_spells(&self) -> String {
+        let (p99, n) = self.quantile_outside_spells(0.99);
+        format!(
+            "p99 {:.2} ms outside the host's slow spells (n = {n}; {})",
+            p99.as_secs_f64() * 1000.0,
+            self.spells.summary()
+        )
     }
 
     /// p50, p99 and max of the answers' latencies.
@@ -937,6 +958,15 @@ impl Tally {
             ms(1.0),
             self.latencies.len()
         )
+    }
+}
+
+/// The `q`-quantile of `latencies` (zero with none).
+fn quantile(mut latencies: Vec<Duration>, q: f64) -> Duration {
+    latencies.sort_unstable();
+    match latencies.len() {
+        0 => Duration::ZERO,
+        n => latencies[((n - 1) as f64 * q).round() as usize],
     }
 }
 
@@ -1006,10 +1036,9 @@ impl Load {
             tallies.push(tally);
         }
         let mut tally = Tally::sum(tallies);
-        tally.elapsed = tally
-            .last_answer
-            .map_or(self.length, |last| last - start)
-            .as_secs_f64();
+        let end = tally.last_answer.unwrap_or(start + self.length);
+        tally.elapsed = (end - start).as_secs_f64();
+        tally.spells = Spells::between(start.into_std(), end.into_std());
         tally.client_cpu = cpu_seconds(std::process::id())
             .zip(cpu_before)
             .map(|(after, before)| after - before);
@@ -1164,7 +1193,7 @@ impl Device {
                 }
                 let at = Instant::now();
                 if let Some(scheduled) = in_flight.pop_front() {
-                    tally.latencies.push(at - scheduled);
+                    tally.latencies.push((scheduled.into_std(), at - scheduled));
                     tally.last_answer = Some(at);
                 }
                 break at;
