@@ -1171,11 +1171,22 @@ impl<S: Store> Core<S> {
         self.data.writes
     }
 
-    /// Connected, authenticated devices: `(user, device_id)`.
-    pub fn devices(&self) -> Vec<(String, String)> {
-        let mut v: Vec<_> = self.devices.keys().cloned().collect();
-        v.sort();
-        v
+    /// The devices of `user` connected and signed in, by name.
+    pub fn devices_of(&self, user: &str) -> Vec<String> {
+        let ids = self.signed_in.get(user).into_iter().flatten();
+        let mut devices: Vec<String> = ids
+            .filter_map(|id| self.device_of(*id))
+            .map(|(_, device)| device.to_string())
+            .collect();
+        devices.sort();
+        devices
+    }
+
+    /// The device a connection signed in as, `(user, device_id)`: none before its
+    /// `hello` is accepted, or once the connection is closed.
+    pub fn device_of(&self, id: ConnId) -> Option<(&str, &str)> {
+        let (user, device) = self.conns.get(&id)?.auth.as_ref()?;
+        Some((user, device))
     }
 
     /// The connection of a device, if it is connected.

@@ -1361,7 +1361,7 @@ fn blocking_websockets_closes_them_and_polling_goes_on() {
     let out = t.core.block_websocket(true);
     assert_eq!(out, [Action::Close(A, 1001, "going away".into())]);
     assert!(t.core.websocket_blocked());
-    assert!(t.core.devices().is_empty());
+    assert_eq!(t.core.device_of(A), None);
     let (a, _) = http(
         &mut t,
         Some("demo-token"),

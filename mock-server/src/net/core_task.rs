@@ -40,8 +40,6 @@ struct Out {
     /// When something last arrived (µs since the server started), stamped by the
     /// connection task as it reads.
     activity: Arc<AtomicU64>,
-    /// The device's link settings were applied to this connection (after its hello).
-    configured: bool,
 }
 
 type Outs = BTreeMap<ConnId, Out>;
@@ -119,7 +117,6 @@ pub(super) async fn run<S: Store>(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             task.timeouts();
         }
-        task.configure_new_connections();
     }
 }
 
@@ -133,9 +130,16 @@ impl<S: Store> Task<S> {
             return;
         }
         let actions = self.core.handle(std::mem::take(batch), self.now());
-        // Before the actions: a connection that just said `hello` gets its device's link
-        // settings ahead of its `welcome` (the connection applies them first).
-        self.configure_new_connections();
+        // Before the actions: a connection whose `hello` was just accepted (its `welcome`
+        // is among them) gets its device's link settings ahead of that welcome (the
+        // connection applies them first). Found by its welcome, the work is per new
+        // connection: a scan of every connection, once per batch, made each batch cost
+        // more as connections were added.
+        for action in &actions {
+            if let Action::Send(id, ServerFrame::Welcome { .. }) = action {
+                self.configure(*id);
+            }
+        }
         self.route(actions);
     }
 
@@ -223,37 +227,25 @@ impl<S: Store> Task<S> {
         }
     }
 
-    /// Gives each newly authenticated connection its device's link settings.
-    fn configure_new_connections(&mut self) {
-        if self.outs.values().all(|o| o.configured) {
+    /// Gives a newly authenticated connection its device's link settings.
+    fn configure(&mut self, id: ConnId) {
+        let Some((user, device)) = self.core.device_of(id) else {
             return;
-        }
-        for (user, device) in self.core.devices() {
-            let Some(out) = self
-                .core
-                .conn_of(&user, &device)
-                .and_then(|id| self.outs.get_mut(&id))
-            else {
-                continue;
-            };
-            if out.configured {
-                continue;
+        };
+        let device = (user.to_string(), device.to_string());
+        let (Some(out), Some(settings)) = (self.outs.get(&id), self.links.get(&device)) else {
+            return;
+        };
+        for d in Direction::BOTH {
+            if let Some(c) = *settings.config.of(d) {
+                let _ = out
+                    .link
+                    .send((LinkCommand::Fault(Fault::Configure(d, c)), None));
             }
-            out.configured = true;
-            let Some(settings) = self.links.get(&(user, device)) else {
-                continue;
-            };
-            for d in Direction::BOTH {
-                if let Some(c) = *settings.config.of(d) {
-                    let _ = out
-                        .link
-                        .send((LinkCommand::Fault(Fault::Configure(d, c)), None));
-                }
-                if *settings.hold.of(d) {
-                    let _ = out
-                        .link
-                        .send((LinkCommand::Fault(Fault::Hold(d, true)), None));
-                }
+            if *settings.hold.of(d) {
+                let _ = out
+                    .link
+                    .send((LinkCommand::Fault(Fault::Hold(d, true)), None));
             }
         }
     }
@@ -276,7 +268,6 @@ impl<S: Store> Task<S> {
                         link,
                         kill: Some(kill),
                         activity,
-                        configured: false,
                     },
                 );
                 if self.stopping {
@@ -443,14 +434,7 @@ impl<S: Store> Task<S> {
     }
 
     fn inspect(&self, user: &str) -> Inspection {
-        let mut devices: Vec<String> = self
-            .core
-            .devices()
-            .into_iter()
-            .filter(|(u, _)| u == user)
-            .map(|(_, d)| d)
-            .collect();
-        devices.sort();
+        let devices = self.core.devices_of(user);
         let data = self.core.user(user).cloned().unwrap_or_default();
         Inspection {
             writes: data.head,
