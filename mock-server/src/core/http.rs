@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use sync_core::protocol::model::is_valid_device_id;
 use sync_core::protocol::{CatchUp, ClientFrame, ErrorCode, ServerFrame, decode_client_frame};
 
-use super::rate::{Refusals, TokenBucket};
+use super::rate::TokenBucket;
 use super::store::Store;
 use super::{Action, Conn, ConnId, Core, Inbound};
 
@@ -193,19 +193,7 @@ impl<S: Store> Core<S> {
         self.http.next_conn += 1;
         let id = ConnId(u64::MAX - self.http.next_conn);
         let (bucket, _) = self.take_bucket(user, device, now);
-        self.conns.insert(
-            id,
-            Conn {
-                opened: now,
-                last_frame: now,
-                source: None,
-                auth: None,
-                token: token.unwrap_or_default(),
-                expired_at: None,
-                bucket,
-                refusals: Refusals::default(),
-            },
-        );
+        self.insert_conn(id, Conn::new(now, None, token.unwrap_or_default(), bucket));
         self.sign_in(id, (user.to_string(), device.to_string()));
         let actions = self.handle(vec![(id, Inbound::Decoded(frame))], now);
         if let Some(conn) = self.remove_conn(id) {

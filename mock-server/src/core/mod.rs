@@ -31,7 +31,7 @@
 //!   Unlike the engine's, the actions are returned rather than polled: a batch's actions
 //!   must leave together, after its commit.
 //! - **Queries**, read-only: [`Core::user`], [`Core::value`], [`Core::writes`],
-//!   [`Core::devices`], [`Core::forced`] and the rest.
+//!   [`Core::devices_of`], [`Core::device_of`], [`Core::forced`] and the rest.
 //!
 //! The call order: gather the frames that arrived (from any connections) and pass them to
 //! [`Core::handle`] in one call; carry out the returned actions in order (each
@@ -44,6 +44,7 @@
 //! reads best beside PROTOCOL.md in one place; authentication failures ([`guard`]), rate
 //! limits ([`rate`]) and durability ([`store`]) are split out.
 
+mod deadlines;
 pub mod guard;
 pub mod http;
 pub mod rate;
@@ -63,6 +64,7 @@ use sync_core::protocol::{
     PROTOCOL_VERSION, Problem, ServerFrame, ValueKind, check_batch, close, decode_client_frame,
 };
 
+use deadlines::Deadlines;
 use guard::AuthGuard;
 use rate::{Refusals, TokenBucket};
 use store::{Durable, Record, Store, StoreError, Stored, TokenRecord};
@@ -146,6 +148,46 @@ struct Conn {
     expired_at: Option<Duration>,
     bucket: TokenBucket,
     refusals: Refusals,
+    /// The deadline it is filed under in [`Core::deadlines`]: [`Conn::deadline`] when
+    /// last filed.
+    due: Duration,
+}
+
+impl Conn {
+    /// A connection opened at `now`, not yet filed.
+    fn new(now: Duration, source: Option<IpAddr>, token: String, bucket: TokenBucket) -> Conn {
+        Conn {
+            opened: now,
+            last_frame: now,
+            source,
+            auth: None,
+            token,
+            expired_at: None,
+            bucket,
+            refusals: Refusals::default(),
+            due: now,
+        }
+    }
+
+    /// When it is closed unless something changes: its `hello` is due 5 s after it
+    /// opened, a rotated-away token's `auth` 30 s after the rotation, and a frame 30 s
+    /// after the last.
+    fn deadline(&self) -> Duration {
+        let idle = self.last_frame + IDLE_TIMEOUT;
+        let expiry = self.expired_at.map_or(idle, |at| at + TOKEN_GRACE);
+        if self.auth.is_none() {
+            idle.min(self.opened + HELLO_TIMEOUT)
+        } else {
+            idle.min(expiry)
+        }
+    }
+
+    /// Files it again under its deadline, after something the deadline depends on changed.
+    fn refile(&mut self, id: ConnId, deadlines: &mut Deadlines) {
+        let due = self.deadline();
+        deadlines.file(id, Some(self.due), due);
+        self.due = due;
+    }
 }
 
 /// A write accepted in memory, waiting for the commit of the frames handled together.
@@ -183,6 +225,8 @@ pub struct Core<S: Store> {
     store: S,
     data: Durable,
     conns: BTreeMap<ConnId, Conn>,
+    /// The connections by deadline, for [`Core::poll_timeout`] and [`Core::on_timeout`].
+    deadlines: Deadlines,
     /// Each user's authenticated connections, the ones a write of theirs is pushed to:
     /// kept beside `conns` so a write finds its recipients without looking at every
     /// connection of every user.
@@ -220,6 +264,7 @@ impl<S: Store> Core<S> {
             store,
             data,
             conns: BTreeMap::new(),
+            deadlines: Deadlines::default(),
             signed_in: HashMap::new(),
             devices: HashMap::new(),
             forced: BTreeSet::new(),
@@ -254,6 +299,7 @@ impl<S: Store> Core<S> {
     /// committed is lost (nothing is: acks follow the commit).
     pub fn restart(&mut self) -> Result<(), StoreError> {
         self.conns.clear();
+        self.deadlines = Deadlines::default();
         self.signed_in.clear();
         self.devices.clear();
         self.forced.clear();
@@ -284,19 +330,17 @@ impl<S: Store> Core<S> {
 
     /// A new connection from `source`: failed token checks are counted per source address.
     pub fn connect_from(&mut self, id: ConnId, source: Option<IpAddr>, now: Duration) {
-        self.conns.insert(
-            id,
-            Conn {
-                opened: now,
-                last_frame: now,
-                source,
-                auth: None,
-                token: String::new(),
-                expired_at: None,
-                bucket: TokenBucket::full(now),
-                refusals: Refusals::default(),
-            },
-        );
+        let conn = Conn::new(now, source, String::new(), TokenBucket::full(now));
+        self.insert_conn(id, conn);
+    }
+
+    /// Takes in a new connection, filed under its deadline (an earlier one of the same id
+    /// is forgotten first).
+    fn insert_conn(&mut self, id: ConnId, mut conn: Conn) {
+        self.remove_conn(id);
+        conn.due = conn.deadline();
+        self.deadlines.file(id, None, conn.due);
+        self.conns.insert(id, conn);
     }
 
     /// Something arrived from the client at `at` (a frame, or a WebSocket-level ping).
@@ -307,6 +351,7 @@ impl<S: Store> Core<S> {
     pub fn heard(&mut self, id: ConnId, at: Duration) {
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.last_frame = conn.last_frame.max(at);
+            conn.refile(id, &mut self.deadlines);
         }
     }
 
@@ -448,12 +493,14 @@ impl<S: Store> Core<S> {
                 .or_default()
                 .insert(id);
             conn.auth = Some(device);
+            conn.refile(id, &mut self.deadlines);
         }
     }
 
     /// Forgets the connection `id`, and it among its user's recipients.
     fn remove_conn(&mut self, id: ConnId) -> Option<Conn> {
         let conn = self.conns.remove(&id)?;
+        self.deadlines.remove(id, conn.due);
         if let Some((user, _)) = &conn.auth
             && let Some(ids) = self.signed_in.get_mut(user)
         {
@@ -482,6 +529,7 @@ impl<S: Store> Core<S> {
     ) {
         let conn = self.conns.get_mut(&id).expect("checked by the caller");
         conn.last_frame = conn.last_frame.max(now);
+        conn.refile(id, &mut self.deadlines);
         let text = match frame {
             Inbound::TooLarge => {
                 return self.close_with(
@@ -632,6 +680,7 @@ impl<S: Store> Core<S> {
                 .expect("open while its frame is handled");
             conn.token = token;
             conn.expired_at = None;
+            conn.refile(id, &mut self.deadlines);
             return out.push(Action::Send(id, ServerFrame::Authed { id: rid }));
         }
         if self.expired.get(&token).is_some_and(|u| u == user) {
@@ -1001,18 +1050,13 @@ impl<S: Store> Core<S> {
 
     /// When [`Core::on_timeout`] must next run.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        self.conns
-            .values()
-            .map(|c| {
-                let idle = c.last_frame + IDLE_TIMEOUT;
-                let expiry = c.expired_at.map_or(idle, |at| at + TOKEN_GRACE);
-                if c.auth.is_none() {
-                    idle.min(c.opened + HELLO_TIMEOUT)
-                } else {
-                    idle.min(expiry)
-                }
-            })
-            .min()
+        let first = self.deadlines.first();
+        debug_assert_eq!(
+            first,
+            self.conns.values().map(Conn::deadline).min(),
+            "every connection is filed under its deadline"
+        );
+        first
     }
 
     /// Closes connections whose `hello`, whose next frame, or whose `auth` after an
@@ -1020,15 +1064,17 @@ impl<S: Store> Core<S> {
     pub fn on_timeout(&mut self, now: Duration) -> Vec<Action> {
         let mut out = Vec::new();
         let due: Vec<(ConnId, ErrorCode)> = self
-            .conns
-            .iter()
-            .filter_map(|(id, c)| {
+            .deadlines
+            .due(now)
+            .into_iter()
+            .filter_map(|id| {
+                let c = self.conns.get(&id)?;
                 if c.auth.is_none() && now >= c.opened + HELLO_TIMEOUT {
-                    Some((*id, ErrorCode::HelloRequired))
+                    Some((id, ErrorCode::HelloRequired))
                 } else if c.expired_at.is_some_and(|at| now >= at + TOKEN_GRACE) {
-                    Some((*id, ErrorCode::TokenExpired))
+                    Some((id, ErrorCode::TokenExpired))
                 } else if now >= c.last_frame + IDLE_TIMEOUT {
-                    Some((*id, ErrorCode::IdleTimeout))
+                    Some((id, ErrorCode::IdleTimeout))
                 } else {
                     None
                 }
@@ -1130,6 +1176,7 @@ impl<S: Store> Core<S> {
                 conn.auth.as_ref().is_some_and(|(u, _)| u == user) && old.contains(&conn.token);
             if on_old && conn.expired_at.is_none() {
                 conn.expired_at = Some(now);
+                conn.refile(*id, &mut self.deadlines);
                 let message =
                     "the token was rotated: send `auth` with the new one within 30 s".into();
                 out.push(error(*id, ErrorCode::TokenExpired, message, None));

@@ -171,6 +171,42 @@ fn hello_timeout_idle_timeout_binary_and_too_large() {
     assert_eq!(closed(&out, A), Some(1009));
 }
 
+/// The deadlines are kept in order (`core::deadlines`): the earliest is the next timeout,
+/// every connection due is closed at once, in the order of their ids, and the others keep
+/// theirs, each moved by what happened on it.
+#[test]
+fn every_due_connection_is_closed_in_id_order_and_the_rest_keep_their_deadlines() {
+    let mut t = T::new();
+    let (c3, c4) = (ConnId(3), ConnId(4));
+    t.core.connect(c4, ms(0));
+    t.core.connect(c3, ms(1_000));
+    t.hello(A, "phone", 0);
+    t.core.connect(B, ms(2_000));
+    assert_eq!(
+        t.core.poll_timeout(),
+        Some(ms(5_000)),
+        "c4's hello is due first"
+    );
+    t.core.heard(A, ms(4_000));
+    let out = t.core.on_timeout(ms(6_500));
+    let closes: Vec<ConnId> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Close(id, 4400, _) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closes, [c3, c4]);
+    assert_eq!(t.core.poll_timeout(), Some(ms(7_000)), "B's hello");
+    t.core.disconnect(B);
+    assert_eq!(t.core.poll_timeout(), Some(ms(34_000)), "A's silence");
+    t.core.heard(A, ms(10_000));
+    assert_eq!(t.core.poll_timeout(), Some(ms(40_000)));
+    assert!(t.core.on_timeout(ms(39_999)).is_empty());
+    assert_eq!(closed(&t.core.on_timeout(ms(40_000)), A), Some(4408));
+    assert_eq!(t.core.poll_timeout(), None);
+}
+
 #[test]
 fn idleness_counts_from_the_latest_arrival_the_shell_reports() {
     let mut t = T::new();
