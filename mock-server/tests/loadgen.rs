@@ -40,6 +40,7 @@ fn loadgen_reports_every_figure_on_a_tiny_load() {
         "with them reading =",
         "idle devices",
         "KiB per idle connection",
+        "the latency load beside them",
     ] {
         assert!(text.contains(line), "no `{line}` in:\n{text}");
     }

@@ -31,7 +31,9 @@
 //!    run of the same comments pushed to devices that read them, and with the latency
 //!    phase. The server's memory stays within its bounds and falls back once they are gone.
 //! 5. **Idle devices.** N devices connect, say `hello` and then nothing: the server's
-//!    memory per idle connection.
+//!    memory per idle connection (read once the allocator gave back what their opening
+//!    freed, and only if none of them was closed meanwhile), and the latency phase's load
+//!    beside them, whose latency and server CPU per write should not notice them.
 //!
 //! Frames are told apart by the `type` at their start: answers (`ack`, `reject`, or the
 //! echo) come back in the order the writes were sent on a connection, so no id needs
@@ -59,7 +61,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use host::{Spells, Ticks};
 use mock_server::net::{READ_BUFFER, ServerConfig, start};
 use mock_server::redb_store::RedbStore;
@@ -115,7 +117,10 @@ struct Cli {
     idle_devices: u32,
     /// Seconds to wait after the slow readers and the idle devices left, before reading the
     /// server's memory again. The default outlasts the resync grace (10 s), after which no
-    /// connection of theirs can be left.
+    /// connection of theirs can be left, and the allocator's decay time (10 s), after which
+    /// it gives back what was freed. The idle devices' memory is also read this long after
+    /// they connected (but within 25 s of the first: the server closes a device silent
+    /// for 30 s).
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(0..=600))]
     settle: u64,
 }
@@ -508,20 +513,21 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
         length: phase,
     };
     let sync = ServerProcess::spawn("sync", &dir.join("latency"), latency.users)?;
-    let l = latency.run(&sync.addr, true).await?;
+    let l = latency.run(&sync, true).await?;
     let (peak2, now) = sync.rss_kib().unwrap_or_default();
     drop(sync);
     let echo = ServerProcess::spawn("echo", &dir.join("echo"), 1)?;
-    let e = latency.run(&echo.addr, false).await?;
+    let e = latency.run(&echo, false).await?;
     drop(echo);
     let relay = ServerProcess::spawn("relay", &dir.join("relay"), 1)?;
-    let r = latency.run(&relay.addr, true).await?;
+    let r = latency.run(&relay, true).await?;
     drop(relay);
     println!(
-        "ack latency   {} devices ({per_user} per user) at {:.0} writes/s: {}",
+        "ack latency   {} devices ({per_user} per user) at {:.0} writes/s: {}; server CPU {} per write",
         latency.users * per_user,
         l.answers as f64 / l.elapsed,
-        l.latency_summary()
+        l.latency_summary(),
+        l.server_cpu_per_write()
     );
     println!("              {}", l.outside_spells());
     println!("echo latency  the same load: {}", e.latency_summary());
@@ -544,7 +550,7 @@ async fn phases(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
         mib(now)
     );
     slow_readers(cli, dir, &latency, &l).await?;
-    idle_devices(cli, dir).await
+    idle_devices(cli, dir, &latency, &l).await
 }
 
 /// The longest slice of the throughput phase: four of them, and the drains after them,
@@ -803,9 +809,20 @@ async fn post_long_comments(url: String, user: u32, end: Instant) -> Result<u64,
     Ok(posted)
 }
 
+/// How soon after the first idle device connected its memory is read at the latest: the
+/// server closes a device silent for 30 s.
+const IDLE_READ_BY: Duration = Duration::from_secs(25);
+
 /// Phase 5: memory per idle connection.
-async fn idle_devices(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
-    let sync = ServerProcess::spawn("sync", &dir.join("idle"), 1)?;
+/// Then the latency load beside them, compared with the latency phase (`without`): the
+/// core task's work per batch must not grow with the connections it holds.
+async fn idle_devices(
+    cli: &Cli,
+    dir: &std::path::Path,
+    latency: &Load,
+    without: &Tally,
+) -> Result<(), String> {
+    let sync = ServerProcess::spawn("sync", &dir.join("idle"), latency.users + 1)?;
     let url = format!("ws://{}/sync", sync.addr);
     let (_, before) = sync.rss_kib().unwrap_or_default();
     let started = Instant::now();
@@ -819,25 +836,67 @@ async fn idle_devices(cli: &Cli, dir: &std::path::Path) -> Result<(), String> {
                         "idle device {d}: {e} (each takes a file descriptor: raise `ulimit -n`)"
                     )
                 })?;
-        hello(&mut ws, 0, &format!("idle{d}")).await?;
+        hello(&mut ws, latency.users, &format!("idle{d}")).await?;
         devices.push(ws);
     }
     let connected = started.elapsed();
-    let (_, with) = sync.rss_kib().unwrap_or_default();
-    drop(devices);
+    let (_, just_connected) = sync.rss_kib().unwrap_or_default();
+    let beside = latency.run(&sync, true).await?;
+    // What the connections hold, without what their opening freed and the allocator has
+    // not yet given back (its decay time, 10 s): read once `--settle` passed since, while
+    // the first of them is still within the server's idle timeout.
     let settle = Duration::from_secs(cli.settle);
+    tokio::time::sleep_until((started + connected + settle).min(started + IDLE_READ_BY)).await;
+    let (_, with) = sync.rss_kib().unwrap_or_default();
+    // Each was sent its welcome and nothing since: anything waiting now is the server
+    // closing it, and the memory read would be that of fewer connections. (Unconstrained:
+    // tokio's budget would call all but the first hundred or so polls pending.)
+    let mut closed = 0;
+    for ws in &mut devices {
+        if tokio::task::unconstrained(ws.next())
+            .now_or_never()
+            .is_some()
+        {
+            closed += 1;
+        }
+    }
+    if closed > 0 {
+        return Err(format!(
+            "{closed} of the {} idle devices were closed before their memory was read: connecting them took {:.1} s",
+            cli.idle_devices,
+            connected.as_secs_f64()
+        ));
+    }
+    drop(devices);
     tokio::time::sleep(settle).await;
     let (_, after) = sync.rss_kib().unwrap_or_default();
     drop(sync);
     let per = (with.saturating_sub(before)) as f64 / f64::from(cli.idle_devices);
     println!(
-        "idle devices  {} connected in {:.1} s: server RSS {:.1} MiB before, {:.1} MiB with them = {per:.1} KiB per idle connection; {:.1} MiB {} s after they left",
+        "idle devices  {} connected in {:.1} s: server RSS {:.1} MiB before, {:.1} MiB just after, {:.1} MiB {} s after = {per:.1} KiB per idle connection; {:.1} MiB {} s after they left",
         cli.idle_devices,
         connected.as_secs_f64(),
         mib(before),
+        mib(just_connected),
         mib(with),
+        settle.as_secs(),
         mib(after),
         settle.as_secs()
+    );
+    let p99 = |t: &Tally| t.quantile(0.99).as_secs_f64() * 1000.0;
+    let clear = |t: &Tally| t.quantile_outside_spells(0.99).0.as_secs_f64() * 1000.0;
+    println!(
+        "              the latency load beside them: ack latency {}; p99 {:.2} ms vs {:.2} ms without them = {:.2}x, outside the host's slow spells {:.2} ms vs {:.2} ms = {:.2}x ({}); server CPU {} per write vs {} without them",
+        beside.latency_summary(),
+        p99(&beside),
+        p99(without),
+        p99(&beside) / p99(without),
+        clear(&beside),
+        clear(without),
+        clear(&beside) / clear(without),
+        beside.spells.summary(),
+        beside.server_cpu_per_write(),
+        without.server_cpu_per_write()
     );
     Ok(())
 }
@@ -881,6 +940,8 @@ struct Tally {
     elapsed: f64,
     /// CPU seconds this process (the clients) used.
     client_cpu: Option<f64>,
+    /// CPU seconds the server used, where measured ([`Load::run`]).
+    server_cpu: Option<f64>,
     /// The machine's CPU time, and the share the host took (`/proc/stat`).
     ticks: Option<Ticks>,
     /// The host's slow spells from the start until the last answer.
@@ -930,6 +991,14 @@ impl Tally {
         (quantile(clear, q), n)
     }
 
+    /// The server's CPU time per answered write, where it was measured.
+    fn server_cpu_per_write(&self) -> String {
+        match self.server_cpu {
+            Some(s) => format!("{:.1} µs", s * 1e6 / self.answers.max(1) as f64),
+            None => "unknown".into(),
+        }
+    }
+
     /// The host's steal over the measured time, as a share of the machine's cores.
     fn steal(&self) -> String {
         match self.ticks {
@@ -971,10 +1040,17 @@ fn quantile(mut latencies: Vec<Duration>, q: f64) -> Duration {
 }
 
 impl Load {
-    /// Connects, drives the devices once, and closes.
-    async fn run(&self, addr: &str, says_hello: bool) -> Result<Tally, String> {
-        let conns = self.connect(addr, says_hello).await?;
-        Ok(self.drive(conns).await?.1)
+    /// Connects to `server`, drives the devices once, and closes; with the server's CPU
+    /// time over the drive.
+    async fn run(&self, server: &ServerProcess, says_hello: bool) -> Result<Tally, String> {
+        let conns = self.connect(&server.addr, says_hello).await?;
+        let before = server.cpu_seconds();
+        let mut tally = self.drive(conns).await?.1;
+        tally.server_cpu = server
+            .cpu_seconds()
+            .zip(before)
+            .map(|(after, before)| after - before);
+        Ok(tally)
     }
 
     /// Connects every device, with `hello` first where the server expects one (the sync
