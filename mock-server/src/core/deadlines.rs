@@ -50,10 +50,4 @@ impl Deadlines {
         ids.sort_unstable();
         ids
     }
-
-    /// How many connections are filed.
-    #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
-        self.0.len()
-    }
 }

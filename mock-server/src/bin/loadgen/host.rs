@@ -10,8 +10,8 @@
 //!   each step before the next (the sync server's core, whose commit is a few hundred
 //!   microseconds of CPU) falls behind in such a spell, where work spread over many tasks
 //!   (the echo and relay servers) does not; so the spells show in the sync server's ack
-//!   latency tail. A sampler thread ([`start_pace`]) times a small fixed piece of work every few milliseconds on a
-//!   thread of its own, and calls a sample slow when it took several times the usual.
+//!   latency tail. A thread of its own ([`start_pace`]) times a small fixed piece of work
+//!   every 10 ms, and calls a sample slow when it took several times the usual.
 
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -124,9 +124,10 @@ impl Spells {
             if took <= median * SLOW {
                 continue;
             }
-            // The spell may have begun just after the sample before, and last until the
-            // sample after: the spell is known only to that precision.
-            let begin = i.checked_sub(1).map_or(at - PERIOD, |j| samples[j].0);
+            // The spell may have begun just after the sample before (for the first sample,
+            // at its own time), and last until the sample after: the spell is known only to
+            // that precision.
+            let begin = i.checked_sub(1).map_or(at, |j| samples[j].0);
             let end = samples.get(i + 1).map_or(at + PERIOD, |s| s.0);
             match slow.last_mut() {
                 Some(last) if begin <= last.1 => last.1 = last.1.max(end),

@@ -119,8 +119,8 @@ struct Cli {
     /// server's memory again. The default outlasts the resync grace (10 s), after which no
     /// connection of theirs can be left, and the allocator's decay time (10 s), after which
     /// it gives back what was freed. The idle devices' memory is also read this long after
-    /// they connected (but within 25 s of the first: the server closes a device silent
-    /// for 30 s).
+    /// they connected, or 25 s after the first of them connected if that comes sooner (the
+    /// server closes a device silent for 30 s).
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(0..=600))]
     settle: u64,
 }
@@ -644,25 +644,25 @@ async fn slow_readers(
         reading.others.steal()
     );
     println!(
-        "slow readers  {} devices reading nothing, {} long comments pushed to them: ack latency of the others {}; p99 {:.2} ms vs {:.2} ms with them reading = {:.2}x, vs {:.2} ms without them = {:.2}x (host steal {})",
+        "slow readers  {} devices reading nothing, {} long comments pushed to them: ack latency of the others {}; p99 {:.2} ms vs {:.2} ms with them reading = {}, vs {:.2} ms without them = {} (host steal {})",
         cli.slow_readers,
         stuck.posted,
         stuck.others.latency_summary(),
         p99(&stuck.others),
         p99(&reading.others),
-        p99(&stuck.others) / p99(&reading.others),
+        times(p99(&stuck.others), p99(&reading.others)),
         p99(without),
-        p99(&stuck.others) / p99(without),
+        times(p99(&stuck.others), p99(without)),
         stuck.others.steal()
     );
     let clear = |t: &Tally| t.quantile_outside_spells(0.99).0.as_secs_f64() * 1000.0;
     println!(
-        "              outside the host's slow spells: p99 {:.2} ms, vs {:.2} ms with them reading = {:.2}x, vs {:.2} ms without them = {:.2}x ({}; reading: {}; without them: {})",
+        "              outside the host's slow spells: p99 {:.2} ms, vs {:.2} ms with them reading = {}, vs {:.2} ms without them = {} ({}; reading: {}; without them: {})",
         clear(&stuck.others),
         clear(&reading.others),
-        clear(&stuck.others) / clear(&reading.others),
+        times(clear(&stuck.others), clear(&reading.others)),
         clear(without),
-        clear(&stuck.others) / clear(without),
+        times(clear(&stuck.others), clear(without)),
         stuck.others.spells.summary(),
         reading.others.spells.summary(),
         without.spells.summary()
@@ -813,56 +813,34 @@ async fn post_long_comments(url: String, user: u32, end: Instant) -> Result<u64,
 /// server closes a device silent for 30 s.
 const IDLE_READ_BY: Duration = Duration::from_secs(25);
 
-/// Phase 5: memory per idle connection.
-/// Then the latency load beside them, compared with the latency phase (`without`): the
-/// core task's work per batch must not grow with the connections it holds.
+/// Phase 5: memory per idle connection; then, on a fresh server, the latency load beside
+/// as many idle devices, compared with the latency phase (`without`): the core task's work
+/// per batch must not grow with the connections it holds. Two servers, so that neither
+/// figure carries the other's leftovers, and so that the idle devices need be silent only
+/// as long as one of the two takes.
 async fn idle_devices(
     cli: &Cli,
     dir: &std::path::Path,
     latency: &Load,
     without: &Tally,
 ) -> Result<(), String> {
-    let sync = ServerProcess::spawn("sync", &dir.join("idle"), latency.users + 1)?;
-    let url = format!("ws://{}/sync", sync.addr);
+    let sync = ServerProcess::spawn("sync", &dir.join("idle"), 1)?;
     let (_, before) = sync.rss_kib().unwrap_or_default();
     let started = Instant::now();
-    let mut devices = Vec::with_capacity(cli.idle_devices as usize);
-    for d in 0..cli.idle_devices {
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async_with_config(&url, Some(ws_config()), true)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "idle device {d}: {e} (each takes a file descriptor: raise `ulimit -n`)"
-                    )
-                })?;
-        hello(&mut ws, latency.users, &format!("idle{d}")).await?;
-        devices.push(ws);
-    }
+    let mut devices = connect_idle(&sync, 0, cli.idle_devices).await?;
     let connected = started.elapsed();
     let (_, just_connected) = sync.rss_kib().unwrap_or_default();
-    let beside = latency.run(&sync, true).await?;
     // What the connections hold, without what their opening freed and the allocator has
-    // not yet given back (its decay time, 10 s): read once `--settle` passed since, while
-    // the first of them is still within the server's idle timeout.
+    // not yet given back (its decay time, 10 s): read once `--settle` passed, while the
+    // first of them is still within the server's idle timeout.
     let settle = Duration::from_secs(cli.settle);
     tokio::time::sleep_until((started + connected + settle).min(started + IDLE_READ_BY)).await;
+    let waited = started.elapsed() - connected;
     let (_, with) = sync.rss_kib().unwrap_or_default();
-    // Each was sent its welcome and nothing since: anything waiting now is the server
-    // closing it, and the memory read would be that of fewer connections. (Unconstrained:
-    // tokio's budget would call all but the first hundred or so polls pending.)
-    let mut closed = 0;
-    for ws in &mut devices {
-        if tokio::task::unconstrained(ws.next())
-            .now_or_never()
-            .is_some()
-        {
-            closed += 1;
-        }
-    }
+    let closed = closed_idle(&mut devices);
     if closed > 0 {
         return Err(format!(
-            "{closed} of the {} idle devices were closed before their memory was read: connecting them took {:.1} s",
+            "{closed} of the {} idle devices were closed before their memory was read: connecting them took {:.1} s, and the server closes a device silent for 30 s",
             cli.idle_devices,
             connected.as_secs_f64()
         ));
@@ -873,32 +851,86 @@ async fn idle_devices(
     drop(sync);
     let per = (with.saturating_sub(before)) as f64 / f64::from(cli.idle_devices);
     println!(
-        "idle devices  {} connected in {:.1} s: server RSS {:.1} MiB before, {:.1} MiB just after, {:.1} MiB {} s after = {per:.1} KiB per idle connection; {:.1} MiB {} s after they left",
+        "idle devices  {} connected in {:.1} s: server RSS {:.1} MiB before, {:.1} MiB just after, {:.1} MiB {:.0} s after = {per:.1} KiB per idle connection; {:.1} MiB {} s after they left",
         cli.idle_devices,
         connected.as_secs_f64(),
         mib(before),
         mib(just_connected),
         mib(with),
-        settle.as_secs(),
+        waited.as_secs_f64(),
         mib(after),
         settle.as_secs()
     );
+
+    let sync = ServerProcess::spawn("sync", &dir.join("beside-idle"), latency.users + 1)?;
+    let started = Instant::now();
+    let mut devices = connect_idle(&sync, latency.users, cli.idle_devices).await?;
+    let beside = latency.run(&sync, true).await?;
+    let closed = closed_idle(&mut devices);
+    if closed > 0 {
+        return Err(format!(
+            "{closed} of the {} idle devices were closed while the latency load ran beside them: connecting them and the load took {:.1} s, and the server closes a device silent for 30 s; lower --seconds",
+            cli.idle_devices,
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    drop(devices);
+    drop(sync);
     let p99 = |t: &Tally| t.quantile(0.99).as_secs_f64() * 1000.0;
     let clear = |t: &Tally| t.quantile_outside_spells(0.99).0.as_secs_f64() * 1000.0;
     println!(
-        "              the latency load beside them: ack latency {}; p99 {:.2} ms vs {:.2} ms without them = {:.2}x, outside the host's slow spells {:.2} ms vs {:.2} ms = {:.2}x ({}); server CPU {} per write vs {} without them",
+        "              the latency load beside them: ack latency {}; p99 {:.2} ms vs {:.2} ms without them = {}, outside the host's slow spells {:.2} ms vs {:.2} ms = {} ({}); server CPU {} per write vs {} without them",
         beside.latency_summary(),
         p99(&beside),
         p99(without),
-        p99(&beside) / p99(without),
+        times(p99(&beside), p99(without)),
         clear(&beside),
         clear(without),
-        clear(&beside) / clear(without),
+        times(clear(&beside), clear(without)),
         beside.spells.summary(),
         beside.server_cpu_per_write(),
         without.server_cpu_per_write()
     );
     Ok(())
+}
+
+/// `n` devices of user `u{user}`, connected and welcomed, that then say nothing.
+async fn connect_idle(server: &ServerProcess, user: u32, n: u32) -> Result<Vec<Ws>, String> {
+    let url = format!("ws://{}/sync", server.addr);
+    let mut devices = Vec::with_capacity(n as usize);
+    for d in 0..n {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_with_config(&url, Some(ws_config()), true)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "idle device {d}: {e} (each takes a file descriptor: raise `ulimit -n`)"
+                    )
+                })?;
+        hello(&mut ws, user, &format!("idle{d}")).await?;
+        devices.push(ws);
+    }
+    Ok(devices)
+}
+
+/// How many of the idle devices the server closed. Each was sent its welcome and nothing
+/// since, so anything waiting is the server closing it. (Polled unconstrained: tokio's
+/// budget would call all but the first hundred or so polls pending.)
+fn closed_idle(devices: &mut [Ws]) -> usize {
+    devices
+        .iter_mut()
+        .map(|ws| tokio::task::unconstrained(ws.next()).now_or_never())
+        .filter(Option::is_some)
+        .count()
+}
+
+/// `a / b` as a ratio for a report, or "n/a" where `b` is zero (no latencies to compare).
+fn times(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}x", a / b)
+    } else {
+        "n/a".into()
+    }
 }
 
 /// `hello` as device `device` of user `u{user}`, and its `welcome`.
