@@ -31,7 +31,8 @@
 //!   Unlike the engine's, the actions are returned rather than polled: a batch's actions
 //!   must leave together, after its commit.
 //! - **Queries**, read-only: [`Core::user`], [`Core::value`], [`Core::writes`],
-//!   [`Core::devices_of`], [`Core::device_of`], [`Core::forced`] and the rest.
+//!   [`Core::devices_of`], [`Core::device_of`], [`Core::overdue`], [`Core::forced`] and
+//!   the rest.
 //!
 //! The call order: gather the frames that arrived (from any connections) and pass them to
 //! [`Core::handle`] in one call; carry out the returned actions in order (each
@@ -346,8 +347,9 @@ impl<S: Store> Core<S> {
     /// Something arrived from the client at `at` (a frame, or a WebSocket-level ping).
     ///
     /// Idleness (4408) is judged by arrival: a shell whose core task falls behind reports
-    /// arrivals here before [`Core::on_timeout`], so a frame still waiting to be handled
-    /// never counts as silence. [`Core::handle`] counts each frame as heard at its `now`.
+    /// arrivals here before [`Core::on_timeout`] (those of the [`Core::overdue`]
+    /// connections are enough), so a frame still waiting to be handled never counts as
+    /// silence. [`Core::handle`] counts each frame as heard at its `now`.
     pub fn heard(&mut self, id: ConnId, at: Duration) {
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.last_frame = conn.last_frame.max(at);
@@ -1057,6 +1059,14 @@ impl<S: Store> Core<S> {
             "every connection is filed under its deadline"
         );
         first
+    }
+
+    /// The connections whose deadline has passed at `now`, as far as the core knows: the
+    /// ones [`Core::on_timeout`] would close unless something arrived on them that the
+    /// shell has not reported yet (see [`Core::heard`]). Any other connection's deadline
+    /// is later still, whatever arrived on it.
+    pub fn overdue(&self, now: Duration) -> Vec<ConnId> {
+        self.deadlines.due(now)
     }
 
     /// Closes connections whose `hello`, whose next frame, or whose `auth` after an

@@ -144,13 +144,19 @@ impl<S: Store> Task<S> {
     }
 
     /// Closes the connections whose `hello` or next frame is overdue, judged by when
-    /// their frames arrived, not by when this task got round to them.
+    /// their frames arrived, not by when this task got round to them. Only the overdue
+    /// ones have their arrivals reported: the others cannot be closed now, and reporting
+    /// every connection's at every deadline made thousands of idle connections timing
+    /// out together cost a pass over all of them for each.
     fn timeouts(&mut self) {
-        for (id, out) in &self.outs {
-            let at = Duration::from_micros(out.activity.load(Ordering::Relaxed));
-            self.core.heard(*id, at);
+        let now = self.now();
+        for id in self.core.overdue(now) {
+            if let Some(out) = self.outs.get(&id) {
+                let at = Duration::from_micros(out.activity.load(Ordering::Relaxed));
+                self.core.heard(id, at);
+            }
         }
-        let actions = self.core.on_timeout(self.now());
+        let actions = self.core.on_timeout(now);
         self.route(actions);
     }
 
