@@ -634,7 +634,6 @@ async fn slow_readers(
 ) -> Result<(), String> {
     let reading = beside_long_comments(cli, &dir.join("readers"), latency, true).await?;
     let stuck = beside_long_comments(cli, &dir.join("slow"), latency, false).await?;
-    let p99 = |t: &Tally| t.quantile(0.99).as_secs_f64() * 1000.0;
     println!(
         "long comments {} devices reading them, {} posted, {} pushes read: ack latency of the others {} (host steal {})",
         cli.slow_readers,
@@ -648,21 +647,26 @@ async fn slow_readers(
         cli.slow_readers,
         stuck.posted,
         stuck.others.latency_summary(),
-        p99(&stuck.others),
-        p99(&reading.others),
-        times(p99(&stuck.others), p99(&reading.others)),
-        p99(without),
-        times(p99(&stuck.others), p99(without)),
+        stuck.others.p99_ms(),
+        reading.others.p99_ms(),
+        times(stuck.others.p99_ms(), reading.others.p99_ms()),
+        without.p99_ms(),
+        times(stuck.others.p99_ms(), without.p99_ms()),
         stuck.others.steal()
     );
-    let clear = |t: &Tally| t.quantile_outside_spells(0.99).0.as_secs_f64() * 1000.0;
     println!(
         "              outside the host's slow spells: p99 {:.2} ms, vs {:.2} ms with them reading = {}, vs {:.2} ms without them = {} ({}; reading: {}; without them: {})",
-        clear(&stuck.others),
-        clear(&reading.others),
-        times(clear(&stuck.others), clear(&reading.others)),
-        clear(without),
-        times(clear(&stuck.others), clear(without)),
+        stuck.others.p99_ms_outside_spells(),
+        reading.others.p99_ms_outside_spells(),
+        times(
+            stuck.others.p99_ms_outside_spells(),
+            reading.others.p99_ms_outside_spells()
+        ),
+        without.p99_ms_outside_spells(),
+        times(
+            stuck.others.p99_ms_outside_spells(),
+            without.p99_ms_outside_spells()
+        ),
         stuck.others.spells.summary(),
         reading.others.spells.summary(),
         without.spells.summary()
@@ -876,17 +880,18 @@ async fn idle_devices(
     }
     drop(devices);
     drop(sync);
-    let p99 = |t: &Tally| t.quantile(0.99).as_secs_f64() * 1000.0;
-    let clear = |t: &Tally| t.quantile_outside_spells(0.99).0.as_secs_f64() * 1000.0;
     println!(
         "              the latency load beside them: ack latency {}; p99 {:.2} ms vs {:.2} ms without them = {}, outside the host's slow spells {:.2} ms vs {:.2} ms = {} ({}); server CPU {} per write vs {} without them",
         beside.latency_summary(),
-        p99(&beside),
-        p99(without),
-        times(p99(&beside), p99(without)),
-        clear(&beside),
-        clear(without),
-        times(clear(&beside), clear(without)),
+        beside.p99_ms(),
+        without.p99_ms(),
+        times(beside.p99_ms(), without.p99_ms()),
+        beside.p99_ms_outside_spells(),
+        without.p99_ms_outside_spells(),
+        times(
+            beside.p99_ms_outside_spells(),
+            without.p99_ms_outside_spells()
+        ),
         beside.spells.summary(),
         beside.server_cpu_per_write(),
         without.server_cpu_per_write()
@@ -1037,6 +1042,16 @@ impl Tally {
             Some(t) if t.all > 0 => format!("{:.0} %", 100.0 * t.steal as f64 / t.all as f64),
             _ => "unknown".into(),
         }
+    }
+
+    /// The p99 latency, in milliseconds.
+    fn p99_ms(&self) -> f64 {
+        self.quantile(0.99).as_secs_f64() * 1000.0
+    }
+
+    /// The p99 latency of the writes that missed the host's slow spells, in milliseconds.
+    fn p99_ms_outside_spells(&self) -> f64 {
+        self.quantile_outside_spells(0.99).0.as_secs_f64() * 1000.0
     }
 
     /// The p99 of the writes that missed the host's slow spells, for a report.
