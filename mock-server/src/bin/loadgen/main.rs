@@ -2,7 +2,7 @@
 //!
 //! The server runs in a child process (this same binary, `serve` mode) so that its memory
 //! can be read on its own from `/proc`, with its redb store in a fresh temporary directory.
-//! The load comes from this process, over loopback WebSockets, in three phases:
+//! The load comes from this process, over loopback WebSockets, in five phases:
 //!
 //! 1. **Throughput.** Many devices (several users, several devices each), each keeping a
 //!    window of writes in flight, paced under the per-connection rate limit (PROTOCOL.md:
