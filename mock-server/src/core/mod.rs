@@ -155,9 +155,9 @@ struct Conn {
 }
 
 impl Conn {
-    /// A connection opened at `now`, not yet filed.
+    /// A connection opened at `now`, with its deadline (to be filed by the caller).
     fn new(now: Duration, source: Option<IpAddr>, token: String, bucket: TokenBucket) -> Conn {
-        Conn {
+        let mut conn = Conn {
             opened: now,
             last_frame: now,
             source,
@@ -167,7 +167,9 @@ impl Conn {
             bucket,
             refusals: Refusals::default(),
             due: now,
-        }
+        };
+        conn.due = conn.deadline();
+        conn
     }
 
     /// When it is closed unless something changes: its `hello` is due 5 s after it
@@ -337,9 +339,8 @@ impl<S: Store> Core<S> {
 
     /// Takes in a new connection, filed under its deadline (an earlier one of the same id
     /// is forgotten first).
-    fn insert_conn(&mut self, id: ConnId, mut conn: Conn) {
+    fn insert_conn(&mut self, id: ConnId, conn: Conn) {
         self.remove_conn(id);
-        conn.due = conn.deadline();
         self.deadlines.file(id, None, conn.due);
         self.conns.insert(id, conn);
     }
