@@ -300,6 +300,11 @@ impl<F> Link<F> {
         self.queue.iter().filter(|q| !q.heartbeat)
     }
 
+    /// Every frame waiting, heartbeats included, oldest first.
+    pub fn waiting(&self) -> impl Iterator<Item = &F> {
+        self.queue.iter().map(|q| &q.frame)
+    }
+
     /// How many frames wait (heartbeats excluded).
     pub fn len(&self) -> usize {
         self.queued().count()

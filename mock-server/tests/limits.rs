@@ -1,12 +1,13 @@
 //! PROTOCOL.md's "Exposure and resource limits", over real sockets on 127.0.0.1: one
-//! client never stalls another, idleness by arrival, the byte bound, the connection cap,
-//! `Origin`, guessing tokens, a malformed upgrade, invalid UTF-8, the rate limit's burst
-//! side, and shutdown.
+//! client never stalls another, held pushes are not a slow reader, idleness by arrival, the
+//! byte bound, the connection cap, `Origin`, guessing tokens, a malformed upgrade, invalid
+//! UTF-8, the rate limit's burst side, and shutdown.
 
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use mock_server::core::store::MemoryStore;
+use mock_server::link::{Direction, Fault};
 use mock_server::net::{ServerConfig, ServerHandle, StartError, start};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -101,6 +102,45 @@ async fn a_client_that_stops_reading_never_slows_another_users_pings() {
         600,
         "every write of ana's was served"
     );
+    s.shutdown().await;
+}
+
+/// A tester holds the pushes to Ana's phone on its down link while her laptop posts long
+/// comments. The held frames count against the phone's byte bound (1 MiB here) but are not
+/// the phone's doing: past half the bound it is still read and every ping of its is
+/// answered, and when the held frames overflow the bound it is closed `resync` (4009).
+/// (Before, it stopped being read at half the bound: its pings went unanswered, and with
+/// no more pushes it was closed as idle, 4408, 30 s later.)
+#[tokio::test]
+async fn a_device_whose_pushes_are_held_is_still_read_until_its_queue_overflows() {
+    let s = server_with(ServerConfig {
+        max_queue_bytes: 1 << 20,
+        ..users(&[("ana", "ta")])
+    })
+    .await;
+    let mut phone = connect(&s).await;
+    hello(&mut phone, "ta", "phone", 0).await;
+    s.link("ana", "phone", Fault::Hold(Direction::Down, true))
+        .await
+        .unwrap();
+    let mut laptop = connect(&s).await;
+    hello(&mut laptop, "ta", "laptop", 0).await;
+    let text = "c".repeat(280);
+    let mut most_held = 0;
+    for id in 1.. {
+        assert!(id < 1000, "the phone's queue never overflowed");
+        add_comment(&mut laptop, id, "comments/post", &text).await;
+        most_held = most_held.max(s.queued("ana", "phone").await.1);
+        send(&mut phone, json!({"type":"ping","id":id})).await;
+        let answer = recv(&mut phone).await;
+        if answer != json!({"type":"pong","id":id}) {
+            assert_eq!(answer["code"], "resync", "{answer}");
+            assert_eq!(close_code(&mut phone).await, 4009);
+            break;
+        }
+    }
+    // The bound was reached by the held pushes, not by anything else.
+    assert!(most_held >= 30, "{most_held} pushes held at most");
     s.shutdown().await;
 }
 

@@ -76,7 +76,7 @@ where
     loop {
         let due = links.next_due();
         // A queue more than half full: stop reading this client until it drained.
-        let reading = !out_rx.over_half();
+        let reading = !out_rx.over_half(links.down_weight());
         let step = tokio::select! {
             incoming = ws.next(), if reading => {
                 if matches!(incoming, Some(Ok(_))) {

@@ -84,6 +84,14 @@ impl Links {
         send(&mut self.down, &mut self.released_down, out, heartbeat, now)
     }
 
+    /// The frames and bytes the down link holds or delays: they count against the
+    /// connection's queue bound, but not towards pausing its reading.
+    pub(super) fn down_weight(&self) -> (usize, usize) {
+        self.down.waiting().fold((0, 0), |(frames, bytes), out| {
+            (frames + 1, bytes + out.bytes())
+        })
+    }
+
     /// When the next queued frame falls due, if one waits.
     pub(super) fn next_due(&self) -> Option<Instant> {
         let up = self.up.peek().map(|q| q.due);

@@ -11,6 +11,8 @@
 //!
 //! A connection whose queue is more than half full stops reading its own client until it
 //! drained below half: a device that cannot take what it is sent should not send more.
+//! Frames waiting on the connection's down link (held or delayed by a tester) are left out
+//! of that half, not of the bound: the device is not the one holding them.
 //! This pauses only that connection: the core task and every other connection go on. It
 //! cannot save a reader from the fan-out of *other* devices' writes: a user whose devices
 //! all send without bound is sent more than any queue holds, and the ones that fall behind
@@ -52,7 +54,7 @@ pub(super) enum Outbound {
 
 impl Outbound {
     /// What the frame weighs against the byte bound.
-    fn bytes(&self) -> usize {
+    pub(super) fn bytes(&self) -> usize {
         match self {
             Outbound::Frame(json, _) => json.held,
             Outbound::Close(_, reason) => allocation(reason.capacity()),
@@ -225,11 +227,17 @@ impl QueueRx {
         item
     }
 
-    /// More than half full, in frames or bytes: the connection task stops reading its
-    /// client until it drained (see the [module docs](self)).
-    pub(super) fn over_half(&self) -> bool {
-        self.level.frames.load(Ordering::Acquire) > MAX_FRAMES / 2
-            || self.level.bytes.load(Ordering::Acquire) > self.max_bytes / 2
+    /// More than half full, in frames or bytes, not counting `on_link` (frames the
+    /// connection's down link holds or delays, with their bytes): the connection task
+    /// stops reading its client until it drained (see the [module docs](self)). Frames a
+    /// tester holds on the link still count against the bound, but they are not the
+    /// client's doing: a device whose pushes are held is still read, its pings are still
+    /// answered, and only an overflow closes it.
+    pub(super) fn over_half(&self, on_link: (usize, usize)) -> bool {
+        let frames = self.level.frames.load(Ordering::Acquire);
+        let bytes = self.level.bytes.load(Ordering::Acquire);
+        frames.saturating_sub(on_link.0) > MAX_FRAMES / 2
+            || bytes.saturating_sub(on_link.1) > self.max_bytes / 2
     }
 
     /// `item` leaves the queue: it is about to be written, or it was lost with a link.
