@@ -1,7 +1,7 @@
 //! PROTOCOL.md's "Exposure and resource limits", over real sockets on 127.0.0.1: one
 //! client never stalls another, held pushes are not a slow reader, idleness by arrival, the
 //! byte bound, the connection cap, `Origin`, guessing tokens, a malformed upgrade, invalid
-//! UTF-8, the rate limit's burst side, and shutdown.
+//! UTF-8, the rate limit's two sides (sustained and in bursts), and shutdown.
 
 use std::time::Duration;
 
@@ -404,6 +404,61 @@ async fn bursts_two_seconds_apart_are_limited_but_never_closed() {
         json!({"type":"pong","id":1}),
         "still open"
     );
+    s.shutdown().await;
+}
+
+/// The rate limit's sustained side: 300 frames a second drain the bucket (400 tokens,
+/// refilled at 200 a second) in about 4 s, and from then on frames are refused in every
+/// second, so the connection is closed 1008 as soon as a fifth consecutive second has
+/// one: about 4 s after its first refusal. The margins are a second wide either way.
+#[tokio::test]
+async fn three_hundred_frames_a_second_are_closed_about_four_seconds_after_the_first_refusal() {
+    let s = server_with(ServerConfig::default()).await;
+    let mut ws = connect(&s).await;
+    hello(&mut ws, "demo-token", "p", 0).await;
+    let (mut tx, mut rx) = ws.split();
+    let start = Instant::now();
+    let writer = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        for id in (0u64..).step_by(3) {
+            tick.tick().await;
+            for id in id..id + 3 {
+                let ping = json!({"type":"ping","id":id}).to_string();
+                if tx.send(Message::text(ping)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let mut first_refusal = None;
+    let closed = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(15), rx.next())
+            .await
+            .expect("closed within 15 s");
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                let f: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if f["type"] == "error" && f["code"] == "rate_limited" {
+                    first_refusal.get_or_insert_with(Instant::now);
+                } else {
+                    assert_eq!(f["type"], "pong", "{f}");
+                }
+            }
+            Some(Ok(Message::Close(Some(c)))) => {
+                assert_eq!(u16::from(c.code), 1008);
+                break Instant::now();
+            }
+            Some(Ok(_)) => {}
+            other => panic!("the connection ended without a close: {other:?}"),
+        }
+    };
+    writer.abort();
+    let first_refusal = first_refusal.expect("frames were refused before the close");
+    let (drained, limited) = (first_refusal - start, closed - first_refusal);
+    println!("first refusal after {drained:?}, closed {limited:?} later");
+    let second = Duration::from_secs(1);
+    assert!(drained > 3 * second && drained < 5 * second, "{drained:?}");
+    assert!(limited > 3 * second && limited < 5 * second, "{limited:?}");
     s.shutdown().await;
 }
 
