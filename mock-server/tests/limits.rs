@@ -371,6 +371,78 @@ async fn invalid_utf8_gets_an_error_frame_then_1007() {
     s.shutdown().await;
 }
 
+/// Step 2 over a socket: a repeated key (last-one-wins would make this `ping` a `set`),
+/// nesting over 64 levels, a number beyond an f64 and a lone surrogate are each answered
+/// `error bad_message` with the frame's `id` and the field named; nothing is written and
+/// the connection stays open. A `hello` that repeats a key is a malformed `hello`:
+/// `bad_message` and close 4400 (it was `hello_required`).
+#[tokio::test]
+async fn json_that_step_2_refuses_is_answered_bad_message_naming_the_field() {
+    let s = server_with(ServerConfig::default()).await;
+    let mut ws = connect(&s).await;
+    hello(&mut ws, "demo-token", "p", 0).await;
+    let deep = format!("{}true{}", "[".repeat(70), "]".repeat(70));
+    for (id, text, field) in [
+        (
+            1,
+            r#"{"type":"ping","id":1,"type":"set","key":"like/a","value":true,"local_rev":1}"#
+                .to_string(),
+            "key `type` repeated",
+        ),
+        (
+            2,
+            format!(r#"{{"type":"set","id":2,"key":"like/a","value":{deep},"local_rev":1}}"#),
+            "in `value[0]",
+        ),
+        (
+            3,
+            r#"{"type":"set","id":3,"key":"settings/volume","value":1e999,"local_rev":1}"#
+                .to_string(),
+            "in `value`: number out of range",
+        ),
+        (
+            4,
+            r#"{"type":"set","id":4,"key":"settings/display_name","value":"\udead","local_rev":1}"#
+                .to_string(),
+            "in `value`: lone leading surrogate",
+        ),
+    ] {
+        ws.send(Message::text(text)).await.unwrap();
+        let error = recv(&mut ws).await;
+        assert_eq!(
+            (&error["type"], &error["code"], &error["id"]),
+            (&json!("error"), &json!("bad_message"), &json!(id)),
+            "{error}"
+        );
+        assert!(
+            error["message"].as_str().unwrap().contains(field),
+            "{error}"
+        );
+    }
+    send(&mut ws, json!({"type":"ping","id":5})).await;
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type":"pong","id":5}),
+        "still open"
+    );
+    assert_eq!(s.inspect("demo").await.writes, 0, "nothing was written");
+
+    let mut ws = connect(&s).await;
+    let repeated = r#"{"type":"hello","protocol":1,"protocol":1,"token":"demo-token","device_id":"q","since":0}"#;
+    ws.send(Message::text(repeated)).await.unwrap();
+    let error = recv(&mut ws).await;
+    assert_eq!(error["code"], "bad_message", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("key `protocol` repeated"),
+        "{error}"
+    );
+    assert_eq!(close_code(&mut ws).await, 4400);
+    s.shutdown().await;
+}
+
 /// The rate limit's other side: a burst of 600 frames every 2 s is refused in part, but
 /// never in 5 consecutive seconds, so the connection is never closed.
 #[tokio::test]

@@ -83,10 +83,10 @@ pub enum Problem {
 
 /// Decodes a frame a device sent, as strictly as PROTOCOL.md requires.
 pub fn decode_client_frame(text: &str) -> Result<ClientFrame, DecodeError> {
-    let value: Value = super::strict_json::parse(text).map_err(|e| DecodeError {
-        id: None,
-        in_hello: false,
-        problem: Problem::NotJson(e.to_string()),
+    let value: Value = super::strict_json::parse_frame(text).map_err(|e| DecodeError {
+        id: e.id,
+        in_hello: e.hello,
+        problem: Problem::NotJson(e.message),
     })?;
     let Value::Object(map) = value else {
         return Err(DecodeError {
@@ -476,15 +476,47 @@ mod tests {
             "[".repeat(64),
             "]".repeat(64)
         );
-        for text in [
-            r#"{"type":"ping","id":1,"type":"set","key":"like/a","value":true,"local_rev":1}"#,
-            deep.as_str(),
-            r#"{"type":"set","id":1,"key":"settings/volume","value":1e999,"local_rev":1}"#,
-            r#"{"type":"set","id":1,"key":"settings/display_name","value":"\udead","local_rev":1}"#,
+        for (text, says) in [
+            (
+                r#"{"type":"ping","id":1,"type":"set","key":"like/a","value":true,"local_rev":1}"#,
+                "not JSON: key `type` repeated at line 1 column 28",
+            ),
+            (
+                deep.as_str(),
+                "not JSON: in `value[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]…`: \
+                 nested deeper than 64 levels at line 1 column 108",
+            ),
+            (
+                r#"{"type":"set","id":1,"key":"settings/volume","value":1e999,"local_rev":1}"#,
+                "not JSON: in `value`: number out of range at line 1 column 58",
+            ),
+            (
+                r#"{"type":"set","id":1,"key":"settings/display_name","value":"\udead","local_rev":1}"#,
+                "not JSON: in `value`: lone leading surrogate in hex escape at line 1 column 66",
+            ),
         ] {
             let e = err(text);
             assert!(matches!(e.problem, Problem::NotJson(_)), "{text}: {e}");
+            assert_eq!(e.to_string(), says, "{text}");
+            assert_eq!((e.id, e.in_hello), (Some(1), false), "{text}");
         }
+    }
+
+    /// What was read before the problem still counts: a `hello` that repeats a key is a
+    /// malformed `hello` (closed 4400 with `bad_message`, not `hello_required`); an `id`
+    /// that comes after the problem was never read.
+    #[test]
+    fn a_frame_that_is_not_json_keeps_what_was_read_before_the_problem() {
+        let e = err(r#"{"type":"hello","protocol":1,"protocol":1,"token":"t"}"#);
+        assert!(e.in_hello, "{e}");
+        assert_eq!(e.id, None);
+        let e = err(r#"{"type":"set","value":1e999,"id":7}"#);
+        assert_eq!((e.id, e.in_hello), (None, false), "{e}");
+        let e = err(r#"{"type":"set","id":7} x"#);
+        assert_eq!(
+            e.to_string(),
+            "not JSON: trailing characters at line 1 column 23"
+        );
     }
 
     #[test]

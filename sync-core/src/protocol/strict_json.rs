@@ -5,32 +5,111 @@
 //! serde_json takes the last of repeated keys (so a repeated `type` could turn a `ping`
 //! into a `set`) and nests to 128 levels; it already refuses the other two. This builds the
 //! same [`Value`] as `serde_json::from_str`, through a visitor that also refuses those.
+//!
+//! A frame that fails is still answered as well as it can be ([`parse_frame`]): the frame's
+//! `id` and whether it was a `hello`, as far as they were read before the problem, and the
+//! problem's place as a field path (found by parsing again, so the good path pays nothing).
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+use serde_path_to_error::Segment;
 
 /// Objects and arrays nest this deep at most (the frame itself is level 1).
 pub const MAX_DEPTH: usize = 64;
 
+/// A path longer than this is cut after its next segment (64 levels of nesting would
+/// print 64 indices).
+const MAX_PATH_CHARS: usize = 60;
+
 /// Parses `text`, or says what is wrong and where (serde_json's message, with its line
 /// and column).
 pub fn parse(text: &str) -> Result<Value, serde_json::Error> {
+    parse_seen(text, None)
+}
+
+/// Text that is not a frame's JSON, with what could be read of the frame before the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotJson {
+    /// What is wrong, with the field's path when it lies inside a field, and the line and
+    /// column.
+    pub message: String,
+    /// The frame's `id`, if one was read before the problem.
+    pub id: Option<u64>,
+    /// The frame said `"type": "hello"` before the problem.
+    pub hello: bool,
+}
+
+/// Parses a frame's text; on failure, what [`NotJson`] tells.
+pub fn parse_frame(text: &str) -> Result<Value, NotJson> {
+    let seen = Cell::new(Seen::default());
+    parse_seen(text, Some(&seen)).map_err(|e| NotJson {
+        message: located(text, e),
+        id: seen.get().id,
+        hello: seen.get().hello,
+    })
+}
+
+fn parse_seen(text: &str, seen: Option<&Cell<Seen>>) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let value = Strict { depth: 0 }.deserialize(&mut de)?;
+    let value = Strict { depth: 0, seen }.deserialize(&mut de)?;
     de.end()?;
     Ok(value)
 }
 
-/// A value `depth` levels inside objects and arrays.
-#[derive(Clone, Copy)]
-struct Strict {
-    depth: usize,
+/// `error`, preceded by the path of the field it lies in (if any), found by parsing `text`
+/// again while tracking the path.
+fn located(text: &str, error: serde_json::Error) -> String {
+    let mut track = serde_path_to_error::Track::new();
+    let mut de = serde_json::Deserializer::from_str(text);
+    let strict = Strict {
+        depth: 0,
+        seen: None,
+    };
+    if strict
+        .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
+        .is_ok()
+    {
+        return error.to_string(); // the problem came after the value (trailing text)
+    }
+    let mut path = String::new();
+    for segment in track.path().iter() {
+        if path.len() > MAX_PATH_CHARS {
+            path.push('…');
+            break;
+        }
+        match segment {
+            Segment::Seq { index } => path += &format!("[{index}]"),
+            Segment::Map { key } if path.is_empty() => path += key,
+            Segment::Map { key } => path += &format!(".{key}"),
+            Segment::Enum { .. } | Segment::Unknown => path += ".?",
+        }
+    }
+    if path.is_empty() {
+        return error.to_string();
+    }
+    format!("in `{path}`: {error}")
 }
 
-impl Strict {
-    fn deeper<E: serde::de::Error>(self) -> Result<Strict, E> {
+/// What the top-level object said so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    id: Option<u64>,
+    hello: bool,
+}
+
+/// A value `depth` levels inside objects and arrays; at the top, `seen` (if given) keeps
+/// the frame's `id` and `type` as they are read.
+#[derive(Clone, Copy)]
+struct Strict<'a> {
+    depth: usize,
+    seen: Option<&'a Cell<Seen>>,
+}
+
+impl Strict<'_> {
+    fn deeper<E: serde::de::Error>(self) -> Result<Self, E> {
         if self.depth >= MAX_DEPTH {
             return Err(E::custom(format_args!(
                 "nested deeper than {MAX_DEPTH} levels"
@@ -38,11 +117,12 @@ impl Strict {
         }
         Ok(Strict {
             depth: self.depth + 1,
+            seen: None,
         })
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Strict {
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
     type Value = Value;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
@@ -50,7 +130,7 @@ impl<'de> DeserializeSeed<'de> for Strict {
     }
 }
 
-impl<'de> Visitor<'de> for Strict {
+impl<'de> Visitor<'de> for Strict<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -104,6 +184,15 @@ impl<'de> Visitor<'de> for Strict {
                 return Err(A::Error::custom(format_args!("key `{key}` repeated")));
             }
             let value = map.next_value_seed(inner)?;
+            if let Some(seen) = self.seen {
+                let mut s = seen.get();
+                match key.as_str() {
+                    "id" => s.id = value.as_u64(),
+                    "type" => s.hello |= value == "hello",
+                    _ => {}
+                }
+                seen.set(s);
+            }
             object.insert(key, value);
         }
         Ok(Value::Object(object))
