@@ -70,30 +70,16 @@ impl RedbStore {
                 Some(_) => Builder::new().set_cache_size(CACHE).open(&path),
                 None => Builder::new().set_cache_size(CACHE).create(&path),
             };
-            db.map_err(|e| {
+            let db = db.map_err(|e| {
                 err(
                     &path,
                     "cannot open the store (is it a Sync Lab data directory?)",
                     e,
                 )
-            })
+            })?;
+            add_missing_tables(&db, &path)?;
+            Ok(db)
         })?;
-        let txn = db
-            .begin_write()
-            .map_err(|e| err(&path, "cannot write", e))?;
-        {
-            txn.open_table(KEYS)
-                .map_err(|e| err(&path, "keys table", e))?;
-            txn.open_table(MARKS)
-                .map_err(|e| err(&path, "marks table", e))?;
-            txn.open_table(HEADS)
-                .map_err(|e| err(&path, "heads table", e))?;
-            txn.open_table(META)
-                .map_err(|e| err(&path, "meta table", e))?;
-            txn.open_table(TOKENS)
-                .map_err(|e| err(&path, "tokens table", e))?;
-        }
-        txn.commit().map_err(|e| err(&path, "cannot commit", e))?;
         Ok(RedbStore { db, path })
     }
 
@@ -103,10 +89,48 @@ impl RedbStore {
     }
 }
 
+/// Creates the tables a new store needs, and those added since in an older one.
+fn add_missing_tables(db: &Database, path: &Path) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(|e| err(path, "cannot write", e))?;
+    {
+        txn.open_table(KEYS)
+            .map_err(|e| err(path, "keys table", e))?;
+        txn.open_table(MARKS)
+            .map_err(|e| err(path, "marks table", e))?;
+        txn.open_table(HEADS)
+            .map_err(|e| err(path, "heads table", e))?;
+        txn.open_table(META)
+            .map_err(|e| err(path, "meta table", e))?;
+        txn.open_table(TOKENS)
+            .map_err(|e| err(path, "tokens table", e))?;
+    }
+    txn.commit().map_err(|e| err(path, "cannot commit", e))
+}
+
+thread_local! {
+    /// This thread is inside [`guarded`]: a panic here is reported as an error, so the
+    /// panic hook stays quiet about it.
+    static GUARDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Runs `f`, turning a panic inside redb into a corrupt-store error: some damaged files
 /// make redb 4 panic ("entered unreachable code" in its B-tree cursor) instead of failing.
+/// The panic's own message is not printed (the error says it); panics anywhere else are
+/// reported as before.
 fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !GUARDING.with(|g| g.get()) {
+                previous(info);
+            }
+        }));
+    });
+    let was = GUARDING.with(|g| g.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARDING.with(|g| g.set(was));
+    result.unwrap_or_else(|panic| {
         let why = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -414,6 +438,28 @@ mod tests {
         let e = RedbStore::open(&dir).err().expect("refused");
         assert!(e.to_string().contains(FILE_NAME), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A store from before the tokens table gets the table when it is opened, and serves.
+    #[test]
+    fn a_store_from_before_the_tokens_table_still_opens() {
+        let r = record("ana", "like/p", 1, "phone", 1);
+        let old = tempdir("redb-old");
+        std::fs::create_dir_all(&old).unwrap();
+        {
+            let db = Database::create(old.join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(KEYS).unwrap();
+            txn.open_table(MARKS).unwrap();
+            txn.open_table(HEADS).unwrap();
+            txn.open_table(META).unwrap();
+            txn.commit().unwrap();
+        }
+        RedbStore::open(&old).unwrap().commit(&[r.clone()]).unwrap();
+        let mut expected = Durable::default();
+        expected.apply(&r);
+        assert_eq!(RedbStore::open(&old).unwrap().load().unwrap(), expected);
+        std::fs::remove_dir_all(&old).unwrap();
     }
 
     /// Damaged copies of a real store, made here: empty, truncated at several points,
