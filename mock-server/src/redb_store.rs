@@ -455,7 +455,10 @@ mod tests {
             txn.open_table(META).unwrap();
             txn.commit().unwrap();
         }
-        RedbStore::open(&old).unwrap().commit(&[r.clone()]).unwrap();
+        RedbStore::open(&old)
+            .unwrap()
+            .commit(std::slice::from_ref(&r))
+            .unwrap();
         let mut expected = Durable::default();
         expected.apply(&r);
         assert_eq!(RedbStore::open(&old).unwrap().load().unwrap(), expected);

@@ -254,5 +254,99 @@ fn an_empty_store_file_exits_1_and_the_demo_token_beyond_loopback_exits_2() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`demo-token`, which anyone can guess"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A damaged store on which redb itself panics is refused like any other: exit 1, the
+/// file and the problem named, and no panic message (the panic is caught, and it is the
+/// store library's, not the server's).
+#[test]
+fn a_store_that_makes_redb_panic_exits_1_without_a_panic_message() {
+    use mock_server::core::store::{Record, Store, Stored};
+    use mock_server::redb_store::{FILE_NAME, RedbStore};
+    let dir = std::env::temp_dir().join(format!("sync-lab-panicky-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    {
+        let mut store = RedbStore::open(&dir).unwrap();
+        for rev in 1..=300u64 {
+            let record = Record {
+                user: "demo".into(),
+                key: sync_core::protocol::Key::parse(&format!("like/p{}", rev % 40)).unwrap(),
+                stored: Stored {
+                    value: json!(true),
+                    rev,
+                    device_id: "phone".into(),
+                    local_rev: rev,
+                    time_ms: 0,
+                },
+            };
+            store.commit(&[record]).unwrap();
+        }
+    }
+    let good = std::fs::read(dir.join(FILE_NAME)).unwrap();
+    // A page of the B-tree zeroed: find one that makes redb panic (the library's error
+    // says so), then start the binary on it.
+    let panicky = (4096..good.len()).step_by(4096).find(|&at| {
+        let mut bytes = good.clone();
+        bytes[at..at + 512].fill(0);
+        std::fs::write(dir.join(FILE_NAME), &bytes).unwrap();
+        RedbStore::open(&dir)
+            .and_then(|mut s| s.load())
+            .is_err_and(|e| e.to_string().contains("the store library failed"))
+    });
+    assert!(panicky.is_some(), "no zeroed page made redb panic");
+    let out = Command::new(env!("CARGO_BIN_EXE_mock-server"))
+        .args(["--addr", "127.0.0.1:0", "--data"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(FILE_NAME) && stderr.contains("corrupt store"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Beyond loopback with a token given, the server starts and warns once, naming the risk.
+#[test]
+fn beyond_loopback_with_a_token_the_server_warns_once() {
+    let dir = std::env::temp_dir().join(format!("sync-lab-exposed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mock-server"))
+        .args([
+            "--addr",
+            "0.0.0.0:0",
+            "--token",
+            "ana=a-long-token",
+            "--data",
+        ])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening on"), "{line}");
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr
+            .matches("listening beyond loopback: anyone who can reach")
+            .count(),
+        1,
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

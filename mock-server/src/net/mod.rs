@@ -283,6 +283,12 @@ pub async fn start<S: Store + Send + 'static>(
         accept::run(listener, to_core, gate, counted, shutdown_rx).await;
         let _ = core_task.await;
     });
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "listening beyond loopback: anyone who can reach {addr} can try tokens and, with the admin token, control the server"
+        );
+    }
     tracing::info!(%addr, "listening on ws://{addr}/sync");
     Ok(ServerHandle {
         addr,
@@ -293,21 +299,14 @@ pub async fn start<S: Store + Send + 'static>(
     })
 }
 
-/// PROTOCOL.md's "Address" rule, which [`start`] applies: beyond loopback a warning, and
-/// with the demo token (no token given) a refusal. Public so that a binary can check
-/// before it opens anything.
+/// PROTOCOL.md's "Address" rule, which [`start`] applies: with the demo token (no token
+/// given) a non-loopback address is refused. (The warning for any non-loopback address
+/// is [`start`]'s, once it listens.) Public so that a binary can check before it opens
+/// anything.
 pub fn check_exposure(config: &ServerConfig) -> Result<(), StartError> {
-    if config.addr.ip().is_loopback() {
-        return Ok(());
-    }
-    if config.tokens.is_empty() {
+    if !config.addr.ip().is_loopback() && config.tokens.is_empty() {
         return Err(StartError::DemoTokenExposed(config.addr));
     }
-    tracing::warn!(
-        addr = %config.addr,
-        "listening beyond loopback: anyone who can reach {} can try tokens and, with the admin token, control the server",
-        config.addr
-    );
     Ok(())
 }
 
