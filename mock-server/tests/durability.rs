@@ -187,46 +187,67 @@ where
     }
 }
 
-/// SIGTERM: the binary closes every connection with 1001, then exits 0.
+/// SIGTERM and Ctrl-C (SIGINT): the binary closes every connection with 1001, then exits
+/// 0. A write sent just before the signal is acknowledged or not, but if it was, it is
+/// there after a restart.
 #[tokio::test]
-async fn sigterm_closes_every_connection_1001_and_exits_0() {
-    let dir = std::env::temp_dir().join(format!("sync-lab-sigterm-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let (mut child, url) = start(&dir);
-    let mut ws = connect_async(&url).await.unwrap().0;
-    let hello = json!({"type":"hello","protocol":1,"token":"demo-token","device_id":"p","since":0});
-    ws.send(Message::text(hello.to_string())).await.unwrap();
-    assert_eq!(next_json(&mut ws).await["type"], "welcome");
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let close = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(Some(c)))) => return u16::from(c.code),
-                Some(Ok(_)) => continue,
-                other => panic!("expected a close frame, got {other:?}"),
+async fn sigterm_and_ctrl_c_close_every_connection_1001_and_exit_0() {
+    for signal in ["TERM", "INT"] {
+        let dir = std::env::temp_dir().join(format!("sync-lab-sig{signal}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (mut child, url) = start(&dir);
+        let hello =
+            json!({"type":"hello","protocol":1,"token":"demo-token","device_id":"p","since":0});
+        let mut ws = connect_async(&url).await.unwrap().0;
+        ws.send(Message::text(hello.to_string())).await.unwrap();
+        assert_eq!(next_json(&mut ws).await["type"], "welcome");
+        let write = json!({"type":"set","id":1,"key":"like/a","value":true,"local_rev":1});
+        ws.send(Message::text(write.to_string())).await.unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let (close, acked) = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut acked = false;
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(Some(c)))) => return (u16::from(c.code), acked),
+                    Some(Ok(Message::Text(t))) => acked |= t.contains(r#""type":"ack""#),
+                    Some(Ok(_)) => continue,
+                    other => panic!("SIG{signal}: expected a close frame, got {other:?}"),
+                }
             }
+        })
+        .await
+        .expect("a close within 5 s");
+        assert_eq!(close, 1001, "SIG{signal}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let code = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running 10 s after SIG{signal}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(code, Some(0), "SIG{signal}");
+        if acked {
+            let (mut child, url) = start(&dir);
+            let mut ws = connect_async(&url).await.unwrap().0;
+            ws.send(Message::text(hello.to_string())).await.unwrap();
+            let welcome = next_json(&mut ws).await;
+            assert_eq!(
+                welcome["rev"], 1,
+                "SIG{signal}: the acknowledged write: {welcome}"
+            );
+            child.kill().unwrap();
+            child.wait().unwrap();
         }
-    })
-    .await
-    .expect("a close within 5 s");
-    assert_eq!(close, 1001);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running 10 s after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(code, Some(0));
-    let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 /// An empty store file is refused by name (exit 1), and so is the demo token beyond

@@ -1,7 +1,8 @@
 //! PROTOCOL.md's "Exposure and resource limits", over real sockets on 127.0.0.1: one
 //! client never stalls another, held pushes are not a slow reader, idleness by arrival, the
-//! byte bound, the connection cap, `Origin`, guessing tokens, a malformed upgrade, invalid
-//! UTF-8, the rate limit's two sides (sustained and in bursts), and shutdown.
+//! byte bound (and the large `welcome` it lets through), the connection cap, `Origin`,
+//! guessing tokens, a malformed upgrade, invalid UTF-8, step 2's strict JSON, the rate
+//! limit's two sides (sustained and in bursts), and shutdown.
 
 use std::time::Duration;
 
@@ -141,6 +142,41 @@ async fn a_device_whose_pushes_are_held_is_still_read_until_its_queue_overflows(
     }
     // The bound was reached by the held pushes, not by anything else.
     assert!(most_held >= 30, "{most_held} pushes held at most");
+    s.shutdown().await;
+}
+
+/// The byte bound does not count the frame being written: a `welcome` larger than the
+/// whole bound (64 KiB here) still goes out whole, and the device is served after it.
+#[tokio::test]
+async fn a_welcome_larger_than_the_byte_bound_still_goes_out() {
+    let bound = 64 << 10;
+    let s = server_with(ServerConfig {
+        max_queue_bytes: bound,
+        ..users(&[("ana", "ta")])
+    })
+    .await;
+    let mut laptop = connect(&s).await;
+    hello(&mut laptop, "ta", "laptop", 0).await;
+    let text = "c".repeat(280);
+    for id in 1..=240u64 {
+        add_comment(&mut laptop, id, &format!("comments/p{}", id % 4), &text).await;
+    }
+    let mut phone = connect(&s).await;
+    send(
+        &mut phone,
+        json!({"type":"hello","protocol":1,"token":"ta","device_id":"phone","since":0}),
+    )
+    .await;
+    let welcome = match tokio::time::timeout(Duration::from_secs(5), phone.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => t,
+        other => panic!("expected the welcome, got {other:?}"),
+    };
+    assert!(welcome.len() > bound, "{} bytes", welcome.len());
+    let welcome: serde_json::Value = serde_json::from_str(&welcome).unwrap();
+    assert_eq!(welcome["type"], "welcome");
+    assert_eq!(welcome["changes"].as_array().unwrap().len(), 4);
+    send(&mut phone, json!({"type":"ping","id":1})).await;
+    assert_eq!(recv(&mut phone).await, json!({"type":"pong","id":1}));
     s.shutdown().await;
 }
 
@@ -293,8 +329,9 @@ async fn an_origin_not_allowed_gets_403_and_no_connection() {
     s.shutdown().await;
 }
 
-/// Guessing: past the limit, an address's `hello` — even with the right token — and its
-/// admin `auth` are answered `too_many_attempts` and closed 1008.
+/// Guessing: past the limit, an address's `hello` — even with the right token —, an
+/// `auth` frame on a connection that was already open, and its admin `auth` are answered
+/// `too_many_attempts` and closed 1008.
 #[tokio::test]
 async fn too_many_failed_token_checks_close_1008_without_checking() {
     let s = server_with(ServerConfig {
@@ -303,6 +340,8 @@ async fn too_many_failed_token_checks_close_1008_without_checking() {
         ..ServerConfig::default()
     })
     .await;
+    let mut early = connect(&s).await;
+    hello(&mut early, "demo-token", "early", 0).await;
     for _ in 0..3 {
         let mut ws = connect(&s).await;
         assert_eq!(
@@ -317,6 +356,14 @@ async fn too_many_failed_token_checks_close_1008_without_checking() {
         "too_many_attempts"
     );
     assert_eq!(close_code(&mut ws).await, 1008);
+    send(
+        &mut early,
+        json!({"type":"auth","id":1,"token":"demo-token"}),
+    )
+    .await;
+    let answer = recv(&mut early).await;
+    assert_eq!(answer["code"], "too_many_attempts", "{answer}");
+    assert_eq!(close_code(&mut early).await, 1008);
     let (mut admin, _) = connect_async(format!("ws://{}/admin", s.addr))
         .await
         .unwrap();

@@ -145,6 +145,45 @@ async fn every_error_row_has_its_status_and_an_error_object() {
     s.shutdown().await;
 }
 
+/// PROTOCOL.md's "Exposure" rules hold for polling requests too: a request with an
+/// `Origin` not allowed gets 403; past the failed-token limit (3 here), a request from
+/// the same address gets 429 `too_many_attempts` even with the right token.
+#[tokio::test]
+async fn polling_refuses_a_foreign_origin_403_and_a_guessing_address_429() {
+    let config = mock_server::net::ServerConfig {
+        max_auth_failures: 3,
+        ..Default::default()
+    };
+    let s = mock_server::net::start(config, mock_server::core::store::MemoryStore::default())
+        .await
+        .unwrap();
+    let changes = format!("GET /sync/changes?since=0 HTTP/1.1\r\n{AUTH}");
+    let (status, body) = request(
+        s.addr,
+        &format!("{changes}\r\nOrigin: http://evil.example"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("--allow-origin"), "{body}");
+    assert_eq!(request(s.addr, &changes, "").await.0, 200);
+    for _ in 0..3 {
+        let guess = changes.replace("demo-token", "guess");
+        let (status, body) = request(s.addr, &guess, "").await;
+        assert_eq!(
+            (status, json_of(&body)["code"].clone()),
+            (401, json!("unauthorized"))
+        );
+    }
+    let (status, body) = request(s.addr, &changes, "").await;
+    assert_eq!(
+        (status, json_of(&body)["code"].clone()),
+        (429, json!("too_many_attempts")),
+        "{body}"
+    );
+    s.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_device_id_over_its_http_rate_limit_gets_429() {
     // 600 requests pipelined on one connection, written at once: a bucket of 400 that

@@ -549,6 +549,75 @@ async fn the_admin_socket_controls_faults_for_any_client() {
     s.shutdown().await;
 }
 
+/// With two users, the admin's `reject_next` must name the `user` (left out, it would hit
+/// whoever writes the key next), and `inspect` counts each user's writes apart.
+#[tokio::test]
+async fn with_two_users_reject_next_needs_a_user_and_inspect_counts_each_apart() {
+    let config = ServerConfig {
+        tokens: [("ta", "ana"), ("tb", "bo")]
+            .into_iter()
+            .map(|(t, u)| (t.to_string(), u.to_string()))
+            .collect(),
+        admin_token: Some("adm".into()),
+        ..ServerConfig::default()
+    };
+    let s = start(config, MemoryStore::default()).await.unwrap();
+    let mut admin = connect_async(format!("ws://{}/admin", s.addr))
+        .await
+        .unwrap()
+        .0;
+    send(&mut admin, json!({"cmd":"auth","token":"adm"})).await;
+    assert_eq!(recv(&mut admin).await, json!({"ok": true}));
+    send(&mut admin, json!({"cmd":"reject_next","key":"like/a"})).await;
+    let answer = recv(&mut admin).await;
+    assert_eq!(answer["ok"], false, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("name the `user`: the server has 2 users"),
+        "{answer}"
+    );
+    send(
+        &mut admin,
+        json!({"cmd":"reject_next","user":"bo","key":"like/a"}),
+    )
+    .await;
+    assert_eq!(recv(&mut admin).await["ok"], true);
+
+    let mut ana = connect(&s).await;
+    hello(&mut ana, "ta", "phone", 0).await;
+    let mut bo = connect(&s).await;
+    hello(&mut bo, "tb", "phone", 0).await;
+    for local_rev in 1..=3u64 {
+        send(&mut ana, json!({"type":"set","id":local_rev,"key":"like/a","value":local_rev % 2 == 1,"local_rev":local_rev})).await;
+        assert_eq!(
+            recv(&mut ana).await["type"],
+            "ack",
+            "ana's writes are not bo's to reject"
+        );
+        assert_eq!(recv(&mut ana).await["type"], "push", "the ack's echo");
+    }
+    send(
+        &mut bo,
+        json!({"type":"set","id":1,"key":"like/a","value":true,"local_rev":1}),
+    )
+    .await;
+    assert_eq!(recv(&mut bo).await["code"], "forced");
+    send(
+        &mut bo,
+        json!({"type":"set","id":2,"key":"like/b","value":true,"local_rev":2}),
+    )
+    .await;
+    assert_eq!(recv(&mut bo).await["type"], "ack");
+    for (user, writes) in [("ana", 3), ("bo", 1)] {
+        send(&mut admin, json!({"cmd":"inspect","user":user})).await;
+        let state = recv(&mut admin).await;
+        assert_eq!(state["writes"], writes, "{user}: {state}");
+    }
+    s.shutdown().await;
+}
+
 #[tokio::test]
 async fn link_settings_belong_to_the_device_and_survive_its_reconnects() {
     let s = server(&[]).await;
