@@ -52,8 +52,9 @@ struct Cli {
     /// Open connections at most; beyond, upgrades are answered 503.
     #[arg(long, value_name = "N", default_value_t = mock_server::net::MAX_CONNECTIONS)]
     max_connections: usize,
-    /// Failed token checks allowed per source address and minute (0: no limit, for QA
-    /// setups that test failures in bulk); past it, attempts get `too_many_attempts`.
+    /// Once more than N token checks from one source address failed within a minute, its
+    /// further attempts get `too_many_attempts` (0: no limit, for QA setups that test
+    /// failures in bulk).
     #[arg(long, value_name = "N", default_value_t = mock_server::core::guard::MAX_AUTH_FAILURES)]
     max_auth_failures: usize,
 }

@@ -342,7 +342,8 @@ async fn too_many_failed_token_checks_close_1008_without_checking() {
     .await;
     let mut early = connect(&s).await;
     hello(&mut early, "demo-token", "early", 0).await;
-    for _ in 0..3 {
+    // More than 3 failures: the fourth is still checked, the fifth attempt is not.
+    for _ in 0..4 {
         let mut ws = connect(&s).await;
         assert_eq!(
             hello(&mut ws, "guess", "p", 0).await["code"],

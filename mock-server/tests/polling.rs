@@ -146,8 +146,9 @@ async fn every_error_row_has_its_status_and_an_error_object() {
 }
 
 /// PROTOCOL.md's "Exposure" rules hold for polling requests too: a request with an
-/// `Origin` not allowed gets 403; past the failed-token limit (3 here), a request from
-/// the same address gets 429 `too_many_attempts` even with the right token.
+/// `Origin` not allowed gets 403; past the failed-token limit (more than 3 failures
+/// here), a request from the same address gets 429 `too_many_attempts` even with the right
+/// token.
 #[tokio::test]
 async fn polling_refuses_a_foreign_origin_403_and_a_guessing_address_429() {
     let config = mock_server::net::ServerConfig {
@@ -167,7 +168,7 @@ async fn polling_refuses_a_foreign_origin_403_and_a_guessing_address_429() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("--allow-origin"), "{body}");
     assert_eq!(request(s.addr, &changes, "").await.0, 200);
-    for _ in 0..3 {
+    for _ in 0..4 {
         let guess = changes.replace("demo-token", "guess");
         let (status, body) = request(s.addr, &guess, "").await;
         assert_eq!(

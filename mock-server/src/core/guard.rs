@@ -1,9 +1,11 @@
-//! Guessing tokens is slow (PROTOCOL.md, "Exposure"): more than [`MAX_AUTH_FAILURES`]
-//! failed token checks from one source address within [`AUTH_WINDOW`], and further
-//! attempts from it are not checked at all until the oldest failure leaves the window.
+//! Guessing tokens is slow (PROTOCOL.md, "Exposure"): once more than
+//! [`MAX_AUTH_FAILURES`] token checks from one source address failed within
+//! [`AUTH_WINDOW`], further attempts from it are not checked at all until the oldest
+//! failure leaves the window. So with the default 20, the 21st failed check still
+//! happens (`unauthorized`) and the 22nd attempt gets `too_many_attempts`.
 //!
 //! Sans-IO like the rest of the core: the caller says when. Memory is bounded: an address
-//! keeps at most `limit` failure times, and addresses whose failures have all left the
+//! keeps at most `limit + 1` failure times, and addresses whose failures have all left the
 //! window are forgotten.
 
 use std::collections::{HashMap, VecDeque};
@@ -14,7 +16,8 @@ use std::time::Duration;
 /// HTTP, the admin socket).
 pub const TOO_MANY: &str = "too many failed token checks from this address: try again in a minute";
 
-/// Failed token checks allowed per source address within [`AUTH_WINDOW`] (default).
+/// Failed token checks per source address within [`AUTH_WINDOW`] beyond which attempts are
+/// not checked (default).
 pub const MAX_AUTH_FAILURES: usize = 20;
 /// The window the failures are counted in.
 pub const AUTH_WINDOW: Duration = Duration::from_secs(60);
@@ -30,7 +33,8 @@ pub struct AuthGuard {
 }
 
 impl AuthGuard {
-    /// A guard that allows `limit` failures per address and window (0: no limit).
+    /// A guard that stops checking an address after more than `limit` failures in the
+    /// window (0: no limit).
     pub fn new(limit: usize) -> Self {
         AuthGuard {
             limit,
@@ -45,9 +49,7 @@ impl AuthGuard {
             return false;
         }
         self.expire(now);
-        self.failures
-            .get(&ip)
-            .is_some_and(|f| f.len() >= self.limit)
+        self.failures.get(&ip).is_some_and(|f| f.len() > self.limit)
     }
 
     /// A token check from `source` failed at `now`.
@@ -58,7 +60,7 @@ impl AuthGuard {
         }
         let times = self.failures.entry(ip).or_default();
         times.push_back(now);
-        while times.len() > self.limit {
+        while times.len() > self.limit + 1 {
             times.pop_front();
         }
     }
@@ -89,16 +91,19 @@ mod tests {
     }
 
     #[test]
-    fn twenty_failures_in_a_minute_block_that_address_only_until_they_age_out() {
+    fn more_than_twenty_failures_in_a_minute_block_that_address_only_until_they_age_out() {
         let mut g = AuthGuard::new(MAX_AUTH_FAILURES);
-        for i in 0..20 {
-            assert!(!g.blocked(A, s(i)), "attempt {i} is checked");
+        for i in 0..21 {
+            assert!(!g.blocked(A, s(i)), "attempt {} is checked", i + 1);
             g.failed(A, s(i));
         }
-        assert!(g.blocked(A, s(20)), "the 21st attempt is not checked");
+        assert!(
+            g.blocked(A, s(21)),
+            "after 21 failures, the 22nd attempt is not checked"
+        );
         assert!(!g.blocked(B, s(20)), "another address is not affected");
         assert!(g.blocked(A, s(59)));
-        // The first failure (at 0 s) leaves the window at 60 s.
+        // The first failure (at 0 s) leaves the window at 60 s: 20 are left, not more.
         assert!(!g.blocked(A, s(60)));
     }
 

@@ -290,8 +290,9 @@ impl<S: Store> Core<S> {
         self.clock_epoch_ms + now.as_millis() as u64
     }
 
-    /// Allows `limit` failed token checks per source address within a minute instead of
-    /// [`guard::MAX_AUTH_FAILURES`] (0: no limit), for QA setups that test failures in bulk.
+    /// Stops checking an address after more than `limit` failed token checks within a
+    /// minute, instead of [`guard::MAX_AUTH_FAILURES`] (0: no limit), for QA setups that
+    /// test failures in bulk.
     pub fn with_max_auth_failures(mut self, limit: usize) -> Self {
         self.guard = AuthGuard::new(limit);
         self

@@ -229,7 +229,7 @@ fn too_many_failed_token_checks_from_one_address_are_not_checked_any_more() {
     let hello = |token: &str| {
         format!(r#"{{"type":"hello","protocol":1,"token":"{token}","device_id":"p","since":0}}"#)
     };
-    for i in 0..20 {
+    for i in 0..21 {
         let c = ConnId(100 + i);
         t.core.connect_from(c, here, t.now);
         let out = t.send(c, &hello("guess"));
@@ -240,7 +240,7 @@ fn too_many_failed_token_checks_from_one_address_are_not_checked_any_more() {
         );
         assert_eq!(closed(&out, c), Some(4401));
     }
-    // The 21st, even with the right token, is not checked.
+    // More than 20 failed: the 22nd attempt, even with the right token, is not checked.
     t.core.connect_from(A, here, t.now);
     let out = t.send(A, &hello("demo-token"));
     assert_eq!(error_code(&out, A), Some(ErrorCode::TooManyAttempts));
