@@ -162,15 +162,16 @@ pub(super) async fn serve<T>(
                     Err(ErrorCode::TooManyAttempts) => Some((
                         "too_many_attempts: too many failed token checks from this address; try again in a minute",
                         close::POLICY,
+                        "too_many_attempts",
                     )),
                     Err(ErrorCode::Unauthorized) => {
-                        Some(("wrong admin token", close::UNAUTHORIZED))
+                        Some(("wrong admin token", close::UNAUTHORIZED, "unauthorized"))
                     }
-                    Err(_) => Some((STOPPING, close::GOING_AWAY)),
+                    Err(_) => Some((STOPPING, close::GOING_AWAY, "going away")),
                 };
-                if let Some((message, code)) = refusal {
+                if let Some((message, code, reason)) = refusal {
                     let _ = ws.send(Message::text(error(message).to_string())).await;
-                    let _ = close_with(&mut ws, code, "unauthorized").await;
+                    let _ = close_with(&mut ws, code, reason).await;
                     return;
                 }
                 authed = true;
