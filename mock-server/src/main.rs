@@ -49,6 +49,12 @@ struct Cli {
     /// 403; native clients send none and are always allowed.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origins: Vec<String>,
+    /// A connection's outbound queue holds this many KiB at most (besides 1024 frames);
+    /// a client that falls further behind is closed `resync` (4009). Smaller values make
+    /// a slow reader overflow sooner, for QA.
+    #[arg(long, value_name = "KIB", default_value_t = (mock_server::net::OUTBOUND_BYTES >> 10) as u64,
+          value_parser = clap::value_parser!(u64).range(64..=1 << 20))]
+    max_queue_kib: u64,
     /// Open connections at most; beyond, upgrades are answered 503.
     #[arg(long, value_name = "N", default_value_t = mock_server::net::MAX_CONNECTIONS)]
     max_connections: usize,
@@ -91,8 +97,8 @@ async fn main() -> ExitCode {
         admin_token: cli.admin_token,
         allow_origins: cli.allow_origins,
         max_connections: cli.max_connections,
+        max_queue_bytes: (cli.max_queue_kib << 10) as usize,
         max_auth_failures: cli.max_auth_failures,
-        ..ServerConfig::default()
     };
     // Before anything is opened: a refused address leaves no store behind.
     if let Err(e) = check_exposure(&config) {

@@ -283,6 +283,20 @@ fn an_empty_store_file_exits_1_and_the_demo_token_beyond_loopback_exits_2() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--max-queue-kib` outside 64 KiB ..= 1 GiB is refused by name before anything opens.
+#[test]
+fn a_queue_bound_out_of_range_is_refused_by_name() {
+    for kib in ["10", "2000000", "lots"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mock-server"))
+            .args(["--addr", "127.0.0.1:0", "--max-queue-kib", kib])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{kib}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--max-queue-kib"), "{kib}: {stderr}");
+    }
+}
+
 /// A damaged store on which redb itself panics is refused like any other: exit 1, the
 /// file and the problem named, and no panic message (the panic is caught, and it is the
 /// store library's, not the server's).
