@@ -6,6 +6,7 @@
 //! resend is still recognised. Values are stored as JSON, which keeps the file readable
 //! with any redb tool.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -108,23 +109,35 @@ fn add_missing_tables(db: &Database, path: &Path) -> Result<(), StoreError> {
 }
 
 thread_local! {
-    /// This thread is inside [`guarded`]: a panic here is reported as an error, so the
-    /// panic hook stays quiet about it.
-    static GUARDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// This thread is inside [`guarded`].
+    static GUARDING: Cell<bool> = const { Cell::new(false) };
+    /// Where the last panic in a guard happened, when it was not in redb's own code.
+    static OURS: Cell<Option<String>> = const { Cell::new(None) };
 }
 
 /// Runs `f`, turning a panic inside redb into a corrupt-store error: some damaged files
 /// make redb 4 panic ("entered unreachable code" in its B-tree cursor) instead of failing.
-/// The panic's own message is not printed (the error says it); panics anywhere else are
-/// reported as before.
+/// Such a panic's own message is not printed (the error says it). A panic in this crate's
+/// code is a bug, not damage: it is printed as usual and the error says where it was.
 fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
     static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
     QUIET_HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !GUARDING.with(|g| g.get()) {
-                previous(info);
+            let in_redb = info.location().is_some_and(|l| is_redb_source(l.file()));
+            if GUARDING.with(Cell::get) {
+                OURS.with(|o| {
+                    o.set(
+                        info.location()
+                            .filter(|_| !in_redb)
+                            .map(|l| format!("{}:{}", l.file(), l.line())),
+                    )
+                });
+                if in_redb {
+                    return;
+                }
             }
+            previous(info);
         }));
     });
     let was = GUARDING.with(|g| g.replace(true));
@@ -136,11 +149,23 @@ fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Result<
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "no message".into());
-        Err(err(
-            path,
-            "corrupt store",
-            format!("the store library failed while reading it ({why})"),
-        ))
+        Err(match OURS.with(Cell::take) {
+            Some(place) => err(path, "internal error", format!("{why} at {place}")),
+            None => err(
+                path,
+                "corrupt store",
+                format!("the store library failed while reading or writing it ({why})"),
+            ),
+        })
+    })
+}
+
+/// A path in redb's own source (its crate directory is `redb-VERSION`).
+fn is_redb_source(file: &str) -> bool {
+    Path::new(file).components().any(|c| {
+        c.as_os_str()
+            .to_str()
+            .is_some_and(|s| s.starts_with("redb-"))
     })
 }
 
@@ -438,6 +463,20 @@ mod tests {
         let e = RedbStore::open(&dir).err().expect("refused");
         assert!(e.to_string().contains(FILE_NAME), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A panic in this crate's own code inside a guard is a bug, not damage: the error says
+    /// so and where; redb's panics (the corpus below) are a corrupt store.
+    #[test]
+    fn a_panic_of_our_own_inside_the_guard_is_an_internal_error_with_its_place() {
+        let e = guarded::<()>(Path::new("x.redb"), || panic!("boom")).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("x.redb: internal error: boom at "), "{e}");
+        assert!(e.contains("redb_store.rs:"), "{e}");
+        assert!(!is_redb_source("mock-server/src/redb_store.rs"));
+        assert!(is_redb_source(
+            "/home/u/.cargo/registry/src/index.crates.io-1/redb-4.6.0/src/tree_store/btree.rs"
+        ));
     }
 
     /// A store from before the tokens table gets the table when it is opened, and serves.

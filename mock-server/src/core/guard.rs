@@ -60,7 +60,7 @@ impl AuthGuard {
         }
         let times = self.failures.entry(ip).or_default();
         times.push_back(now);
-        while times.len() > self.limit + 1 {
+        while times.len() > self.limit.saturating_add(1) {
             times.pop_front();
         }
     }

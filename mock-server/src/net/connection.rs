@@ -75,7 +75,8 @@ where
     let mut links = Links::new();
     loop {
         let due = links.next_due();
-        // A queue more than half full: stop reading this client until it drained.
+        // A queue more than half full, not counting what waits on the down link (a
+        // tester's hold or delay): stop reading this client until it drained.
         let reading = !out_rx.over_half(links.down_weight());
         let step = tokio::select! {
             incoming = ws.next(), if reading => {

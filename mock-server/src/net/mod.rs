@@ -94,7 +94,8 @@ pub struct ServerConfig {
     pub allow_origins: Vec<String>,
     /// Open sockets at most; beyond, upgrades are answered `503`.
     pub max_connections: usize,
-    /// Failed token checks per source address and minute (0: no limit).
+    /// Once more than this many token checks from one source address failed within a
+    /// minute, its further attempts are not checked (0: no limit).
     pub max_auth_failures: usize,
     /// A connection's outbound queue, in bytes (besides [`OUTBOUND_QUEUE`] frames).
     pub max_queue_bytes: usize,

@@ -295,6 +295,20 @@ mod tests {
         );
     }
 
+    #[test]
+    fn over_half_leaves_out_what_waits_on_the_link() {
+        let (mut tx, rx) = queue(usize::MAX);
+        for _ in 0..=MAX_FRAMES / 2 {
+            tx.push(frame(1)).unwrap();
+        }
+        assert!(rx.over_half((0, 0)), "more than half the frames");
+        assert!(!rx.over_half((1, 16)), "half, once one waits on the link");
+        let (mut tx, rx) = queue(4096);
+        tx.push(frame(3000)).unwrap();
+        assert!(rx.over_half((0, 0)), "more than half the bytes");
+        assert!(!rx.over_half((1, 3072)), "none, once it waits on the link");
+    }
+
     #[tokio::test]
     async fn bounded_in_bytes_and_frames_and_a_lone_large_frame_fits() {
         let (mut tx, mut rx) = queue(1024);

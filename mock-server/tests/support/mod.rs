@@ -65,12 +65,17 @@ pub async fn recv(ws: &mut Ws) -> Value {
 
 /// Reads until the close frame and returns its code (5 s deadline).
 pub async fn close_code(ws: &mut Ws) -> u16 {
+    close_of(ws).await.0
+}
+
+/// Reads until the close frame and returns its code and reason (5 s deadline).
+pub async fn close_of(ws: &mut Ws) -> (u16, String) {
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
             .await
             .expect("a close within 5 s");
         match msg {
-            Some(Ok(Message::Close(Some(c)))) => return c.code.into(),
+            Some(Ok(Message::Close(Some(c)))) => return (c.code.into(), c.reason.to_string()),
             Some(Ok(_)) => continue,
             other => panic!("expected a close frame, got {other:?}"),
         }

@@ -20,9 +20,11 @@ use serde_path_to_error::Segment;
 /// Objects and arrays nest this deep at most (the frame itself is level 1).
 pub const MAX_DEPTH: usize = 64;
 
-/// A path longer than this is cut after its next segment (64 levels of nesting would
-/// print 64 indices).
+/// A path longer than this (in bytes) is cut after its next segment (64 levels of nesting
+/// would print 64 indices).
 const MAX_PATH_CHARS: usize = 60;
+/// A key longer than this (in characters) is cut in a path.
+const MAX_KEY_CHARS: usize = 32;
 
 /// Parses `text`, or says what is wrong and where (serde_json's message, with its line
 /// and column).
@@ -82,8 +84,15 @@ fn located(text: &str, error: serde_json::Error) -> String {
         }
         match segment {
             Segment::Seq { index } => path += &format!("[{index}]"),
-            Segment::Map { key } if path.is_empty() => path += key,
-            Segment::Map { key } => path += &format!(".{key}"),
+            Segment::Map { key } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.extend(key.chars().take(MAX_KEY_CHARS));
+                if key.chars().nth(MAX_KEY_CHARS).is_some() {
+                    path.push('…');
+                }
+            }
             Segment::Enum { .. } | Segment::Unknown => path += ".?",
         }
     }
@@ -209,6 +218,22 @@ mod tests {
             "[".repeat(levels - 1),
             "]".repeat(levels - 1)
         )
+    }
+
+    #[test]
+    fn a_problem_is_placed_by_its_path_with_long_keys_cut() {
+        let e = parse_frame(r#"{"type":"set","id":3,"value":{"a":[1,{"b":1e999}]}}"#).unwrap_err();
+        assert_eq!((e.id, e.hello), (Some(3), false));
+        assert!(
+            e.message
+                .starts_with("in `value.a[1].b`: number out of range"),
+            "{}",
+            e.message
+        );
+        let key = "k".repeat(40);
+        let e = parse_frame(&format!(r#"{{"value":{{"{key}":1e999}}}}"#)).unwrap_err();
+        let cut = format!("in `value.{}…`:", "k".repeat(32));
+        assert!(e.message.starts_with(&cut), "{}", e.message);
     }
 
     #[test]
