@@ -1,8 +1,9 @@
 //! PROTOCOL.md's "Exposure and resource limits", over real sockets on 127.0.0.1: one
-//! client never stalls another, held pushes are not a slow reader, idleness by arrival, the
-//! byte bound (and the large `welcome` it lets through), the connection cap, `Origin`,
-//! guessing tokens, a malformed upgrade, invalid UTF-8, step 2's strict JSON, the rate
-//! limit's two sides (sustained and in bursts), and shutdown.
+//! client never stalls another, held pushes are not a slow reader and held frames on the
+//! way up are bounded, idleness by arrival, the byte bound (and the large `welcome` it
+//! lets through), the connection cap, `Origin`, guessing tokens, a malformed upgrade,
+//! invalid UTF-8, step 2's strict JSON, the rate limit's two sides (sustained and in
+//! bursts), and shutdown.
 
 use std::time::Duration;
 
@@ -144,6 +145,68 @@ async fn a_device_whose_pushes_are_held_is_still_read_until_its_queue_overflows(
     }
     // The bound was reached by the held pushes, not by anything else.
     assert!(most_held >= 30, "{most_held} pushes held at most");
+    s.shutdown().await;
+}
+
+/// A tester holds Ana's phone's up link while the phone sends 200 frames of about 1 KB:
+/// the link holds at most the queue's byte bound (64 KiB here) of them, and the rest wait
+/// unread in the socket. When the hold ends, every frame is answered: nothing was lost.
+/// (Before, the up link held whatever the client sent, with no bound.)
+#[tokio::test]
+async fn frames_held_on_the_up_link_are_bounded_and_none_is_lost() {
+    let s = server_with(ServerConfig {
+        max_queue_bytes: 64 << 10,
+        ..users(&[("ana", "ta")])
+    })
+    .await;
+    let mut phone = connect(&s).await;
+    hello(&mut phone, "ta", "phone", 0).await;
+    s.link("ana", "phone", Fault::Hold(Direction::Up, true))
+        .await
+        .unwrap();
+    let name = "n".repeat(1000);
+    let frame = |id: u64| {
+        json!({"type":"set","id":id,"key":"like/a","value":true,"local_rev":id,"pad":name})
+            .to_string()
+    };
+    for id in 1..=200u64 {
+        phone.feed(Message::text(frame(id))).await.unwrap();
+    }
+    phone.flush().await.unwrap();
+    // About 60 frames fill 64 KiB (the frame that crosses it is the last one read); the
+    // link never holds more than that.
+    let bound = (64 << 10) / frame(1).len() + 1;
+    // Until it is (nearly) full, and 100 looks after that, it never holds more.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut reached, mut looks_after) = (0, 0);
+    while looks_after < 100 {
+        let held = s.queued("ana", "phone").await.0;
+        assert!(
+            held <= bound,
+            "{held} frames held on the up link, over {bound}"
+        );
+        reached = reached.max(held);
+        if reached + 2 >= bound {
+            looks_after += 1;
+        }
+        assert!(Instant::now() < deadline, "the up link held only {reached}");
+    }
+    s.link("ana", "phone", Fault::Hold(Direction::Up, false))
+        .await
+        .unwrap();
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < 200 {
+        let f = recv(&mut phone).await;
+        // Each is a `bad_message` (its `pad` field is not the protocol's): small answers,
+        // so that the phone's own 64 KiB queue takes all 200.
+        assert_eq!(
+            (&f["type"], &f["code"]),
+            (&json!("error"), &json!("bad_message")),
+            "{f}"
+        );
+        answered.insert(f["id"].as_u64().unwrap());
+    }
+    assert_eq!(answered.last(), Some(&200));
     s.shutdown().await;
 }
 

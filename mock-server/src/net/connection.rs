@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use super::control::{LinkMessage, ToCore};
 use super::links::{Links, Outcome, is_ping};
 use super::outbound::{Outbound, QueueRx, queue};
-use super::{RESYNC_GRACE, sleep_until_opt};
+use super::{OUTBOUND_QUEUE, RESYNC_GRACE, sleep_until_opt};
 use crate::core::{ConnId, Inbound};
 use crate::link::Sent;
 
@@ -76,8 +76,10 @@ where
     loop {
         let due = links.next_due();
         // A queue more than half full, not counting what waits on the down link (a
-        // tester's hold or delay): stop reading this client until it drained.
-        let reading = !out_rx.over_half(links.down_weight());
+        // tester's hold or delay): stop reading this client until it drained. So too
+        // while the up link holds as much as a queue may.
+        let reading = !out_rx.over_half(links.down_weight())
+            && !links.up_full(OUTBOUND_QUEUE, max_queue_bytes);
         let step = tokio::select! {
             incoming = ws.next(), if reading => {
                 if matches!(incoming, Some(Ok(_))) {

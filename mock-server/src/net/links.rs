@@ -92,6 +92,20 @@ impl Links {
         })
     }
 
+    /// The up link holds `frames` frames or `bytes` bytes of the client's text already:
+    /// the connection reads no more of its client until the link lets some go, so frames a
+    /// tester holds or delays on the way up are bounded like those on the way down.
+    pub(super) fn up_full(&self, frames: usize, bytes: usize) -> bool {
+        let (n, size) = self.up.waiting().fold((0, 0), |(n, size), inbound| {
+            let text = match inbound {
+                Inbound::Text(text) => text.capacity(),
+                _ => 0,
+            };
+            (n + 1, size + text)
+        });
+        n >= frames || size >= bytes
+    }
+
     /// When the next queued frame falls due, if one waits.
     pub(super) fn next_due(&self) -> Option<Instant> {
         let up = self.up.peek().map(|q| q.due);
