@@ -300,9 +300,13 @@ impl<F> Link<F> {
         self.queue.iter().filter(|q| !q.heartbeat)
     }
 
-    /// Every frame waiting, heartbeats included, oldest first.
-    pub fn waiting(&self) -> impl Iterator<Item = &F> {
-        self.queue.iter().map(|q| &q.frame)
+    /// How many frames wait, heartbeats included, and what they weigh by `size`: what a
+    /// shell bounds a link's memory by.
+    pub fn weight(&self, size: impl Fn(&F) -> usize) -> (usize, usize) {
+        (
+            self.queue.len(),
+            self.queue.iter().map(|q| size(&q.frame)).sum(),
+        )
     }
 
     /// How many frames wait (heartbeats excluded).

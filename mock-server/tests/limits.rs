@@ -26,6 +26,22 @@ async fn server_with(config: ServerConfig) -> ServerHandle {
     start(config, MemoryStore::default()).await.unwrap()
 }
 
+/// Ana's phone, connected to a server whose queues hold `queue_bytes`, with its link held
+/// in `dir`.
+async fn ana_with_a_held_phone(queue_bytes: usize, dir: Direction) -> (ServerHandle, Ws) {
+    let s = server_with(ServerConfig {
+        max_queue_bytes: queue_bytes,
+        ..users(&[("ana", "ta")])
+    })
+    .await;
+    let mut phone = connect(&s).await;
+    hello(&mut phone, "ta", "phone", 0).await;
+    s.link("ana", "phone", Fault::Hold(dir, true))
+        .await
+        .unwrap();
+    (s, phone)
+}
+
 fn users(list: &[(&str, &str)]) -> ServerConfig {
     ServerConfig {
         tokens: list
@@ -115,16 +131,7 @@ async fn a_client_that_stops_reading_never_slows_another_users_pings() {
 /// no more pushes it was closed as idle, 4408, 30 s later.)
 #[tokio::test]
 async fn a_device_whose_pushes_are_held_is_still_read_until_its_queue_overflows() {
-    let s = server_with(ServerConfig {
-        max_queue_bytes: 1 << 20,
-        ..users(&[("ana", "ta")])
-    })
-    .await;
-    let mut phone = connect(&s).await;
-    hello(&mut phone, "ta", "phone", 0).await;
-    s.link("ana", "phone", Fault::Hold(Direction::Down, true))
-        .await
-        .unwrap();
+    let (s, mut phone) = ana_with_a_held_phone(1 << 20, Direction::Down).await;
     let mut laptop = connect(&s).await;
     hello(&mut laptop, "ta", "laptop", 0).await;
     let text = "c".repeat(280);
@@ -154,16 +161,7 @@ async fn a_device_whose_pushes_are_held_is_still_read_until_its_queue_overflows(
 /// (Before, the up link held whatever the client sent, with no bound.)
 #[tokio::test]
 async fn frames_held_on_the_up_link_are_bounded_and_none_is_lost() {
-    let s = server_with(ServerConfig {
-        max_queue_bytes: 64 << 10,
-        ..users(&[("ana", "ta")])
-    })
-    .await;
-    let mut phone = connect(&s).await;
-    hello(&mut phone, "ta", "phone", 0).await;
-    s.link("ana", "phone", Fault::Hold(Direction::Up, true))
-        .await
-        .unwrap();
+    let (s, mut phone) = ana_with_a_held_phone(64 << 10, Direction::Up).await;
     let name = "n".repeat(1000);
     let frame = |id: u64| {
         json!({"type":"set","id":id,"key":"like/a","value":true,"local_rev":id,"pad":name})

@@ -87,21 +87,16 @@ impl Links {
     /// The frames and bytes the down link holds or delays: they count against the
     /// connection's queue bound, but not towards pausing its reading.
     pub(super) fn down_weight(&self) -> (usize, usize) {
-        self.down.waiting().fold((0, 0), |(frames, bytes), out| {
-            (frames + 1, bytes + out.bytes())
-        })
+        self.down.weight(Outbound::bytes)
     }
 
     /// The up link holds `frames` frames or `bytes` bytes of the client's text already:
     /// the connection reads no more of its client until the link lets some go, so frames a
     /// tester holds or delays on the way up are bounded like those on the way down.
     pub(super) fn up_full(&self, frames: usize, bytes: usize) -> bool {
-        let (n, size) = self.up.waiting().fold((0, 0), |(n, size), inbound| {
-            let text = match inbound {
-                Inbound::Text(text) => text.capacity(),
-                _ => 0,
-            };
-            (n + 1, size + text)
+        let (n, size) = self.up.weight(|inbound| match inbound {
+            Inbound::Text(text) => text.capacity(),
+            _ => 0,
         });
         n >= frames || size >= bytes
     }
