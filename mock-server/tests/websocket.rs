@@ -242,7 +242,8 @@ async fn load_16_devices_150_writes_each_all_answered_gap_free_and_converged() {
 
 /// Six writers add long comments (every push carries the post's whole list) while the
 /// `stuck` devices, connected before them, read nothing: their socket buffers fill and
-/// then their 1024-frame queues overflow. Each writer stays under the rate limit's burst
+/// then their queues overflow (by bytes: pushes this long pass 4 MiB long before 1024
+/// frames). Each writer stays under the rate limit's burst
 /// (400) and reads everything it is sent. Once the server has forgotten every stuck
 /// device, each writer makes 10 more writes (the others go on) and stops. Returns then,
 /// with the writers' tasks, each giving how many writes it made.
@@ -322,16 +323,8 @@ async fn a_client_that_stops_reading_is_closed_with_4009_or_dropped_and_others_g
     );
     drop(slow);
     // Only the mute socket is left, until the grace period ends.
-    let deadline =
-        tokio::time::Instant::now() + mock_server::net::RESYNC_GRACE + Duration::from_secs(10);
-    while s.open_connections() > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} socket(s) still open",
-            s.open_connections()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let limit = mock_server::net::GOODBYE_GRACE + Duration::from_secs(10);
+    until_open_connections(&s, 0, limit, "after the grace").await;
     // What the kernel had buffered still arrives, then the end, with no close frame.
     loop {
         match tokio::time::timeout(Duration::from_secs(5), mute.next()).await {
@@ -345,21 +338,16 @@ async fn a_client_that_stops_reading_is_closed_with_4009_or_dropped_and_others_g
     s.shutdown().await;
 }
 
-/// A restart is a crash: every socket goes at once, even one stuck writing to a client
-/// that reads nothing (only a queue overflow gives such a client [`RESYNC_GRACE`]).
-///
-/// [`RESYNC_GRACE`]: mock_server::net::RESYNC_GRACE
-#[tokio::test]
-async fn a_restart_drops_a_connection_stuck_in_a_write_at_once() {
-    // A byte bound above the 7 MB sent: the socket is stuck, the queue not full.
+/// A server whose device `stuck` reads nothing, and whose write to it is stuck with its
+/// queue far from full (a byte bound above what is sent); `writer`, the other device,
+/// made the pushes and is still connected. Returns the server and both sockets.
+async fn a_write_stuck_on_a_device_that_reads_nothing() -> (ServerHandle, Ws, Ws) {
     let config = ServerConfig {
         max_queue_bytes: 64 << 20,
         ..ServerConfig::default()
     };
     let s = start(config, MemoryStore::default()).await.unwrap();
-    // A client that reads nothing: long pushes soon fill its socket, and the server's
-    // write to it blocks, long before its queue could overflow.
-    let _stuck = stuck_client(&s, "demo-token", "stuck").await;
+    let stuck = stuck_client(&s, "demo-token", "stuck").await;
     let mut writer = connect(&s).await;
     hello(&mut writer, "demo-token", "writer", 0).await;
     // Each push carries the post's whole list: 5 posts of 100 comments of 280 characters
@@ -371,16 +359,55 @@ async fn a_restart_drops_a_connection_stuck_in_a_write_at_once() {
     }
     let state = s.inspect("demo").await;
     assert!(state.devices.contains(&"stuck".to_string()), "no overflow");
-    s.restart().await.unwrap();
-    let deadline = tokio::time::Instant::now() + mock_server::net::RESYNC_GRACE / 2;
-    while s.open_connections() > 0 {
+    assert_eq!(s.open_connections(), 2);
+    (s, stuck, writer)
+}
+
+/// Waits until the server holds `n` sockets, failing after `limit`.
+async fn until_open_connections(s: &ServerHandle, n: usize, limit: Duration, after: &str) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while s.open_connections() > n {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{} socket(s) still open after the restart",
+            "{} socket(s) still open {after}",
             s.open_connections()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A restart is a crash: every socket goes at once, even one stuck writing to a client
+/// that reads nothing (no [`GOODBYE_GRACE`]: a restart ends no connection in words).
+///
+/// [`GOODBYE_GRACE`]: mock_server::net::GOODBYE_GRACE
+#[tokio::test]
+async fn a_restart_drops_a_connection_stuck_in_a_write_at_once() {
+    let (s, _stuck, _writer) = a_write_stuck_on_a_device_that_reads_nothing().await;
+    s.restart().await.unwrap();
+    let limit = mock_server::net::GOODBYE_GRACE / 2;
+    until_open_connections(&s, 0, limit, "after the restart").await;
+    s.shutdown().await;
+}
+
+/// When the server closes a connection whose write is stuck (here the admin's
+/// `disconnect`; an idle timeout or the rate limit are the same close), the close waits
+/// behind frames the client never reads: the socket is dropped once [`GOODBYE_GRACE`] is
+/// over. (Before, only a queue overflow ended such a wait: the socket, its task and its
+/// place under `--max-connections` were held for as long as the client stayed.)
+///
+/// [`GOODBYE_GRACE`]: mock_server::net::GOODBYE_GRACE
+#[tokio::test]
+async fn a_connection_the_server_closed_is_dropped_after_the_grace_if_its_write_is_stuck() {
+    let (s, _stuck, _writer) = a_write_stuck_on_a_device_that_reads_nothing().await;
+    s.disconnect("demo", "stuck").await.unwrap();
+    let t0 = std::time::Instant::now();
+    let limit = mock_server::net::GOODBYE_GRACE + Duration::from_secs(10);
+    until_open_connections(&s, 1, limit, "after the disconnect").await;
+    println!(
+        "the stuck socket went {:?} after the disconnect",
+        t0.elapsed()
+    );
+    assert_eq!(s.inspect("demo").await.devices, ["writer"]);
     s.shutdown().await;
 }
 

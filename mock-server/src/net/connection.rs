@@ -20,10 +20,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::control::{LinkMessage, ToCore};
+use super::control::{Ending, LinkMessage, ToCore};
 use super::links::{Links, Outcome, is_ping};
 use super::outbound::{Outbound, QueueRx, queue};
-use super::{OUTBOUND_QUEUE, RESYNC_GRACE, sleep_until_opt};
+use super::{GOODBYE_GRACE, OUTBOUND_QUEUE, sleep_until_opt};
 use crate::core::{ConnId, Inbound};
 use crate::link::Sent;
 
@@ -58,14 +58,14 @@ where
         max_queue_bytes,
     } = conn;
     let (out_tx, mut out_rx) = queue(max_queue_bytes);
-    let (kill_tx, mut kill_rx) = oneshot::channel();
+    let (end_tx, mut end_rx) = oneshot::channel();
     let (link_tx, mut link_rx) = mpsc::unbounded_channel();
     let activity = Arc::new(AtomicU64::new(micros_since(epoch)));
     let open = ToCore::Open {
         id,
         source,
         out: out_tx,
-        kill: kill_tx,
+        end: end_tx,
         link: link_tx,
         activity: activity.clone(),
     };
@@ -73,6 +73,9 @@ where
         return;
     }
     let mut links = Links::new();
+    // Set once the core closed the connection: its last frames and its close must be
+    // written by then, or the socket is dropped without them.
+    let mut ending: Option<Instant> = None;
     loop {
         let due = links.next_due();
         // A queue more than half full, not counting what waits on the down link (a
@@ -105,13 +108,19 @@ where
                 None => continue,
             },
             _ = sleep_until_opt(due) => Step::Due,
-            killed = &mut kill_rx => {
-                // The sender dropped without firing: a server restart, no goodbye.
-                if killed.is_ok() {
-                    say_resync(&mut ws, Instant::now() + RESYNC_GRACE).await;
+            ended = &mut end_rx, if ending.is_none() => match ended {
+                // Its close is on the way through the queue: go on until it is written.
+                Ok(Ending::Closed) => {
+                    ending = Some(Instant::now() + GOODBYE_GRACE);
+                    Step::Due
                 }
-                break;
-            }
+                Ok(Ending::Overflow) => {
+                    say_resync(&mut ws, Instant::now() + GOODBYE_GRACE).await;
+                    break;
+                }
+                // The sender dropped without firing: a server restart, no goodbye.
+                Err(_) => break,
+            },
         };
         let now = links.now();
         match step {
@@ -167,19 +176,31 @@ where
         while let Some(out) = links.down.poll_due(now) {
             released.push(out);
         }
-        // The write races the kill switch: a client that stopped reading blocks it, and
-        // its queue then overflows while this task waits here.
+        // The write races the core's ending of the connection: a client that stopped
+        // reading blocks it, and its queue then overflows, or the core closes it (it fell
+        // silent, say) while this task waits here. Either way the write gets the grace.
         let goodbye = {
             let mut write = std::pin::pin!(write_out(&mut ws, &out_rx, released));
             tokio::select! {
                 written = &mut write => if written { continue } else { None },
-                killed = &mut kill_rx => match killed {
+                // Closed a while ago, and the client has read too little since.
+                _ = sleep_until_opt(ending) => None,
+                ended = &mut end_rx, if ending.is_none() => match ended {
                     // Dropped without firing: a server restart, no goodbye and no waiting.
                     Err(_) => None,
-                    Ok(()) => {
-                        let deadline = Instant::now() + RESYNC_GRACE;
+                    Ok(why) => {
+                        let deadline = Instant::now() + GOODBYE_GRACE;
                         let finished = tokio::time::timeout_at(deadline, &mut write).await;
-                        matches!(finished, Ok(true)).then_some(deadline)
+                        match (why, finished) {
+                            (Ending::Overflow, Ok(true)) => Some(deadline),
+                            // Written: its close follows through the queue, in what is
+                            // left of the grace.
+                            (Ending::Closed, Ok(true)) => {
+                                ending = Some(deadline);
+                                continue;
+                            }
+                            _ => None,
+                        }
                     }
                 },
             }
@@ -227,7 +248,7 @@ where
 }
 
 /// Tells a client its queue overflowed: `error resync`, then close 4009. Given up at
-/// `deadline` (the end of [`RESYNC_GRACE`]), as its socket may be full.
+/// `deadline` (the end of [`GOODBYE_GRACE`]), as its socket may be full.
 async fn say_resync<T>(ws: &mut WebSocketStream<T>, deadline: Instant)
 where
     T: AsyncRead + AsyncWrite + Unpin,

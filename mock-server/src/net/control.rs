@@ -25,8 +25,8 @@ pub(super) enum ToCore {
         id: ConnId,
         source: IpAddr,
         out: QueueTx,
-        /// Fired when the queue overflowed: the connection task says `resync` and closes.
-        kill: oneshot::Sender<()>,
+        /// Fired when the core task ended the connection: see [`Ending`].
+        end: oneshot::Sender<Ending>,
         link: mpsc::UnboundedSender<LinkMessage>,
         /// When something last arrived on the socket (µs since the server started).
         activity: Arc<AtomicU64>,
@@ -46,6 +46,20 @@ pub(super) enum ToCore {
     Http(HttpRequest, oneshot::Sender<HttpAnswer>),
     /// Every connection gets close 1001 after what is queued before it; then the reply.
     Shutdown(oneshot::Sender<()>),
+}
+
+/// Why the core task ended a connection, told to its connection task at once: the task may
+/// be stuck in a write to a client that reads nothing, and must not wait there for ever.
+/// Either way it has [`GOODBYE_GRACE`] from now to finish; then the socket is dropped.
+///
+/// [`GOODBYE_GRACE`]: super::GOODBYE_GRACE
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ending {
+    /// The queue overflowed: finish the write in hand, then `error resync` and close 4009.
+    Overflow,
+    /// The core closed the connection (idle, rate limit, token, admin `disconnect`,
+    /// shutdown): its close frame is queued; write what comes before it, then the close.
+    Closed,
 }
 
 /// A fault command for a connection's links, with the answer to send back.

@@ -16,7 +16,7 @@ use sync_core::protocol::{ServerFrame, close};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::control::{Control, Inspection, LinkCommand, LinkMessage, Reply, ToCore};
+use super::control::{Control, Ending, Inspection, LinkCommand, LinkMessage, Reply, ToCore};
 use super::outbound::{Json, Outbound, QueueTx};
 use super::sleep_until_opt;
 use crate::core::store::Store;
@@ -35,8 +35,8 @@ pub const MAX_BATCH: usize = 2048;
 struct Out {
     queue: QueueTx,
     link: mpsc::UnboundedSender<LinkMessage>,
-    /// Fired when the queue overflows: the connection task closes with 4009.
-    kill: Option<oneshot::Sender<()>>,
+    /// Fired once, when the core ends the connection (see [`Ending`]).
+    end: Option<oneshot::Sender<Ending>>,
     /// When something last arrived (µs since the server started), stamped by the
     /// connection task as it reads.
     activity: Arc<AtomicU64>,
@@ -61,6 +61,8 @@ struct Task<S: Store> {
     epoch: Instant,
     /// Connections queued to since the last [`Task::deliver`].
     touched: Vec<ConnId>,
+    /// Connections given a close since the last [`Task::deliver`]: told so after it.
+    closed: Vec<ConnId>,
     /// Shutting down: connections that open now are closed at once.
     stopping: bool,
     /// The `block_websocket` fault, as the accept loop reads it before an upgrade.
@@ -80,6 +82,7 @@ pub(super) async fn run<S: Store>(
         links: BTreeMap::new(),
         epoch,
         touched: Vec::new(),
+        closed: Vec::new(),
         stopping: false,
         ws_blocked,
     };
@@ -193,20 +196,30 @@ impl<S: Store> Task<S> {
         if !out.queue.has_pending() {
             self.touched.push(id);
         }
+        let close = matches!(item, Outbound::Close(..));
         if out.queue.push(item).is_err() {
-            if let Some(kill) = out.kill.take() {
+            if let Some(end) = out.end.take() {
                 tracing::warn!(id = id.0, "outbound queue overflowed: closing with 4009");
-                let _ = kill.send(());
+                let _ = end.send(Ending::Overflow);
             }
             self.core.disconnect(id);
+        } else if close {
+            self.closed.push(id);
         }
     }
 
-    /// Hands each connection what was queued for it since the last delivery, together.
+    /// Hands each connection what was queued for it since the last delivery, together;
+    /// then tells those given a close that they are ended, after the close is theirs to
+    /// read (so their grace starts with the close in hand).
     fn deliver(&mut self) {
         for id in self.touched.drain(..) {
             if let Some(out) = self.outs.get_mut(&id) {
                 out.queue.deliver();
+            }
+        }
+        for id in self.closed.drain(..) {
+            if let Some(end) = self.outs.get_mut(&id).and_then(|out| out.end.take()) {
+                let _ = end.send(Ending::Closed);
             }
         }
     }
@@ -262,7 +275,7 @@ impl<S: Store> Task<S> {
                 id,
                 source,
                 out,
-                kill,
+                end,
                 link,
                 activity,
             } => {
@@ -272,7 +285,7 @@ impl<S: Store> Task<S> {
                     Out {
                         queue: out,
                         link,
-                        kill: Some(kill),
+                        end: Some(end),
                         activity,
                     },
                 );
@@ -392,7 +405,7 @@ impl<S: Store> Task<S> {
                 reply,
             } => self.link(&user, &device_id, command, reply),
             Control::Restart { reply } => {
-                // Dropping a connection's queue and kill switch ends its task, which drops
+                // Dropping a connection's queue and its end signal ends its task, which drops
                 // the socket: a crash, not a goodbye.
                 self.outs.clear();
                 let result = self.core.restart().map_err(|e| e.to_string());

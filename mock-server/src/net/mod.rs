@@ -15,7 +15,7 @@
 //! **One client never hurts another.** The core task never waits for a client: a frame
 //! that does not fit in a connection's queue closes that connection with 4009 (`resync`;
 //! it catches up when it reconnects), and a client that reads nothing at all is dropped
-//! after [`RESYNC_GRACE`]. Idleness is judged by when frames arrived, stamped by the
+//! [`GOODBYE_GRACE`] after the server ended its connection, whatever the reason. Idleness is judged by when frames arrived, stamped by the
 //! connection task as it reads, never by when the core got round to them. Memory is bounded
 //! by the limits in [`ServerConfig`]: connections, and bytes per connection.
 //!
@@ -68,11 +68,12 @@ pub const READ_BUFFER: usize = 4 << 10;
 pub const WRITE_BUFFER: usize = 16 << 10;
 /// The HTTP upgrade must finish within this long (slowloris).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// After its queue overflowed, how long a connection may take to finish the write it is
-/// stuck in and say goodbye (`error resync`, close 4009), in all. A client that reads
-/// nothing for this long is dropped without one: its socket is full, and waiting longer
-/// would let a client that never reads hold a socket and a task for ever.
-pub const RESYNC_GRACE: Duration = Duration::from_secs(10);
+/// Once the core task has ended a connection (closed it, or found its queue overflowed),
+/// how long the connection may take to finish writing what it was sent and say goodbye
+/// (its close frame; after an overflow, `error resync` and close 4009), in all. A client
+/// that reads nothing for this long is dropped without one: its socket is full, and
+/// waiting longer would let a client that never reads hold a socket and a task for ever.
+pub const GOODBYE_GRACE: Duration = Duration::from_secs(10);
 /// Messages waiting for the core task at most; connection tasks wait to hand over more.
 /// Long enough that the core always finds a full batch (group commit): at 256, `loadgen`
 /// measured 0.54–0.79× the durable writes/s of 4096, interleaved (BENCHMARKS.md).
@@ -183,6 +184,17 @@ impl ServerHandle {
         let user = user.map(str::to_string);
         self.ask(|reply| Control::RejectNext { user, key, reply })
             .await
+    }
+
+    /// Closes a device's connection with 4000, as the admin `disconnect` does.
+    pub async fn disconnect(&self, user: &str, device_id: &str) -> Result<(), String> {
+        let (user, device_id) = (user.to_string(), device_id.to_string());
+        self.ask(|reply| Control::Disconnect {
+            user,
+            device_id,
+            reply,
+        })
+        .await
     }
 
     /// Rotates `user`'s token to `token`: valid at once; the old one expires at once, and
