@@ -7,7 +7,11 @@
 //! connections do not notice it. The bound covers every frame from the moment the core
 //! queues it until the connection task starts writing it (frames waiting on a held or slow
 //! link included), not the frame being written: so a single frame larger than the byte
-//! bound, such as a big `welcome`, still goes out when the queue is empty.
+//! bound, such as a big `welcome`, still goes out. Such a frame enters only a queue that
+//! holds no bytes and no other such frame, and then weighs nothing against the bound,
+//! as if it were already being written: the pushes queued right behind a big `welcome`
+//! are bounded as usual, rather than each one overflowing the queue (a user whose store
+//! outgrew the bound would otherwise be closed 4009 at every busy reconnect).
 //!
 //! A connection whose queue is more than half full stops reading its own client until it
 //! drained below half: a device that cannot take what it is sent should not send more.
@@ -29,7 +33,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -109,7 +113,10 @@ fn allocation(n: usize) -> usize {
 #[derive(Debug, Default)]
 struct Level {
     frames: AtomicUsize,
+    /// The frames' bytes, but for a frame larger than the bound.
     bytes: AtomicUsize,
+    /// A frame larger than the bound is queued (at most one is, see the module docs).
+    large: AtomicBool,
 }
 
 /// The core task's end.
@@ -167,11 +174,21 @@ impl QueueTx {
         let size = item.bytes();
         let frames = self.level.frames.load(Ordering::Acquire);
         let bytes = self.level.bytes.load(Ordering::Acquire);
-        if frames >= MAX_FRAMES || (bytes > 0 && bytes + size > self.max_bytes) {
+        let large = size > self.max_bytes;
+        let fits = if large {
+            bytes == 0 && !self.level.large.load(Ordering::Acquire)
+        } else {
+            bytes + size <= self.max_bytes
+        };
+        if frames >= MAX_FRAMES || !fits {
             return Err(Overflow);
         }
         self.level.frames.fetch_add(1, Ordering::AcqRel);
-        self.level.bytes.fetch_add(size, Ordering::AcqRel);
+        if large {
+            self.level.large.store(true, Ordering::Release);
+        } else {
+            self.level.bytes.fetch_add(size, Ordering::AcqRel);
+        }
         if self.pending.capacity() == 0 {
             self.pending.reserve(self.last.min(RESERVE_MAX));
         }
@@ -243,7 +260,12 @@ impl QueueRx {
     /// `item` leaves the queue: it is about to be written, or it was lost with a link.
     pub(super) fn leaving(&self, item: &Outbound) {
         self.level.frames.fetch_sub(1, Ordering::AcqRel);
-        self.level.bytes.fetch_sub(item.bytes(), Ordering::AcqRel);
+        let size = item.bytes();
+        if size > self.max_bytes {
+            self.level.large.store(false, Ordering::Release);
+        } else {
+            self.level.bytes.fetch_sub(size, Ordering::AcqRel);
+        }
     }
 }
 
@@ -313,8 +335,24 @@ mod tests {
     async fn bounded_in_bytes_and_frames_and_a_lone_large_frame_fits() {
         let (mut tx, mut rx) = queue(1024);
         assert_eq!(tx.push(frame(5000)), Ok(()), "alone, a large frame fits");
-        assert_eq!(tx.push(frame(1)), Err(Overflow), "nothing after it");
+        assert_eq!(tx.push(frame(1000)), Ok(()), "and weighs nothing");
+        assert_eq!(
+            tx.push(frame(5000)),
+            Err(Overflow),
+            "one large frame at a time"
+        );
         assert!(rx.try_recv().is_none(), "queued, not yet delivered");
+        tx.deliver();
+        let big = rx.recv().await.unwrap();
+        rx.leaving(&big);
+        assert_eq!(
+            tx.push(frame(5000)),
+            Err(Overflow),
+            "only into an empty queue"
+        );
+        let small = rx.recv().await.unwrap();
+        rx.leaving(&small);
+        assert_eq!(tx.push(frame(5000)), Ok(()), "again, once it is empty");
         tx.deliver();
         let big = rx.recv().await.unwrap();
         rx.leaving(&big);
