@@ -15,6 +15,7 @@
 //! | [`sim`] | the simulator: engines + core + links on a virtual clock with a seeded RNG |
 //! | [`scenario`] | the scenario language of SCENARIOS.md: parser and runner |
 //! | [`invariants`] | DESIGN.md's invariants, checked on a running simulated world (each device against what its strategy owes): the scenario runner checks them on every run |
+//! | [`tokens`] | the users and tokens the binary starts with: `--token`, and the tokens file |
 //! | [`paths`] | default locations of data |
 //! | [`memory`] | jemalloc's background purging, which the binaries turn on so that memory freed when connections close goes back to the system |
 //! | `fuzz` | one fuzz input through the decoder and the core, with its checks (the cargo-fuzz target's body); behind `test-oracles` |
@@ -33,3 +34,4 @@ pub mod paths;
 pub mod redb_store;
 pub mod scenario;
 pub mod sim;
+pub mod tokens;

@@ -8,7 +8,6 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,8 +20,8 @@ use mock_server::redb_store::RedbStore;
 /// The Sync Lab mock server: PROTOCOL.md over WebSocket at ws://ADDR/sync, with every
 /// acknowledged write kept in a redb store.
 ///
-/// With no --token it serves one user, `demo`, with token `demo-token` (and then only on a
-/// loopback address). Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.
+/// With no --token or --tokens-file it serves one user, `demo`, with token `demo-token` (and
+/// then only on a loopback address). Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.
 /// Ctrl-C or SIGTERM stops it cleanly: every connection gets close 1001, pending commits
 /// finish, exit 0.
 #[derive(Parser, Debug)]
@@ -37,8 +36,12 @@ struct Cli {
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
     /// A user and its token, as USER=TOKEN. Repeat for more users.
-    #[arg(long = "token", value_name = "USER=TOKEN", value_parser = parse_token)]
+    #[arg(long = "token", value_name = "USER=TOKEN", value_parser = mock_server::tokens::parse_pair)]
     tokens: Vec<(String, String)>,
+    /// A file of users and tokens, one USER=TOKEN a line (# starts a comment line): they
+    /// stay out of the process list. Taken together with any --token.
+    #[arg(long, value_name = "PATH")]
+    tokens_file: Option<PathBuf>,
     /// Enables fault control at ws://ADDR/admin with this token: link latency, hold,
     /// release and drop per device, forced rejections, disconnects, server writes (JSON
     /// commands; see the README). Without it /admin does not exist.
@@ -65,15 +68,6 @@ struct Cli {
     max_auth_failures: usize,
 }
 
-fn parse_token(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((user, token)) if !user.is_empty() && !token.is_empty() => {
-            Ok((user.to_string(), token.to_string()))
-        }
-        _ => Err(format!("`{s}` is not USER=TOKEN (both non-empty)")),
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -84,13 +78,23 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     mock_server::memory::give_back_freed_memory();
-    let mut tokens = BTreeMap::new();
-    for (user, token) in &cli.tokens {
-        if let Some(other) = tokens.insert(token.clone(), user.clone()) {
-            tracing::error!("token `{token}` is given to both `{other}` and `{user}`");
-            return ExitCode::from(2);
+    let mut pairs = cli.tokens;
+    if let Some(path) = &cli.tokens_file {
+        match mock_server::tokens::read_file(path) {
+            Ok(more) => pairs.extend(more),
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(2);
+            }
         }
     }
+    let tokens = match mock_server::tokens::by_token(&pairs) {
+        Ok(tokens) => tokens,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     let config = ServerConfig {
         addr: cli.addr,
         tokens,
@@ -116,7 +120,7 @@ async fn main() -> ExitCode {
         }
     };
     if config.tokens.is_empty() {
-        tracing::info!("no --token given: serving user `{DEMO_USER}` with token `{DEMO_TOKEN}`");
+        tracing::info!("no token given: serving user `{DEMO_USER}` with token `{DEMO_TOKEN}`");
     }
     let server = match start(config, store).await {
         Ok(server) => server,

@@ -347,7 +347,7 @@ pub enum StartError {
     Bind(SocketAddr, std::io::Error),
     /// A non-loopback address with the well-known demo token.
     #[error(
-        "refusing to listen on {0} with the default token `demo-token`, which anyone can guess: give --token USER=TOKEN, or listen on 127.0.0.1"
+        "refusing to listen on {0} with the default token `demo-token`, which anyone can guess: give --token USER=TOKEN or --tokens-file PATH, or listen on 127.0.0.1"
     )]
     DemoTokenExposed(SocketAddr),
 }
