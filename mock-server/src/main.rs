@@ -50,7 +50,7 @@ struct Cli {
     /// A web page origin allowed to connect, exactly as browsers send it (e.g.
     /// http://localhost:5173). Repeat for more. Requests with any other Origin header get
     /// 403; native clients send none and are always allowed.
-    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    #[arg(long = "allow-origin", value_name = "ORIGIN", value_parser = mock_server::net::allowed_origin)]
     allow_origins: Vec<String>,
     /// A connection's outbound queue holds this many KiB at most (besides 1024 frames);
     /// a client that falls further behind is closed `resync` (4009). Smaller values make

@@ -17,9 +17,15 @@ const BUDGET: Duration = Duration::from_secs(30);
 
 /// Starts the binary on a free port and returns it with its URL.
 fn start(dir: &std::path::Path) -> (Child, String) {
+    start_with(dir, &[])
+}
+
+/// [`start`], with more arguments.
+fn start_with(dir: &std::path::Path, args: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mock-server"))
         .args(["--addr", "127.0.0.1:0", "--data"])
         .arg(dir)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -313,6 +319,83 @@ fn a_queue_bound_out_of_range_is_refused_by_name() {
         assert!(stderr.contains("--max-queue-kib"), "{kib}: {stderr}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The users and tokens of a tokens file are served, and only they (no demo user); a
+/// tokens file with a bad line, or none at all, and an allowed origin that no browser
+/// could send, are refused by name (exit 2) before anything opens.
+#[test]
+fn a_tokens_file_is_served_and_bad_files_and_origins_are_refused_by_name() {
+    let dir = std::env::temp_dir().join(format!("sync-lab-tokens-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tokens");
+    std::fs::write(
+        &file,
+        "# QA users
+ana=t-ana
+
+bo=t-bo
+",
+    )
+    .unwrap();
+    let file_arg = file.to_str().unwrap();
+    let (mut child, url) = start_with(&dir.join("store"), &["--tokens-file", file_arg]);
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/sync");
+    for (token, status) in [("t-ana", 200), ("t-bo", 200), ("demo-token", 401)] {
+        assert_eq!(poll_status(addr, token), status, "{token}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let cases: [(&str, &[&str], String); 4] = [
+        (
+            "ana=t\nbo t-bo\n",
+            &[],
+            format!("tokens file {file_arg}: line 2: `bo t-bo` is not USER=TOKEN"),
+        ),
+        (
+            "# none yet\n",
+            &[],
+            format!("tokens file {file_arg}: no USER=TOKEN line"),
+        ),
+        (
+            "ana=t\n",
+            &["--token", "bo=t"],
+            "token `t` is given to both `bo` and `ana`".into(),
+        ),
+        (
+            "ana=t\n",
+            &["--allow-origin", "http://localhost:5173/"],
+            "remove `/`".into(),
+        ),
+    ];
+    for (text, more, expected) in cases {
+        std::fs::write(&file, text).unwrap();
+        let mut args = vec!["--addr", "127.0.0.1:0", "--tokens-file", file_arg];
+        args.extend(more);
+        let out = exit_of(&args, &dir.join("store"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text:?} {more:?}: {stderr}");
+        assert!(stderr.contains(&expected), "{text:?} {more:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The status of `GET /sync/changes?since=0` with `token`, over a plain socket.
+fn poll_status(addr: &str, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    let request = format!(
+        "GET /sync/changes?since=0 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nX-Device-Id: phone\r\nConnection: close\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).unwrap();
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"))
 }
 
 /// A damaged store on which redb itself panics is refused like any other: exit 1, the

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use mock_server::core::store::MemoryStore;
 use mock_server::link::{Direction, Fault};
-use mock_server::net::{ServerConfig, ServerHandle, StartError, start};
+use mock_server::net::{ServerConfig, ServerHandle, StartError, check_exposure, start};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -671,9 +671,17 @@ async fn shutdown_answers_what_was_sent_then_closes_1001() {
     stopping.await.unwrap();
 }
 
-/// Beyond loopback the demo token, which anyone can guess, is refused.
+/// Beyond loopback the demo token, which anyone can guess, is refused; loopback written
+/// as an IPv6-mapped IPv4 address is still loopback.
 #[tokio::test]
 async fn the_demo_token_is_refused_beyond_loopback() {
+    for loopback in ["127.0.0.1:0", "[::1]:0", "[::ffff:127.0.0.1]:0"] {
+        let config = ServerConfig {
+            addr: loopback.parse().unwrap(),
+            ..ServerConfig::default()
+        };
+        assert!(check_exposure(&config).is_ok(), "{loopback}");
+    }
     let config = ServerConfig {
         addr: "0.0.0.0:0".parse().unwrap(),
         ..ServerConfig::default()

@@ -145,6 +145,21 @@ async fn every_error_row_has_its_status_and_an_error_object() {
     s.shutdown().await;
 }
 
+/// HTTP's auth schemes are case-insensitive: `bearer` and `BEARER` are `Bearer`; any
+/// other scheme is no token at all.
+#[tokio::test]
+async fn the_bearer_scheme_is_taken_in_any_case() {
+    let s = server(&[]).await;
+    for (scheme, status) in [("bearer", 200), ("BEARER", 200), ("Basic", 401)] {
+        let head = format!(
+            "GET /sync/changes?since=0 HTTP/1.1\r\nAuthorization: {scheme} demo-token\r\nX-Device-Id: phone"
+        );
+        let (got, body) = request(s.addr, &head, "").await;
+        assert_eq!(got, status, "{scheme}: {body}");
+    }
+    s.shutdown().await;
+}
+
 /// PROTOCOL.md's "Exposure" rules hold for polling requests too: a request with an
 /// `Origin` not allowed gets 403; past the failed-token limit (more than 3 failures
 /// here), a request from the same address gets 429 `too_many_attempts` even with the right

@@ -43,6 +43,41 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// On shutdown, how long connections get to say goodbye before they are dropped.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// Checks an allowed origin (`--allow-origin`) as browsers send the `Origin` header:
+/// `scheme://host`, with `:port` when it is not the scheme's default, in lower case and
+/// with nothing after it (no path, not even a `/`); or `null`, which browsers send for
+/// pages from files and sandboxed frames. The header is matched exactly, so anything else
+/// could never match: a silent mistake, refused here by name.
+pub fn allowed_origin(s: &str) -> Result<String, String> {
+    if s == "null" {
+        return Ok(s.to_string());
+    }
+    let hint =
+        "an origin is SCHEME://HOST[:PORT], as a browser sends it (e.g. http://localhost:5173)";
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return Err(format!("`{s}`: {hint}"));
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !scheme_ok || rest.is_empty() || rest.starts_with(':') {
+        return Err(format!("`{s}`: {hint}"));
+    }
+    if let Some(at) = rest.find(['/', '?', '#']) {
+        return Err(format!(
+            "`{s}`: an origin ends with the host or port; remove `{}`",
+            &rest[at..]
+        ));
+    }
+    if s.contains(|c: char| c.is_whitespace() || c.is_ascii_uppercase()) {
+        return Err(format!(
+            "`{s}`: browsers send origins in lower case and without spaces"
+        ));
+    }
+    Ok(s.to_string())
+}
+
 /// What every connection is checked against.
 pub(super) struct Gate {
     /// Enables `/admin` with this token.
@@ -318,11 +353,13 @@ async fn poll(
     to_core: &mpsc::Sender<ToCore>,
 ) -> Response<Full<Bytes>> {
     let headers = request.headers();
+    // HTTP's auth schemes are case-insensitive (RFC 9110, 11.1): `bearer` is `Bearer`.
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string());
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_string());
     let device_id = headers
         .get("x-device-id")
         .and_then(|v| v.to_str().ok())
@@ -420,4 +457,38 @@ fn refusal(status: StatusCode, code: ErrorCode, message: &str) -> Response<Full<
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allowed_origin;
+
+    #[test]
+    fn an_allowed_origin_is_what_a_browser_sends_and_nothing_else() {
+        for ok in [
+            "http://localhost:5173",
+            "https://qa.example.com",
+            "http://127.0.0.1:8080",
+            "http://[::1]:3000",
+            "null",
+        ] {
+            assert_eq!(allowed_origin(ok).as_deref(), Ok(ok));
+        }
+        for (bad, why) in [
+            ("localhost:5173", "SCHEME://HOST[:PORT]"),
+            ("http://", "SCHEME://HOST[:PORT]"),
+            ("://x", "SCHEME://HOST[:PORT]"),
+            ("http://:80", "SCHEME://HOST[:PORT]"),
+            ("http://localhost:5173/", "remove `/`"),
+            ("https://qa.example.com/app?x=1", "remove `/app?x=1`"),
+            ("http://LocalHost", "lower case"),
+            ("http://local host", "lower case and without spaces"),
+        ] {
+            let e = allowed_origin(bad).unwrap_err();
+            assert!(
+                e.starts_with(&format!("`{bad}`: ")) && e.contains(why),
+                "{bad}: {e}"
+            );
+        }
+    }
 }

@@ -46,7 +46,7 @@ use crate::core::guard::MAX_AUTH_FAILURES;
 use crate::core::store::{Store, StoreError};
 use crate::link::Fault;
 
-pub use accept::SHUTDOWN_GRACE;
+pub use accept::{SHUTDOWN_GRACE, allowed_origin};
 pub use control::{Control, Inspection, LinkCommand, QueuedFrames, Reply};
 pub use core_task::MAX_BATCH;
 pub use outbound::{MAX_BYTES as OUTBOUND_BYTES, MAX_FRAMES as OUTBOUND_QUEUE};
@@ -296,7 +296,7 @@ pub async fn start<S: Store + Send + 'static>(
         accept::run(listener, to_core, gate, counted, shutdown_rx).await;
         let _ = core_task.await;
     });
-    if !addr.ip().is_loopback() {
+    if !is_loopback(addr) {
         tracing::warn!(
             %addr,
             "listening beyond loopback: anyone who can reach {addr} can try tokens and, with the admin token, control the server"
@@ -317,10 +317,15 @@ pub async fn start<S: Store + Send + 'static>(
 /// is [`start`]'s, once it listens.) Public so that a binary can check before it opens
 /// anything.
 pub fn check_exposure(config: &ServerConfig) -> Result<(), StartError> {
-    if !config.addr.ip().is_loopback() && config.tokens.is_empty() {
+    if !is_loopback(config.addr) && config.tokens.is_empty() {
         return Err(StartError::DemoTokenExposed(config.addr));
     }
     Ok(())
+}
+
+/// A loopback address, an IPv6-mapped IPv4 one (`::ffff:127.0.0.1`) included.
+fn is_loopback(addr: SocketAddr) -> bool {
+    addr.ip().to_canonical().is_loopback()
 }
 
 /// Binds with `SO_REUSEADDR`, so a restarted server gets its port back at once (the
