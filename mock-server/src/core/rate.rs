@@ -91,7 +91,7 @@ mod tests {
         for t in [1_000, 1_900, 2_500, 3_999, 4_200] {
             assert!(!r.refused(ms(t)), "{t} ms");
         }
-        // Second 4 (5.0 s – 6.0 s after the first refusal at 1.0 s): closed.
+        // Second 4 (5.0 s – 6.0 s, so 4 to 5 s after the first refusal at 1.0 s): closed.
         assert!(r.refused(ms(5_000)));
 
         let mut r = Refusals::default();
