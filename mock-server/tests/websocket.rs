@@ -340,14 +340,16 @@ async fn a_client_that_stops_reading_is_closed_with_4009_or_dropped_and_others_g
 
 /// A server whose device `stuck` reads nothing, and whose write to it is stuck with its
 /// queue far from full (a byte bound above what is sent); `writer`, the other device,
-/// made the pushes and is still connected. Returns the server and both sockets.
+/// made the pushes and is still connected. `stuck` pings now and then (it is read, though
+/// it reads nothing), so that it is not closed as idle however slow the machine. Returns
+/// the server and both sockets.
 async fn a_write_stuck_on_a_device_that_reads_nothing() -> (ServerHandle, Ws, Ws) {
     let config = ServerConfig {
         max_queue_bytes: 64 << 20,
         ..ServerConfig::default()
     };
     let s = start(config, MemoryStore::default()).await.unwrap();
-    let stuck = stuck_client(&s, "demo-token", "stuck").await;
+    let mut stuck = stuck_client(&s, "demo-token", "stuck").await;
     let mut writer = connect(&s).await;
     hello(&mut writer, "demo-token", "writer", 0).await;
     // Each push carries the post's whole list: 5 posts of 100 comments of 280 characters
@@ -356,6 +358,9 @@ async fn a_write_stuck_on_a_device_that_reads_nothing() -> (ServerHandle, Ws, Ws
     let text = "c".repeat(280);
     for i in 1..=500u64 {
         add_comment(&mut writer, i, &format!("comments/p{}", i % 5), &text).await;
+        if i % 50 == 0 {
+            send(&mut stuck, json!({"type":"ping","id":i})).await;
+        }
     }
     let state = s.inspect("demo").await;
     assert!(state.devices.contains(&"stuck".to_string()), "no overflow");
@@ -382,11 +387,18 @@ async fn until_open_connections(s: &ServerHandle, n: usize, limit: Duration, aft
 /// [`GOODBYE_GRACE`]: mock_server::net::GOODBYE_GRACE
 #[tokio::test]
 async fn a_restart_drops_a_connection_stuck_in_a_write_at_once() {
-    let (s, _stuck, _writer) = a_write_stuck_on_a_device_that_reads_nothing().await;
-    s.restart().await.unwrap();
-    let limit = mock_server::net::GOODBYE_GRACE / 2;
-    until_open_connections(&s, 0, limit, "after the restart").await;
-    s.shutdown().await;
+    // Also when the server had closed it, and its grace had begun.
+    for closed_first in [false, true] {
+        let (s, _stuck, _writer) = a_write_stuck_on_a_device_that_reads_nothing().await;
+        if closed_first {
+            s.disconnect("demo", "stuck").await.unwrap();
+        }
+        s.restart().await.unwrap();
+        let limit = mock_server::net::GOODBYE_GRACE / 2;
+        let after = format!("after the restart (closed first: {closed_first})");
+        until_open_connections(&s, 0, limit, &after).await;
+        s.shutdown().await;
+    }
 }
 
 /// When the server closes a connection whose write is stuck (here the admin's
@@ -401,11 +413,19 @@ async fn a_connection_the_server_closed_is_dropped_after_the_grace_if_its_write_
     let (s, _stuck, _writer) = a_write_stuck_on_a_device_that_reads_nothing().await;
     s.disconnect("demo", "stuck").await.unwrap();
     let t0 = std::time::Instant::now();
-    let limit = mock_server::net::GOODBYE_GRACE + Duration::from_secs(10);
-    until_open_connections(&s, 1, limit, "after the disconnect").await;
-    println!(
-        "the stuck socket went {:?} after the disconnect",
-        t0.elapsed()
+    let grace = mock_server::net::GOODBYE_GRACE;
+    until_open_connections(
+        &s,
+        1,
+        grace + Duration::from_secs(10),
+        "after the disconnect",
+    )
+    .await;
+    // Not before: the grace is what ended it, not the write.
+    let waited = t0.elapsed();
+    assert!(
+        waited >= grace - Duration::from_secs(1),
+        "gone after {waited:?}"
     );
     assert_eq!(s.inspect("demo").await.devices, ["writer"]);
     s.shutdown().await;

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures_util::{SinkExt, StreamExt};
 use sync_core::protocol::{ErrorCode, ServerFrame, close};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
@@ -58,7 +58,7 @@ where
         max_queue_bytes,
     } = conn;
     let (out_tx, mut out_rx) = queue(max_queue_bytes);
-    let (end_tx, mut end_rx) = oneshot::channel();
+    let (end_tx, mut end_rx) = watch::channel(None);
     let (link_tx, mut link_rx) = mpsc::unbounded_channel();
     let activity = Arc::new(AtomicU64::new(micros_since(epoch)));
     let open = ToCore::Open {
@@ -73,15 +73,15 @@ where
         return;
     }
     let mut links = Links::new();
-    // Set once the core closed the connection: its last frames and its close must be
-    // written by then, or the socket is dropped without them.
-    let mut ending: Option<Instant> = None;
+    // Why the core ended the connection, once it did: from then on each write has the
+    // grace (see `Ending`).
+    let mut ending: Option<Ending> = None;
     loop {
         let due = links.next_due();
         // A queue more than half full, not counting what waits on the down link (a
         // tester's hold or delay): stop reading this client until it drained. So too
         // while the up link holds as much as a queue may.
-        let reading = !out_rx.over_half(links.down_weight())
+        let reading = !out_rx.over_half(links.down_weight(|out| out_rx.weight(out)))
             && !links.up_full(OUTBOUND_QUEUE, max_queue_bytes);
         let step = tokio::select! {
             incoming = ws.next(), if reading => {
@@ -94,7 +94,8 @@ where
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings itself
                     Some(Err(e)) => {
-                        refuse(&mut ws, e).await;
+                        // Its socket may be full: the goodbye gets the grace, as any.
+                        let _ = tokio::time::timeout(GOODBYE_GRACE, refuse(&mut ws, e)).await;
                         break;
                     }
                 }
@@ -108,17 +109,18 @@ where
                 None => continue,
             },
             _ = sleep_until_opt(due) => Step::Due,
-            ended = &mut end_rx, if ending.is_none() => match ended {
+            ended = end_rx.changed() => match ended.map(|()| *end_rx.borrow_and_update()) {
                 // Its close is on the way through the queue: go on until it is written.
-                Ok(Ending::Closed) => {
-                    ending = Some(Instant::now() + GOODBYE_GRACE);
+                Ok(Some(Ending::Closed)) => {
+                    ending = Some(Ending::Closed);
                     Step::Due
                 }
-                Ok(Ending::Overflow) => {
+                Ok(Some(Ending::Overflow)) => {
                     say_resync(&mut ws, Instant::now() + GOODBYE_GRACE).await;
                     break;
                 }
-                // The sender dropped without firing: a server restart, no goodbye.
+                Ok(None) => Step::Due,
+                // Let go of without a word: a server restart, no goodbye.
                 Err(_) => break,
             },
         };
@@ -177,36 +179,34 @@ where
             released.push(out);
         }
         // The write races the core's ending of the connection: a client that stopped
-        // reading blocks it, and its queue then overflows, or the core closes it (it fell
-        // silent, say) while this task waits here. Either way the write gets the grace.
-        let goodbye = {
+        // reading blocks it, and then its queue overflows, or the core closes it (it fell
+        // silent, say) while this task waits here. Once the connection is ended, the
+        // write has the grace; one that finishes in time wins over a grace just over.
+        let mut deadline = ending.map(|_| Instant::now() + GOODBYE_GRACE);
+        let written = {
             let mut write = std::pin::pin!(write_out(&mut ws, &out_rx, released));
-            tokio::select! {
-                written = &mut write => if written { continue } else { None },
-                // Closed a while ago, and the client has read too little since.
-                _ = sleep_until_opt(ending) => None,
-                ended = &mut end_rx, if ending.is_none() => match ended {
-                    // Dropped without firing: a server restart, no goodbye and no waiting.
-                    Err(_) => None,
-                    Ok(why) => {
-                        let deadline = Instant::now() + GOODBYE_GRACE;
-                        let finished = tokio::time::timeout_at(deadline, &mut write).await;
-                        match (why, finished) {
-                            (Ending::Overflow, Ok(true)) => Some(deadline),
-                            // Written: its close follows through the queue, in what is
-                            // left of the grace.
-                            (Ending::Closed, Ok(true)) => {
-                                ending = Some(deadline);
-                                continue;
-                            }
-                            _ => None,
+            loop {
+                tokio::select! {
+                    biased;
+                    written = &mut write => break Some(written),
+                    ended = end_rx.changed() => match ended {
+                        Ok(()) => {
+                            ending = *end_rx.borrow_and_update();
+                            deadline = Some(Instant::now() + GOODBYE_GRACE);
                         }
-                    }
-                },
+                        Err(_) => break None, // a server restart: no goodbye, no waiting
+                    },
+                    _ = sleep_until_opt(deadline) => break None,
+                }
             }
         };
-        if let Some(deadline) = goodbye {
-            say_resync(&mut ws, deadline).await;
+        match (written, ending, deadline) {
+            (Some(true), Some(Ending::Overflow), Some(deadline)) => {
+                say_resync(&mut ws, deadline).await;
+            }
+            // Written; when the core closed the connection, its close comes next.
+            (Some(true), ..) => continue,
+            _ => {}
         }
         break;
     }

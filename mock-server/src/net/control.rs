@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicU64;
 
 use serde_json::Value;
 use sync_core::protocol::{ErrorCode, Key};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::outbound::QueueTx;
 use crate::core::http::{HttpAnswer, HttpRequest};
@@ -25,8 +25,9 @@ pub(super) enum ToCore {
         id: ConnId,
         source: IpAddr,
         out: QueueTx,
-        /// Fired when the core task ended the connection: see [`Ending`].
-        end: oneshot::Sender<Ending>,
+        /// Set once, when the core task ended the connection (see [`Ending`]); dropped
+        /// without a word on a restart.
+        end: watch::Sender<Option<Ending>>,
         link: mpsc::UnboundedSender<LinkMessage>,
         /// When something last arrived on the socket (µs since the server started).
         activity: Arc<AtomicU64>,
@@ -50,7 +51,10 @@ pub(super) enum ToCore {
 
 /// Why the core task ended a connection, told to its connection task at once: the task may
 /// be stuck in a write to a client that reads nothing, and must not wait there for ever.
-/// Either way it has [`GOODBYE_GRACE`] from now to finish; then the socket is dropped.
+/// From then on, each write the connection still makes (the frames queued before the end,
+/// and the goodbye) has [`GOODBYE_GRACE`]; a client that takes nothing for that long is
+/// dropped without one. Frames a tester holds on the down link wait for the tester, as
+/// before the end.
 ///
 /// [`GOODBYE_GRACE`]: super::GOODBYE_GRACE
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sync_core::protocol::{ServerFrame, close};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::control::{Control, Ending, Inspection, LinkCommand, LinkMessage, Reply, ToCore};
@@ -35,14 +35,21 @@ pub const MAX_BATCH: usize = 2048;
 struct Out {
     queue: QueueTx,
     link: mpsc::UnboundedSender<LinkMessage>,
-    /// Fired once, when the core ends the connection (see [`Ending`]).
-    end: Option<oneshot::Sender<Ending>>,
+    /// Set once, when the core ends the connection (see [`Ending`]).
+    end: watch::Sender<Option<Ending>>,
     /// When something last arrived (µs since the server started), stamped by the
     /// connection task as it reads.
     activity: Arc<AtomicU64>,
 }
 
 type Outs = BTreeMap<ConnId, Out>;
+
+/// Tells the connection's task why it ended, unless it was told already; `true` if this
+/// is the first ending.
+fn end(out: &Out, why: Ending) -> bool {
+    out.end
+        .send_if_modified(|ending| ending.is_none() && ending.replace(why).is_none())
+}
 
 /// A device's link settings, kept across its connections (as the simulator keeps a
 /// device's links): latency, jitter, loss and holds per direction.
@@ -198,9 +205,8 @@ impl<S: Store> Task<S> {
         }
         let close = matches!(item, Outbound::Close(..));
         if out.queue.push(item).is_err() {
-            if let Some(end) = out.end.take() {
+            if end(out, Ending::Overflow) {
                 tracing::warn!(id = id.0, "outbound queue overflowed: closing with 4009");
-                let _ = end.send(Ending::Overflow);
             }
             self.core.disconnect(id);
         } else if close {
@@ -218,8 +224,8 @@ impl<S: Store> Task<S> {
             }
         }
         for id in self.closed.drain(..) {
-            if let Some(end) = self.outs.get_mut(&id).and_then(|out| out.end.take()) {
-                let _ = end.send(Ending::Closed);
+            if let Some(out) = self.outs.get(&id) {
+                end(out, Ending::Closed);
             }
         }
     }
@@ -285,7 +291,7 @@ impl<S: Store> Task<S> {
                     Out {
                         queue: out,
                         link,
-                        end: Some(end),
+                        end,
                         activity,
                     },
                 );

@@ -84,10 +84,11 @@ impl Links {
         send(&mut self.down, &mut self.released_down, out, heartbeat, now)
     }
 
-    /// The frames and bytes the down link holds or delays: they count against the
-    /// connection's queue bound, but not towards pausing its reading.
-    pub(super) fn down_weight(&self) -> (usize, usize) {
-        self.down.weight(Outbound::bytes)
+    /// The frames the down link holds or delays, and what they weigh (by `weight`, the
+    /// queue's own weighing): they count against the connection's queue bound, but not
+    /// towards pausing its reading.
+    pub(super) fn down_weight(&self, weight: impl Fn(&Outbound) -> usize) -> (usize, usize) {
+        self.down.weight(weight)
     }
 
     /// The up link holds `frames` frames or `bytes` bytes of the client's text already:

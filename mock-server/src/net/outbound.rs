@@ -11,7 +11,8 @@
 //! holds no bytes and no other such frame, and then weighs nothing against the bound,
 //! as if it were already being written: the pushes queued right behind a big `welcome`
 //! are bounded as usual, rather than each one overflowing the queue (a user whose store
-//! outgrew the bound would otherwise be closed 4009 at every busy reconnect).
+//! outgrew the bound would otherwise be closed 4009 at every busy reconnect). At worst a
+//! connection holds the bound, one such frame queued, and the frame being written.
 //!
 //! A connection whose queue is more than half full stops reading its own client until it
 //! drained below half: a device that cannot take what it is sent should not send more.
@@ -260,12 +261,18 @@ impl QueueRx {
     /// `item` leaves the queue: it is about to be written, or it was lost with a link.
     pub(super) fn leaving(&self, item: &Outbound) {
         self.level.frames.fetch_sub(1, Ordering::AcqRel);
-        let size = item.bytes();
-        if size > self.max_bytes {
+        if item.bytes() > self.max_bytes {
             self.level.large.store(false, Ordering::Release);
         } else {
-            self.level.bytes.fetch_sub(size, Ordering::AcqRel);
+            self.level.bytes.fetch_sub(item.bytes(), Ordering::AcqRel);
         }
+    }
+
+    /// What `item` weighs against the byte bound while queued: its bytes, or nothing for
+    /// a frame larger than the bound (see the [module docs](self)).
+    pub(super) fn weight(&self, item: &Outbound) -> usize {
+        let size = item.bytes();
+        if size > self.max_bytes { 0 } else { size }
     }
 }
 
@@ -336,6 +343,14 @@ mod tests {
         let (mut tx, mut rx) = queue(1024);
         assert_eq!(tx.push(frame(5000)), Ok(()), "alone, a large frame fits");
         assert_eq!(tx.push(frame(1000)), Ok(()), "and weighs nothing");
+        assert_eq!(
+            (rx.weight(&frame(5000)), rx.weight(&frame(1000))),
+            (0, 1024)
+        );
+        assert!(
+            rx.over_half((1, 0)),
+            "the small one is over half, the large one on a link"
+        );
         assert_eq!(
             tx.push(frame(5000)),
             Err(Overflow),
