@@ -5,25 +5,27 @@
 //! lines starting with `#` are skipped. A file keeps the tokens out of the process list
 //! (anyone on the machine can read a command line) and out of the shell's history.
 //!
-//! Bad input is named: the file, the line, and what is wrong with it. A file with no
-//! tokens at all is refused rather than taken for "no tokens": the server would then
-//! serve the demo user, with a token anyone can guess.
+//! Bad input is named: the file, the line, and what is wrong with it, but never the
+//! line's text, which may hold a token (errors go to logs). A file with no tokens at all
+//! is refused rather than taken for "no tokens": the server would then serve the demo
+//! user, with a token anyone can guess. A byte-order mark, which some editors put at the
+//! start of a file, is not taken for part of the first user's name.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// One `USER=TOKEN`: both non-empty, and neither containing whitespace (which a header or
-/// a shell would silently cut or keep).
+/// a shell would silently cut or keep). The error does not repeat `s`.
 pub fn parse_pair(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((user, token)) if !user.is_empty() && !token.is_empty() => {
             if s.contains(char::is_whitespace) {
-                Err(format!("`{s}`: USER and TOKEN may not contain spaces"))
+                Err("USER and TOKEN may not contain spaces".into())
             } else {
                 Ok((user.to_string(), token.to_string()))
             }
         }
-        _ => Err(format!("`{s}` is not USER=TOKEN (both non-empty)")),
+        _ => Err("not USER=TOKEN (both non-empty)".into()),
     }
 }
 
@@ -31,7 +33,7 @@ pub fn parse_pair(s: &str) -> Result<(String, String), String> {
 /// line (from 1).
 pub fn parse_file(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut pairs = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in text.trim_start_matches('\u{feff}').lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -53,17 +55,15 @@ pub fn read_file(path: &Path) -> Result<Vec<(String, String)>, String> {
     parse_file(&text).map_err(|e| format!("tokens file {}: {e}", path.display()))
 }
 
-/// Each token with its user, as the server takes them; `Err` when one token is given to
-/// two users (a device's token must say who it is).
+/// Each token with its user, as the server takes them; `Err` (naming the users, not the
+/// token) when one token is given to two users: a device's token must say who it is.
 pub fn by_token(pairs: &[(String, String)]) -> Result<BTreeMap<String, String>, String> {
     let mut tokens = BTreeMap::new();
     for (user, token) in pairs {
         if let Some(other) = tokens.insert(token.clone(), user.clone())
             && other != *user
         {
-            return Err(format!(
-                "token `{token}` is given to both `{other}` and `{user}`"
-            ));
+            return Err(format!("`{other}` and `{user}` are given the same token"));
         }
     }
     Ok(tokens)
@@ -79,7 +79,7 @@ mod tests {
 
     #[test]
     fn a_file_has_a_pair_a_line_with_comments_and_blank_lines_skipped() {
-        let text = "# QA users\n\nana=t-ana\n  bo=t-bo  \n# end\n";
+        let text = "\u{feff}ana=t-ana\n# QA users\n\n  bo=t-bo  \n# end\n";
         assert_eq!(
             parse_file(text).unwrap(),
             [pair("ana", "t-ana"), pair("bo", "t-bo")]
@@ -89,17 +89,18 @@ mod tests {
     #[test]
     fn a_bad_line_is_named_by_its_number_and_what_is_wrong() {
         let cases = [
-            ("ana=t\nbo\n", "line 2: `bo` is not USER=TOKEN"),
-            ("ana=t\n=t2\n", "line 2: `=t2` is not USER=TOKEN"),
-            ("# x\nana=\n", "line 2: `ana=` is not USER=TOKEN"),
+            ("ana=t\nbo\n", "line 2: not USER=TOKEN"),
+            ("ana=t\n=t2\n", "line 2: not USER=TOKEN"),
+            ("# x\nana=secret\nbo=\n", "line 3: not USER=TOKEN"),
             (
-                "ana = t\n",
-                "line 1: `ana = t`: USER and TOKEN may not contain spaces",
+                "ana = secret\n",
+                "line 1: USER and TOKEN may not contain spaces",
             ),
         ];
         for (text, expected) in cases {
             let e = parse_file(text).unwrap_err();
             assert!(e.starts_with(expected), "{text:?}: {e}");
+            assert!(!e.contains("secret") && !e.contains("t2"), "a token in {e}");
         }
     }
 
@@ -116,7 +117,7 @@ mod tests {
         let tokens = by_token(&[pair("ana", "t1"), pair("ana", "t2"), pair("ana", "t1")]);
         assert_eq!(tokens.unwrap().len(), 2);
         let e = by_token(&[pair("ana", "t"), pair("bo", "t")]).unwrap_err();
-        assert_eq!(e, "token `t` is given to both `ana` and `bo`");
+        assert_eq!(e, "`ana` and `bo` are given the same token");
     }
 
     #[test]

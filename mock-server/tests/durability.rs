@@ -351,7 +351,7 @@ bo=t-bo
         (
             "ana=t\nbo t-bo\n",
             &[],
-            format!("tokens file {file_arg}: line 2: `bo t-bo` is not USER=TOKEN"),
+            format!("tokens file {file_arg}: line 2: not USER=TOKEN"),
         ),
         (
             "# none yet\n",
@@ -361,12 +361,12 @@ bo=t-bo
         (
             "ana=t\n",
             &["--token", "bo=t"],
-            "token `t` is given to both `bo` and `ana`".into(),
+            "`bo` and `ana` are given the same token".into(),
         ),
         (
             "ana=t\n",
             &["--allow-origin", "http://localhost:5173/"],
-            "remove `/`".into(),
+            "browsers send this origin as `http://localhost:5173`".into(),
         ),
     ];
     for (text, more, expected) in cases {

@@ -43,39 +43,32 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// On shutdown, how long connections get to say goodbye before they are dropped.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// Checks an allowed origin (`--allow-origin`) as browsers send the `Origin` header:
-/// `scheme://host`, with `:port` when it is not the scheme's default, in lower case and
-/// with nothing after it (no path, not even a `/`); or `null`, which browsers send for
-/// pages from files and sandboxed frames. The header is matched exactly, so anything else
-/// could never match: a silent mistake, refused here by name.
+/// Checks an allowed origin (`--allow-origin`): it must be exactly what a browser sends
+/// in the `Origin` header, since the header is matched exactly and anything else could
+/// never match (a silent mistake). That is a web page's origin as the URL standard
+/// serializes it (the `url` crate's): `http` or `https`, the host in lower case (and in
+/// punycode), the port only when it is not the scheme's default, nothing after it; or
+/// `null`, which browsers send for pages from files and sandboxed frames. A URL whose
+/// origin is written differently is refused with the origin to give instead.
 pub fn allowed_origin(s: &str) -> Result<String, String> {
     if s == "null" {
         return Ok(s.to_string());
     }
-    let hint =
-        "an origin is SCHEME://HOST[:PORT], as a browser sends it (e.g. http://localhost:5173)";
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return Err(format!("`{s}`: {hint}"));
-    };
-    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
-    if !scheme_ok || rest.is_empty() || rest.starts_with(':') {
-        return Err(format!("`{s}`: {hint}"));
-    }
-    if let Some(at) = rest.find(['/', '?', '#']) {
+    let example = "e.g. http://localhost:5173";
+    let url = url::Url::parse(s).map_err(|e| format!("`{s}` is not an origin ({e}; {example})"))?;
+    let origin = url.origin();
+    if !origin.is_tuple() {
         return Err(format!(
-            "`{s}`: an origin ends with the host or port; remove `{}`",
-            &rest[at..]
+            "`{s}` is not a web page's origin: an http or https one, or null ({example})"
         ));
     }
-    if s.contains(|c: char| c.is_whitespace() || c.is_ascii_uppercase()) {
+    let exact = origin.ascii_serialization();
+    if exact != s {
         return Err(format!(
-            "`{s}`: browsers send origins in lower case and without spaces"
+            "`{s}`: browsers send this origin as `{exact}`; give that"
         ));
     }
-    Ok(s.to_string())
+    Ok(exact)
 }
 
 /// What every connection is checked against.
@@ -470,23 +463,33 @@ mod tests {
             "https://qa.example.com",
             "http://127.0.0.1:8080",
             "http://[::1]:3000",
+            "https://xn--bcher-kva.example",
             "null",
         ] {
             assert_eq!(allowed_origin(ok).as_deref(), Ok(ok));
         }
         for (bad, why) in [
-            ("localhost:5173", "SCHEME://HOST[:PORT]"),
-            ("http://", "SCHEME://HOST[:PORT]"),
-            ("://x", "SCHEME://HOST[:PORT]"),
-            ("http://:80", "SCHEME://HOST[:PORT]"),
-            ("http://localhost:5173/", "remove `/`"),
-            ("https://qa.example.com/app?x=1", "remove `/app?x=1`"),
-            ("http://LocalHost", "lower case"),
-            ("http://local host", "lower case and without spaces"),
+            ("localhost:5173", "is not a web page's origin"),
+            ("http://", "is not an origin"),
+            ("http://host:abc", "is not an origin"),
+            ("file:///tmp/page.html", "is not a web page's origin"),
+            ("http://localhost:5173/", "as `http://localhost:5173`"),
+            (
+                "https://qa.example.com/app?x=1",
+                "as `https://qa.example.com`",
+            ),
+            ("http://LocalHost", "as `http://localhost`"),
+            ("http://localhost:80", "as `http://localhost`"),
+            ("https://x.example:443", "as `https://x.example`"),
+            ("http://user@host", "as `http://host`"),
+            (
+                "https://bücher.example",
+                "as `https://xn--bcher-kva.example`",
+            ),
         ] {
             let e = allowed_origin(bad).unwrap_err();
             assert!(
-                e.starts_with(&format!("`{bad}`: ")) && e.contains(why),
+                e.starts_with(&format!("`{bad}`")) && e.contains(why),
                 "{bad}: {e}"
             );
         }
