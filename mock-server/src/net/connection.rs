@@ -13,14 +13,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures_util::{SinkExt, StreamExt};
 use sync_core::protocol::{ErrorCode, ServerFrame, close};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::control::{Ending, LinkMessage, ToCore};
+use super::control::{Ending, LinkMessage, ToCore, ending};
 use super::links::{Links, Outcome, is_ping};
 use super::outbound::{Outbound, QueueRx, queue};
 use super::{GOODBYE_GRACE, OUTBOUND_QUEUE, sleep_until_opt};
@@ -58,7 +58,7 @@ where
         max_queue_bytes,
     } = conn;
     let (out_tx, mut out_rx) = queue(max_queue_bytes);
-    let (end_tx, mut end_rx) = watch::channel(None);
+    let (end_tx, mut end_rx) = ending();
     let (link_tx, mut link_rx) = mpsc::unbounded_channel();
     let activity = Arc::new(AtomicU64::new(micros_since(epoch)));
     let open = ToCore::Open {
@@ -109,19 +109,18 @@ where
                 None => continue,
             },
             _ = sleep_until_opt(due) => Step::Due,
-            ended = end_rx.changed() => match ended.map(|()| *end_rx.borrow_and_update()) {
+            ended = end_rx.recv() => match ended {
                 // Its close is on the way through the queue: go on until it is written.
-                Ok(Some(Ending::Closed)) => {
+                Some(Ending::Closed) => {
                     ending = Some(Ending::Closed);
                     Step::Due
                 }
-                Ok(Some(Ending::Overflow)) => {
+                Some(Ending::Overflow) => {
                     say_resync(&mut ws, Instant::now() + GOODBYE_GRACE).await;
                     break;
                 }
-                Ok(None) => Step::Due,
                 // Let go of without a word: a server restart, no goodbye.
-                Err(_) => break,
+                None => break,
             },
         };
         let now = links.now();
@@ -189,12 +188,12 @@ where
                 tokio::select! {
                     biased;
                     written = &mut write => break Some(written),
-                    ended = end_rx.changed() => match ended {
-                        Ok(()) => {
-                            ending = *end_rx.borrow_and_update();
+                    ended = end_rx.recv() => match ended {
+                        Some(why) => {
+                            ending = Some(why);
                             deadline = Some(Instant::now() + GOODBYE_GRACE);
                         }
-                        Err(_) => break None, // a server restart: no goodbye, no waiting
+                        None => break None, // a server restart: no goodbye, no waiting
                     },
                     _ = sleep_until_opt(deadline) => break None,
                 }

@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sync_core::protocol::{ServerFrame, close};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::control::{Control, Ending, Inspection, LinkCommand, LinkMessage, Reply, ToCore};
+use super::control::{Control, EndTx, Ending, Inspection, LinkCommand, LinkMessage, Reply, ToCore};
 use super::outbound::{Json, Outbound, QueueTx};
 use super::sleep_until_opt;
 use crate::core::store::Store;
@@ -35,21 +35,14 @@ pub const MAX_BATCH: usize = 2048;
 struct Out {
     queue: QueueTx,
     link: mpsc::UnboundedSender<LinkMessage>,
-    /// Set once, when the core ends the connection (see [`Ending`]).
-    end: watch::Sender<Option<Ending>>,
+    /// Told once, when the core ends the connection (see [`Ending`]).
+    end: EndTx,
     /// When something last arrived (µs since the server started), stamped by the
     /// connection task as it reads.
     activity: Arc<AtomicU64>,
 }
 
 type Outs = BTreeMap<ConnId, Out>;
-
-/// Tells the connection's task why it ended, unless it was told already; `true` if this
-/// is the first ending.
-fn end(out: &Out, why: Ending) -> bool {
-    out.end
-        .send_if_modified(|ending| ending.is_none() && ending.replace(why).is_none())
-}
 
 /// A device's link settings, kept across its connections (as the simulator keeps a
 /// device's links): latency, jitter, loss and holds per direction.
@@ -205,7 +198,7 @@ impl<S: Store> Task<S> {
         }
         let close = matches!(item, Outbound::Close(..));
         if out.queue.push(item).is_err() {
-            if end(out, Ending::Overflow) {
+            if out.end.send(Ending::Overflow) {
                 tracing::warn!(id = id.0, "outbound queue overflowed: closing with 4009");
             }
             self.core.disconnect(id);
@@ -224,8 +217,8 @@ impl<S: Store> Task<S> {
             }
         }
         for id in self.closed.drain(..) {
-            if let Some(out) = self.outs.get(&id) {
-                end(out, Ending::Closed);
+            if let Some(out) = self.outs.get_mut(&id) {
+                out.end.send(Ending::Closed);
             }
         }
     }
