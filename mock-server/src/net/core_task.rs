@@ -208,8 +208,8 @@ impl<S: Store> Task<S> {
     }
 
     /// Hands each connection what was queued for it since the last delivery, together;
-    /// then tells those given a close that they are ended, after the close is theirs to
-    /// read (so their grace starts with the close in hand).
+    /// then tells those given a close that they are ended, once the close is theirs to
+    /// read (a task told first would find no close yet, and wait for it).
     fn deliver(&mut self) {
         for id in self.touched.drain(..) {
             if let Some(out) = self.outs.get_mut(&id) {

@@ -14,10 +14,11 @@
 //!
 //! **One client never hurts another.** The core task never waits for a client: a frame
 //! that does not fit in a connection's queue closes that connection with 4009 (`resync`;
-//! it catches up when it reconnects), and a client that reads nothing at all is dropped
-//! [`GOODBYE_GRACE`] after the server ended its connection, whatever the reason. Idleness is judged by when frames arrived, stamped by the
-//! connection task as it reads, never by when the core got round to them. Memory is bounded
-//! by the limits in [`ServerConfig`]: connections, and bytes per connection.
+//! it catches up when it reconnects), and once the server ended a connection, whatever
+//! the reason, a client that reads nothing at all is dropped after [`GOODBYE_GRACE`].
+//! Idleness is judged by when frames arrived, stamped by the connection task as it reads,
+//! never by when the core got round to them. Memory is bounded by the limits in
+//! [`ServerConfig`]: connections, and bytes per connection.
 //!
 //! Connection handlers are generic over `AsyncRead + AsyncWrite`, so the same code runs on
 //! TCP and in simulated-network tests.
@@ -69,10 +70,11 @@ pub const WRITE_BUFFER: usize = 16 << 10;
 /// The HTTP upgrade must finish within this long (slowloris).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Once the core task has ended a connection (closed it, or found its queue overflowed),
-/// how long the connection may take to finish writing what it was sent and say goodbye
-/// (its close frame; after an overflow, `error resync` and close 4009), in all. A client
-/// that reads nothing for this long is dropped without one: its socket is full, and
-/// waiting longer would let a client that never reads hold a socket and a task for ever.
+/// how long each write the connection still makes may take: the frames sent before the
+/// end, then the goodbye (its close frame; after an overflow, `error resync` and close
+/// 4009). A client that takes nothing for this long is dropped without a goodbye: its
+/// socket is full, and waiting longer would let a client that never reads hold a socket
+/// and a task for ever.
 pub const GOODBYE_GRACE: Duration = Duration::from_secs(10);
 /// Messages waiting for the core task at most; connection tasks wait to hand over more.
 /// Long enough that the core always finds a full batch (group commit): at 256, `loadgen`
