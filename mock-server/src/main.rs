@@ -20,10 +20,10 @@ use mock_server::redb_store::RedbStore;
 /// The Sync Lab mock server: PROTOCOL.md over WebSocket at ws://ADDR/sync, with every
 /// acknowledged write kept in a redb store.
 ///
-/// With no --token or --tokens-file it serves one user, `demo`, with token `demo-token` (and
-/// then only on a loopback address). Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.
-/// Ctrl-C or SIGTERM stops it cleanly: every connection gets close 1001, pending commits
-/// finish, exit 0.
+/// With no --token or --tokens-file it serves one user, `demo`, with token `demo-token`
+/// (and then only on a loopback address). Logs go to stderr; set RUST_LOG (e.g.
+/// RUST_LOG=debug) for more. Ctrl-C or SIGTERM stops it cleanly: every connection gets
+/// close 1001, pending commits finish, exit 0.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -78,17 +78,7 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     mock_server::memory::give_back_freed_memory();
-    let mut pairs = cli.tokens;
-    if let Some(path) = &cli.tokens_file {
-        match mock_server::tokens::read_file(path) {
-            Ok(more) => pairs.extend(more),
-            Err(e) => {
-                tracing::error!("{e}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let tokens = match mock_server::tokens::by_token(&pairs) {
+    let tokens = match mock_server::tokens::gather(cli.tokens, cli.tokens_file.as_deref()) {
         Ok(tokens) => tokens,
         Err(e) => {
             tracing::error!("{e}");

@@ -31,7 +31,7 @@ pub fn parse_pair(s: &str) -> Result<(String, String), String> {
 
 /// The users and tokens in a tokens file's text, in order; `Err` names the first bad
 /// line (from 1).
-pub fn parse_file(text: &str) -> Result<Vec<(String, String)>, String> {
+fn parse_file(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut pairs = Vec::new();
     for (i, line) in text.trim_start_matches('\u{feff}').lines().enumerate() {
         let line = line.trim();
@@ -49,15 +49,28 @@ pub fn parse_file(text: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// Reads and parses a tokens file; `Err` names the file, and the line.
-pub fn read_file(path: &Path) -> Result<Vec<(String, String)>, String> {
+fn read_file(path: &Path) -> Result<Vec<(String, String)>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("tokens file {}: cannot read it: {e}", path.display()))?;
     parse_file(&text).map_err(|e| format!("tokens file {}: {e}", path.display()))
 }
 
+/// The server's tokens: those given with `--token` (`pairs`) and those of the tokens
+/// file, if one is given; `Err` names the file and line, or the two users given one
+/// token.
+pub fn gather(
+    mut pairs: Vec<(String, String)>,
+    file: Option<&Path>,
+) -> Result<BTreeMap<String, String>, String> {
+    if let Some(path) = file {
+        pairs.extend(read_file(path)?);
+    }
+    by_token(&pairs)
+}
+
 /// Each token with its user, as the server takes them; `Err` (naming the users, not the
 /// token) when one token is given to two users: a device's token must say who it is.
-pub fn by_token(pairs: &[(String, String)]) -> Result<BTreeMap<String, String>, String> {
+fn by_token(pairs: &[(String, String)]) -> Result<BTreeMap<String, String>, String> {
     let mut tokens = BTreeMap::new();
     for (user, token) in pairs {
         if let Some(other) = tokens.insert(token.clone(), user.clone())

@@ -110,6 +110,12 @@ fn allocation(n: usize) -> usize {
     n.next_multiple_of(1 << (below - 2))
 }
 
+/// A frame of `size` bytes is larger than the byte bound: it enters only an empty queue,
+/// and weighs nothing there (see the module docs).
+fn is_large(size: usize, max_bytes: usize) -> bool {
+    size > max_bytes
+}
+
 /// How full a queue is.
 #[derive(Debug, Default)]
 struct Level {
@@ -175,7 +181,7 @@ impl QueueTx {
         let size = item.bytes();
         let frames = self.level.frames.load(Ordering::Acquire);
         let bytes = self.level.bytes.load(Ordering::Acquire);
-        let large = size > self.max_bytes;
+        let large = is_large(size, self.max_bytes);
         let fits = if large {
             bytes == 0 && !self.level.large.load(Ordering::Acquire)
         } else {
@@ -261,10 +267,11 @@ impl QueueRx {
     /// `item` leaves the queue: it is about to be written, or it was lost with a link.
     pub(super) fn leaving(&self, item: &Outbound) {
         self.level.frames.fetch_sub(1, Ordering::AcqRel);
-        if item.bytes() > self.max_bytes {
+        let size = item.bytes();
+        if is_large(size, self.max_bytes) {
             self.level.large.store(false, Ordering::Release);
         } else {
-            self.level.bytes.fetch_sub(item.bytes(), Ordering::AcqRel);
+            self.level.bytes.fetch_sub(size, Ordering::AcqRel);
         }
     }
 
@@ -272,7 +279,11 @@ impl QueueRx {
     /// a frame larger than the bound (see the [module docs](self)).
     pub(super) fn weight(&self, item: &Outbound) -> usize {
         let size = item.bytes();
-        if size > self.max_bytes { 0 } else { size }
+        if is_large(size, self.max_bytes) {
+            0
+        } else {
+            size
+        }
     }
 }
 
